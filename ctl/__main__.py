@@ -1,0 +1,3 @@
+from ctl.app import main
+
+main()

@@ -1,0 +1,63 @@
+"""Requests from the CLI to the tracker and the peers, with timeout and retry.
+
+Every call ends: a reply, a RemoteError (exit 3) or a TransportError (exit 1) that
+says what did not answer and what to check.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import zmq
+
+from node import config
+from node.channel import call
+from protocol import messages as m
+from protocol.errors import ErrorCode, TransportError, ZorrentError
+
+_zctx: zmq.Context | None = None
+
+
+def zctx() -> zmq.Context:
+    global _zctx
+    if _zctx is None:
+        _zctx = zmq.Context()
+    return _zctx
+
+
+def request(endpoint: str, msg: m.Message, what: str, timeout_s: float = config.REQUEST_TIMEOUT_S,
+            tries: int = config.REQUEST_RETRIES) -> m.Message:
+    try:
+        return call(zctx(), endpoint, msg, timeout_s=timeout_s, tries=tries).msg
+    except TransportError:
+        raise TransportError(f"no answer from {what} at {endpoint} after {tries} tries "
+                             f"of {timeout_s:g}s (is it running?)") from None
+
+
+def tracker_endpoint_for(announce: str | None) -> str:
+    """A zorrent torrent names its tracker; anything else falls back to the default."""
+    if announce and announce.startswith("tcp://"):
+        return announce
+    return config.default_tracker_endpoint()
+
+
+def tracker(endpoint: str, msg: m.Message, **kw) -> m.Message:
+    return request(endpoint, msg, "the tracker", **kw)
+
+
+def check_peer(peer_id: str, host: str, port: int, timeout_s: float = 1.0) -> None:
+    """The peer answers on its data port and is the peer it is said to be."""
+    config.check_peer_id(peer_id)
+    endpoint = config.endpoint(host, port)
+    pong = request(endpoint, m.Ping(), f"peer {peer_id}", timeout_s=timeout_s, tries=2)
+    if not isinstance(pong, m.Pong) or pong.peer_id != peer_id:
+        other = getattr(pong, "peer_id", "?")
+        raise ZorrentError(f"the peer at {host}:{port} is {other!r}, not {peer_id!r}", ErrorCode.UNKNOWN_PEER)
+
+
+def peer_control(peer_id: str, msg: m.Message, timeout_s: float = config.REQUEST_TIMEOUT_S,
+                 tries: int = config.REQUEST_RETRIES) -> m.Message:
+    endpoint = config.control_endpoint(peer_id)
+    if not Path(endpoint[len("ipc://"):]).exists():
+        raise TransportError(f"peer {peer_id} is not running here (no control socket in "
+                             f"{config.run_dir()}; start it with: start-peer --config peers.json)")
+    return request(endpoint, msg, f"peer {peer_id}", timeout_s=timeout_s, tries=tries)

@@ -1,0 +1,225 @@
+"""Working with torrents: create, upload (seed), download, get, status."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ctl import client, render
+from ctl.app import command
+from node import config
+from protocol import messages as m
+from protocol import metainfo
+from protocol.errors import ErrorCode, ZorrentError
+
+HASH_RATE_FLOOR_BPS = 100 * 1024 * 1024   # slowest recheck we wait for before a retry
+
+
+def _inputs(path: str) -> list[Path]:
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        if not files:
+            raise ZorrentError(f"{p} has no files to share", ErrorCode.BAD_INPUT)
+        return files
+    raise ZorrentError(f"input not found: {p}", ErrorCode.BAD_INPUT)
+
+
+def torrent_path(name: str) -> Path:
+    return config.torrents_dir() / f"{name}.torrent"
+
+
+def _create(path: Path, piece_size: int | None, announce: str) -> tuple[metainfo.Metainfo, Path]:
+    meta = metainfo.create(path, announce, piece_size)
+    dest = torrent_path(meta.name)
+    metainfo.write(meta, dest)
+    return meta, dest
+
+
+def _meta_rows(items: list[tuple[metainfo.Metainfo, Path]]) -> list[list]:
+    return [[meta.name, render.mib(meta.length), meta.num_pieces, f"{meta.piece_length // 1024} KiB",
+             meta.info_hash, dest] for meta, dest in items]
+
+
+@command("create")
+def create(
+    ctx: typer.Context,
+    input: Annotated[str, typer.Option("--input", help="A file, or a folder: one torrent per file.")],
+    piece_size: Annotated[Optional[int], typer.Option(
+        help="Piece size in bytes (power of two, 16 KiB-16 MiB). Default: chosen from the file size.")] = None,
+    announce: Annotated[str, typer.Option(help="Tracker endpoint written into the torrent.")] =
+        config.default_tracker_endpoint(),
+) -> None:
+    """Write output/torrents/NAME.torrent for a file (or each file of a folder)."""
+    made = [_create(p, piece_size, announce) for p in _inputs(input)]
+    if ctx.obj.json:
+        render.emit_json([{"name": mi.name, "length": mi.length, "num_pieces": mi.num_pieces,
+                           "piece_length": mi.piece_length, "info_hash": mi.info_hash,
+                           "torrent": str(d)} for mi, d in made])
+        return
+    render.out.print(render.table("Torrents created", ["Name", "Size", "Pieces", "Piece size",
+                                                       "Info hash", "Torrent"], _meta_rows(made)))
+
+
+def _torrent_for(path: Path, announce: str) -> tuple[metainfo.Metainfo, Path]:
+    """The existing torrent for ``path`` if it describes it, else a new one."""
+    dest = torrent_path(path.name)
+    if dest.exists():
+        meta = metainfo.read(dest)
+        if meta.length == path.stat().st_size:
+            return meta, dest
+    return _create(path, None, announce)
+
+
+@command("upload")
+def upload(
+    ctx: typer.Context,
+    input: Annotated[str, typer.Option("--input", help="A file, or a folder of files, to seed.")],
+    peer_id: Annotated[str, typer.Option(help="The running peer that seeds.")],
+    peer_port: Annotated[int, typer.Option(help="That peer's port.")],
+    peer_host: Annotated[str, typer.Option(help="That peer's address.")] = config.DEFAULT_PEER_HOST,
+    announce: Annotated[str, typer.Option(help="Tracker endpoint for torrents made here.")] =
+        config.default_tracker_endpoint(),
+) -> None:
+    """Have a running peer seed a file (or every file in a folder).
+
+    Creates the torrent first if there is none; returns once the tracker has every piece.
+    """
+    files = _inputs(input)
+    client.check_peer(peer_id, peer_host, peer_port)
+    done = []
+    for path in files:
+        meta, dest = _torrent_for(path, announce)
+        timeout_s = max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS)
+        client.peer_control(peer_id, m.Upload(path=str(path.resolve()), metainfo=meta.raw),
+                            timeout_s=timeout_s)
+        done.append((meta, dest))
+    for meta, _ in done:
+        _wait_announced(peer_id, meta)
+    if ctx.obj.json:
+        render.emit_json([{"name": mi.name, "info_hash": mi.info_hash, "num_pieces": mi.num_pieces,
+                           "torrent": str(d), "peer_id": peer_id} for mi, d in done])
+        return
+    render.out.print(render.table(f"Seeding on {peer_id}", ["Name", "Size", "Pieces", "Piece size",
+                                                             "Info hash", "Torrent"], _meta_rows(done)))
+
+
+def _wait_announced(peer_id: str, meta: metainfo.Metainfo) -> None:
+    deadline = time.monotonic() + config.READY_TIMEOUT_S
+    while True:
+        reply = client.peer_control(peer_id, m.Status(info_hash=meta.info_hash))
+        job = reply.jobs[0]
+        if job.announced >= job.have:
+            return
+        if time.monotonic() > deadline:
+            why = "it cannot reach the tracker" if not reply.registered else "the tracker is not answering"
+            raise ZorrentError(f"{peer_id} seeds {meta.name}, but {why}: {job.announced} of "
+                               f"{job.have} pieces announced", ErrorCode.BAD_INPUT)
+        time.sleep(config.STATUS_POLL_S)
+
+
+@command("download")
+def download(
+    ctx: typer.Context,
+    torrent: Annotated[str, typer.Option(help="The .torrent file.")],
+    peer_id: Annotated[str, typer.Option(help="The running peer that downloads.")],
+    peer_port: Annotated[int, typer.Option(help="That peer's port.")],
+    output: Annotated[Optional[str], typer.Option(help="Where to write the file.")] = None,
+    peer_host: Annotated[str, typer.Option(help="That peer's address.")] = config.DEFAULT_PEER_HOST,
+) -> None:
+    """Have a running peer download a torrent from every peer that has pieces.
+
+    Shows progress, then the Download Statistics. Run it again to re-attach to a job.
+    """
+    meta = metainfo.read(torrent)
+    out_path = Path(output) if output else config.downloads_dir() / meta.name
+    client.check_peer(peer_id, peer_host, peer_port)
+    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=str(out_path.resolve())),
+                        timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
+    job = _follow(peer_id, meta, quiet=ctx.obj.json)
+    if job.state == m.JobState.FAILED.value:
+        raise ZorrentError(f"download of {meta.name} failed: {job.error}", ErrorCode.BAD_INPUT)
+    if ctx.obj.json:
+        render.emit_json(job)
+        return
+    render.download_statistics(job)
+
+
+def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
+    """Poll the peer's status with a progress bar until the job ends or stalls."""
+    progress = render.download_progress()
+    last_have, last_change = -1, time.monotonic()
+    with progress if not quiet else _NoProgress() as bar:
+        task = bar.add_task(meta.name, total=meta.length, pieces="")
+        while True:
+            job = client.peer_control(peer_id, m.Status(info_hash=meta.info_hash)).jobs[0]
+            bar.update(task, completed=job.bytes_done, pieces=f"{job.have}/{job.num_pieces}")
+            if job.state != m.JobState.DOWNLOADING.value:
+                return job
+            now = time.monotonic()
+            if job.have != last_have:
+                last_have, last_change = job.have, now
+            elif now - last_change > config.DOWNLOAD_STALL_S:
+                raise ZorrentError(f"no progress on {meta.name} for {config.DOWNLOAD_STALL_S:g}s "
+                                   f"({job.have}/{job.num_pieces} pieces; are seeders running?); "
+                                   f"{peer_id} keeps trying", ErrorCode.BAD_INPUT)
+            time.sleep(config.STATUS_POLL_S)
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
+
+
+@command("get")
+def get(
+    ctx: typer.Context,
+    torrent: Annotated[str, typer.Option(help="The .torrent file.")],
+    tracker: Annotated[Optional[str], typer.Option(help="Tracker endpoint (default: the torrent's).")] = None,
+) -> None:
+    """List the torrent's peers and what each holds."""
+    meta = metainfo.read(torrent)
+    endpoint = tracker or client.tracker_endpoint_for(meta.announce)
+    reply = client.tracker(endpoint, m.GetPeers(info_hash=meta.info_hash), timeout_s=ctx.obj.timeout_s)
+    if ctx.obj.json:
+        render.emit_json({"name": reply.name, "info_hash": reply.info_hash, "num_pieces": reply.num_pieces,
+                          "peers": [{"peer_id": p.peer_id, "host": p.host, "port": p.port, "have": p.have,
+                                     "seeder": p.have == reply.num_pieces} for p in reply.peers]})
+        return
+    rows = [[p.peer_id, f"{p.host}:{p.port}", f"{p.have}/{reply.num_pieces}",
+             f"{100 * p.have / reply.num_pieces:.0f}%", "yes" if p.have == reply.num_pieces else "no"]
+            for p in reply.peers]
+    render.out.print(render.table(f"{reply.name} ({reply.info_hash})",
+                                  ["Peer ID", "Address", "Pieces", "Done", "Seeder"], rows))
+    if not rows:
+        render.out.print("No live peer holds any piece of it.")
+
+
+@command("status")
+def status(
+    ctx: typer.Context,
+    peer_id: Annotated[str, typer.Option(help="The running peer to ask.")],
+) -> None:
+    """What a running peer holds: seeds, downloads and their progress."""
+    reply = client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=ctx.obj.timeout_s)
+    if ctx.obj.json:
+        render.emit_json(reply)
+        return
+    rows = [[j.name, j.state, f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts,
+             j.error or "", j.path] for j in reply.jobs]
+    render.out.print(render.table(
+        f"{reply.peer_id} ({'registered' if reply.registered else 'not registered'} with the tracker)",
+        ["Name", "State", "Pieces", "Announced", "Failed", "Error", "Path"], rows))

@@ -1,0 +1,77 @@
+"""Starting node processes from the CLI and waiting until they answer."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctl import client
+from node import config
+from protocol.errors import ErrorCode, TransportError, ZorrentError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    peer_id: str
+    ip: str
+    port: int
+
+
+def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
+    """peers.json: {"peer1": {"ip": "127.0.0.1", "port": 6881}, ...}; ids and ports unique."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ZorrentError(f"peers config not found: {path}", ErrorCode.BAD_INPUT) from None
+    except (OSError, ValueError) as exc:
+        raise ZorrentError(f"cannot read peers config {path}: {exc}", ErrorCode.BAD_INPUT) from None
+    if not isinstance(raw, dict) or not raw:
+        raise ZorrentError(f"{path} must map peer ids to {{\"ip\": ..., \"port\": ...}}", ErrorCode.BAD_INPUT)
+    specs, seen = [], set()
+    for peer_id, entry in raw.items():
+        config.check_peer_id(peer_id)
+        if not isinstance(entry, dict) or not isinstance(entry.get("ip"), str) \
+                or not isinstance(entry.get("port"), int) or not 0 < entry["port"] < 65536:
+            raise ZorrentError(f"{path}: {peer_id} needs \"ip\" (string) and \"port\" (1-65535)",
+                               ErrorCode.BAD_INPUT)
+        if (entry["ip"], entry["port"]) in seen:
+            raise ZorrentError(f"{path}: {entry['ip']}:{entry['port']} is listed twice", ErrorCode.BAD_INPUT)
+        seen.add((entry["ip"], entry["port"]))
+        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"]))
+    return specs
+
+
+def node_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ctl", *args]
+
+
+def node_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def peer_argv(spec: PeerSpec, tracker: str) -> list[str]:
+    return node_argv("peer", "--peer-id", spec.peer_id, "--host", spec.ip, "--port", str(spec.port),
+                     "--tracker", tracker)
+
+
+def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise ZorrentError(f"peer {spec.peer_id} exited with code {proc.returncode} "
+                               f"(see {config.logs_dir() / (spec.peer_id + '.log')})", ErrorCode.BAD_INPUT)
+        try:
+            client.check_peer(spec.peer_id, spec.ip, spec.port, timeout_s=0.3)
+            return
+        except TransportError:
+            if time.monotonic() > deadline:
+                raise TransportError(f"peer {spec.peer_id} did not answer on {spec.ip}:{spec.port} "
+                                     f"within {timeout_s:g}s") from None

@@ -1,0 +1,1 @@
+"""Long-running processes: the tracker and the peers."""

@@ -1,0 +1,97 @@
+"""Every default, port, path and timing constant, defined once.
+
+Paths hang off the output root (``output/`` under the working directory, or
+``$ZORRENT_OUTPUT``), read when called so child processes inherit the same root.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from protocol.errors import ErrorCode, ZorrentError
+
+# ---------------------------------------------------------------- endpoints
+DEFAULT_TRACKER_HOST = "127.0.0.1"
+DEFAULT_TRACKER_PORT = 6969
+DEFAULT_PEER_HOST = "127.0.0.1"
+DEFAULT_PEERS_CONFIG = "peers.json"
+MONGO_EXAMPLE_URI = "mongodb://localhost:27017/bittorrent"
+
+
+def default_store_uri() -> str:
+    return os.environ.get("ZORRENT_STORE", f"sqlite:///{output_dir() / 'tracker.db'}")
+
+
+def endpoint(host: str, port: int) -> str:
+    return f"tcp://{host}:{port}"
+
+
+def default_tracker_endpoint() -> str:
+    return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
+
+
+# ---------------------------------------------------------------- paths
+def output_dir() -> Path:
+    return Path(os.environ.get("ZORRENT_OUTPUT", "output"))
+
+
+def torrents_dir() -> Path:
+    return output_dir() / "torrents"
+
+
+def downloads_dir() -> Path:
+    return output_dir() / "downloads"
+
+
+def logs_dir() -> Path:
+    return output_dir() / "logs"
+
+
+def run_dir() -> Path:
+    """Control sockets live here; the directory is 0700 so only this user reaches them."""
+    return output_dir() / "run"
+
+
+def state_dir() -> Path:
+    return output_dir() / "state"
+
+
+def control_endpoint(peer_id: str) -> str:
+    return f"ipc://{(run_dir() / f'{peer_id}.sock').resolve()}"
+
+
+def ensure_dir(path: Path, mode: int = 0o755) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    return path
+
+
+# ---------------------------------------------------------------- identities
+PEER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_peer_id(peer_id: str) -> str:
+    """Peer ids name files, sockets and supervisor programs: keep them plain."""
+    if not PEER_ID_RE.fullmatch(peer_id):
+        raise ZorrentError(
+            f"peer id {peer_id[:80]!r} must be 1-64 letters, digits, '-' or '_'", ErrorCode.BAD_FIELD)
+    return peer_id
+
+
+# ---------------------------------------------------------------- timing (unit in every name)
+HEARTBEAT_INTERVAL_S = 2.0
+PEER_EXPIRY_S = 3 * HEARTBEAT_INTERVAL_S     # tracker forgets a peer silent this long
+REQUEST_TIMEOUT_S = 2.0                       # one try of a control/tracker request
+REQUEST_RETRIES = 3                           # Lazy Pirate: tries before giving up
+ANNOUNCE_BATCH_S = 0.05                       # verified pieces wait at most this long
+PEER_REFRESH_S = 1.0                          # a downloading job re-reads the peer list
+BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
+STATUS_POLL_S = 0.2                           # ctl progress refresh
+DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress this long
+READY_TIMEOUT_S = 15.0                        # a started node must answer a ping by then
+
+# ---------------------------------------------------------------- transfer
+PIPELINE_BYTES = 8 * 1024 * 1024              # block bytes in flight to one remote peer
+MIN_PIPELINE_REQUESTS = 2
+MAX_HASH_FAILURES = 3                         # pieces failed as sole sender before a ban
+TRACKER_BATCH_MAX = 512                       # requests drained into one group commit

@@ -1,0 +1,128 @@
+"""Handler registry and the one loop that turns requests (and failures) into replies.
+
+A handler is ``(ctx, msg) -> reply`` or ``(ctx, msg) -> (reply, payload)``; it never
+touches a socket. ``Dispatcher.dispatch`` is the only place that decodes, looks up,
+runs and encodes, and every request gets a reply: unknown types, malformed frames
+and handler crashes become ERROR replies, never a dead loop.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from typing import Any, Callable
+
+import zmq
+
+from protocol.codec import decode, decode_id, encode, error_frames
+from protocol.errors import ErrorCode, ZorrentError
+from protocol.messages import MAX_FRAME_BYTES, Message, MsgType
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, Message], Any]
+
+
+class Context:
+    """What handlers get. Subclasses add the store, the config, the node state."""
+
+    def scope(self):
+        """Wraps one handler call (the tracker makes it a savepoint)."""
+        return nullcontext()
+
+    def commit(self) -> None:
+        """Makes a batch of handled requests durable before any reply is sent."""
+
+
+class Dispatcher:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handlers: dict[MsgType, Handler] = {}
+
+    def handles(self, *msg_types: MsgType) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            for t in msg_types:
+                if t in self.handlers:
+                    raise RuntimeError(f"{self.name}: {t} has two handlers")
+                self.handlers[t] = fn
+            return fn
+
+        return register
+
+    def dispatch(self, ctx: Context, frames: list[Any]) -> list[Any]:
+        msg_id = 0
+        try:
+            env = decode(frames)
+            msg_id = env.id
+            handler = self.handlers.get(env.msg.TYPE)
+            if handler is None:
+                raise ZorrentError(f"{self.name} does not handle {env.msg.TYPE.value!r}",
+                                   ErrorCode.UNKNOWN_TYPE)
+            if env.payload is not None:
+                raise ZorrentError("requests carry no payload frame", ErrorCode.BAD_FRAME)
+            with ctx.scope():
+                result = handler(ctx, env.msg)
+        except ZorrentError as exc:
+            return error_frames(msg_id or decode_id(frames), exc.code, exc.message)
+        except Exception as exc:
+            log.exception("%s handler failed", self.name)
+            return error_frames(msg_id, ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        if isinstance(result, tuple):
+            reply, payload = result
+            return encode(reply, msg_id, payload)
+        return encode(result, msg_id)
+
+
+def bind_router(zctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
+    """A ROUTER bound to ``endpoint`` (port 0 or * picks a free one); returns its endpoint."""
+    sock = zctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        endpoint = endpoint[:-2] + ":*"
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise ZorrentError(f"cannot listen on {endpoint}: {exc.strerror}", ErrorCode.BAD_INPUT) from None
+    return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def serve(sock: zmq.Socket, dispatcher: Dispatcher, ctx: Context, batch_max: int = 64,
+          send: Callable[[bytes, list[Any]], None] | None = None) -> Callable[[], None]:
+    """The readable-callback for a ROUTER: drain a batch, handle it, commit, then reply.
+
+    ``send(identity, frames)`` replaces the plain send (the peer paces uploads with it).
+    """
+
+    def send_now(ident: bytes, frames: list[Any]) -> None:
+        try:
+            sock.send_multipart([ident, *frames], copy=False)
+        except zmq.ZMQError:
+            pass  # the requester went away; ROUTER_MANDATORY says so instead of dropping silently
+
+    send = send or send_now
+
+    def on_readable() -> None:
+        batch = []
+        while len(batch) < batch_max:
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            if len(parts) < 2:
+                continue  # no identity + header: nothing to reply to
+            batch.append((parts[0].bytes, parts[1:]))
+        if not batch:
+            return
+        replies = [(ident, dispatcher.dispatch(ctx, frames)) for ident, frames in batch]
+        try:
+            ctx.commit()
+        except ZorrentError as exc:
+            replies = [(ident, error_frames(decode_id(frames), exc.code, exc.message))
+                       for ident, frames in batch]
+        for ident, frames in replies:
+            send(ident, frames)
+
+    return on_readable

@@ -1,0 +1,1 @@
+"""A peer: serves verified pieces, downloads from many peers at once."""

@@ -1,0 +1,342 @@
+"""The download engine of one torrent on one peer.
+
+- Peers come from the tracker's list (refreshed every PEER_REFRESH_S) with bitfields.
+- Pieces are picked rarest-first (ties broken at random) from what each peer has.
+- Credit-based pipelining (zguide ch. 7): each remote peer gets at most its credit in
+  block bytes in flight; every verified or failed piece returns its credit. Credit
+  scales with the peer's score, so better peers get more requests.
+- A piece comes from one peer, block by block in order, hashed as the blocks arrive;
+  only a verified piece is written (pwritev straight from the received frames) and
+  announced. A piece that fails its hash or times out counts as a failed attempt,
+  goes back to the pool and is preferably fetched from another peer.
+- A peer that sent MAX_HASH_FAILURES bad pieces is banned for the rest of the job.
+- Endgame: with nothing left unassigned, idle peers duplicate pieces still in flight.
+
+Final score of a remote peer (shown in Download Statistics):
+
+    score = (MiB received from it / seconds since the first request to it) * 0.5 ** failures
+
+where failures counts its timeouts, bad hashes and refused requests; banned peers score 0.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from node import config
+from node.channel import Channel
+from protocol import messages as m
+from protocol.codec import Envelope
+from protocol.errors import ErrorCode, RemoteError, ZorrentError
+from protocol.pieces import Bitfield
+
+if TYPE_CHECKING:
+    from node.peer.main import Holding, PeerNode
+
+log = logging.getLogger("zorrent.engine")
+MIB = 1024 * 1024
+
+
+@dataclass(eq=False)
+class RemotePeer:
+    peer_id: str
+    endpoint: str
+    channel: Channel
+    bitfield: Bitfield
+    listed: bool = True
+    inflight_bytes: int = 0
+    fetches: set = field(default_factory=set)
+    pieces: int = 0
+    bytes: int = 0
+    failures: int = 0
+    hash_failures: int = 0
+    banned: bool = False
+    first_request: float = 0.0
+
+    def score(self, now: float) -> float:
+        if self.banned:
+            return 0.0
+        elapsed = max(now - self.first_request, 1e-3) if self.first_request else 0.0
+        rate = (self.bytes / MIB) / elapsed if elapsed else 0.0
+        return rate * 0.5 ** self.failures
+
+
+@dataclass(eq=False)
+class Fetch:
+    """One attempt at one piece from one remote peer."""
+
+    piece_index: int
+    remote: RemotePeer
+    size: int
+    started: float
+    hasher: Any = field(default_factory=hashlib.sha1)
+    blocks: dict = field(default_factory=dict)     # block_offset -> buffer
+    hashed_to: int = 0                             # bytes fed to the hasher, in order
+    request_ids: list = field(default_factory=list)
+    done: bool = False
+
+
+class DownloadJob:
+    def __init__(self, node: "PeerNode", holding: "Holding") -> None:
+        self.node = node
+        self.holding = holding
+        self.meta = holding.meta
+        self.remotes: dict[str, RemotePeer] = {}
+        self.fetches: dict[int, list[Fetch]] = {}    # piece -> attempts in flight
+        self.pending: set[int] = set(range(self.meta.num_pieces)) - set(holding.bitfield.indexes())
+        self.order: deque[int] = deque()
+        self.retry: deque[int] = deque()
+        self.bad_from: dict[int, set[str]] = {}       # piece -> peers whose copy failed
+        self.failed_attempts = 0
+        self.unexpected = 0                           # blocks nobody asked for, ignored
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self.refreshing = False
+        self.last_refresh = 0.0
+        self._rebuild_order()
+
+    # ------------------------------------------------------------------ peers
+    def refresh(self) -> None:
+        if self.refreshing or self.finished is not None:
+            return
+        self.refreshing = True
+        self.last_refresh = time.monotonic()
+        self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash), self._on_peers,
+                                  timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+
+    def _on_peers(self, env: Envelope | None, err: ZorrentError | None) -> None:
+        self.refreshing = False
+        if err is not None:
+            log.warning("%s: peer list unavailable: %s", self.meta.name, err.message)
+            return
+        listed = set()
+        for info in env.msg.peers:
+            if info.peer_id == self.node.peer_id:
+                continue
+            try:
+                bits = Bitfield(self.meta.num_pieces, info.bitfield)
+            except ValueError:
+                continue
+            listed.add(info.peer_id)
+            endpoint = config.endpoint(info.host, info.port)
+            remote = self.remotes.get(info.peer_id)
+            if remote is None or remote.endpoint != endpoint:
+                if remote is not None:
+                    self._drop_remote(remote)
+                remote = RemotePeer(info.peer_id, endpoint,
+                                    Channel(self.node.zctx, endpoint, self.node.reactor), bits)
+                self.remotes[info.peer_id] = remote
+            remote.bitfield = bits
+        for remote in self.remotes.values():
+            remote.listed = remote.peer_id in listed
+        self._rebuild_order()
+        self.schedule()
+
+    def _drop_remote(self, remote: RemotePeer) -> None:
+        for fetch in list(remote.fetches):
+            self._abandon(fetch, count=False)
+        remote.channel.close()
+
+    def _rebuild_order(self) -> None:
+        avail: dict[int, int] = {}
+        for remote in self.remotes.values():
+            if remote.listed and not remote.banned:
+                for i in self.pending:
+                    if i in remote.bitfield:
+                        avail[i] = avail.get(i, 0) + 1
+        rnd = random.random
+        self.order = deque(sorted((i for i in avail), key=lambda i: (avail[i], rnd())))
+        self.retry.clear()
+
+    # ------------------------------------------------------------------ scheduling
+    def _credit(self, remote: RemotePeer, now: float) -> int:
+        plen = self.meta.piece_length
+        best = max((r.score(now) for r in self.remotes.values()), default=0.0)
+        share = 1.0 if not remote.first_request or best <= 0 else max(0.25, remote.score(now) / best)
+        return max(config.MIN_PIPELINE_REQUESTS * plen, int(config.PIPELINE_BYTES * share))
+
+    def _pick(self, remote: RemotePeer) -> int | None:
+        for source in (self.retry, self.order):
+            while source and source[0] not in self.pending:
+                source.popleft()
+            for i in source:
+                if i in self.pending and i in remote.bitfield and self._may_fetch(remote, i):
+                    self.pending.discard(i)
+                    return i
+        return None
+
+    def _may_fetch(self, remote: RemotePeer, piece: int) -> bool:
+        """Not from a peer whose copy already failed, unless nobody else has the piece."""
+        bad = self.bad_from.get(piece)
+        if not bad or remote.peer_id not in bad:
+            return True
+        return not any(r.listed and not r.banned and r.peer_id not in bad and piece in r.bitfield
+                       for r in self.remotes.values())
+
+    def _pick_endgame(self, remote: RemotePeer) -> int | None:
+        best = None
+        for i, attempts in self.fetches.items():
+            if i in remote.bitfield and all(f.remote is not remote for f in attempts):
+                if best is None or len(attempts) < len(self.fetches[best]):
+                    best = i
+        return best if best is not None and len(self.fetches[best]) < 2 else None
+
+    def schedule(self) -> None:
+        if self.finished is not None:
+            return
+        now = time.monotonic()
+        for remote in self.remotes.values():
+            if not remote.listed or remote.banned:
+                continue
+            credit = self._credit(remote, now)
+            while remote.inflight_bytes < credit:
+                piece = self._pick(remote)
+                if piece is None and not self.pending:
+                    piece = self._pick_endgame(remote)
+                if piece is None:
+                    break
+                self._request(remote, piece, now)
+
+    def _request(self, remote: RemotePeer, piece: int, now: float) -> None:
+        size = self.meta.piece_size(piece)
+        fetch = Fetch(piece, remote, size, now)
+        remote.first_request = remote.first_request or now
+        remote.inflight_bytes += size
+        remote.fetches.add(fetch)
+        self.fetches.setdefault(piece, []).append(fetch)
+        for offset in range(0, size, m.MAX_BLOCK_BYTES):
+            length = min(m.MAX_BLOCK_BYTES, size - offset)
+            req = m.GetBlock(info_hash=self.meta.info_hash, piece_index=piece,
+                             block_offset=offset, length=length)
+            fetch.request_ids.append(remote.channel.request(
+                req, lambda env, err, f=fetch, o=offset, n=length: self._on_block(f, o, n, env, err),
+                timeout_s=config.BLOCK_TIMEOUT_S, tries=1))
+
+    # ------------------------------------------------------------------ replies
+    def _on_block(self, fetch: Fetch, offset: int, length: int,
+                  env: Envelope | None, err: ZorrentError | None) -> None:
+        if fetch.done:
+            return
+        if err is not None:
+            self._fail(fetch, err)
+            return
+        msg, payload = env.msg, env.payload
+        if (not isinstance(msg, m.Block) or payload is None or msg.piece_index != fetch.piece_index
+                or msg.block_offset != offset or msg.info_hash != self.meta.info_hash
+                or len(payload) != length):
+            self.unexpected += 1
+            self._fail(fetch, ZorrentError("reply does not match the request"))
+            return
+        fetch.blocks[offset] = payload
+        while fetch.hashed_to in fetch.blocks:          # hash in order as blocks arrive
+            block = fetch.blocks[fetch.hashed_to]
+            fetch.hasher.update(block)
+            fetch.hashed_to += len(block)
+        if fetch.hashed_to == fetch.size:
+            self._complete(fetch)
+
+    def _complete(self, fetch: Fetch) -> None:
+        piece, remote = fetch.piece_index, fetch.remote
+        if fetch.hasher.digest() != self.meta.piece_hash(piece):
+            remote.hash_failures += 1
+            self.bad_from.setdefault(piece, set()).add(remote.peer_id)
+            if remote.hash_failures >= config.MAX_HASH_FAILURES and not remote.banned:
+                remote.banned = True
+                log.warning("%s: banned %s after %d bad pieces", self.meta.name,
+                            remote.peer_id, remote.hash_failures)
+            self._fail(fetch, ZorrentError(f"piece {piece} from {remote.peer_id} failed its hash"))
+            return
+        buffers = [fetch.blocks[o] for o in sorted(fetch.blocks)]
+        try:
+            self.holding.file.write_piece(piece, buffers)
+        except OSError as exc:
+            self._finish_job(error=f"cannot write {self.holding.file.path}: {exc.strerror or exc}")
+            return
+        self._retire(fetch)
+        remote.pieces += 1
+        remote.bytes += fetch.size
+        for other in self.fetches.pop(piece, []):          # endgame duplicates lose
+            if other is not fetch:
+                self._retire(other)
+        self.holding.bitfield.add(piece)
+        self.node.queue_announce(self.meta.info_hash, piece)
+        if self.holding.bitfield.complete:
+            self._finish_job()
+        else:
+            self.schedule()
+
+    def _retire(self, fetch: Fetch) -> None:
+        if fetch.done:
+            return
+        fetch.done = True
+        fetch.remote.inflight_bytes -= fetch.size
+        fetch.remote.fetches.discard(fetch)
+        for rid in fetch.request_ids:
+            fetch.remote.channel.cancel(rid)
+        fetch.blocks.clear()
+
+    def _abandon(self, fetch: Fetch, count: bool) -> None:
+        """Give a piece back to the pool after a failed attempt."""
+        if fetch.done:
+            return
+        self._retire(fetch)
+        attempts = self.fetches.get(fetch.piece_index, [])
+        if fetch in attempts:
+            attempts.remove(fetch)
+        if not attempts:
+            self.fetches.pop(fetch.piece_index, None)
+            if fetch.piece_index not in self.holding.bitfield:
+                self.pending.add(fetch.piece_index)
+                self.retry.append(fetch.piece_index)
+        if count:
+            self.failed_attempts += 1
+            fetch.remote.failures += 1
+
+    def _fail(self, fetch: Fetch, err: ZorrentError) -> None:
+        log.info("%s: piece %d from %s: %s", self.meta.name, fetch.piece_index,
+                 fetch.remote.peer_id, err.message)
+        if isinstance(err, RemoteError) and err.code == ErrorCode.PIECE_UNAVAILABLE:
+            fetch.remote.bitfield = Bitfield(self.meta.num_pieces)   # stale claim: trust the next list
+        self._abandon(fetch, count=True)
+        self.schedule()
+
+    # ------------------------------------------------------------------ time
+    def tick(self, now: float) -> None:
+        if self.finished is not None:
+            return
+        for remote in list(self.remotes.values()):
+            remote.channel.expire(now)
+        if now - self.last_refresh >= config.PEER_REFRESH_S:
+            self.refresh()
+        self.schedule()
+
+    def _finish_job(self, error: str = "") -> None:
+        if self.finished is not None:
+            return
+        self.finished = time.monotonic()
+        for fetches in list(self.fetches.values()):
+            for fetch in fetches:
+                self._retire(fetch)
+        self.fetches.clear()
+        for remote in self.remotes.values():
+            remote.channel.close()
+        try:
+            self.holding.file.sync()
+        except OSError:
+            pass
+        self.holding.finish(error)
+
+    def close(self) -> None:
+        self._finish_job(error="stopped")
+
+    # ------------------------------------------------------------------ report
+    def peer_stats(self) -> list[m.PeerStat]:
+        end = self.finished or time.monotonic()
+        return [m.PeerStat(peer_id=r.peer_id, pieces=r.pieces, bytes=r.bytes, failures=r.failures,
+                           score=round(r.score(end), 3), banned=r.banned)
+                for r in sorted(self.remotes.values(), key=lambda r: r.peer_id)]

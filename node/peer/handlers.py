@@ -1,0 +1,83 @@
+"""Peer request handlers. ``data`` serves the tcp port (pieces only); ``control`` serves
+the local-only ipc socket (upload, download, status, shutdown)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from node.dispatch import Dispatcher
+from node.peer.main import PeerNode
+from protocol import messages as m
+from protocol import metainfo
+from protocol.errors import ErrorCode, ZorrentError
+
+data = Dispatcher("peer data port")
+control = Dispatcher("peer control")
+
+
+@data.handles(m.MsgType.PING)
+@control.handles(m.MsgType.PING)
+def ping(node: PeerNode, msg: m.Ping) -> m.Pong:
+    return m.Pong(node="peer", peer_id=node.peer_id, pid=os.getpid())
+
+
+@data.handles(m.MsgType.GET_BLOCK)
+def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes]:
+    holding = node.holdings.get(msg.info_hash)
+    if holding is None:
+        raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
+    meta = holding.meta
+    if not 0 <= msg.piece_index < meta.num_pieces:
+        raise ZorrentError(f"piece {msg.piece_index} is out of range 0..{meta.num_pieces - 1}",
+                           ErrorCode.BAD_FIELD)
+    size = meta.piece_size(msg.piece_index)
+    if not (0 <= msg.block_offset < size and 0 < msg.length <= m.MAX_BLOCK_BYTES
+            and msg.block_offset + msg.length <= size):
+        raise ZorrentError(f"block {msg.block_offset}+{msg.length} does not fit piece of {size} bytes",
+                           ErrorCode.BAD_FIELD)
+    if msg.piece_index not in holding.bitfield:
+        raise ZorrentError(f"piece {msg.piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
+    payload = holding.file.read(msg.piece_index, msg.block_offset, msg.length)
+    return m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index,
+                   block_offset=msg.block_offset), payload
+
+
+def _absolute(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_absolute() or "\x00" in path:
+        raise ZorrentError(f"{what} must be an absolute path, not {path[:200]!r}", ErrorCode.BAD_INPUT)
+    return p
+
+
+@control.handles(m.MsgType.UPLOAD)
+def upload(node: PeerNode, msg: m.Upload) -> m.Uploaded:
+    meta = metainfo.parse(msg.metainfo)
+    node.add_seed(meta, _absolute(msg.path, "upload path"))
+    return m.Uploaded(info_hash=meta.info_hash, num_pieces=meta.num_pieces)
+
+
+def _status(node: PeerNode, info_hash: str) -> m.StatusReply:
+    if info_hash and info_hash not in node.holdings:
+        raise ZorrentError(f"torrent {info_hash[:40]} is not held by {node.peer_id}",
+                           ErrorCode.UNKNOWN_TORRENT)
+    holdings = [node.holdings[info_hash]] if info_hash else list(node.holdings.values())
+    return m.StatusReply(peer_id=node.peer_id, registered=node.token is not None,
+                         jobs=[h.status() for h in holdings])
+
+
+@control.handles(m.MsgType.DOWNLOAD)
+def download(node: PeerNode, msg: m.Download) -> m.StatusReply:
+    meta = metainfo.parse(msg.metainfo)
+    node.add_download(meta, _absolute(msg.output, "download output"))
+    return _status(node, meta.info_hash)
+
+
+@control.handles(m.MsgType.STATUS)
+def status(node: PeerNode, msg: m.Status) -> m.StatusReply:
+    return _status(node, msg.info_hash)
+
+
+@control.handles(m.MsgType.SHUTDOWN)
+def shutdown(node: PeerNode, msg: m.Shutdown) -> m.Ok:
+    node.reactor.call_later(0, node.stop)   # after this reply has gone out
+    return m.Ok()

@@ -1,0 +1,322 @@
+"""Peer process: one data ROUTER (tcp, pieces only), one control ROUTER (ipc, local only),
+one channel to the tracker, and the download jobs, all on one reactor."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from node import config
+from node.channel import Channel, call
+from node.dispatch import Context, bind_router, serve
+from node.peer.engine import DownloadJob
+from node.peer.storage import PieceFile
+from node.process import setup_logging, write_ready_file
+from node.reactor import Reactor
+from protocol import messages as m
+from protocol.errors import ErrorCode, RemoteError, ZorrentError
+from protocol.metainfo import Metainfo
+from protocol.pieces import Bitfield
+
+log = logging.getLogger("zorrent.peer")
+TICK_S = 0.05
+
+
+@dataclass
+class Holding:
+    """A torrent this peer holds: its file, verified pieces and what the tracker knows."""
+
+    meta: Metainfo
+    file: PieceFile
+    bitfield: Bitfield
+    state: m.JobState
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    error: str = ""
+    job: DownloadJob | None = None
+    tracker_known: bool = False        # REGISTER_TORRENT acknowledged
+    announced: int = 0
+    unannounced: set = field(default_factory=set)
+    announcing: bool = False
+
+    def finish(self, error: str = "") -> None:
+        self.finished = time.monotonic()
+        self.error = error
+        self.state = m.JobState.FAILED if error else m.JobState.SEEDING
+        if error:
+            log.error("%s: %s", self.meta.name, error)
+        else:
+            log.info("%s: complete", self.meta.name)
+
+    def status(self) -> m.JobStatus:
+        job = self.job
+        have = len(self.bitfield)
+        return m.JobStatus(
+            info_hash=self.meta.info_hash, name=self.meta.name, path=str(self.file.path),
+            state=self.state.value, num_pieces=self.meta.num_pieces, have=have,
+            announced=self.announced, length=self.meta.length,
+            bytes_done=min(self.meta.length, have * self.meta.piece_length),
+            failed_attempts=job.failed_attempts if job else 0,
+            elapsed_s=round((self.finished or time.monotonic()) - self.started, 3),
+            error=self.error, peers=job.peer_stats() if job else [])
+
+
+class Pacer:
+    """Upload rate limit: replies leave in order, no faster than ``rate_bps`` payload bytes/s."""
+
+    def __init__(self, sock: zmq.Socket, reactor: Reactor, rate_bps: int) -> None:
+        self.sock, self.reactor, self.rate_bps = sock, reactor, rate_bps
+        self.queue: deque = deque()
+        self.next_free = 0.0
+        self.timer = None
+
+    def _send(self, ident: bytes, frames: list[Any]) -> None:
+        try:
+            self.sock.send_multipart([ident, *frames], copy=False)
+        except zmq.ZMQError:
+            pass
+
+    def __call__(self, ident: bytes, frames: list[Any]) -> None:
+        if not self.rate_bps or len(frames) < 2:   # only piece payloads are paced
+            self._send(ident, frames)
+            return
+        now = time.monotonic()
+        release = max(now, self.next_free)
+        self.next_free = release + len(frames[1]) / self.rate_bps
+        self.queue.append((release, ident, frames))
+        self._drain()
+
+    def _drain(self) -> None:
+        self.timer = None
+        now = time.monotonic()
+        while self.queue and self.queue[0][0] <= now:
+            _, ident, frames = self.queue.popleft()
+            self._send(ident, frames)
+        if self.queue and self.timer is None:
+            self.timer = self.reactor.call_later(self.queue[0][0] - now, self._drain)
+
+
+class PeerNode(Context):
+    def __init__(self, peer_id: str, host: str, port: int, tracker_endpoint: str,
+                 upload_rate_bps: int = 0) -> None:
+        self.peer_id = config.check_peer_id(peer_id)
+        self.host, self.port = host, port
+        self.tracker_endpoint = tracker_endpoint
+        self.upload_rate_bps = upload_rate_bps
+        self.zctx = zmq.Context()
+        self.reactor = Reactor()
+        self.holdings: dict[str, Holding] = {}
+        self.token: str | None = None
+        self.registering = False
+        self.fatal: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> str:
+        from node.peer.handlers import control, data
+
+        run = config.ensure_dir(config.run_dir(), 0o700)
+        os.chmod(run, 0o700)
+        ctl_endpoint = config.control_endpoint(self.peer_id)
+        if len(ctl_endpoint) > 100:
+            raise ZorrentError(f"control socket path is too long: {ctl_endpoint}", ErrorCode.BAD_INPUT)
+        self._refuse_if_running(ctl_endpoint)
+        self.data_sock, self.data_endpoint = bind_router(self.zctx, config.endpoint(self.host, self.port))
+        self.port = int(self.data_endpoint.rsplit(":", 1)[1])
+        self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
+        self.tracker = Channel(self.zctx, self.tracker_endpoint, self.reactor)
+        pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
+        self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=pacer))
+        self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
+        self.reactor.call_every(TICK_S, self._tick)
+        self.reactor.call_every(config.HEARTBEAT_INTERVAL_S, self._heartbeat)
+        self.reactor.call_every(config.ANNOUNCE_BATCH_S, self._flush_announces)
+        self._register()
+        log.info("peer %s serving %s, control %s, tracker %s", self.peer_id, self.data_endpoint,
+                 ctl_endpoint, self.tracker_endpoint)
+        return self.data_endpoint
+
+    def _refuse_if_running(self, ctl_endpoint: str) -> None:
+        if not Path(ctl_endpoint[len("ipc://"):]).exists():
+            return
+        try:
+            env = call(self.zctx, ctl_endpoint, m.Ping(), timeout_s=0.5, tries=1)
+        except ZorrentError:
+            return  # a stale socket file from a dead process
+        raise ZorrentError(f"peer {self.peer_id} is already running (pid {env.msg.pid})",
+                           ErrorCode.PEER_ID_TAKEN)
+
+    def run(self) -> None:
+        self.reactor.run()
+
+    def stop(self) -> None:
+        self.reactor.stop()
+
+    def close(self) -> None:
+        for h in self.holdings.values():
+            if h.job is not None and h.finished is None:
+                h.job.close()
+            h.file.close()
+        if self.token:
+            try:
+                call(self.zctx, self.tracker_endpoint, m.Deregister(peer_id=self.peer_id, token=self.token),
+                     timeout_s=0.5, tries=1)
+            except ZorrentError:
+                pass
+        self.zctx.destroy(linger=0)
+
+    # ------------------------------------------------------------------ tracker link
+    def _register(self) -> None:
+        if self.registering:
+            return
+        self.registering = True
+        self.token = None
+        self.tracker.request(m.RegisterPeer(peer_id=self.peer_id, host=self.host, port=self.port),
+                             self._on_registered, timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+
+    def _on_registered(self, env, err) -> None:
+        self.registering = False
+        if err is not None:
+            if isinstance(err, RemoteError) and err.code == ErrorCode.PEER_ID_TAKEN:
+                self.fatal = err.message
+                self.stop()
+                return
+            log.warning("tracker %s: %s; retrying", self.tracker_endpoint, err.message)
+            self.reactor.call_later(1.0, self._register)
+            return
+        self.token = env.msg.token
+        log.info("registered with tracker %s", self.tracker_endpoint)
+        for h in self.holdings.values():   # the tracker forgot us (or never knew): tell it all
+            h.tracker_known = False
+            h.announced = 0
+            h.unannounced = set(h.bitfield.indexes())
+        self._flush_announces()
+
+    def _heartbeat(self) -> None:
+        if self.token is None:
+            return
+
+        def on_reply(env, err):
+            if isinstance(err, RemoteError) and err.code in (ErrorCode.UNKNOWN_PEER, ErrorCode.NOT_AUTHORISED):
+                self._register()
+
+        self.tracker.request(m.Heartbeat(peer_id=self.peer_id, token=self.token), on_reply,
+                             timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+
+    def queue_announce(self, info_hash: str, piece: int) -> None:
+        self.holdings[info_hash].unannounced.add(piece)
+
+    def _flush_announces(self) -> None:
+        if self.token is None:
+            return
+        for h in self.holdings.values():
+            if h.announcing:
+                continue
+            if not h.tracker_known:
+                h.announcing = True
+                self.tracker.request(m.RegisterTorrent(metainfo=h.meta.raw),
+                                     lambda env, err, h=h: self._on_torrent_registered(h, err),
+                                     timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+            elif h.unannounced:
+                batch, h.unannounced = sorted(h.unannounced), set()
+                h.announcing = True
+                self.tracker.request(
+                    m.Announce(peer_id=self.peer_id, token=self.token, info_hash=h.meta.info_hash,
+                               pieces=batch),
+                    lambda env, err, h=h, b=batch: self._on_announced(h, b, err),
+                    timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+
+    def _on_torrent_registered(self, h: Holding, err) -> None:
+        h.announcing = False
+        if err is None:
+            h.tracker_known = True
+            self._flush_announces()
+        else:
+            log.warning("%s: tracker did not take the torrent: %s", h.meta.name, err.message)
+
+    def _on_announced(self, h: Holding, batch: list[int], err) -> None:
+        h.announcing = False
+        if err is None:
+            h.announced += len(batch)
+            return
+        h.unannounced.update(batch)
+        if isinstance(err, RemoteError):
+            if err.code in (ErrorCode.UNKNOWN_PEER, ErrorCode.NOT_AUTHORISED):
+                self._register()
+            elif err.code == ErrorCode.UNKNOWN_TORRENT:
+                h.tracker_known = False
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.tracker.expire(now)
+        for h in self.holdings.values():
+            if h.job is not None and h.finished is None:
+                h.job.tick(now)
+
+    # ------------------------------------------------------------------ holdings
+    def add_seed(self, meta: Metainfo, path: Path) -> Holding:
+        held = self.holdings.get(meta.info_hash)
+        if held is not None:
+            if held.state == m.JobState.DOWNLOADING:
+                raise ZorrentError(f"{meta.name} is being downloaded here already", ErrorCode.BAD_INPUT)
+            return held
+        piece_file = PieceFile.open_seed(meta, path)
+        have = piece_file.recheck()
+        if not have.complete:
+            piece_file.close()
+            raise ZorrentError(f"{meta.num_pieces - len(have)} of {meta.num_pieces} pieces of {path} "
+                               f"do not match the torrent", ErrorCode.BAD_INPUT)
+        return self._hold(meta, piece_file, have, m.JobState.SEEDING)
+
+    def add_download(self, meta: Metainfo, path: Path) -> Holding:
+        held = self.holdings.get(meta.info_hash)
+        if held is not None:
+            if held.state == m.JobState.FAILED and held.file.writable:
+                del self.holdings[meta.info_hash]
+                held.file.close()
+            else:
+                return held   # re-attach to the running (or finished) job
+        piece_file = PieceFile.open_download(meta, path)
+        have = piece_file.recheck()   # resume: trust only pieces whose hash matches
+        holding = self._hold(meta, piece_file, have, m.JobState.DOWNLOADING)
+        if have.complete:
+            holding.finish()
+        else:
+            holding.job = DownloadJob(self, holding)
+            holding.job.refresh()
+        return holding
+
+    def _hold(self, meta: Metainfo, piece_file: PieceFile, have: Bitfield, state: m.JobState) -> Holding:
+        holding = Holding(meta=meta, file=piece_file, bitfield=have, state=state,
+                          unannounced=set(have.indexes()))
+        self.holdings[meta.info_hash] = holding
+        self._flush_announces()
+        return holding
+
+
+def run(peer_id: str, host: str, port: int, tracker_endpoint: str, upload_rate_bps: int = 0,
+        ready_file: str | None = None) -> int:
+    setup_logging(f"peer {peer_id}")
+    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps)
+    try:
+        endpoint = node.start()
+    except Exception:
+        node.zctx.destroy(linger=0)
+        raise
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: node.stop())
+    write_ready_file(ready_file, endpoint)
+    try:
+        node.run()
+    finally:
+        node.close()
+    if node.fatal:
+        raise ZorrentError(node.fatal, ErrorCode.PEER_ID_TAKEN)
+    log.info("peer %s stopped", peer_id)
+    return 0

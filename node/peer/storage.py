@@ -1,0 +1,110 @@
+"""One torrent's file on disk. Pieces are read and written at their offsets; the
+peer never caches whole files in memory."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from pathlib import Path
+from typing import Any, Sequence
+
+from protocol.errors import ErrorCode, ZorrentError
+from protocol.metainfo import Metainfo
+from protocol.pieces import Bitfield, iter_piece_hashes
+
+
+class StorageError(ZorrentError):
+    code = ErrorCode.BAD_INPUT
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+class PieceFile:
+    def __init__(self, meta: Metainfo, path: Path, fd: int, writable: bool) -> None:
+        self.meta, self.path, self.fd, self.writable = meta, path, fd, writable
+
+    @classmethod
+    def open_seed(cls, meta: Metainfo, path: Path) -> "PieceFile":
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {_why(exc)}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != meta.length:
+            os.close(fd)
+            what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
+            raise StorageError(f"{path} is {what}; the torrent says {meta.length} bytes")
+        return cls(meta, path, fd, writable=False)
+
+    @classmethod
+    def open_download(cls, meta: Metainfo, path: Path) -> "PieceFile":
+        """Create (or reopen for resume) the output file, never following a symlink."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StorageError(f"refusing to write through the symlink {path}") from None
+            raise StorageError(f"cannot write {path}: {_why(exc)}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise StorageError(f"{path} is not a regular file")
+        if st.st_size not in (0, meta.length):
+            os.close(fd)
+            raise StorageError(f"{path} already exists with {st.st_size} bytes; the torrent is "
+                               f"{meta.length} bytes (move it or choose another --output)")
+        try:
+            os.ftruncate(fd, meta.length)
+        except OSError as exc:
+            os.close(fd)
+            raise StorageError(f"cannot size {path}: {_why(exc)}") from None
+        return cls(meta, path, fd, writable=True)
+
+    def recheck(self) -> Bitfield:
+        """Hash every piece on disk; only the ones that match are trusted."""
+        have = Bitfield(self.meta.num_pieces)
+        try:
+            for i, digest in enumerate(iter_piece_hashes(self.fd, self.meta.length, self.meta.piece_length)):
+                if digest == self.meta.piece_hash(i):
+                    have.add(i)
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.path}: {_why(exc)}") from None
+        return have
+
+    def read(self, piece_index: int, block_offset: int, length: int) -> bytes:
+        data = os.pread(self.fd, length, piece_index * self.meta.piece_length + block_offset)
+        if len(data) != length:
+            raise StorageError(f"{self.path} is shorter than the torrent says", ErrorCode.INTERNAL)
+        return data
+
+    def write_piece(self, piece_index: int, buffers: Sequence[Any]) -> None:
+        """Write a verified piece at its offset straight from the received buffers."""
+        offset = piece_index * self.meta.piece_length
+        views = list(buffers)
+        while views:
+            n = os.pwritev(self.fd, views, offset)
+            offset += n
+            while views and n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            if views and n:
+                views[0] = memoryview(views[0])[n:]
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def sha1_of(buffers: Sequence[Any]) -> bytes:
+    h = hashlib.sha1()
+    for b in buffers:
+        h.update(b)
+    return h.digest()

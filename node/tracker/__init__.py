@@ -1,0 +1,1 @@
+"""The tracker: who holds which verified pieces of which torrent."""

@@ -1,0 +1,91 @@
+"""The narrow store interface, with the README's three collections:
+
+- ``peers``    each peer: address, session token, last heartbeat
+- ``torrents`` each torrent's metainfo
+- ``files``    each file and how its verified pieces are spread across peers
+
+Piece bytes never enter the store. Writes become durable at ``commit()``, which the
+tracker calls once per batch of requests before it sends any reply (group commit).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from protocol.errors import ErrorCode, ZorrentError
+from protocol.pieces import Bitfield
+
+
+class StoreError(ZorrentError):
+    code = ErrorCode.STORE
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    peer_id: str
+    host: str
+    port: int
+    token: str
+    last_seen: float
+
+
+@dataclass(frozen=True)
+class TorrentRecord:
+    info_hash: str
+    name: str
+    length: int
+    piece_length: int
+    num_pieces: int
+    metainfo: bytes
+
+
+class TrackerStore(ABC):
+    uri: str
+
+    # peers
+    @abstractmethod
+    def put_peer(self, peer: PeerRecord) -> None: ...
+
+    @abstractmethod
+    def get_peer(self, peer_id: str) -> PeerRecord | None: ...
+
+    @abstractmethod
+    def touch_peer(self, peer_id: str, now: float) -> None: ...
+
+    @abstractmethod
+    def delete_peer(self, peer_id: str) -> None:
+        """Remove the peer and everything it held."""
+
+    @abstractmethod
+    def peers_seen_before(self, when: float) -> list[str]: ...
+
+    # torrents
+    @abstractmethod
+    def put_torrent(self, torrent: TorrentRecord) -> None: ...
+
+    @abstractmethod
+    def get_torrent(self, info_hash: str) -> TorrentRecord | None: ...
+
+    # files: the spread of verified pieces
+    @abstractmethod
+    def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None: ...
+
+    @abstractmethod
+    def holders(self, info_hash: str) -> dict[str, Bitfield]:
+        """peer id -> verified pieces, for every peer holding any."""
+
+    @abstractmethod
+    def held_by(self, peer_id: str) -> dict[str, int]:
+        """info-hash -> number of pieces, for one peer."""
+
+    # batches
+    @contextmanager
+    def savepoint(self):
+        yield
+
+    def commit(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,102 @@
+"""MongoDB store through pymongo; the same three collections as documents.
+
+- ``peers``    {_id: peer_id, host, port, token, last_seen}
+- ``torrents`` {_id: info_hash, name, length, piece_length, num_pieces, metainfo}
+- ``files``    {_id: info_hash, name, num_pieces, peers: {peer_id: [piece indexes]}}
+
+Each write is acknowledged by the server before the tracker replies. Add
+``journal=true`` to the URI for on-disk durability on a real mongod.
+"""
+from __future__ import annotations
+
+import pymongo
+from bson.binary import Binary
+from pymongo.errors import PyMongoError
+
+from node.tracker.store.base import PeerRecord, StoreError, TorrentRecord, TrackerStore
+from protocol.pieces import Bitfield
+
+SERVER_TIMEOUT_MS = 3000
+
+
+class MongoStore(TrackerStore):
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        try:
+            self.client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS)
+            self.db = self.client.get_default_database(default="bittorrent")
+            self.db.command("ping")
+        except PyMongoError as exc:
+            raise StoreError(f"cannot reach MongoDB at {uri}: {type(exc).__name__}") from None
+        self.peers = self.db["peers"]
+        self.torrents = self.db["torrents"]
+        self.files = self.db["files"]
+
+    def _do(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB: {exc}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+    # peers
+    def put_peer(self, peer: PeerRecord) -> None:
+        self._do(self.peers.replace_one, {"_id": peer.peer_id},
+                 {"host": peer.host, "port": peer.port, "token": peer.token,
+                  "last_seen": peer.last_seen}, upsert=True)
+
+    def get_peer(self, peer_id: str) -> PeerRecord | None:
+        d = self._do(self.peers.find_one, {"_id": peer_id})
+        return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"]) if d else None
+
+    def touch_peer(self, peer_id: str, now: float) -> None:
+        self._do(self.peers.update_one, {"_id": peer_id}, {"$set": {"last_seen": now}})
+
+    def delete_peer(self, peer_id: str) -> None:
+        self._do(self.files.update_many, {f"peers.{peer_id}": {"$exists": True}},
+                 {"$unset": {f"peers.{peer_id}": ""}})
+        self._do(self.peers.delete_one, {"_id": peer_id})
+
+    def peers_seen_before(self, when: float) -> list[str]:
+        return [d["_id"] for d in self._do(self.peers.find, {"last_seen": {"$lt": when}}, {"_id": 1})]
+
+    # torrents
+    def put_torrent(self, torrent: TorrentRecord) -> None:
+        if self.get_torrent(torrent.info_hash) is not None:
+            return
+        self._do(self.torrents.replace_one, {"_id": torrent.info_hash}, {
+            "name": torrent.name, "length": torrent.length, "piece_length": torrent.piece_length,
+            "num_pieces": torrent.num_pieces, "metainfo": Binary(torrent.metainfo)}, upsert=True)
+        self._do(self.files.update_one, {"_id": torrent.info_hash},
+                 {"$setOnInsert": {"name": torrent.name, "num_pieces": torrent.num_pieces,
+                                   "peers": {}}}, upsert=True)
+
+    def get_torrent(self, info_hash: str) -> TorrentRecord | None:
+        d = self._do(self.torrents.find_one, {"_id": info_hash})
+        if not d:
+            return None
+        return TorrentRecord(d["_id"], d["name"], d["length"], d["piece_length"],
+                             d["num_pieces"], bytes(d["metainfo"]))
+
+    # files
+    def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
+        self._do(self.files.update_one, {"_id": info_hash},
+                 {"$addToSet": {f"peers.{peer_id}": {"$each": list(pieces)}}})
+
+    def holders(self, info_hash: str) -> dict[str, Bitfield]:
+        d = self._do(self.files.find_one, {"_id": info_hash})
+        if not d:
+            return {}
+        out = {}
+        for pid in sorted(d.get("peers", {})):
+            bits = Bitfield(d["num_pieces"])
+            for i in d["peers"][pid]:
+                bits.add(i)
+            out[pid] = bits
+        return out
+
+    def held_by(self, peer_id: str) -> dict[str, int]:
+        return {d["_id"]: len(d["peers"][peer_id]) for d in self._do(
+            self.files.find, {f"peers.{peer_id}": {"$exists": True}}, {f"peers.{peer_id}": 1})}

@@ -1,0 +1,156 @@
+"""Embedded default store: SQLite in WAL mode, synchronous=FULL, one commit per batch."""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+from node.tracker.store.base import PeerRecord, StoreError, TorrentRecord, TrackerStore
+from protocol.pieces import Bitfield
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS peers (
+    peer_id   TEXT PRIMARY KEY,
+    host      TEXT NOT NULL,
+    port      INTEGER NOT NULL,
+    token     TEXT NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS torrents (
+    info_hash    TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    length       INTEGER NOT NULL,
+    piece_length INTEGER NOT NULL,
+    num_pieces   INTEGER NOT NULL,
+    metainfo     BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (          -- one row per (file, peer): that peer's bitfield
+    info_hash TEXT NOT NULL REFERENCES torrents(info_hash),
+    peer_id   TEXT NOT NULL REFERENCES peers(peer_id),
+    bitfield  BLOB NOT NULL,
+    have      INTEGER NOT NULL,
+    PRIMARY KEY (info_hash, peer_id)
+);
+CREATE INDEX IF NOT EXISTS files_by_peer ON files(peer_id);
+"""
+
+
+class SqliteStore(TrackerStore):
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri[len("sqlite://"):]
+        if not path:
+            raise StoreError(f"store URI {uri!r} names no file")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {uri}: {exc}") from None
+        self._bits: dict[tuple[str, str], Bitfield] = {}   # write-through cache of `files`
+        self._sizes: dict[str, int] = {}
+
+    def _write(self, sql: str, args: tuple) -> None:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute(sql, args)
+
+    @contextmanager
+    def savepoint(self):
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("SAVEPOINT handler")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO handler")
+            self.db.execute("RELEASE handler")
+            self._bits.clear()
+            raise
+        self.db.execute("RELEASE handler")
+
+    def commit(self) -> None:
+        if self.db.in_transaction:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.db.execute("ROLLBACK")
+                self._bits.clear()
+                raise StoreError(f"store commit failed: {exc}") from None
+
+    def close(self) -> None:
+        self.commit()
+        self.db.close()
+
+    # peers
+    def put_peer(self, peer: PeerRecord) -> None:
+        self._write("INSERT INTO peers VALUES (?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET "
+                    "host=excluded.host, port=excluded.port, token=excluded.token, "
+                    "last_seen=excluded.last_seen",
+                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen))
+
+    def get_peer(self, peer_id: str) -> PeerRecord | None:
+        row = self.db.execute("SELECT peer_id, host, port, token, last_seen FROM peers "
+                              "WHERE peer_id=?", (peer_id,)).fetchone()
+        return PeerRecord(*row) if row else None
+
+    def touch_peer(self, peer_id: str, now: float) -> None:
+        self._write("UPDATE peers SET last_seen=? WHERE peer_id=?", (now, peer_id))
+
+    def delete_peer(self, peer_id: str) -> None:
+        self._write("DELETE FROM files WHERE peer_id=?", (peer_id,))
+        self._write("DELETE FROM peers WHERE peer_id=?", (peer_id,))
+        for key in [k for k in self._bits if k[1] == peer_id]:
+            del self._bits[key]
+
+    def peers_seen_before(self, when: float) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT peer_id FROM peers WHERE last_seen < ?", (when,))]
+
+    # torrents
+    def put_torrent(self, torrent: TorrentRecord) -> None:
+        self._write("INSERT OR IGNORE INTO torrents VALUES (?,?,?,?,?,?)",
+                    (torrent.info_hash, torrent.name, torrent.length, torrent.piece_length,
+                     torrent.num_pieces, torrent.metainfo))
+
+    def get_torrent(self, info_hash: str) -> TorrentRecord | None:
+        row = self.db.execute("SELECT info_hash, name, length, piece_length, num_pieces, metainfo "
+                              "FROM torrents WHERE info_hash=?", (info_hash,)).fetchone()
+        return TorrentRecord(*row) if row else None
+
+    # files
+    def _num_pieces(self, info_hash: str) -> int:
+        if info_hash not in self._sizes:
+            row = self.db.execute("SELECT num_pieces FROM torrents WHERE info_hash=?",
+                                  (info_hash,)).fetchone()
+            if row is None:
+                raise StoreError(f"unknown torrent {info_hash}")
+            self._sizes[info_hash] = row[0]
+        return self._sizes[info_hash]
+
+    def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
+        key = (info_hash, peer_id)
+        bits = self._bits.get(key)
+        if bits is None:
+            row = self.db.execute("SELECT bitfield FROM files WHERE info_hash=? AND peer_id=?",
+                                  key).fetchone()
+            bits = Bitfield(self._num_pieces(info_hash), row[0] if row else None)
+        changed = False
+        for i in pieces:
+            changed |= bits.add(i)
+        self._bits[key] = bits
+        if changed:
+            self._write("INSERT INTO files VALUES (?,?,?,?) ON CONFLICT(info_hash, peer_id) "
+                        "DO UPDATE SET bitfield=excluded.bitfield, have=excluded.have",
+                        (info_hash, peer_id, bits.to_bytes(), len(bits)))
+
+    def holders(self, info_hash: str) -> dict[str, Bitfield]:
+        size = self._num_pieces(info_hash)
+        return {pid: Bitfield(size, blob) for pid, blob in self.db.execute(
+            "SELECT peer_id, bitfield FROM files WHERE info_hash=? ORDER BY peer_id", (info_hash,))}
+
+    def held_by(self, peer_id: str) -> dict[str, int]:
+        return dict(self.db.execute("SELECT info_hash, have FROM files WHERE peer_id=?", (peer_id,)))

@@ -1,0 +1,1 @@
+"""Wire protocol: message registry, codec, metainfo and piece math (no sockets, no state)."""

@@ -1,0 +1,332 @@
+"""Every zorrent message, defined once.
+
+Wire layout (see ``protocol.codec``)::
+
+    frame 0  msgpack map {"v": PROTOCOL_VERSION, "id": int, "type": str, "body": map}
+    frame 1  raw piece bytes (BLOCK replies only), sent zero-copy, never inside msgpack
+
+Each message is a frozen dataclass registered under its ``MsgType``. The dataclass
+fields are the body schema: ``from_body`` checks names and types and reports the key
+path of the first problem, e.g. ``['body']['pieces'][3] must be int, not str``.
+"""
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from protocol.errors import FieldError
+
+PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 4 * 1024 * 1024      # largest frame 0 a node will decode
+MAX_BLOCK_BYTES = 4 * 1024 * 1024       # largest piece block one request may ask for
+MAX_FRAME_BYTES = MAX_HEADER_BYTES + MAX_BLOCK_BYTES  # zmq MAXMSGSIZE on every socket
+
+
+class MsgType(str, Enum):
+    # generic
+    PING = "ping"
+    PONG = "pong"
+    OK = "ok"
+    ERROR = "error"
+    # tracker
+    REGISTER_PEER = "register_peer"
+    REGISTERED = "registered"
+    HEARTBEAT = "heartbeat"
+    DEREGISTER = "deregister"
+    REGISTER_TORRENT = "register_torrent"
+    TORRENT_REGISTERED = "torrent_registered"
+    ANNOUNCE = "announce"
+    GET_PEERS = "get_peers"
+    PEER_LIST = "peer_list"
+    # peer data plane
+    GET_BLOCK = "get_block"
+    BLOCK = "block"
+    # peer control plane
+    UPLOAD = "upload"
+    UPLOADED = "uploaded"
+    DOWNLOAD = "download"
+    STATUS = "status"
+    STATUS_REPLY = "status_reply"
+    SHUTDOWN = "shutdown"
+
+
+class Message:
+    """Base of every registered message; ``TYPE`` is set by ``@message``."""
+
+    TYPE: ClassVar[MsgType]
+
+    def to_body(self) -> dict[str, Any]:
+        return {f.name: _to_wire(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_body(cls, body: Any, path: str = "['body']") -> "Message":
+        return _build(cls, body, path)
+
+
+REGISTRY: dict[MsgType, type[Message]] = {}
+
+
+def message(msg_type: MsgType):
+    """Register a dataclass as the one definition of ``msg_type``."""
+
+    def wrap(cls):
+        if msg_type in REGISTRY:
+            raise RuntimeError(f"{msg_type} registered twice")
+        cls = dataclass(frozen=True)(cls)
+        cls.TYPE = msg_type
+        REGISTRY[msg_type] = cls
+        return cls
+
+    return wrap
+
+
+class JobState(str, Enum):
+    SEEDING = "seeding"            # every piece verified (uploaded, or a finished download)
+    DOWNLOADING = "downloading"
+    FAILED = "failed"              # stopped with an error; verified pieces stay on disk
+
+
+# ---------------------------------------------------------------- nested records
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """One peer of a torrent, as the tracker reports it."""
+
+    peer_id: str
+    host: str
+    port: int
+    bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0
+    have: int              # number of set bits
+
+
+@dataclass(frozen=True)
+class PeerStat:
+    """What one downloading job got from one remote peer."""
+
+    peer_id: str
+    pieces: int
+    bytes: int
+    failures: int
+    score: float
+    banned: bool
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One torrent a peer holds: seeding, downloading, done or failed."""
+
+    info_hash: str
+    name: str
+    path: str
+    state: str             # JobState value
+    num_pieces: int
+    have: int              # verified pieces on disk
+    announced: int         # of those, acknowledged by the tracker
+    length: int
+    bytes_done: int
+    failed_attempts: int
+    elapsed_s: float
+    error: str
+    peers: list[PeerStat] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- generic
+
+
+@message(MsgType.PING)
+class Ping(Message):
+    pass
+
+
+@message(MsgType.PONG)
+class Pong(Message):
+    node: str              # "tracker" or "peer"
+    peer_id: str           # empty for the tracker
+    pid: int
+
+
+@message(MsgType.OK)
+class Ok(Message):
+    pass
+
+
+@message(MsgType.ERROR)
+class Error(Message):
+    code: int
+    message: str
+
+
+# ---------------------------------------------------------------- tracker
+
+
+@message(MsgType.REGISTER_PEER)
+class RegisterPeer(Message):
+    peer_id: str
+    host: str
+    port: int
+
+
+@message(MsgType.REGISTERED)
+class Registered(Message):
+    token: str             # proves later changes to this record come from this peer
+    heartbeat_interval_s: float
+
+
+@message(MsgType.HEARTBEAT)
+class Heartbeat(Message):
+    peer_id: str
+    token: str
+
+
+@message(MsgType.DEREGISTER)
+class Deregister(Message):
+    peer_id: str
+    token: str
+
+
+@message(MsgType.REGISTER_TORRENT)
+class RegisterTorrent(Message):
+    metainfo: bytes        # the bencoded .torrent; the tracker validates it itself
+
+
+@message(MsgType.TORRENT_REGISTERED)
+class TorrentRegistered(Message):
+    info_hash: str
+    num_pieces: int
+
+
+@message(MsgType.ANNOUNCE)
+class Announce(Message):
+    peer_id: str
+    token: str
+    info_hash: str
+    pieces: list[int]      # verified piece indexes; durable before the OK
+
+
+@message(MsgType.GET_PEERS)
+class GetPeers(Message):
+    info_hash: str
+
+
+@message(MsgType.PEER_LIST)
+class PeerList(Message):
+    info_hash: str
+    name: str
+    num_pieces: int
+    length: int
+    peers: list[PeerInfo]
+
+
+# ---------------------------------------------------------------- peer data plane
+
+
+@message(MsgType.GET_BLOCK)
+class GetBlock(Message):
+    info_hash: str
+    piece_index: int
+    block_offset: int
+    length: int
+
+
+@message(MsgType.BLOCK)
+class Block(Message):
+    """Reply to GET_BLOCK; the bytes follow as frame 1."""
+
+    info_hash: str
+    piece_index: int
+    block_offset: int
+
+
+# ---------------------------------------------------------------- peer control plane
+
+
+@message(MsgType.UPLOAD)
+class Upload(Message):
+    path: str              # absolute path of the file to seed, on the peer's host
+    metainfo: bytes
+
+
+@message(MsgType.UPLOADED)
+class Uploaded(Message):
+    info_hash: str
+    num_pieces: int
+
+
+@message(MsgType.DOWNLOAD)
+class Download(Message):
+    metainfo: bytes
+    output: str            # absolute path of the file to write
+
+
+@message(MsgType.STATUS)
+class Status(Message):
+    info_hash: str         # empty: every torrent the peer holds
+
+
+@message(MsgType.STATUS_REPLY)
+class StatusReply(Message):
+    peer_id: str
+    registered: bool       # the tracker has acknowledged this peer
+    jobs: list[JobStatus]
+
+
+@message(MsgType.SHUTDOWN)
+class Shutdown(Message):
+    pass
+
+
+# ---------------------------------------------------------------- (de)serialisation
+
+
+def _to_wire(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_to_wire(v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        return _check(value, next(o for o in options if o is not type(None)), path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise FieldError(path, f"must be list, not {type(value).__name__}")
+        (item_tp,) = typing.get_args(tp)
+        return [_check(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise FieldError(path, f"must be {_type_name(tp)}, not {type(value).__name__}")
+    return value
+
+
+def _build(cls: type, body: Any, path: str) -> Any:
+    if not isinstance(body, dict):
+        raise FieldError(path, f"must be map, not {type(body).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        fpath = f"{path}[{f.name!r}]"
+        if f.name not in body:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise FieldError(fpath, "is missing")
+        kwargs[f.name] = _check(body[f.name], hints[f.name], fpath)
+    extra = set(body) - {f.name for f in dataclasses.fields(cls)}
+    if extra:
+        raise FieldError(f"{path}[{sorted(map(str, extra))[0]!r}]", "is not a field")
+    return cls(**kwargs)

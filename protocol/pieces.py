@@ -1,0 +1,103 @@
+"""Piece math, piece hashing and the BEP-3 bitfield."""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Iterator
+
+MIN_AUTO_PIECE_BYTES = 32 * 1024
+MAX_AUTO_PIECE_BYTES = 4 * 1024 * 1024
+TARGET_MAX_PIECES = 2000            # auto piece size keeps the count in (1000, 2000]
+MIN_PIECE_BYTES = 16 * 1024         # what we accept in a torrent (BEP-3 practice)
+MAX_PIECE_BYTES = 16 * 1024 * 1024
+HASH_BYTES = 20
+READ_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def auto_piece_length(length: int) -> int:
+    """The smallest power of two that keeps the piece count at or under 2,000, clamped."""
+    want = max(1, -(-length // TARGET_MAX_PIECES))
+    size = 1 << (want - 1).bit_length()
+    return min(MAX_AUTO_PIECE_BYTES, max(MIN_AUTO_PIECE_BYTES, size))
+
+
+def piece_count(length: int, piece_length: int) -> int:
+    return -(-length // piece_length)
+
+
+def piece_size(index: int, length: int, piece_length: int) -> int:
+    """Bytes in piece ``index``; the last one may be short."""
+    return min(piece_length, length - index * piece_length)
+
+
+def iter_piece_hashes(fd: int, length: int, piece_length: int) -> Iterator[bytes]:
+    """SHA-1 of each piece of an open file, read with readinto into one reused buffer."""
+    buf = bytearray(min(piece_length, READ_CHUNK_BYTES))
+    view = memoryview(buf)
+    offset = 0
+    while offset < length:
+        h = hashlib.sha1()
+        remaining = min(piece_length, length - offset)
+        while remaining:
+            n = os.preadv(fd, [view[: min(remaining, len(buf))]], offset)
+            if n == 0:
+                raise OSError(f"file ended at byte {offset}, expected {length}")
+            h.update(view[:n])
+            offset += n
+            remaining -= n
+        yield h.digest()
+
+
+class Bitfield:
+    """Which pieces are present. Bit order follows BEP-3: piece 0 is the MSB of byte 0."""
+
+    __slots__ = ("size", "_bits", "_count")
+
+    def __init__(self, size: int, data: bytes | None = None) -> None:
+        self.size = size
+        nbytes = (size + 7) // 8
+        if data is None:
+            self._bits = bytearray(nbytes)
+            self._count = 0
+        else:
+            if len(data) != nbytes:
+                raise ValueError(f"bitfield is {len(data)} bytes, expected {nbytes} for {size} pieces")
+            self._bits = bytearray(data)
+            spare = nbytes * 8 - size
+            if spare and self._bits[-1] & ((1 << spare) - 1):
+                raise ValueError("bitfield has bits set past the last piece")
+            self._count = sum(bin(b).count("1") for b in self._bits)
+
+    @classmethod
+    def full(cls, size: int) -> "Bitfield":
+        bf = cls(size)
+        for i in range(size):
+            bf.add(i)
+        return bf
+
+    def __contains__(self, index: int) -> bool:
+        return 0 <= index < self.size and bool(self._bits[index >> 3] & (0x80 >> (index & 7)))
+
+    def add(self, index: int) -> bool:
+        """Set a bit; True if it was not set before."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"piece {index} out of range 0..{self.size - 1}")
+        mask = 0x80 >> (index & 7)
+        if self._bits[index >> 3] & mask:
+            return False
+        self._bits[index >> 3] |= mask
+        self._count += 1
+        return True
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def complete(self) -> bool:
+        return self._count == self.size
+
+    def indexes(self) -> list[int]:
+        return [i for i in range(self.size) if i in self]
+
+    def to_bytes(self) -> bytes:
+        return bytes(self._bits)
