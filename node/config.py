@@ -58,7 +58,7 @@ def state_dir() -> Path:
 
 
 def control_endpoint(peer_id: str) -> str:
-    return f"ipc://{(run_dir() / f'{peer_id}.sock').resolve()}"
+    return f"ipc://{(run_dir() / f'{check_peer_id(peer_id)}.sock').resolve()}"
 
 
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:

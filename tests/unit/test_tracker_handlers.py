@@ -1,0 +1,123 @@
+"""Tracker handlers and the dispatcher, against a real in-memory SQLite store."""
+import msgpack
+import pytest
+
+from node import config
+from node.dispatch import Dispatcher
+from node.tracker.handlers import TrackerContext, tracker
+from node.tracker.store import open_store
+from protocol import messages as m
+from protocol.codec import decode, encode
+from protocol.errors import ErrorCode
+from protocol.metainfo import create
+from tests.conftest import write_random
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def ctx():
+    clock = Clock()
+    c = TrackerContext(store=open_store("sqlite://:memory:"), clock=clock, started=0.0)
+    c.clock_obj = clock
+    return c
+
+
+def ask(ctx, msg):
+    reply = decode(tracker.dispatch(ctx, encode(msg, 5)))
+    ctx.commit()
+    assert reply.id == 5
+    return reply.msg
+
+
+def expect_error(ctx, msg, code):
+    reply = ask(ctx, msg)
+    assert isinstance(reply, m.Error), reply
+    assert reply.code == code
+    return reply.message
+
+
+@pytest.fixture
+def meta(tmp_path):
+    return create(write_random(tmp_path / "f.bin", 100_000, 1), "tcp://t:1", 16384)
+
+
+def register(ctx, peer_id="p1", port=6881):
+    return ask(ctx, m.RegisterPeer(peer_id=peer_id, host="127.0.0.1", port=port)).token
+
+
+def test_register_announce_get_peers(ctx, meta):
+    token = register(ctx)
+    assert ask(ctx, m.RegisterTorrent(metainfo=meta.raw)).info_hash == meta.info_hash
+    assert isinstance(ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash,
+                                          pieces=[0, 2])), m.Ok)
+    peers = ask(ctx, m.GetPeers(info_hash=meta.info_hash)).peers
+    assert [(p.peer_id, p.have, p.bitfield) for p in peers] == [("p1", 2, b"\xa0")]
+
+
+def test_duplicate_live_peer_id_from_another_address_is_refused(ctx):
+    register(ctx, "p1", 6881)
+    text = expect_error(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=7000), ErrorCode.PEER_ID_TAKEN)
+    assert text == "peer id 'p1' is already in use by 127.0.0.1:6881"
+    ctx.clock_obj.now += config.PEER_EXPIRY_S + 1     # once the first one is silent, the id is free
+    register(ctx, "p1", 7000)
+
+
+def test_only_the_peer_itself_may_change_its_record(ctx, meta):
+    register(ctx, "p1")
+    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    expect_error(ctx, m.Announce(peer_id="p1", token="forged", info_hash=meta.info_hash, pieces=[0]),
+                 ErrorCode.NOT_AUTHORISED)
+    expect_error(ctx, m.Deregister(peer_id="p1", token="forged"), ErrorCode.NOT_AUTHORISED)
+    expect_error(ctx, m.Heartbeat(peer_id="ghost", token="x"), ErrorCode.UNKNOWN_PEER)
+
+
+def test_announce_validates_before_writing(ctx, meta):
+    token = register(ctx)
+    expect_error(ctx, m.Announce(peer_id="p1", token=token, info_hash="0" * 40, pieces=[0]),
+                 ErrorCode.UNKNOWN_TORRENT)
+    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    text = expect_error(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash,
+                                        pieces=[1, meta.num_pieces]), ErrorCode.BAD_FIELD)
+    assert "out of range" in text
+    assert ask(ctx, m.GetPeers(info_hash=meta.info_hash)).peers == []
+
+
+def test_silent_peers_expire(ctx, meta):
+    token = register(ctx)
+    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash, pieces=[0]))
+    ctx.clock_obj.now += config.PEER_EXPIRY_S + 1
+    assert ctx.expire_peers() == ["p1"]
+    assert ask(ctx, m.GetPeers(info_hash=meta.info_hash)).peers == []
+
+
+def test_bad_metainfo_is_an_error_reply(ctx):
+    text = expect_error(ctx, m.RegisterTorrent(metainfo=b"d4:infoi3ee"), ErrorCode.BAD_METAINFO)
+    assert text == "['info'] must be dict, not int"
+
+
+def test_dispatcher_replies_to_everything(ctx):
+    unknown = [msgpack.packb({"v": 1, "id": 9, "type": "get_block", "body": {
+        "info_hash": "h", "piece_index": 0, "block_offset": 0, "length": 1}})]
+    reply = decode(tracker.dispatch(ctx, unknown))
+    assert reply.id == 9 and reply.msg.code == ErrorCode.UNKNOWN_TYPE
+    assert decode(tracker.dispatch(ctx, [b"\xc1"])).msg.code == ErrorCode.BAD_FRAME
+    assert decode(tracker.dispatch(ctx, encode(m.Ping(), 3, b"payload"))).msg.code == ErrorCode.BAD_FRAME
+
+
+def test_a_crashing_handler_becomes_an_error_reply(ctx):
+    d = Dispatcher("test")
+
+    @d.handles(m.MsgType.PING)
+    def boom(ctx, msg):
+        raise KeyError("x")
+
+    reply = decode(d.dispatch(ctx, encode(m.Ping(), 4)))
+    assert reply.id == 4 and reply.msg.code == ErrorCode.INTERNAL and "KeyError" in reply.msg.message
