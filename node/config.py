@@ -93,5 +93,7 @@ READY_TIMEOUT_S = 15.0                        # a started node must answer a pin
 # ---------------------------------------------------------------- transfer
 PIPELINE_BYTES = 8 * 1024 * 1024              # block bytes in flight to one remote peer
 MIN_PIPELINE_REQUESTS = 2
+MAX_PIPELINE_REQUESTS = 64                    # pieces in flight to one remote peer
+ENDGAME_AFTER_S = 1.0                         # duplicate a piece only once it is this late
 MAX_HASH_FAILURES = 3                         # pieces failed as sole sender before a ban
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit

@@ -10,7 +10,8 @@
   announced. A piece that fails its hash or times out counts as a failed attempt,
   goes back to the pool and is preferably fetched from another peer.
 - A peer that sent MAX_HASH_FAILURES bad pieces is banned for the rest of the job.
-- Endgame: with nothing left unassigned, idle peers duplicate pieces still in flight.
+- Endgame: with nothing left unassigned, idle peers duplicate pieces that have been in
+  flight elsewhere for over ENDGAME_AFTER_S (a stalled or slow peer); first copy wins.
 
 Final score of a remote peer (shown in Download Statistics):
 
@@ -178,13 +179,15 @@ class DownloadJob:
         return not any(r.listed and not r.banned and r.peer_id not in bad and piece in r.bitfield
                        for r in self.remotes.values())
 
-    def _pick_endgame(self, remote: RemotePeer) -> int | None:
+    def _pick_endgame(self, remote: RemotePeer, now: float) -> int | None:
+        """A piece in flight elsewhere for over ENDGAME_AFTER_S, with the fewest attempts."""
         best = None
         for i, attempts in self.fetches.items():
-            if i in remote.bitfield and all(f.remote is not remote for f in attempts):
-                if best is None or len(attempts) < len(self.fetches[best]):
+            if (len(attempts) < 2 and i in remote.bitfield and all(f.remote is not remote for f in attempts)
+                    and now - attempts[0].started > config.ENDGAME_AFTER_S):
+                if best is None or attempts[0].started < self.fetches[best][0].started:
                     best = i
-        return best if best is not None and len(self.fetches[best]) < 2 else None
+        return best
 
     def schedule(self) -> None:
         if self.finished is not None:
@@ -194,10 +197,10 @@ class DownloadJob:
             if not remote.listed or remote.banned:
                 continue
             credit = self._credit(remote, now)
-            while remote.inflight_bytes < credit:
+            while remote.inflight_bytes < credit and len(remote.fetches) < config.MAX_PIPELINE_REQUESTS:
                 piece = self._pick(remote)
                 if piece is None and not self.pending:
-                    piece = self._pick_endgame(remote)
+                    piece = self._pick_endgame(remote, now)
                 if piece is None:
                     break
                 self._request(remote, piece, now)

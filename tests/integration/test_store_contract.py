@@ -1,0 +1,104 @@
+"""One contract, two backends: SQLite (embedded default) and MongoDB (SecantusDB server)."""
+import itertools
+
+import pytest
+
+from node.tracker.store import PeerRecord, TorrentRecord, open_store
+
+_db_names = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])
+def store_uri(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tracker.db'}"
+    base = request.getfixturevalue("mongo_uri")
+    return f"{base}/contract{next(_db_names)}?retryWrites=false"
+
+
+@pytest.fixture
+def store(store_uri):
+    s = open_store(store_uri)
+    yield s
+    s.close()
+
+
+TORRENT = TorrentRecord("ab" * 20, "f.bin", 100_000, 16384, 7, b"d4:infode")
+
+
+def test_peers(store):
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "tok", 10.0))
+    store.commit()
+    assert store.get_peer("p1") == PeerRecord("p1", "127.0.0.1", 6881, "tok", 10.0)
+    store.touch_peer("p1", 20.0)
+    store.put_peer(PeerRecord("p2", "127.0.0.1", 6882, "t2", 5.0))
+    store.commit()
+    assert store.get_peer("p1").last_seen == 20.0
+    assert sorted(store.peers_seen_before(15.0)) == ["p2"]
+    assert store.get_peer("nobody") is None
+
+
+def test_torrents(store):
+    store.put_torrent(TORRENT)
+    store.put_torrent(TORRENT)   # idempotent
+    store.commit()
+    assert store.get_torrent(TORRENT.info_hash) == TORRENT
+    assert store.get_torrent("00" * 20) is None
+
+
+def test_files_spread_and_peer_holdings(store):
+    store.put_torrent(TORRENT)
+    for pid in ("p1", "p2"):
+        store.put_peer(PeerRecord(pid, "127.0.0.1", 6881, "t", 1.0))
+    store.add_pieces(TORRENT.info_hash, "p1", [0, 1, 2, 3, 4, 5, 6])
+    store.add_pieces(TORRENT.info_hash, "p2", [6, 1])
+    store.add_pieces(TORRENT.info_hash, "p2", [1, 3])
+    store.commit()
+    spread = store.holders(TORRENT.info_hash)
+    assert {pid: bits.indexes() for pid, bits in spread.items()} == {"p1": list(range(7)), "p2": [1, 3, 6]}
+    assert store.held_by("p2") == {TORRENT.info_hash: 3}
+
+
+def test_delete_peer_removes_what_it_held(store):
+    store.put_torrent(TORRENT)
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    store.add_pieces(TORRENT.info_hash, "p1", [0])
+    store.commit()
+    store.delete_peer("p1")
+    store.commit()
+    assert store.get_peer("p1") is None
+    assert store.holders(TORRENT.info_hash) == {}
+    assert store.held_by("p1") == {}
+
+
+def test_committed_state_survives_reopen(store_uri):
+    s = open_store(store_uri)
+    s.put_torrent(TORRENT)
+    s.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    s.add_pieces(TORRENT.info_hash, "p1", [2, 4])
+    s.commit()
+    s.close()
+    again = open_store(store_uri)
+    try:
+        assert again.holders(TORRENT.info_hash)["p1"].indexes() == [2, 4]
+        assert again.get_peer("p1").token == "t"
+    finally:
+        again.close()
+
+
+def test_savepoint_rolls_back_one_handler(store):
+    store.put_torrent(TORRENT)
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    store.commit()
+    with pytest.raises(RuntimeError):
+        with store.savepoint():
+            store.add_pieces(TORRENT.info_hash, "p1", [0])
+            raise RuntimeError("handler failed")
+    with store.savepoint():
+        store.add_pieces(TORRENT.info_hash, "p1", [1])
+    store.commit()
+    held = store.holders(TORRENT.info_hash)["p1"].indexes()
+    if store.uri.startswith("sqlite"):
+        assert held == [1]        # SQLite savepoints undo the failed handler's writes
+    else:
+        assert 1 in held          # MongoDB writes are acknowledged one by one
