@@ -88,6 +88,7 @@ PEER_REFRESH_S = 1.0                          # a downloading job re-reads the p
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
 STATUS_POLL_S = 0.2                           # ctl progress refresh
 DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress this long
+TRACKER_GRACE_S = 5.0                         # ctl gives up on a peer that cannot reach the tracker
 READY_TIMEOUT_S = 15.0                        # a started node must answer a ping by then
 
 # ---------------------------------------------------------------- transfer

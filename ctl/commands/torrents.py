@@ -12,7 +12,7 @@ from ctl.app import command
 from node import config
 from protocol import messages as m
 from protocol import metainfo
-from protocol.errors import ErrorCode, ZorrentError
+from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 HASH_RATE_FLOOR_BPS = 100 * 1024 * 1024   # slowest recheck we wait for before a retry
 
@@ -108,17 +108,24 @@ def upload(
                                                              "Info hash", "Torrent"], _meta_rows(done)))
 
 
+def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
+    """The peer's view of one torrent; fail fast when the peer cannot reach the tracker."""
+    reply = client.peer_control(peer_id, m.Status(info_hash=info_hash))
+    if not reply.registered and time.monotonic() - since > config.TRACKER_GRACE_S:
+        raise TransportError(f"{peer_id} cannot reach the tracker (is it running? see "
+                             f"{config.logs_dir() / (peer_id + '.log')})")
+    return reply.jobs[0]
+
+
 def _wait_announced(peer_id: str, meta: metainfo.Metainfo) -> None:
-    deadline = time.monotonic() + config.READY_TIMEOUT_S
+    start = time.monotonic()
     while True:
-        reply = client.peer_control(peer_id, m.Status(info_hash=meta.info_hash))
-        job = reply.jobs[0]
+        job = _job(peer_id, meta.info_hash, start)
         if job.announced >= job.have:
             return
-        if time.monotonic() > deadline:
-            why = "it cannot reach the tracker" if not reply.registered else "the tracker is not answering"
-            raise ZorrentError(f"{peer_id} seeds {meta.name}, but {why}: {job.announced} of "
-                               f"{job.have} pieces announced", ErrorCode.BAD_INPUT)
+        if time.monotonic() - start > config.READY_TIMEOUT_S:
+            raise TransportError(f"{peer_id} seeds {meta.name}, but the tracker has acknowledged only "
+                                 f"{job.announced} of {job.have} pieces")
         time.sleep(config.STATUS_POLL_S)
 
 
@@ -152,11 +159,12 @@ def download(
 def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
     """Poll the peer's status with a progress bar until the job ends or stalls."""
     progress = render.download_progress()
-    last_have, last_change = -1, time.monotonic()
+    start = time.monotonic()
+    last_have, last_change = -1, start
     with progress if not quiet else _NoProgress() as bar:
         task = bar.add_task(meta.name, total=meta.length, pieces="")
         while True:
-            job = client.peer_control(peer_id, m.Status(info_hash=meta.info_hash)).jobs[0]
+            job = _job(peer_id, meta.info_hash, start)
             bar.update(task, completed=job.bytes_done, pieces=f"{job.have}/{job.num_pieces}")
             if job.state != m.JobState.DOWNLOADING.value:
                 return job

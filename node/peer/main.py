@@ -283,7 +283,8 @@ class PeerNode(Context):
             else:
                 return held   # re-attach to the running (or finished) job
         piece_file = PieceFile.open_download(meta, path)
-        have = piece_file.recheck()   # resume: trust only pieces whose hash matches
+        # resume: trust only pieces whose hash matches what is already on disk
+        have = Bitfield(meta.num_pieces) if piece_file.fresh else piece_file.recheck()
         holding = self._hold(meta, piece_file, have, m.JobState.DOWNLOADING)
         if have.complete:
             holding.finish()

@@ -25,6 +25,7 @@ def _why(exc: OSError) -> str:
 class PieceFile:
     def __init__(self, meta: Metainfo, path: Path, fd: int, writable: bool) -> None:
         self.meta, self.path, self.fd, self.writable = meta, path, fd, writable
+        self.fresh = False   # created empty just now: nothing on disk to recheck
 
     @classmethod
     def open_seed(cls, meta: Metainfo, path: Path) -> "PieceFile":
@@ -62,7 +63,9 @@ class PieceFile:
         except OSError as exc:
             os.close(fd)
             raise StorageError(f"cannot size {path}: {_why(exc)}") from None
-        return cls(meta, path, fd, writable=True)
+        piece_file = cls(meta, path, fd, writable=True)
+        piece_file.fresh = st.st_size == 0
+        return piece_file
 
     def recheck(self) -> Bitfield:
         """Hash every piece on disk; only the ones that match are trusted."""
