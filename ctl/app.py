@@ -42,22 +42,28 @@ def exit_code(exc: ZorrentError) -> int:
     return EXIT_USAGE
 
 
+def handle_errors(fn: Callable) -> Callable:
+    """ZorrentErrors become one line on stderr and an exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ZorrentError as exc:
+            render.error(exc.message)
+            raise typer.Exit(exit_code(exc)) from None
+        except KeyboardInterrupt:
+            render.error("interrupted")
+            raise typer.Exit(130) from None
+
+    return run
+
+
 def command(name: str, **kw) -> Callable:
-    """Register a command whose ZorrentErrors become one line on stderr and an exit code."""
+    """Register a top-level command, with handle_errors."""
 
     def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def run(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except ZorrentError as exc:
-                render.error(exc.message)
-                raise typer.Exit(exit_code(exc)) from None
-            except KeyboardInterrupt:
-                render.error("interrupted")
-                raise typer.Exit(130) from None
-
-        return app.command(name, **kw)(run)
+        return app.command(name, **kw)(handle_errors(fn))
 
     return wrap
 

@@ -1,6 +1,6 @@
 """``make demo``: the README's simple example, command by command, on real processes.
 
-Starts the tracker and the peers of peers.json, generates input, creates a torrent,
+Starts the tracker, then the peers of peers.json under supervisord, generates input, creates a torrent,
 uploads from peer1, downloads to peer2, lists the swarm, checks the bytes, then
 stops everything it started (also on failure or Ctrl-C).
 """
@@ -10,13 +10,11 @@ import filecmp
 import shlex
 import subprocess
 import sys
-import time
 
 import psutil
 
-from ctl import client, nodes
+from ctl import nodes
 from node import config
-from protocol import messages as m
 from protocol.errors import ZorrentError
 
 INPUTS = config.output_dir() / "demo_inputs"
@@ -60,19 +58,6 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-def wait_tracker(proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + config.READY_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise ZorrentError(f"the tracker exited (see {config.logs_dir() / 'tracker.log'})")
-        try:
-            client.tracker(config.default_tracker_endpoint(), m.Ping(), timeout_s=0.3, tries=1)
-            return
-        except ZorrentError:
-            if time.monotonic() > deadline:
-                raise
-
-
 def main() -> int:
     peers = nodes.load_peers(config.DEFAULT_PEERS_CONFIG)
     seeder, leecher = peers[0], peers[1]
@@ -80,10 +65,8 @@ def main() -> int:
     try:
         procs.append(background("tracker", "--host", config.DEFAULT_TRACKER_HOST,
                                 "--port", str(config.DEFAULT_TRACKER_PORT), log="tracker.log"))
-        wait_tracker(procs[0])
-        procs.append(background("start-peer", "--config", config.DEFAULT_PEERS_CONFIG, log="start-peer.log"))
-        for spec in peers:
-            nodes.wait_peer(spec, None)
+        nodes.wait_tracker(config.default_tracker_endpoint())
+        run("start-peer", "--config", config.DEFAULT_PEERS_CONFIG)   # under supervisord
         run("make-inputs", "--num_files", "3", "--path", str(INPUTS), "--min-size", "24M", "--max-size", "64M")
         source = INPUTS / "file_001.bin"
         target = config.downloads_dir() / source.name
@@ -106,6 +89,7 @@ def main() -> int:
         print(f"\nFAILED: {exc.message}", file=sys.stderr)
         return 1
     finally:
+        subprocess.run(zorrent("swarm", "down"), env=nodes.node_env())
         stop(procs)
         print("Stopped the tracker and the peers.")
 

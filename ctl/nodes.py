@@ -21,6 +21,7 @@ class PeerSpec:
     peer_id: str
     ip: str
     port: int
+    upload_rate: int = 0     # bytes/s, 0 for no limit (optional "upload_rate" in peers.json)
 
 
 def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
@@ -40,10 +41,14 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
                 or not isinstance(entry.get("port"), int) or not 0 < entry["port"] < 65536:
             raise ZorrentError(f"{path}: {peer_id} needs \"ip\" (string) and \"port\" (1-65535)",
                                ErrorCode.BAD_INPUT)
+        rate = entry.get("upload_rate", 0)
+        if not isinstance(rate, int) or rate < 0:
+            raise ZorrentError(f"{path}: {peer_id} \"upload_rate\" must be bytes/s (0: no limit)",
+                               ErrorCode.BAD_INPUT)
         if (entry["ip"], entry["port"]) in seen:
             raise ZorrentError(f"{path}: {entry['ip']}:{entry['port']} is listed twice", ErrorCode.BAD_INPUT)
         seen.add((entry["ip"], entry["port"]))
-        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"]))
+        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate))
     return specs
 
 
@@ -57,9 +62,13 @@ def node_env() -> dict[str, str]:
     return env
 
 
+def peer_args(spec: PeerSpec, tracker: str) -> list[str]:
+    args = ["peer", "--peer-id", spec.peer_id, "--host", spec.ip, "--port", str(spec.port), "--tracker", tracker]
+    return args + (["--upload-rate", str(spec.upload_rate)] if spec.upload_rate else [])
+
+
 def peer_argv(spec: PeerSpec, tracker: str) -> list[str]:
-    return node_argv("peer", "--peer-id", spec.peer_id, "--host", spec.ip, "--port", str(spec.port),
-                     "--tracker", tracker)
+    return node_argv(*peer_args(spec, tracker))
 
 
 def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = config.READY_TIMEOUT_S) -> None:
@@ -75,3 +84,17 @@ def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = 
             if time.monotonic() > deadline:
                 raise TransportError(f"peer {spec.peer_id} did not answer on {spec.ip}:{spec.port} "
                                      f"within {timeout_s:g}s") from None
+
+
+def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+    from protocol import messages as m
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.tracker(endpoint, m.Ping(), timeout_s=0.3, tries=1)
+            return
+        except TransportError:
+            if time.monotonic() > deadline:
+                raise TransportError(f"the tracker did not answer on {endpoint} within {timeout_s:g}s "
+                                     f"(see {config.logs_dir() / 'tracker.log'})") from None

@@ -31,6 +31,16 @@ def default_tracker_endpoint() -> str:
     return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
 
 
+def default_tracker_address() -> tuple[str, int]:
+    """(host, port) of ``default_tracker_endpoint()``."""
+    host, _, port = default_tracker_endpoint().removeprefix("tcp://").rpartition(":")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ZorrentError(f"tracker endpoint {default_tracker_endpoint()!r} is not tcp://HOST:PORT",
+                           ErrorCode.BAD_INPUT) from None
+
+
 # ---------------------------------------------------------------- paths
 def output_dir() -> Path:
     return Path(os.environ.get("ZORRENT_OUTPUT", "output"))
@@ -55,6 +65,22 @@ def run_dir() -> Path:
 
 def state_dir() -> Path:
     return output_dir() / "state"
+
+
+def supervisor_conf_dir() -> Path:
+    return Path(os.environ.get("ZORRENT_SUPERVISOR_CONF", "supervisor_conf"))
+
+
+def supervisor_conf_path() -> Path:
+    return supervisor_conf_dir() / "supervisord.conf"
+
+
+def supervisor_socket() -> Path:
+    return run_dir() / "supervisor.sock"
+
+
+def peer_state_path(peer_id: str) -> Path:
+    return state_dir() / f"{check_peer_id(peer_id)}.json"
 
 
 def control_endpoint(peer_id: str) -> str:
@@ -90,6 +116,17 @@ STATUS_POLL_S = 0.2                           # ctl progress refresh
 DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress this long
 TRACKER_GRACE_S = 5.0                         # ctl gives up on a peer that cannot reach the tracker
 READY_TIMEOUT_S = 15.0                        # a started node must answer a ping by then
+
+STATE_SAVE_S = 1.0                            # a peer saves resume state this often (if changed)
+SNUB_AFTER_TIMEOUTS = 2                       # consecutive timeouts before a peer is rested
+SNUB_S = 10.0                                 # how long a timed-out peer gets no requests
+
+# ---------------------------------------------------------------- supervision
+SUPERVISOR_GROUP = "swarm"
+SUPERVISOR_STARTSECS = 2                      # up this long counts as started
+SUPERVISOR_STOPWAITSECS = 15                  # SIGTERM, then SIGKILL after this long
+SUPERVISOR_LOG_MAXBYTES = "10MB"
+SUPERVISOR_LOG_BACKUPS = 3
 
 # ---------------------------------------------------------------- transfer
 PIPELINE_BYTES = 8 * 1024 * 1024              # block bytes in flight to one remote peer

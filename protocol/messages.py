@@ -125,6 +125,8 @@ class JobStatus:
     num_pieces: int
     have: int              # verified pieces on disk
     announced: int         # of those, acknowledged by the tracker
+    resumed: int           # pieces already verified on disk when this process took the job
+    fetched: int           # pieces received from the network, over every run of the job
     length: int
     bytes_done: int
     failed_attempts: int

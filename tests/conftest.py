@@ -159,11 +159,30 @@ class Swarm:
             if n == name:
                 kill_tree(proc)
 
+    def supervisor_pid(self) -> int | None:
+        pidfile = self.workdir / "output" / "run" / "supervisord.pid"
+        try:
+            return int(pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+
     def close(self, failed: bool) -> None:
+        pid = self.supervisor_pid()
+        if pid:
+            self.cli("swarm", "down", check=False, timeout_s=60)
+            try:
+                proc = psutil.Process(pid)
+                for p in proc.children(recursive=True) + [proc]:
+                    p.kill()
+            except psutil.NoSuchProcess:
+                pass
         for name, proc, log in reversed(self.procs):
             kill_tree(proc)
             if failed:
                 sys.stderr.write(f"\n----- {name} log -----\n{log.read_text(errors='replace')[-6000:]}\n")
+        if failed:
+            for log in sorted((self.workdir / "output" / "logs").glob("*.log")):
+                sys.stderr.write(f"\n----- {log.name} -----\n{log.read_text(errors='replace')[-4000:]}\n")
 
 
 @pytest.fixture

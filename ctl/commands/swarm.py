@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import nodes, render
-from ctl.app import command
+from ctl import client, nodes, render, supervisor
+from ctl.app import app, command, handle_errors
 from node import config
-from protocol.errors import ZorrentError
+from protocol import messages as m
+from protocol.errors import TransportError, ZorrentError
 
 
 @command("tracker")
@@ -47,13 +48,43 @@ def peer(
 def start_peer(
     ctx: typer.Context,
     config_path: Annotated[str, typer.Option("--config", help="peers.json")] = config.DEFAULT_PEERS_CONFIG,
-    tracker: Annotated[str, typer.Option(help="Tracker endpoint.")] = config.default_tracker_endpoint(),
+    tracker_host: Annotated[str, typer.Option(help="The tracker's address.")] = config.default_tracker_address()[0],
+    tracker_port: Annotated[int, typer.Option(help="The tracker's port.")] = config.default_tracker_address()[1],
+    store: Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")] = None,
+    foreground: Annotated[bool, typer.Option(
+        "--foreground", help="Run the peers as children of this command instead of under supervisord.")] = False,
 ) -> None:
-    """Start every peer of peers.json, each as its own process, and wait for them.
+    """Start every peer of peers.json, each its own process, and return once all answer.
 
-    Runs in the foreground until interrupted; logs go to output/logs/PEER.log.
+    By default supervisord keeps them alive: the config is written to
+    supervisor_conf/supervisord.conf and supervisord is started (or told to reread and
+    update). Manage them with: supervisorctl -c supervisor_conf/supervisord.conf status
     """
     specs = nodes.load_peers(config_path)
+    tracker = supervisor.TrackerSpec(tracker_host, tracker_port, store)
+    if foreground:
+        _run_foreground(ctx, specs, tracker.endpoint)
+        return
+    conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False))
+    what = supervisor.start_or_update(conf)
+    for spec in specs:
+        nodes.wait_peer(spec, None)
+    _show_swarm(ctx, specs, f"supervisord {what}: {conf}")
+
+
+def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], title: str) -> None:
+    info = {p["name"]: p for p in supervisor.process_info()}
+    rows = []
+    for name, address in [("tracker", ""), *((s.peer_id, f"{s.ip}:{s.port}") for s in specs)]:
+        p = info.get(name, {})
+        rows.append([name, address, p.get("statename", "-"), p.get("pid") or "-", p.get("description", "")])
+    if ctx.obj.json:
+        render.emit_json([dict(zip(["name", "address", "state", "pid", "description"], r)) for r in rows])
+    else:
+        render.out.print(render.table(title, ["Program", "Address", "State", "PID", "Info"], rows))
+
+
+def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: str) -> None:
     logs = config.ensure_dir(config.logs_dir())
     procs: dict[str, subprocess.Popen] = {}
 
@@ -61,7 +92,7 @@ def start_peer(
         for p in procs.values():
             if p.poll() is None:
                 p.terminate()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + config.SUPERVISOR_STOPWAITSECS
         for p in procs.values():
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
@@ -83,7 +114,7 @@ def start_peer(
         render.emit_json([dict(zip(["peer_id", "address", "pid", "state"], r)) for r in rows])
     else:
         render.out.print(render.table("Peers", ["Peer ID", "Address", "PID", "State"], rows))
-        render.err.print("Peers running; Ctrl-C stops them.")
+        render.err.print("Peers running in the foreground; Ctrl-C stops them.")
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(1))
@@ -95,3 +126,69 @@ def start_peer(
     dead = [pid for pid, p in procs.items() if p.returncode not in (0, -signal.SIGTERM)]
     if dead and not stopping:
         raise ZorrentError(f"peer {dead[0]} exited (see {logs / (dead[0] + '.log')})")
+
+
+swarm = typer.Typer(help="The whole swarm (tracker and peers) under supervisord.", no_args_is_help=True)
+app.add_typer(swarm, name="swarm")
+
+
+@swarm.command("up")
+@handle_errors
+def swarm_up(
+    ctx: typer.Context,
+    config_path: Annotated[str, typer.Option("--config", help="peers.json")] = config.DEFAULT_PEERS_CONFIG,
+    tracker_host: Annotated[str, typer.Option(help="The tracker's address.")] = config.default_tracker_address()[0],
+    tracker_port: Annotated[int, typer.Option(help="The tracker's port.")] = config.default_tracker_address()[1],
+    store: Annotated[Optional[str], typer.Option(help="Store URI for the tracker.")] = None,
+) -> None:
+    """Bring up the tracker and every peer of peers.json under supervisord."""
+    specs = nodes.load_peers(config_path)
+    tracker = supervisor.TrackerSpec(tracker_host, tracker_port, store)
+    conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False))
+    what = supervisor.start_or_update(conf)
+    supervisor.start("tracker")
+    nodes.wait_tracker(tracker.endpoint)
+    for spec in specs:
+        nodes.wait_peer(spec, None)
+    _show_swarm(ctx, specs, f"swarm up (supervisord {what}: {conf})")
+
+
+@swarm.command("status")
+@handle_errors
+def swarm_status(
+    ctx: typer.Context,
+    config_path: Annotated[str, typer.Option("--config", help="peers.json")] = config.DEFAULT_PEERS_CONFIG,
+) -> None:
+    """supervisord's view of every node, merged with each peer's own (torrents, pieces, rates)."""
+    specs = {s.peer_id: s for s in nodes.load_peers(config_path)}
+    info = supervisor.process_info()
+    if not info:
+        raise TransportError(f"supervisord is not running (no answer on {config.supervisor_socket()})")
+    rows = []
+    for p in info:
+        torrents = pieces = rate = "-"
+        if p["name"] in specs and p["statename"] == "RUNNING":
+            try:
+                reply = client.peer_control(p["name"], m.Status(info_hash=""), timeout_s=1.0, tries=1)
+                torrents = str(len(reply.jobs))
+                pieces = str(sum(j.have for j in reply.jobs))
+                rate = " ".join(f"{j.bytes_done / 1048576 / j.elapsed_s:.0f}MiB/s"
+                                for j in reply.jobs if j.state == "downloading" and j.elapsed_s) or "-"
+            except ZorrentError:
+                torrents = "no answer"
+        rows.append({"name": p["name"], "state": p["statename"], "pid": p["pid"] or None,
+                     "uptime": p["description"], "torrents": torrents, "pieces": pieces, "downloading": rate})
+    if ctx.obj.json:
+        render.emit_json(rows)
+        return
+    render.out.print(render.table("swarm", ["Program", "State", "PID", "Info", "Torrents", "Pieces", "Downloading"],
+                                  [list(r.values()) for r in rows]))
+
+
+@swarm.command("down")
+@handle_errors
+def swarm_down(ctx: typer.Context) -> None:
+    """Stop every node cleanly (SIGTERM, then SIGKILL after stopwaitsecs) and supervisord."""
+    was = supervisor.running()
+    supervisor.shutdown()
+    render.out.print("swarm stopped" if was else "swarm was not running")

@@ -33,7 +33,7 @@ from node import config
 from node.channel import Channel
 from protocol import messages as m
 from protocol.codec import Envelope
-from protocol.errors import ErrorCode, RemoteError, ZorrentError
+from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 from protocol.pieces import Bitfield
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class RemotePeer:
     bytes: int = 0
     failures: int = 0
     hash_failures: int = 0
+    timeouts_in_a_row: int = 0
+    rested_until: float = 0.0       # no requests before this (it kept timing out)
     banned: bool = False
     first_request: float = 0.0
 
@@ -194,7 +196,7 @@ class DownloadJob:
             return
         now = time.monotonic()
         for remote in self.remotes.values():
-            if not remote.listed or remote.banned:
+            if not remote.listed or remote.banned or remote.rested_until > now:
                 continue
             credit = self._credit(remote, now)
             while remote.inflight_bytes < credit and len(remote.fetches) < config.MAX_PIPELINE_REQUESTS:
@@ -263,6 +265,8 @@ class DownloadJob:
         self._retire(fetch)
         remote.pieces += 1
         remote.bytes += fetch.size
+        remote.timeouts_in_a_row = 0
+        self.holding.fetched += 1
         for other in self.fetches.pop(piece, []):          # endgame duplicates lose
             if other is not fetch:
                 self._retire(other)
@@ -305,6 +309,10 @@ class DownloadJob:
                  fetch.remote.peer_id, err.message)
         if isinstance(err, RemoteError) and err.code == ErrorCode.PIECE_UNAVAILABLE:
             fetch.remote.bitfield = Bitfield(self.meta.num_pieces)   # stale claim: trust the next list
+        elif isinstance(err, TransportError):
+            fetch.remote.timeouts_in_a_row += 1
+            if fetch.remote.timeouts_in_a_row >= config.SNUB_AFTER_TIMEOUTS:
+                fetch.remote.rested_until = time.monotonic() + config.SNUB_S
         self._abandon(fetch, count=True)
         self.schedule()
 
@@ -333,6 +341,7 @@ class DownloadJob:
         except OSError:
             pass
         self.holding.finish(error)
+        self.node.state_dirty = True
 
     def close(self) -> None:
         self._finish_job(error="stopped")

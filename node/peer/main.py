@@ -16,13 +16,14 @@ import zmq
 from node import config
 from node.channel import Channel, call
 from node.dispatch import Context, bind_router, serve
+from node.peer import state
 from node.peer.engine import DownloadJob
 from node.peer.storage import PieceFile
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
 from protocol import messages as m
 from protocol.errors import ErrorCode, RemoteError, ZorrentError
-from protocol.metainfo import Metainfo
+from protocol.metainfo import Metainfo, parse
 from protocol.pieces import Bitfield
 
 log = logging.getLogger("zorrent.peer")
@@ -37,6 +38,9 @@ class Holding:
     file: PieceFile
     bitfield: Bitfield
     state: m.JobState
+    role: str                          # "seed" (uploaded here) or "download"
+    resumed: int = 0                   # verified pieces found on disk when this process took it
+    fetched: int = 0                   # pieces received from the network, over every run
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     error: str = ""
@@ -55,13 +59,21 @@ class Holding:
         else:
             log.info("%s: complete", self.meta.name)
 
+    def saved(self) -> state.TorrentState:
+        size, mtime_ns = state.file_stamp(self.file.path)
+        return state.TorrentState(
+            info_hash=self.meta.info_hash, metainfo=state.b64(self.meta.raw), path=str(self.file.path),
+            role=self.role, verified=state.b64(self.bitfield.to_bytes()), size=size, mtime_ns=mtime_ns,
+            fetched=self.fetched)
+
     def status(self) -> m.JobStatus:
         job = self.job
         have = len(self.bitfield)
         return m.JobStatus(
             info_hash=self.meta.info_hash, name=self.meta.name, path=str(self.file.path),
             state=self.state.value, num_pieces=self.meta.num_pieces, have=have,
-            announced=self.announced, length=self.meta.length,
+            announced=self.announced, resumed=self.resumed, fetched=self.fetched,
+            length=self.meta.length,
             bytes_done=min(self.meta.length, have * self.meta.piece_length),
             failed_attempts=job.failed_attempts if job else 0,
             elapsed_s=round((self.finished or time.monotonic()) - self.started, 3),
@@ -116,6 +128,7 @@ class PeerNode(Context):
         self.token: str | None = None
         self.registering = False
         self.fatal: str | None = None
+        self.state_dirty = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> str:
@@ -137,6 +150,8 @@ class PeerNode(Context):
         self.reactor.call_every(TICK_S, self._tick)
         self.reactor.call_every(config.HEARTBEAT_INTERVAL_S, self._heartbeat)
         self.reactor.call_every(config.ANNOUNCE_BATCH_S, self._flush_announces)
+        self.reactor.call_every(config.STATE_SAVE_S, self._save_state)
+        self._restore()
         self._register()
         log.info("peer %s serving %s, control %s, tracker %s", self.peer_id, self.data_endpoint,
                  ctl_endpoint, self.tracker_endpoint)
@@ -159,9 +174,13 @@ class PeerNode(Context):
         self.reactor.stop()
 
     def close(self) -> None:
+        """SIGTERM: stop the jobs, make pieces and resume state durable, deregister."""
         for h in self.holdings.values():
             if h.job is not None and h.finished is None:
                 h.job.close()
+        self.state_dirty = True
+        self._save_state()
+        for h in self.holdings.values():
             h.file.close()
         if self.token:
             try:
@@ -211,6 +230,48 @@ class PeerNode(Context):
 
     def queue_announce(self, info_hash: str, piece: int) -> None:
         self.holdings[info_hash].unannounced.add(piece)
+        self.state_dirty = True
+
+    # ------------------------------------------------------------------ resume state
+    def _save_state(self) -> None:
+        if not self.state_dirty:
+            return
+        self.state_dirty = False
+        saved = []
+        for h in self.holdings.values():
+            try:
+                h.file.sync()          # pieces first: the state must never claim unsynced data
+                saved.append(h.saved())
+            except OSError as exc:
+                log.error("%s: cannot sync %s: %s", h.meta.name, h.file.path, exc.strerror or exc)
+        try:
+            state.save(self.peer_id, saved)
+        except OSError as exc:
+            self.state_dirty = True
+            log.error("cannot save resume state: %s", exc.strerror or exc)
+
+    def _restore(self) -> None:
+        """Take back what the last run held: seeds keep seeding, downloads resume."""
+        for saved in state.load(self.peer_id):
+            try:
+                meta = parse(saved.metainfo_raw)
+                path = Path(saved.path)
+                trusted = Bitfield(meta.num_pieces, saved.verified_bits)
+                if saved.role == "seed":
+                    piece_file = PieceFile.open_seed(meta, path)
+                    unchanged = state.file_stamp(path) == (saved.size, saved.mtime_ns)
+                    have = trusted if unchanged else piece_file.recheck()
+                    holding = self._hold(meta, piece_file, have, m.JobState.SEEDING, "seed")
+                    if not have.complete:
+                        holding.finish(f"{path} changed: {meta.num_pieces - len(have)} pieces no longer match")
+                else:
+                    holding = self._start_download(meta, path, trusted)
+                holding.fetched = saved.fetched
+                log.info("%s: resumed %s with %d/%d verified pieces", meta.name, saved.role,
+                         len(holding.bitfield), meta.num_pieces)
+            except (ZorrentError, OSError, ValueError) as exc:
+                log.error("cannot resume %s: %s", saved.path, getattr(exc, "message", exc))
+        self.state_dirty = True
 
     def _flush_announces(self) -> None:
         if self.token is None:
@@ -272,7 +333,7 @@ class PeerNode(Context):
             piece_file.close()
             raise ZorrentError(f"{meta.num_pieces - len(have)} of {meta.num_pieces} pieces of {path} "
                                f"do not match the torrent", ErrorCode.BAD_INPUT)
-        return self._hold(meta, piece_file, have, m.JobState.SEEDING)
+        return self._hold(meta, piece_file, have, m.JobState.SEEDING, "seed")
 
     def add_download(self, meta: Metainfo, path: Path) -> Holding:
         held = self.holdings.get(meta.info_hash)
@@ -282,10 +343,17 @@ class PeerNode(Context):
                 held.file.close()
             else:
                 return held   # re-attach to the running (or finished) job
+        return self._start_download(meta, path, None)
+
+    def _start_download(self, meta: Metainfo, path: Path, trusted: Bitfield | None) -> Holding:
+        """Open (or reopen) the output; only pieces whose hash matches on disk, or that the
+        resume state vouches for, count as verified."""
         piece_file = PieceFile.open_download(meta, path)
-        # resume: trust only pieces whose hash matches what is already on disk
-        have = Bitfield(meta.num_pieces) if piece_file.fresh else piece_file.recheck()
-        holding = self._hold(meta, piece_file, have, m.JobState.DOWNLOADING)
+        if piece_file.fresh:
+            have = Bitfield(meta.num_pieces)
+        else:
+            have = piece_file.recheck(trusted)
+        holding = self._hold(meta, piece_file, have, m.JobState.DOWNLOADING, "download")
         if have.complete:
             holding.finish()
         else:
@@ -293,10 +361,12 @@ class PeerNode(Context):
             holding.job.refresh()
         return holding
 
-    def _hold(self, meta: Metainfo, piece_file: PieceFile, have: Bitfield, state: m.JobState) -> Holding:
-        holding = Holding(meta=meta, file=piece_file, bitfield=have, state=state,
-                          unannounced=set(have.indexes()))
+    def _hold(self, meta: Metainfo, piece_file: PieceFile, have: Bitfield, job_state: m.JobState,
+              role: str) -> Holding:
+        holding = Holding(meta=meta, file=piece_file, bitfield=have, state=job_state, role=role,
+                          resumed=len(have), unannounced=set(have.indexes()))
         self.holdings[meta.info_hash] = holding
+        self.state_dirty = True
         self._flush_announces()
         return holding
 

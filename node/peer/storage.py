@@ -67,16 +67,27 @@ class PieceFile:
         piece_file.fresh = st.st_size == 0
         return piece_file
 
-    def recheck(self) -> Bitfield:
-        """Hash every piece on disk; only the ones that match are trusted."""
-        have = Bitfield(self.meta.num_pieces)
+    def recheck(self, trusted: Bitfield | None = None) -> Bitfield:
+        """Hash the pieces on disk that ``trusted`` does not vouch for; keep those that match."""
+        have = Bitfield(self.meta.num_pieces, trusted.to_bytes() if trusted else None)
         try:
-            for i, digest in enumerate(iter_piece_hashes(self.fd, self.meta.length, self.meta.piece_length)):
-                if digest == self.meta.piece_hash(i):
-                    have.add(i)
+            if trusted is None:
+                hashes = iter_piece_hashes(self.fd, self.meta.length, self.meta.piece_length)
+                for i, digest in enumerate(hashes):
+                    if digest == self.meta.piece_hash(i):
+                        have.add(i)
+            else:
+                for i in range(self.meta.num_pieces):
+                    if i not in have and self.verify(i):
+                        have.add(i)
         except OSError as exc:
             raise StorageError(f"cannot read {self.path}: {_why(exc)}") from None
         return have
+
+    def verify(self, piece_index: int) -> bool:
+        size = self.meta.piece_size(piece_index)
+        data = os.pread(self.fd, size, piece_index * self.meta.piece_length)
+        return len(data) == size and hashlib.sha1(data).digest() == self.meta.piece_hash(piece_index)
 
     def read(self, piece_index: int, block_offset: int, length: int) -> bytes:
         data = os.pread(self.fd, length, piece_index * self.meta.piece_length + block_offset)
@@ -98,7 +109,8 @@ class PieceFile:
                 views[0] = memoryview(views[0])[n:]
 
     def sync(self) -> None:
-        os.fsync(self.fd)
+        if self.writable:
+            os.fdatasync(self.fd)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -3,7 +3,6 @@ import pytest
 from typer.testing import CliRunner
 
 from ctl.app import EXIT_TRANSPORT, EXIT_USAGE, app
-from ctl.app import main as _register_commands  # noqa: F401
 
 runner = CliRunner()
 COMMANDS = ["tracker", "peer", "start-peer", "create", "upload", "download", "get", "status", "make-inputs"]

@@ -1,0 +1,84 @@
+"""A peer's resume state on disk: what it seeds or downloads, and which pieces of each
+are verified. Written atomically (write, fsync, rename, fsync the directory), so a
+crash at any moment leaves either the old state or the new one.
+
+Piece data is fsynced before a state that claims it is written, so a piece listed
+here is on disk. Pieces not listed are re-hashed on restart, never trusted.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from node import config
+
+log = logging.getLogger("zorrent.state")
+STATE_VERSION = 1
+
+
+@dataclass
+class TorrentState:
+    info_hash: str
+    metainfo: str          # base64 of the .torrent
+    path: str
+    role: str              # "seed" (uploaded) or "download"
+    verified: str          # base64 of the bitfield
+    size: int              # file size and mtime when saved: a mismatch means full recheck
+    mtime_ns: int
+    fetched: int = 0       # pieces received from the network, over every run
+
+    @property
+    def metainfo_raw(self) -> bytes:
+        return base64.b64decode(self.metainfo)
+
+    @property
+    def verified_bits(self) -> bytes:
+        return base64.b64decode(self.verified)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def load(peer_id: str) -> list[TorrentState]:
+    path = config.peer_state_path(peer_id)
+    try:
+        raw = json.loads(path.read_text())
+        if raw.get("version") != STATE_VERSION:
+            raise ValueError(f"version {raw.get('version')}")
+        return [TorrentState(**t) for t in raw["torrents"]]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        log.error("ignoring unreadable state %s: %s (its files will be rechecked on upload/download)",
+                  path, exc)
+        return []
+
+
+def save(peer_id: str, torrents: list[TorrentState]) -> None:
+    path = config.peer_state_path(peer_id)
+    config.ensure_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    data = json.dumps({"version": STATE_VERSION, "peer_id": peer_id,
+                       "torrents": [asdict(t) for t in torrents]}).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def file_stamp(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
