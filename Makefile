@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test soak install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# A 5-minute soak: 10 peers, a random node SIGKILLed every 20 s (the full one: --peers 20 --minutes 30)
+soak: install
+	$(BIN)/python main.py soak --peers 10 --files 6 --minutes 5 --kill-every 20
 
 clean:
 	rm -rf output .pytest_cache

@@ -69,6 +69,6 @@ def command(name: str, **kw) -> Callable:
 
 
 def main() -> None:
-    from ctl.commands import inputs, swarm, torrents  # noqa: F401  (they register commands)
+    from ctl.commands import inputs, soak, swarm, torrents  # noqa: F401  (they register commands)
 
     app()

@@ -129,6 +129,8 @@ class PeerNode(Context):
         self.registering = False
         self.fatal: str | None = None
         self.state_dirty = False
+        self.restoring = False
+        self.unrestored: list[state.TorrentState] = []   # kept verbatim: never drop a job record
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> str:
@@ -234,10 +236,10 @@ class PeerNode(Context):
 
     # ------------------------------------------------------------------ resume state
     def _save_state(self) -> None:
-        if not self.state_dirty:
+        if not self.state_dirty or self.restoring:
             return
         self.state_dirty = False
-        saved = []
+        saved = list(self.unrestored)
         for h in self.holdings.values():
             try:
                 h.file.sync()          # pieces first: the state must never claim unsynced data
@@ -252,6 +254,7 @@ class PeerNode(Context):
 
     def _restore(self) -> None:
         """Take back what the last run held: seeds keep seeding, downloads resume."""
+        self.restoring = True
         for saved in state.load(self.peer_id):
             try:
                 meta = parse(saved.metainfo_raw)
@@ -270,8 +273,11 @@ class PeerNode(Context):
                 log.info("%s: resumed %s with %d/%d verified pieces", meta.name, saved.role,
                          len(holding.bitfield), meta.num_pieces)
             except (ZorrentError, OSError, ValueError) as exc:
+                self.unrestored.append(saved)
                 log.error("cannot resume %s: %s", saved.path, getattr(exc, "message", exc))
+        self.restoring = False
         self.state_dirty = True
+        self._save_state()
 
     def _flush_announces(self) -> None:
         if self.token is None:
@@ -338,6 +344,9 @@ class PeerNode(Context):
     def add_download(self, meta: Metainfo, path: Path) -> Holding:
         held = self.holdings.get(meta.info_hash)
         if held is not None:
+            if held.file.path != path:
+                raise ZorrentError(f"{self.peer_id} already holds {meta.name} at {held.file.path}",
+                                   ErrorCode.BAD_INPUT)
             if held.state == m.JobState.FAILED and held.file.writable:
                 del self.holdings[meta.info_hash]
                 held.file.close()
@@ -367,6 +376,7 @@ class PeerNode(Context):
                           resumed=len(have), unannounced=set(have.indexes()))
         self.holdings[meta.info_hash] = holding
         self.state_dirty = True
+        self._save_state()     # durable before the request that made it is acknowledged
         self._flush_announces()
         return holding
 

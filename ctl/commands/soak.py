@@ -1,0 +1,55 @@
+"""zorrent soak: a long-running local swarm that is killed at random and must lose nothing."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ctl import render
+from ctl.app import command
+from ctl.commands.inputs import parse_size
+from ctl.soak import Soak
+from node import config
+from protocol.errors import ZorrentError
+
+
+@command("soak")
+def soak(
+    ctx: typer.Context,
+    peers: Annotated[int, typer.Option(min=2, help="Peers in the swarm.")] = 20,
+    files: Annotated[int, typer.Option(min=1, help="Files seeded.")] = 10,
+    minutes: Annotated[float, typer.Option(min=0.1, help="How long to keep downloading.")] = 30,
+    kill_every: Annotated[float, typer.Option(min=0, help="SIGKILL a random node every this many seconds (0: never).")] = 30,
+    min_size: Annotated[str, typer.Option(help="Smallest file.")] = "4M",
+    max_size: Annotated[str, typer.Option(help="Largest file.")] = "24M",
+    upload_rate: Annotated[str, typer.Option(help="Upload limit of every peer, so kills land mid-download (0: none).")] = "4M",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    workdir: Annotated[Optional[str], typer.Option(help="Work directory (default output/soak-TIME).")] = None,
+) -> None:
+    """Run a soak swarm under supervisord, kill nodes at random, then report.
+
+    Exits 1 if any downloaded file is wrong or any download never finished.
+    """
+    where = Path(workdir or config.output_dir() / f"soak-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    where.mkdir(parents=True, exist_ok=True)
+    run = Soak(where, peers, files, minutes, kill_every, parse_size(min_size), parse_size(max_size), seed,
+               parse_size(upload_rate) if upload_rate != "0" else 0, say=lambda s: render.err.print(s, markup=False, highlight=False))
+    try:
+        run.up()
+        run.seed()
+        report = run.run()
+    finally:
+        run.down()
+    if ctx.obj.json:
+        render.emit_json({**report.__dict__, "ok": report.ok})
+    else:
+        rows = [[k.replace("_", " "), v] for k, v in report.__dict__.items() if k not in ("rss_mib", "kills_by_node")]
+        render.out.print(render.table(f"Soak report ({where})", ["", ""], rows))
+        render.out.print(render.table("RSS (MiB)", ["Process", "Start", "End"],
+                                      [[n, a, b] for n, (a, b) in sorted(report.rss_mib.items())]))
+        render.out.print(f"kills by node: {report.kills_by_node}")
+    if not report.ok:
+        raise ZorrentError(f"soak failed: {report.downloads_corrupt} corrupt, "
+                           f"{report.downloads_unfinished} unfinished downloads")

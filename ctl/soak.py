@@ -1,0 +1,237 @@
+"""The soak swarm: a tracker and N peers under supervisord, random downloads, and a
+random node SIGKILLed every K seconds (the tracker included). Every finished download
+is checked by sha256 against its input. The run fails if any file is wrong, or if any
+download never finishes.
+
+It runs in its own work directory, with its own output/ and supervisor_conf/, so it
+never touches the swarm of the directory it is started from.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from ctl import client, nodes, supervisor
+from ctl.commands.inputs import write_random_file
+from node import config
+from protocol import messages as m
+from protocol import metainfo
+from protocol.errors import ZorrentError
+
+POLL_S = 1.0
+DRAIN_S = 180.0             # after the last minute, unfinished downloads get this long
+
+
+@dataclass
+class Job:
+    peer_id: str
+    name: str
+    info_hash: str
+    output: Path
+    started: float
+    last_have: int = 0
+    done: bool = False
+    verified: bool | None = None
+
+
+@dataclass
+class Report:
+    peers: int
+    files: int
+    minutes: float
+    kill_every_s: float
+    upload_rate: int = 0
+    downloads_started: int = 0
+    downloads_completed: int = 0
+    downloads_verified: int = 0
+    downloads_corrupt: int = 0
+    downloads_unfinished: int = 0
+    kills: int = 0
+    restarts_seen: int = 0
+    pieces_redownloaded_after_restart: int = 0
+    pieces_verified_before_kills: int = 0
+    kills_by_node: dict = field(default_factory=dict)
+    unfinished: list = field(default_factory=list)   # [peer, file, last verified count]
+    rss_mib: dict = field(default_factory=dict)      # program -> [start, end]
+
+    @property
+    def ok(self) -> bool:
+        return self.downloads_corrupt == 0 and self.downloads_unfinished == 0
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _pids() -> dict[str, int]:
+    return {p["name"]: p["pid"] for p in supervisor.process_info() if p["statename"] == "RUNNING" and p["pid"]}
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        return round(psutil.Process(pid).memory_info().rss / 1048576, 1)
+    except psutil.Error:
+        return 0.0
+
+
+class Soak:
+    def __init__(self, workdir: Path, peers: int, files: int, minutes: float, kill_every_s: float,
+                 min_size: int, max_size: int, seed: int, upload_rate: int = 0, say=print) -> None:
+        self.workdir = workdir
+        self.rng = random.Random(seed)
+        self.say = say
+        self.minutes, self.kill_every_s = minutes, kill_every_s
+        self.min_size, self.max_size = min_size, max_size
+        self.report = Report(peers=peers, files=files, minutes=minutes, kill_every_s=kill_every_s,
+                             upload_rate=upload_rate)
+        self.peer_ids = [f"soak{i:02d}" for i in range(1, peers + 1)]
+        self.nfiles = files
+        self.upload_rate = upload_rate
+        self.jobs: list[Job] = []
+        self.inputs: dict[str, tuple[Path, str, metainfo.Metainfo]] = {}   # name -> (path, sha256, meta)
+        self.pids: dict[str, int] = {}
+        self.seeded: set[tuple[str, str]] = set()                               # (peer, file)
+
+    # ------------------------------------------------------------------ setup
+    def up(self) -> None:
+        os.environ["ZORRENT_OUTPUT"] = str(self.workdir / "output")
+        os.environ["ZORRENT_SUPERVISOR_CONF"] = str(self.workdir / "supervisor_conf")
+        tracker = supervisor.TrackerSpec("127.0.0.1", _free_port())
+        os.environ["ZORRENT_TRACKER"] = tracker.endpoint
+        self.specs = [nodes.PeerSpec(p, "127.0.0.1", _free_port(), self.upload_rate) for p in self.peer_ids]
+        conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False))
+        supervisor.start_or_update(conf)
+        supervisor.start("tracker")
+        nodes.wait_tracker(tracker.endpoint)
+        for spec in self.specs:
+            nodes.wait_peer(spec, None, timeout_s=60)
+        self.pids = _pids()
+        self.say(f"up: tracker {tracker.endpoint} and {len(self.specs)} peers under supervisord ({conf})")
+
+    def seed(self) -> None:
+        inputs = self.workdir / "inputs"
+        inputs.mkdir(parents=True, exist_ok=True)
+        seeders = self.peer_ids[: max(2, len(self.peer_ids) // 5)]
+        for i in range(1, self.nfiles + 1):
+            path = inputs / f"soak_{i:03d}.bin"
+            write_random_file(path, self.rng.randint(self.min_size, self.max_size), self.rng)
+            meta = metainfo.create(path, config.default_tracker_endpoint())
+            self.inputs[path.name] = (path, sha256_of(path), meta)
+            for peer_id in {seeders[i % len(seeders)], seeders[(i + 1) % len(seeders)]}:
+                self.seeded.add((peer_id, path.name))
+                client.peer_control(peer_id, m.Upload(path=str(path), metainfo=meta.raw), timeout_s=30)
+        self.say(f"seeded {self.nfiles} files from {len(seeders)} seeders")
+        self.report.rss_mib = {name: [_rss_mib(pid), 0.0] for name, pid in self.pids.items()}
+
+    # ------------------------------------------------------------------ the loop
+    def start_download(self) -> None:
+        busy = {(j.peer_id, j.name) for j in self.jobs} | self.seeded
+        choices = [(p, n) for p in self.peer_ids for n in self.inputs if (p, n) not in busy]
+        if not choices:
+            return
+        peer_id, name = self.rng.choice(choices)
+        path, _, meta = self.inputs[name]
+        out = self.workdir / "downloads" / peer_id / name
+        try:
+            client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=str(out)), timeout_s=5, tries=2)
+        except ZorrentError as exc:          # that peer is restarting: try another next time
+            self.say(f"  could not start {name} on {peer_id}: {exc.message}")
+            return
+        self.jobs.append(Job(peer_id, name, meta.info_hash, out, time.monotonic()))
+        self.report.downloads_started += 1
+
+    def poll(self) -> None:
+        pids = _pids()
+        for name, pid in pids.items():
+            if name in self.pids and self.pids[name] != pid:
+                self.report.restarts_seen += 1
+        restarted = {n for n, pid in pids.items() if self.pids.get(n) not in (None, pid)}
+        self.pids.update(pids)
+        for job in self.jobs:
+            if job.done:
+                continue
+            try:
+                status = client.peer_control(job.peer_id, m.Status(info_hash=job.info_hash),
+                                             timeout_s=1, tries=1).jobs[0]
+            except ZorrentError:
+                continue
+            if job.peer_id in restarted:
+                lost = max(0, job.last_have - status.resumed)
+                self.report.pieces_redownloaded_after_restart += lost
+                self.report.pieces_verified_before_kills += job.last_have
+            job.last_have = status.have
+            if status.state == m.JobState.SEEDING.value:
+                job.done = True
+                self.report.downloads_completed += 1
+                job.verified = sha256_of(job.output) == self.inputs[job.name][1]
+                if job.verified:
+                    self.report.downloads_verified += 1
+                else:
+                    self.report.downloads_corrupt += 1
+                    self.say(f"  CORRUPT: {job.output}")
+
+    def kill_one(self) -> None:
+        victims = [n for n in ["tracker", *self.peer_ids] if n in self.pids]
+        name = self.rng.choice(victims)
+        try:
+            os.kill(self.pids[name], signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        self.report.kills += 1
+        self.report.kills_by_node[name] = self.report.kills_by_node.get(name, 0) + 1
+        self.say(f"  kill -9 {name} (pid {self.pids[name]})")
+
+    def run(self) -> Report:
+        end = time.monotonic() + self.minutes * 60
+        next_kill = time.monotonic() + self.kill_every_s if self.kill_every_s else float("inf")
+        concurrency = max(2, len(self.peer_ids) // 4)
+        last_line = 0.0
+        while time.monotonic() < end:
+            if sum(not j.done for j in self.jobs) < concurrency:
+                self.start_download()
+            self.poll()
+            if time.monotonic() >= next_kill:
+                self.kill_one()
+                next_kill += self.kill_every_s
+            if time.monotonic() - last_line > 30:
+                last_line = time.monotonic()
+                r = self.report
+                self.say(f"  {r.downloads_started} started, {r.downloads_completed} done, "
+                         f"{r.downloads_corrupt} corrupt, {r.kills} kills, {r.restarts_seen} restarts")
+            time.sleep(POLL_S)
+        drain_end = time.monotonic() + DRAIN_S
+        while any(not j.done for j in self.jobs) and time.monotonic() < drain_end:
+            self.poll()
+            time.sleep(POLL_S)
+        self.report.unfinished = [[j.peer_id, j.name, j.last_have] for j in self.jobs if not j.done]
+        self.report.downloads_unfinished = len(self.report.unfinished)
+        for name, pid in _pids().items():
+            self.report.rss_mib.setdefault(name, [0.0, 0.0])[1] = _rss_mib(pid)
+        return self.report
+
+    def down(self) -> None:
+        try:
+            supervisor.shutdown()
+        except ZorrentError as exc:
+            self.say(f"  swarm down: {exc.message}")
+        (self.workdir / "soak-report.json").write_text(json.dumps(asdict(self.report), indent=2))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
