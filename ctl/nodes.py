@@ -52,6 +52,16 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
     return specs
 
 
+def check_listed(peer_id: str, path: str | os.PathLike) -> None:
+    """If there is a peers.json, the peer id must be in it."""
+    config.check_peer_id(peer_id)
+    if not Path(path).exists():
+        return
+    ids = [s.peer_id for s in load_peers(path)]
+    if peer_id not in ids:
+        raise ZorrentError(f"peer {peer_id!r} is not in {path} (it lists {', '.join(ids)})", ErrorCode.UNKNOWN_PEER)
+
+
 def node_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "ctl", *args]
 

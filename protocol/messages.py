@@ -130,6 +130,7 @@ class JobStatus:
     length: int
     bytes_done: int
     failed_attempts: int
+    ignored: int           # replies nobody asked for, or that did not match the request: never written
     elapsed_s: float
     error: str
     peers: list[PeerStat] = field(default_factory=list)
@@ -169,6 +170,7 @@ class RegisterPeer(Message):
     peer_id: str
     host: str
     port: int
+    token: str             # the previous session's token ("" if none): needed to take over a live record
 
 
 @message(MsgType.REGISTERED)

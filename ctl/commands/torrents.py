@@ -1,13 +1,14 @@
 """Working with torrents: create, upload (seed), download, get, status."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ctl import client, render
+from ctl import client, nodes, render
 from ctl.app import command
 from node import config
 from protocol import messages as m
@@ -84,18 +85,21 @@ def upload(
     peer_host: Annotated[str, typer.Option(help="That peer's address.")] = config.DEFAULT_PEER_HOST,
     announce: Annotated[str, typer.Option(help="Tracker endpoint for torrents made here.")] =
         config.default_tracker_endpoint(),
+    peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
+        config.DEFAULT_PEERS_CONFIG,
 ) -> None:
     """Have a running peer seed a file (or every file in a folder).
 
     Creates the torrent first if there is none; returns once the tracker has every piece.
     """
     files = _inputs(input)
+    nodes.check_listed(peer_id, peers_config)
     client.check_peer(peer_id, peer_host, peer_port)
     done = []
     for path in files:
         meta, dest = _torrent_for(path, announce)
         timeout_s = max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS)
-        client.peer_control(peer_id, m.Upload(path=str(path.resolve()), metainfo=meta.raw),
+        client.peer_control(peer_id, m.Upload(path=os.path.abspath(path), metainfo=meta.raw),
                             timeout_s=timeout_s)
         done.append((meta, dest))
     for meta, _ in done:
@@ -137,6 +141,8 @@ def download(
     peer_port: Annotated[int, typer.Option(help="That peer's port.")],
     output: Annotated[Optional[str], typer.Option(help="Where to write the file.")] = None,
     peer_host: Annotated[str, typer.Option(help="That peer's address.")] = config.DEFAULT_PEER_HOST,
+    peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
+        config.DEFAULT_PEERS_CONFIG,
 ) -> None:
     """Have a running peer download a torrent from every peer that has pieces.
 
@@ -144,8 +150,12 @@ def download(
     """
     meta = metainfo.read(torrent)
     out_path = Path(output) if output else config.downloads_dir() / meta.name
+    if out_path.is_dir() and not out_path.is_symlink():
+        out_path = out_path / meta.name          # a folder: the file goes inside it
+    nodes.check_listed(peer_id, peers_config)
     client.check_peer(peer_id, peer_host, peer_port)
-    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=str(out_path.resolve())),
+    # abspath, not resolve(): a symlink planted at the output is refused by the peer, not followed
+    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=os.path.abspath(out_path)),
                         timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
     job = _follow(peer_id, meta, quiet=ctx.obj.json)
     if job.state == m.JobState.FAILED.value:

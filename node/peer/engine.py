@@ -57,6 +57,7 @@ class RemotePeer:
     failures: int = 0
     hash_failures: int = 0
     timeouts_in_a_row: int = 0
+    refused: set = field(default_factory=set)      # pieces it said it does not have: not asked again
     rested_until: float = 0.0       # no requests before this (it kept timing out)
     banned: bool = False
     first_request: float = 0.0
@@ -150,7 +151,7 @@ class DownloadJob:
         for remote in self.remotes.values():
             if remote.listed and not remote.banned:
                 for i in self.pending:
-                    if i in remote.bitfield:
+                    if i in remote.bitfield and i not in remote.refused:
                         avail[i] = avail.get(i, 0) + 1
         rnd = random.random
         self.order = deque(sorted((i for i in avail), key=lambda i: (avail[i], rnd())))
@@ -168,7 +169,8 @@ class DownloadJob:
             while source and source[0] not in self.pending:
                 source.popleft()
             for i in source:
-                if i in self.pending and i in remote.bitfield and self._may_fetch(remote, i):
+                if (i in self.pending and i in remote.bitfield and i not in remote.refused
+                        and self._may_fetch(remote, i)):
                     self.pending.discard(i)
                     return i
         return None
@@ -185,7 +187,8 @@ class DownloadJob:
         """A piece in flight elsewhere for over ENDGAME_AFTER_S, with the fewest attempts."""
         best = None
         for i, attempts in self.fetches.items():
-            if (len(attempts) < 2 and i in remote.bitfield and all(f.remote is not remote for f in attempts)
+            if (len(attempts) < 2 and i in remote.bitfield and i not in remote.refused
+                    and all(f.remote is not remote for f in attempts)
                     and now - attempts[0].started > config.ENDGAME_AFTER_S):
                 if best is None or attempts[0].started < self.fetches[best][0].started:
                     best = i
@@ -250,11 +253,14 @@ class DownloadJob:
         if fetch.hasher.digest() != self.meta.piece_hash(piece):
             remote.hash_failures += 1
             self.bad_from.setdefault(piece, set()).add(remote.peer_id)
+            self._fail(fetch, ZorrentError(f"piece {piece} from {remote.peer_id} failed its hash"))
             if remote.hash_failures >= config.MAX_HASH_FAILURES and not remote.banned:
-                remote.banned = True
+                remote.banned = True   # parole is over: nothing more from it in this job
                 log.warning("%s: banned %s after %d bad pieces", self.meta.name,
                             remote.peer_id, remote.hash_failures)
-            self._fail(fetch, ZorrentError(f"piece {piece} from {remote.peer_id} failed its hash"))
+                for other in list(remote.fetches):
+                    self._abandon(other, count=False)
+                self.schedule()
             return
         buffers = [fetch.blocks[o] for o in sorted(fetch.blocks)]
         try:
@@ -308,7 +314,7 @@ class DownloadJob:
         log.info("%s: piece %d from %s: %s", self.meta.name, fetch.piece_index,
                  fetch.remote.peer_id, err.message)
         if isinstance(err, RemoteError) and err.code == ErrorCode.PIECE_UNAVAILABLE:
-            fetch.remote.bitfield = Bitfield(self.meta.num_pieces)   # stale claim: trust the next list
+            fetch.remote.refused.add(fetch.piece_index)   # a false (or stale) claim: ask others
         elif isinstance(err, TransportError):
             fetch.remote.timeouts_in_a_row += 1
             if fetch.remote.timeouts_in_a_row >= config.SNUB_AFTER_TIMEOUTS:
@@ -347,6 +353,10 @@ class DownloadJob:
         self._finish_job(error="stopped")
 
     # ------------------------------------------------------------------ report
+    @property
+    def ignored(self) -> int:
+        return self.unexpected + sum(r.channel.dropped for r in self.remotes.values())
+
     def peer_stats(self) -> list[m.PeerStat]:
         end = self.finished or time.monotonic()
         return [m.PeerStat(peer_id=r.peer_id, pieces=r.pieces, bytes=r.bytes, failures=r.failures,

@@ -75,7 +75,7 @@ class Holding:
             announced=self.announced, resumed=self.resumed, fetched=self.fetched,
             length=self.meta.length,
             bytes_done=min(self.meta.length, have * self.meta.piece_length),
-            failed_attempts=job.failed_attempts if job else 0,
+            failed_attempts=job.failed_attempts if job else 0, ignored=job.ignored if job else 0,
             elapsed_s=round((self.finished or time.monotonic()) - self.started, 3),
             error=self.error, peers=job.peer_stats() if job else [])
 
@@ -126,6 +126,8 @@ class PeerNode(Context):
         self.reactor = Reactor()
         self.holdings: dict[str, Holding] = {}
         self.token: str | None = None
+        self.last_token = ""           # the previous session's, to take back our own live record
+        self.refused_since: float | None = None
         self.registering = False
         self.fatal: str | None = None
         self.state_dirty = False
@@ -198,20 +200,30 @@ class PeerNode(Context):
             return
         self.registering = True
         self.token = None
-        self.tracker.request(m.RegisterPeer(peer_id=self.peer_id, host=self.host, port=self.port),
+        self.tracker.request(m.RegisterPeer(peer_id=self.peer_id, host=self.host, port=self.port,
+                                            token=self.last_token),
                              self._on_registered, timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
     def _on_registered(self, env, err) -> None:
         self.registering = False
         if err is not None:
             if isinstance(err, RemoteError) and err.code == ErrorCode.PEER_ID_TAKEN:
-                self.fatal = err.message
-                self.stop()
+                # our own record from a run that lost its state expires; a live twin does not
+                now = time.monotonic()
+                self.refused_since = self.refused_since or now
+                if now - self.refused_since > config.PEER_EXPIRY_S + config.HEARTBEAT_INTERVAL_S:
+                    self.fatal = err.message
+                    self.stop()
+                    return
+                log.warning("%s; retrying until the old record expires", err.message)
+                self.reactor.call_later(1.0, self._register)
                 return
             log.warning("tracker %s: %s; retrying", self.tracker_endpoint, err.message)
             self.reactor.call_later(1.0, self._register)
             return
-        self.token = env.msg.token
+        self.token = self.last_token = env.msg.token
+        self.refused_since = None
+        self.state_dirty = True
         log.info("registered with tracker %s", self.tracker_endpoint)
         for h in self.holdings.values():   # the tracker forgot us (or never knew): tell it all
             h.tracker_known = False
@@ -247,7 +259,7 @@ class PeerNode(Context):
             except OSError as exc:
                 log.error("%s: cannot sync %s: %s", h.meta.name, h.file.path, exc.strerror or exc)
         try:
-            state.save(self.peer_id, saved)
+            state.save(self.peer_id, self.last_token, saved)
         except OSError as exc:
             self.state_dirty = True
             log.error("cannot save resume state: %s", exc.strerror or exc)
@@ -255,7 +267,9 @@ class PeerNode(Context):
     def _restore(self) -> None:
         """Take back what the last run held: seeds keep seeding, downloads resume."""
         self.restoring = True
-        for saved in state.load(self.peer_id):
+        loaded = state.load(self.peer_id)
+        self.last_token = loaded.token
+        for saved in loaded.torrents:
             try:
                 meta = parse(saved.metainfo_raw)
                 path = Path(saved.path)
@@ -357,7 +371,7 @@ class PeerNode(Context):
     def _start_download(self, meta: Metainfo, path: Path, trusted: Bitfield | None) -> Holding:
         """Open (or reopen) the output; only pieces whose hash matches on disk, or that the
         resume state vouches for, count as verified."""
-        piece_file = PieceFile.open_download(meta, path)
+        piece_file = PieceFile.open_download(meta, path, resuming=trusted is not None)
         if piece_file.fresh:
             have = Bitfield(meta.num_pieces)
         else:
@@ -392,6 +406,7 @@ def run(peer_id: str, host: str, port: int, tracker_endpoint: str, upload_rate_b
         raise
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: node.stop())
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a file-size limit is a write error, not a kill
     write_ready_file(ready_file, endpoint)
     try:
         node.run()

@@ -44,26 +44,35 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def load(peer_id: str) -> list[TorrentState]:
+@dataclass
+class PeerState:
+    token: str = ""        # the tracker session, so a restart can take its own live record back
+    torrents: list = None
+
+    def __post_init__(self):
+        self.torrents = self.torrents or []
+
+
+def load(peer_id: str) -> PeerState:
     path = config.peer_state_path(peer_id)
     try:
         raw = json.loads(path.read_text())
         if raw.get("version") != STATE_VERSION:
             raise ValueError(f"version {raw.get('version')}")
-        return [TorrentState(**t) for t in raw["torrents"]]
+        return PeerState(raw.get("token", ""), [TorrentState(**t) for t in raw["torrents"]])
     except FileNotFoundError:
-        return []
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+        return PeerState()
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         log.error("ignoring unreadable state %s: %s (its files will be rechecked on upload/download)",
                   path, exc)
-        return []
+        return PeerState()
 
 
-def save(peer_id: str, torrents: list[TorrentState]) -> None:
+def save(peer_id: str, token: str, torrents: list[TorrentState]) -> None:
     path = config.peer_state_path(peer_id)
     config.ensure_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
-    data = json.dumps({"version": STATE_VERSION, "peer_id": peer_id,
+    data = json.dumps({"version": STATE_VERSION, "peer_id": peer_id, "token": token,
                        "torrents": [asdict(t) for t in torrents]}).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

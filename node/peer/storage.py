@@ -41,8 +41,13 @@ class PieceFile:
         return cls(meta, path, fd, writable=False)
 
     @classmethod
-    def open_download(cls, meta: Metainfo, path: Path) -> "PieceFile":
-        """Create (or reopen for resume) the output file, never following a symlink."""
+    def open_download(cls, meta: Metainfo, path: Path, resuming: bool = False) -> "PieceFile":
+        """Create (or reopen) the output file, never following a symlink planted in its place.
+
+        The file grows as verified pieces land, so a full disk shows up as a failed write
+        mid-download. An existing file is taken only if it is our own partial download
+        (``resuming``) or already has the torrent's length (it is rechecked, not trusted).
+        """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -54,15 +59,11 @@ class PieceFile:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise StorageError(f"{path} is not a regular file")
-        if st.st_size not in (0, meta.length):
+        fits = st.st_size <= meta.length if resuming else st.st_size in (0, meta.length)
+        if not fits:
             os.close(fd)
             raise StorageError(f"{path} already exists with {st.st_size} bytes; the torrent is "
                                f"{meta.length} bytes (move it or choose another --output)")
-        try:
-            os.ftruncate(fd, meta.length)
-        except OSError as exc:
-            os.close(fd)
-            raise StorageError(f"cannot size {path}: {_why(exc)}") from None
         piece_file = cls(meta, path, fd, writable=True)
         piece_file.fresh = st.st_size == 0
         return piece_file

@@ -71,7 +71,8 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
     old = ctx.store.get_peer(msg.peer_id)
     if old is not None:
         alive = old.last_seen > now - config.PEER_EXPIRY_S
-        if alive and (old.host, old.port) != (msg.host, msg.port):
+        same_session = (old.host, old.port) == (msg.host, msg.port) and secrets.compare_digest(old.token, msg.token)
+        if alive and not same_session:   # only the live peer itself (it has the token) may take it over
             raise ZorrentError(
                 f"peer id {msg.peer_id!r} is already in use by {old.host}:{old.port}",
                 ErrorCode.PEER_ID_TAKEN)

@@ -23,7 +23,8 @@ def tracker_up(endpoint):
 def stats_rows(stdout: str) -> dict[str, int]:
     """Peer ID -> Pieces Downloaded, parsed from the Download Statistics table."""
     block = stdout.split("Download Statistics:", 1)[1]
-    return {m_.group(1): int(m_.group(2)) for m_ in re.finditer(r"│\s*(\S+)\s*│\s*(\d+)\s*│\s*[\d.]+\s*│", block)}
+    return {m_.group(1): int(m_.group(2))
+            for m_ in re.finditer(r"│\s*(\S+)(?: \(banned\))?\s*│\s*(\d+)\s*│\s*[\d.]+\s*│", block)}
 
 
 def test_readme_simple_example(swarm, tmp_path):

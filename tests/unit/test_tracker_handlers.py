@@ -49,7 +49,7 @@ def meta(tmp_path):
 
 
 def register(ctx, peer_id="p1", port=6881):
-    return ask(ctx, m.RegisterPeer(peer_id=peer_id, host="127.0.0.1", port=port)).token
+    return ask(ctx, m.RegisterPeer(peer_id=peer_id, host="127.0.0.1", port=port, token="")).token
 
 
 def test_register_announce_get_peers(ctx, meta):
@@ -63,7 +63,7 @@ def test_register_announce_get_peers(ctx, meta):
 
 def test_duplicate_live_peer_id_from_another_address_is_refused(ctx):
     register(ctx, "p1", 6881)
-    text = expect_error(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=7000), ErrorCode.PEER_ID_TAKEN)
+    text = expect_error(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=7000, token=""), ErrorCode.PEER_ID_TAKEN)
     assert text == "peer id 'p1' is already in use by 127.0.0.1:6881"
     ctx.clock_obj.now += config.PEER_EXPIRY_S + 1     # once the first one is silent, the id is free
     register(ctx, "p1", 7000)
@@ -121,3 +121,14 @@ def test_a_crashing_handler_becomes_an_error_reply(ctx):
 
     reply = decode(d.dispatch(ctx, encode(m.Ping(), 4)))
     assert reply.id == 4 and reply.msg.code == ErrorCode.INTERNAL and "KeyError" in reply.msg.message
+
+
+def test_a_live_record_is_taken_over_only_with_its_token(ctx):
+    token = register(ctx, "p1", 6881)
+    # a stranger claiming p1's own address, without p1's token, is refused
+    expect_error(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=""), ErrorCode.PEER_ID_TAKEN)
+    expect_error(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token="guess"),
+                 ErrorCode.PEER_ID_TAKEN)
+    # p1 restarted with its saved token takes its record back
+    again = ask(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=token))
+    assert isinstance(again, m.Registered) and again.token != token
