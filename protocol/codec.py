@@ -55,7 +55,8 @@ def decode_id(frames: list[Any]) -> int:
         raw = msgpack.unpackb(_buffer(frames[0]), raw=False, max_bin_len=0,
                               max_str_len=64, max_array_len=0, max_map_len=8)
         ident = raw.get("id", 0) if isinstance(raw, dict) else 0
-        return ident if isinstance(ident, int) and 0 <= ident <= MAX_MSG_ID else 0
+        ok = isinstance(ident, int) and not isinstance(ident, bool) and 0 <= ident <= MAX_MSG_ID
+        return ident if ok else 0
     except Exception:
         return 0
 

@@ -76,3 +76,11 @@ def test_nested_field_path():
 
 def test_every_type_is_registered_once():
     assert set(m.REGISTRY) == set(m.MsgType)
+
+
+def test_error_replies_never_echo_a_malformed_id():
+    from protocol.codec import decode_id
+
+    assert decode_id([msgpack.packb({"v": None, "id": False})]) == 0       # found by the fuzzer
+    assert decode_id([msgpack.packb({"id": -5})]) == 0
+    assert decode_id([msgpack.packb({"id": 42, "type": 3})]) == 42
