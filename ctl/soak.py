@@ -39,6 +39,7 @@ class Job:
     started: float
     last_have: int = 0
     done: bool = False
+    recycled: bool = False      # verified, then removed so the pair can be downloaded again
     verified: bool | None = None
 
 
@@ -54,6 +55,7 @@ class Report:
     downloads_verified: int = 0
     downloads_corrupt: int = 0
     downloads_unfinished: int = 0
+    downloads_recycled: int = 0
     kills: int = 0
     restarts_seen: int = 0
     pieces_redownloaded_after_restart: int = 0
@@ -137,9 +139,10 @@ class Soak:
 
     # ------------------------------------------------------------------ the loop
     def start_download(self) -> None:
-        busy = {(j.peer_id, j.name) for j in self.jobs} | self.seeded
+        busy = {(j.peer_id, j.name) for j in self.jobs if not j.recycled} | self.seeded
         choices = [(p, n) for p in self.peer_ids for n in self.inputs if (p, n) not in busy]
         if not choices:
+            self.recycle()
             return
         peer_id, name = self.rng.choice(choices)
         path, _, meta = self.inputs[name]
@@ -151,6 +154,20 @@ class Soak:
             return
         self.jobs.append(Job(peer_id, name, meta.info_hash, out, time.monotonic()))
         self.report.downloads_started += 1
+
+    def recycle(self) -> None:
+        """Every pair has been downloaded: remove a verified one (file deleted) to go again."""
+        done = [j for j in self.jobs if j.done and j.verified and not j.recycled]
+        if not done:
+            return
+        job = self.rng.choice(done)
+        try:
+            client.peer_control(job.peer_id, m.Remove(info_hash=job.info_hash, delete_data=True),
+                                timeout_s=2, tries=2)
+        except ZorrentError:
+            return
+        job.recycled = True
+        self.report.downloads_recycled += 1
 
     def poll(self) -> None:
         pids = _pids()

@@ -38,6 +38,7 @@ class MsgType(str, Enum):
     REGISTER_TORRENT = "register_torrent"
     TORRENT_REGISTERED = "torrent_registered"
     ANNOUNCE = "announce"
+    FORGET = "forget"
     GET_PEERS = "get_peers"
     PEER_LIST = "peer_list"
     # peer data plane
@@ -48,6 +49,7 @@ class MsgType(str, Enum):
     UPLOADED = "uploaded"
     DOWNLOAD = "download"
     STATUS = "status"
+    REMOVE = "remove"
     STATUS_REPLY = "status_reply"
     SHUTDOWN = "shutdown"
 
@@ -210,6 +212,15 @@ class Announce(Message):
     pieces: list[int]      # verified piece indexes; durable before the OK
 
 
+@message(MsgType.FORGET)
+class Forget(Message):
+    """The peer no longer holds any piece of this torrent."""
+
+    peer_id: str
+    token: str
+    info_hash: str
+
+
 @message(MsgType.GET_PEERS)
 class GetPeers(Message):
     info_hash: str
@@ -263,6 +274,15 @@ class Uploaded(Message):
 class Download(Message):
     metainfo: bytes
     output: str            # absolute path of the file to write
+
+
+@message(MsgType.REMOVE)
+class Remove(Message):
+    """Stop seeding or downloading a torrent; ``delete_data`` also deletes a downloaded file
+    (never a file that was uploaded from elsewhere)."""
+
+    info_hash: str
+    delete_data: bool
 
 
 @message(MsgType.STATUS)

@@ -1,6 +1,7 @@
 """zorrent soak: a long-running local swarm that is killed at random and must lose nothing."""
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +14,10 @@ from ctl.commands.inputs import parse_size
 from ctl.soak import Soak
 from node import config
 from protocol.errors import ZorrentError
+
+
+def _stop(*_) -> None:
+    raise KeyboardInterrupt
 
 
 @command("soak")
@@ -34,6 +39,7 @@ def soak(
     """
     where = Path(workdir or config.output_dir() / f"soak-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     where.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _stop)   # a clean stop: the swarm always goes down
     run = Soak(where, peers, files, minutes, kill_every, parse_size(min_size), parse_size(max_size), seed,
                parse_size(upload_rate) if upload_rate != "0" else 0, say=lambda s: render.err.print(s, markup=False, highlight=False))
     try:

@@ -226,6 +226,19 @@ def get(
         render.out.print("No live peer holds any piece of it.")
 
 
+@command("remove")
+def remove(
+    ctx: typer.Context,
+    torrent: Annotated[str, typer.Option(help="The .torrent file.")],
+    peer_id: Annotated[str, typer.Option(help="The running peer that holds it.")],
+    delete: Annotated[bool, typer.Option("--delete", help="Also delete the downloaded file (never an uploaded one).")] = False,
+) -> None:
+    """Have a peer stop seeding or downloading a torrent."""
+    meta = metainfo.read(torrent)
+    client.peer_control(peer_id, m.Remove(info_hash=meta.info_hash, delete_data=delete), timeout_s=ctx.obj.timeout_s)
+    render.out.print(f"{peer_id} no longer holds {meta.name}" + (" (file deleted)" if delete else ""))
+
+
 @command("status")
 def status(
     ctx: typer.Context,

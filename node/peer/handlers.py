@@ -77,6 +77,12 @@ def status(node: PeerNode, msg: m.Status) -> m.StatusReply:
     return _status(node, msg.info_hash)
 
 
+@control.handles(m.MsgType.REMOVE)
+def remove(node: PeerNode, msg: m.Remove) -> m.Ok:
+    node.remove(msg.info_hash, msg.delete_data)
+    return m.Ok()
+
+
 @control.handles(m.MsgType.SHUTDOWN)
 def shutdown(node: PeerNode, msg: m.Shutdown) -> m.Ok:
     node.reactor.call_later(0, node.stop)   # after this reply has gone out

@@ -128,6 +128,7 @@ class PeerNode(Context):
         self.token: str | None = None
         self.last_token = ""           # the previous session's, to take back our own live record
         self.refused_since: float | None = None
+        self.forgotten: set[str] = set()      # removed torrents the tracker has not yet acknowledged
         self.registering = False
         self.fatal: str | None = None
         self.state_dirty = False
@@ -296,6 +297,12 @@ class PeerNode(Context):
     def _flush_announces(self) -> None:
         if self.token is None:
             return
+        for info_hash in list(self.forgotten):
+            self.forgotten.discard(info_hash)
+            self.tracker.request(m.Forget(peer_id=self.peer_id, token=self.token, info_hash=info_hash),
+                                 lambda env, err, ih=info_hash: err and not isinstance(err, RemoteError)
+                                 and self.forgotten.add(ih),
+                                 timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
         for h in self.holdings.values():
             if h.announcing:
                 continue
@@ -383,6 +390,21 @@ class PeerNode(Context):
             holding.job = DownloadJob(self, holding)
             holding.job.refresh()
         return holding
+
+    def remove(self, info_hash: str, delete_data: bool) -> None:
+        """Stop seeding or downloading; the tracker is told this peer holds none of it."""
+        holding = self.holdings.pop(info_hash, None)
+        if holding is None:
+            raise ZorrentError(f"torrent {info_hash[:40]} is not held by {self.peer_id}", ErrorCode.UNKNOWN_TORRENT)
+        if holding.job is not None and holding.finished is None:
+            holding.job.close()
+        holding.file.close()
+        if delete_data and holding.role == "download":
+            holding.file.path.unlink(missing_ok=True)
+        self.state_dirty = True
+        self._save_state()
+        self.forgotten.add(info_hash)
+        self._flush_announces()
 
     def _hold(self, meta: Metainfo, piece_file: PieceFile, have: Bitfield, job_state: m.JobState,
               role: str) -> Holding:

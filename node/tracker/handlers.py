@@ -117,6 +117,13 @@ def announce(ctx: TrackerContext, msg: m.Announce) -> m.Ok:
     return m.Ok()
 
 
+@tracker.handles(m.MsgType.FORGET)
+def forget(ctx: TrackerContext, msg: m.Forget) -> m.Ok:
+    _authorised(ctx, msg.peer_id, msg.token)
+    ctx.store.remove_pieces(msg.info_hash, msg.peer_id)
+    return m.Ok()
+
+
 @tracker.handles(m.MsgType.GET_PEERS)
 def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
     torrent = _torrent(ctx, msg.info_hash)

@@ -102,3 +102,17 @@ def test_savepoint_rolls_back_one_handler(store):
         assert held == [1]        # SQLite savepoints undo the failed handler's writes
     else:
         assert 1 in held          # MongoDB writes are acknowledged one by one
+
+
+def test_remove_pieces_of_one_torrent(store):
+    other = TorrentRecord("cd" * 20, "g.bin", 50_000, 16384, 4, b"d4:infode")
+    store.put_torrent(TORRENT)
+    store.put_torrent(other)
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    store.add_pieces(TORRENT.info_hash, "p1", [0, 1])
+    store.add_pieces(other.info_hash, "p1", [2])
+    store.commit()
+    store.remove_pieces(TORRENT.info_hash, "p1")
+    store.commit()
+    assert store.holders(TORRENT.info_hash) == {}
+    assert store.held_by("p1") == {other.info_hash: 1}

@@ -90,3 +90,19 @@ def test_tracker_on_mongodb(swarm, tmp_path, mongo_uri):
     wait_for(lambda: len(db.files.find_one({"_id": info["info_hash"]})["peers"].get("p2", [])) == info["num_pieces"],
              what="p2's pieces in the files collection")
     assert sorted(spread["p1"]) == list(range(info["num_pieces"]))
+
+
+def test_remove_stops_serving_and_tells_the_tracker(swarm, tmp_path):
+    swarm.tracker()
+    swarm.peer("p1")
+    swarm.peer("p2")
+    src = write_random(tmp_path / "in" / "r.bin", 2 * MIB, seed=12)
+    info = swarm.upload(src, "p1")
+    download(swarm, info["torrent"], tmp_path / "out" / "r.bin", "p2")
+    swarm.cli("remove", "--torrent", info["torrent"], "--peer-id", "p2", "--delete")
+    assert not (tmp_path / "out" / "r.bin").exists() and src.exists()
+    wait_for(lambda: {p["peer_id"] for p in swarm.cli_json("get", "--torrent", info["torrent"])["peers"]} == {"p1"},
+             what="the tracker to forget p2's pieces")
+    swarm.cli("remove", "--torrent", info["torrent"], "--peer-id", "p1", "--delete")
+    assert src.exists()                      # an uploaded file is never deleted
+    assert swarm.status("p1")["jobs"] == []

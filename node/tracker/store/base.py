@@ -72,6 +72,10 @@ class TrackerStore(ABC):
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None: ...
 
     @abstractmethod
+    def remove_pieces(self, info_hash: str, peer_id: str) -> None:
+        """The peer holds nothing of this torrent any more."""
+
+    @abstractmethod
     def holders(self, info_hash: str) -> dict[str, Bitfield]:
         """peer id -> verified pieces, for every peer holding any."""
 

@@ -85,6 +85,9 @@ class MongoStore(TrackerStore):
         self._do(self.files.update_one, {"_id": info_hash},
                  {"$addToSet": {f"peers.{peer_id}": {"$each": list(pieces)}}})
 
+    def remove_pieces(self, info_hash: str, peer_id: str) -> None:
+        self._do(self.files.update_one, {"_id": info_hash}, {"$unset": {f"peers.{peer_id}": ""}})
+
     def holders(self, info_hash: str) -> dict[str, Bitfield]:
         d = self._do(self.files.find_one, {"_id": info_hash})
         if not d:

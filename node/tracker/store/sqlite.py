@@ -147,6 +147,10 @@ class SqliteStore(TrackerStore):
                         "DO UPDATE SET bitfield=excluded.bitfield, have=excluded.have",
                         (info_hash, peer_id, bits.to_bytes(), len(bits)))
 
+    def remove_pieces(self, info_hash: str, peer_id: str) -> None:
+        self._write("DELETE FROM files WHERE info_hash=? AND peer_id=?", (info_hash, peer_id))
+        self._bits.pop((info_hash, peer_id), None)
+
     def holders(self, info_hash: str) -> dict[str, Bitfield]:
         size = self._num_pieces(info_hash)
         return {pid: Bitfield(size, blob) for pid, blob in self.db.execute(
