@@ -97,6 +97,9 @@ class Swarm:
             env["ZORRENT_TRACKER"] = self.tracker_endpoint
         return env
 
+    def argv(self, *args: str) -> list[str]:
+        return [PY, str(REPO / "main.py"), *args]
+
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = self.workdir / "logs" / f"{name}.log"
         proc = subprocess.Popen([PY, str(REPO / "main.py"), *args], cwd=self.workdir, env=self.env(),
@@ -118,12 +121,17 @@ class Swarm:
         self.tracker_endpoint = self._ready("tracker", proc, ready)
         return self.tracker_endpoint
 
-    def peer(self, peer_id: str, *extra: str) -> int:
+    def peer_start_unregistered(self, peer_id: str, *extra: str) -> int:
+        """A running peer, without waiting for the tracker to know it."""
         ready = self.workdir / f"{peer_id}.ready"
         proc = self.spawn(peer_id, "peer", "--peer-id", peer_id, "--port", "0", "--tracker",
                           self.tracker_endpoint, "--ready-file", str(ready), *extra)
         port = int(self._ready(peer_id, proc, ready).rsplit(":", 1)[1])
         self.peer_ports[peer_id] = port
+        return port
+
+    def peer(self, peer_id: str, *extra: str) -> int:
+        port = self.peer_start_unregistered(peer_id, *extra)
         wait_for(lambda: self.status(peer_id)["registered"], what=f"{peer_id} to register")
         return port
 

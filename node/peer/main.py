@@ -368,11 +368,13 @@ class PeerNode(Context):
             if held.file.path != path:
                 raise ZorrentError(f"{self.peer_id} already holds {meta.name} at {held.file.path}",
                                    ErrorCode.BAD_INPUT)
-            if held.state == m.JobState.FAILED and held.file.writable:
-                del self.holdings[meta.info_hash]
-                held.file.close()
-            else:
+            if not (held.state == m.JobState.FAILED and held.file.writable):
                 return held   # re-attach to the running (or finished) job
+            del self.holdings[meta.info_hash]   # retry a failed job: its verified pieces carry over
+            held.file.close()
+            holding = self._start_download(meta, path, held.bitfield)
+            holding.fetched = held.fetched
+            return holding
         return self._start_download(meta, path, None)
 
     def _start_download(self, meta: Metainfo, path: Path, trusted: Bitfield | None) -> Holding:
