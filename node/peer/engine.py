@@ -342,12 +342,8 @@ class DownloadJob:
         self.fetches.clear()
         for remote in self.remotes.values():
             remote.channel.close()
-        try:
-            self.holding.file.sync()
-        except OSError:
-            pass
         self.holding.finish(error)
-        self.node.state_dirty = True
+        self.node.state_dirty = True   # the state saver fsyncs the file, off the event loop
 
     def close(self) -> None:
         self._finish_job(error="stopped")

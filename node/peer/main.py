@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from node.dispatch import Context, bind_router, serve
 from node.peer import state
 from node.peer.engine import DownloadJob
 from node.peer.storage import PieceFile
-from node.process import setup_logging, write_ready_file
+from node.process import reuse_large_buffers, setup_logging, write_ready_file
 from node.reactor import Reactor
 from protocol import messages as m
 from protocol.errors import ErrorCode, RemoteError, ZorrentError
@@ -132,6 +133,8 @@ class PeerNode(Context):
         self.registering = False
         self.fatal: str | None = None
         self.state_dirty = False
+        self.saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
+        self.saving = None
         self.restoring = False
         self.unrestored: list[state.TorrentState] = []   # kept verbatim: never drop a job record
 
@@ -184,7 +187,8 @@ class PeerNode(Context):
             if h.job is not None and h.finished is None:
                 h.job.close()
         self.state_dirty = True
-        self._save_state()
+        self._save_state(wait=True)
+        self.saver.shutdown()
         for h in self.holdings.values():
             h.file.close()
         if self.token:
@@ -248,22 +252,45 @@ class PeerNode(Context):
         self.state_dirty = True
 
     # ------------------------------------------------------------------ resume state
-    def _save_state(self) -> None:
+    def _save_state(self, wait: bool = False) -> None:
+        """Snapshot the state, fdatasync the files it covers, then write it.
+
+        The periodic save runs the fsyncs in a background thread (fdatasync releases the
+        GIL), so a long flush never stalls serving or downloading. ``wait=True`` saves
+        before returning: a request is acknowledged only once its job is durable.
+        """
         if not self.state_dirty or self.restoring:
             return
+        if self.saving is not None and not self.saving.done():
+            if not wait:
+                return                     # still flushing the last one; try again next tick
+            self.saving.result()
         self.state_dirty = False
-        saved = list(self.unrestored)
+        snapshot = list(self.unrestored)
+        fds = []
         for h in self.holdings.values():
             try:
-                h.file.sync()          # pieces first: the state must never claim unsynced data
-                saved.append(h.saved())
+                snapshot.append(h.saved())
+                if h.file.writable and h.file.fd >= 0:
+                    fds.append(os.dup(h.file.fd))
             except OSError as exc:
-                log.error("%s: cannot sync %s: %s", h.meta.name, h.file.path, exc.strerror or exc)
+                log.error("%s: cannot stat %s: %s", h.meta.name, h.file.path, exc.strerror or exc)
+        if wait:
+            self._write_state(snapshot, fds)
+        else:
+            self.saving = self.saver.submit(self._write_state, snapshot, fds)
+
+    def _write_state(self, snapshot: list, fds: list[int]) -> None:
         try:
-            state.save(self.peer_id, self.last_token, saved)
+            for fd in fds:
+                os.fdatasync(fd)           # pieces first: the state never claims unsynced data
+            state.save(self.peer_id, self.last_token, snapshot)
         except OSError as exc:
             self.state_dirty = True
             log.error("cannot save resume state: %s", exc.strerror or exc)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _restore(self) -> None:
         """Take back what the last run held: seeds keep seeding, downloads resume."""
@@ -292,7 +319,7 @@ class PeerNode(Context):
                 log.error("cannot resume %s: %s", saved.path, getattr(exc, "message", exc))
         self.restoring = False
         self.state_dirty = True
-        self._save_state()
+        self._save_state(wait=True)
 
     def _flush_announces(self) -> None:
         if self.token is None:
@@ -404,7 +431,7 @@ class PeerNode(Context):
         if delete_data and holding.role == "download":
             holding.file.path.unlink(missing_ok=True)
         self.state_dirty = True
-        self._save_state()
+        self._save_state(wait=True)
         self.forgotten.add(info_hash)
         self._flush_announces()
 
@@ -414,7 +441,7 @@ class PeerNode(Context):
                           resumed=len(have), unannounced=set(have.indexes()))
         self.holdings[meta.info_hash] = holding
         self.state_dirty = True
-        self._save_state()     # durable before the request that made it is acknowledged
+        self._save_state(wait=True)   # durable before the request that made it is acknowledged
         self._flush_announces()
         return holding
 
@@ -422,6 +449,7 @@ class PeerNode(Context):
 def run(peer_id: str, host: str, port: int, tracker_endpoint: str, upload_rate_bps: int = 0,
         ready_file: str | None = None) -> int:
     setup_logging(f"peer {peer_id}")
+    reuse_large_buffers()
     node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps)
     try:
         endpoint = node.start()

@@ -109,10 +109,6 @@ class PieceFile:
             if views and n:
                 views[0] = memoryview(views[0])[n:]
 
-    def sync(self) -> None:
-        if self.writable:
-            os.fdatasync(self.fd)
-
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)

@@ -1,0 +1,66 @@
+"""One libtorrent session in its own process: the comparison client for bench/bench.py.
+
+Tracker-less: the harness tells each leecher every other node's port (connect_peer).
+A seeder adds the torrent in seed_mode (its data is known good, like a zorrent upload).
+
+    python bench/lt_node.py --role seeder  --torrent T --dir D --ready R
+    python bench/lt_node.py --role leecher --torrent T --dir D --ready R --go G --result OUT
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import libtorrent as lt
+
+SETTINGS = {
+    "listen_interfaces": "127.0.0.1:0",
+    "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+    "allow_multiple_connections_per_ip": True,     # every node is on 127.0.0.1
+    "enable_outgoing_utp": False, "enable_incoming_utp": False,   # TCP, like zorrent
+    "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--role", choices=["seeder", "leecher"], required=True)
+    ap.add_argument("--torrent", required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--ready", required=True)
+    ap.add_argument("--go")
+    ap.add_argument("--result")
+    args = ap.parse_args()
+    ses = lt.session(SETTINGS)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(args.torrent)
+    params.save_path = args.dir
+    if args.role == "seeder":
+        params.flags |= lt.torrent_flags.seed_mode
+        ses.add_torrent(params)
+    Path(args.ready + ".tmp").write_text(str(ses.listen_port()))
+    Path(args.ready + ".tmp").rename(args.ready)
+    if args.role == "seeder":
+        while True:              # serve until killed
+            time.sleep(1)
+    go = Path(args.go)
+    while not go.exists():
+        time.sleep(0.005)
+    ports = [int(p) for p in json.loads(go.read_text()) if int(p) != ses.listen_port()]
+    started = time.time()
+    handle = ses.add_torrent(params)
+    for port in ports:
+        handle.connect_peer(("127.0.0.1", port))
+    while not handle.status().is_seeding:
+        ses.pop_alerts()
+        time.sleep(0.01)
+    finished = time.time()
+    Path(args.result).write_text(json.dumps({"started": started, "finished": finished}))
+    while True:                  # keep serving the other leechers until killed
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Profile one zorrent transfer with py-spy: which functions the seeder and leecher spend time in.
+
+    python bench/profile_swarm.py --seeders 3 --leechers 1 --size-mib 512
+
+Runs the scenario on real processes, samples every seeder and leecher with py-spy
+(--native --gil off: wall time, C frames included) and prints the top self-time frames.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.bench import make_input  # noqa: E402
+from ctl import client  # noqa: E402
+from protocol import messages as m  # noqa: E402
+from protocol import metainfo  # noqa: E402
+from tests.procs import Swarm, wait_for  # noqa: E402
+
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
+
+
+def top(raw: Path, n: int = 14) -> list[tuple[str, float]]:
+    """Self time per leaf frame from py-spy's collapsed-stack output."""
+    counts, total = collections.Counter(), 0
+    for line in raw.read_text().splitlines():
+        stack, _, num = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        counts[leaf] += int(num)
+        total += int(num)
+    return [(f, 100 * c / total) for f, c in counts.most_common(n)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeders", type=int, default=1)
+    ap.add_argument("--leechers", type=int, default=1)
+    ap.add_argument("--size-mib", type=int, default=512)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="zorrent-prof-"))
+    src = make_input(work, args.size_mib * 1024 * 1024)
+    swarm = Swarm(work)
+    try:
+        swarm.tracker()
+        seeds = [f"s{i}" for i in range(args.seeders)]
+        leeches = [f"l{i}" for i in range(args.leechers)]
+        for p in seeds + leeches:
+            swarm.peer(p)
+        for p in seeds:
+            info = swarm.upload(src, p)
+        meta = metainfo.read(work / info["torrent"])
+        os.environ["ZORRENT_OUTPUT"] = str(work / "output")
+        pids = {name: proc.pid for name, proc, _ in swarm.procs}
+        spies = {p: subprocess.Popen([PY_SPY, "record", "--pid", str(pids[p]), "--rate", "250", "--format", "raw",
+                                      "--nonblocking", "-o", str(work / f"{p}.raw")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in seeds + leeches}
+        time.sleep(1.0)
+        for p in leeches:
+            client.peer_control(p, m.Download(metainfo=meta.raw, output=str(work / "out" / p)))
+        wait_for(lambda: all(client.peer_control(p, m.Status(info_hash=meta.info_hash)).jobs[0].state == "seeding"
+                             for p in leeches), timeout_s=300, interval_s=0.05)
+        for p in leeches:
+            job = client.peer_control(p, m.Status(info_hash=meta.info_hash)).jobs[0]
+            print(f"{p}: {meta.length / 1e6 / job.elapsed_s:.0f} MB/s in {job.elapsed_s:.2f} s")
+        for spy in spies.values():
+            spy.send_signal(2)
+            spy.wait(30)
+        for p in (seeds[:1] + leeches[:1]):
+            print(f"\n{p}: top self time (% of samples, idle included)")
+            for frame, pct in top(work / f"{p}.raw"):
+                print(f"  {pct:5.1f}%  {frame}")
+    finally:
+        swarm.close(failed=False)
+
+
+if __name__ == "__main__":
+    main()
