@@ -10,6 +10,7 @@ fields are the body schema: ``from_body`` checks names and types and reports the
 path of the first problem, e.g. ``['body']['pieces'][3] must be int, not str``.
 """
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -313,6 +314,16 @@ def _to_wire(value: Any) -> Any:
     return value
 
 
+_PLAIN = (int, str, bytes, bool)
+
+
+def _plain(value: Any, tp: type, path: str, name: str) -> Any:
+    """The common case, fast: a scalar of exactly the right type."""
+    if type(value) is tp:
+        return value
+    return _check(value, tp, f"{path}[{name!r}]")
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
@@ -338,19 +349,31 @@ def _check(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
+@functools.cache
+def _schema(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, type, required) for each field: computed once per class, not per message."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name],
+                  f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                 for f in dataclasses.fields(cls))
+
+
 def _build(cls: type, body: Any, path: str) -> Any:
     if not isinstance(body, dict):
         raise FieldError(path, f"must be map, not {type(body).__name__}")
-    hints = typing.get_type_hints(cls)
+    schema = _schema(cls)
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        fpath = f"{path}[{f.name!r}]"
-        if f.name not in body:
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+    for name, tp, required in schema:
+        if name not in body:
+            if not required:
                 continue
-            raise FieldError(fpath, "is missing")
-        kwargs[f.name] = _check(body[f.name], hints[f.name], fpath)
-    extra = set(body) - {f.name for f in dataclasses.fields(cls)}
+            raise FieldError(f"{path}[{name!r}]", "is missing")
+        value = body[name]
+        if tp in _PLAIN:
+            kwargs[name] = _plain(value, tp, path, name)
+        else:
+            kwargs[name] = _check(value, tp, f"{path}[{name!r}]")
+    extra = set(body) - {name for name, _, _ in schema}
     if extra:
         raise FieldError(f"{path}[{sorted(map(str, extra))[0]!r}]", "is not a field")
     return cls(**kwargs)

@@ -107,13 +107,13 @@ def register_torrent(ctx: TrackerContext, msg: m.RegisterTorrent) -> m.TorrentRe
 @tracker.handles(m.MsgType.ANNOUNCE)
 def announce(ctx: TrackerContext, msg: m.Announce) -> m.Ok:
     _authorised(ctx, msg.peer_id, msg.token)
-    torrent = _torrent(ctx, msg.info_hash)
-    bad = next((i for i in msg.pieces if not 0 <= i < torrent.num_pieces), None)
+    size = ctx.store.num_pieces(msg.info_hash)
+    if size is None:
+        raise ZorrentError(f"unknown torrent {msg.info_hash[:40]}", ErrorCode.UNKNOWN_TORRENT)
+    bad = next((i for i in msg.pieces if not 0 <= i < size), None)
     if bad is not None:
-        raise ZorrentError(f"piece {bad} is out of range 0..{torrent.num_pieces - 1}",
-                           ErrorCode.BAD_FIELD)
-    ctx.store.touch_peer(msg.peer_id, ctx.clock())
-    ctx.store.add_pieces(msg.info_hash, msg.peer_id, msg.pieces)
+        raise ZorrentError(f"piece {bad} is out of range 0..{size - 1}", ErrorCode.BAD_FIELD)
+    ctx.store.add_pieces(msg.info_hash, msg.peer_id, msg.pieces)   # liveness is the heartbeat's job
     return m.Ok()
 
 

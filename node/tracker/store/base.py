@@ -67,6 +67,16 @@ class TrackerStore(ABC):
     @abstractmethod
     def get_torrent(self, info_hash: str) -> TorrentRecord | None: ...
 
+    def num_pieces(self, info_hash: str) -> int | None:
+        """Piece count of a known torrent (immutable, so cached), or None."""
+        cache = self.__dict__.setdefault("_num_pieces_cache", {})
+        if info_hash not in cache:
+            torrent = self.get_torrent(info_hash)
+            if torrent is None:
+                return None
+            cache[info_hash] = torrent.num_pieces
+        return cache[info_hash]
+
     # files: the spread of verified pieces
     @abstractmethod
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None: ...

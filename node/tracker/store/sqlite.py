@@ -52,7 +52,6 @@ class SqliteStore(TrackerStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {uri}: {exc}") from None
         self._bits: dict[tuple[str, str], Bitfield] = {}   # write-through cache of `files`
-        self._sizes: dict[str, int] = {}
 
     def _write(self, sql: str, args: tuple) -> None:
         if not self.db.in_transaction:
@@ -123,13 +122,10 @@ class SqliteStore(TrackerStore):
 
     # files
     def _num_pieces(self, info_hash: str) -> int:
-        if info_hash not in self._sizes:
-            row = self.db.execute("SELECT num_pieces FROM torrents WHERE info_hash=?",
-                                  (info_hash,)).fetchone()
-            if row is None:
-                raise StoreError(f"unknown torrent {info_hash}")
-            self._sizes[info_hash] = row[0]
-        return self._sizes[info_hash]
+        size = self.num_pieces(info_hash)
+        if size is None:
+            raise StoreError(f"unknown torrent {info_hash}")
+        return size
 
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
         key = (info_hash, peer_id)
