@@ -78,7 +78,9 @@ def sha256_of(path: Path) -> str:
 
 
 def _pids() -> dict[str, int]:
-    return {p["name"]: p["pid"] for p in supervisor.process_info() if p["statename"] == "RUNNING" and p["pid"]}
+    """Every program's current pid, STARTING ones included: a restarted peer answers
+    status before supervisord calls it RUNNING, and its restart must be seen first."""
+    return {p["name"]: p["pid"] for p in supervisor.process_info() if p["pid"]}
 
 
 def _rss_mib(pid: int) -> float:
@@ -188,6 +190,8 @@ class Soak:
                 lost = max(0, job.last_have - status.resumed)
                 self.report.pieces_redownloaded_after_restart += lost
                 self.report.pieces_verified_before_kills += job.last_have
+                self.say(f"  {job.peer_id} restarted mid-download: {job.name} had {job.last_have} verified "
+                         f"pieces at the last poll, {status.resumed} found on restart ({status.state})")
             job.last_have = status.have
             if status.state == m.JobState.SEEDING.value:
                 job.done = True

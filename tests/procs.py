@@ -138,6 +138,14 @@ class Swarm:
     def job(self, peer_id: str, info_hash: str) -> dict | None:
         return next((j for j in self.status(peer_id)["jobs"] if j["info_hash"] == info_hash), None)
 
+    def seeded(self, seeder: str, others: list[str], name: str, size: int, seed: int) -> tuple[Path, dict]:
+        """A tracker, a seeder of a fresh random file, and the other peers: (file, upload info)."""
+        self.tracker()
+        for peer_id in [seeder, *others]:
+            self.peer(peer_id)
+        src = write_random(self.workdir / "in" / name, size, seed)
+        return src, self.upload(src, seeder)
+
     def upload(self, path: Path, peer_id: str) -> dict:
         return self.cli_json("upload", "--input", str(path), "--peer-id", peer_id,
                              "--peer-port", str(self.peer_ports[peer_id]))[0]

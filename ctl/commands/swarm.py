@@ -44,13 +44,19 @@ def peer(
     run(peer_id, host, port, tracker, upload_rate, ready_file)
 
 
+PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]
+TrackerHost = Annotated[str, typer.Option(help="The tracker's address.")]
+TrackerPort = Annotated[int, typer.Option(help="The tracker's port.")]
+StoreUri = Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")]
+
+
 @command("start-peer")
 def start_peer(
     ctx: typer.Context,
-    config_path: Annotated[str, typer.Option("--config", help="peers.json")] = config.DEFAULT_PEERS_CONFIG,
-    tracker_host: Annotated[str, typer.Option(help="The tracker's address.")] = config.default_tracker_address()[0],
-    tracker_port: Annotated[int, typer.Option(help="The tracker's port.")] = config.default_tracker_address()[1],
-    store: Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")] = None,
+    config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
+    tracker_host: TrackerHost = config.default_tracker_address()[0],
+    tracker_port: TrackerPort = config.default_tracker_address()[1],
+    store: StoreUri = None,
     foreground: Annotated[bool, typer.Option(
         "--foreground", help="Run the peers as children of this command instead of under supervisord.")] = False,
 ) -> None:
@@ -136,10 +142,10 @@ app.add_typer(swarm, name="swarm")
 @handle_errors
 def swarm_up(
     ctx: typer.Context,
-    config_path: Annotated[str, typer.Option("--config", help="peers.json")] = config.DEFAULT_PEERS_CONFIG,
-    tracker_host: Annotated[str, typer.Option(help="The tracker's address.")] = config.default_tracker_address()[0],
-    tracker_port: Annotated[int, typer.Option(help="The tracker's port.")] = config.default_tracker_address()[1],
-    store: Annotated[Optional[str], typer.Option(help="Store URI for the tracker.")] = None,
+    config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
+    tracker_host: TrackerHost = config.default_tracker_address()[0],
+    tracker_port: TrackerPort = config.default_tracker_address()[1],
+    store: StoreUri = None,
 ) -> None:
     """Bring up the tracker and every peer of peers.json under supervisord."""
     specs = nodes.load_peers(config_path)
@@ -157,7 +163,7 @@ def swarm_up(
 @handle_errors
 def swarm_status(
     ctx: typer.Context,
-    config_path: Annotated[str, typer.Option("--config", help="peers.json")] = config.DEFAULT_PEERS_CONFIG,
+    config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
 ) -> None:
     """supervisord's view of every node, merged with each peer's own (torrents, pieces, rates)."""
     specs = {s.peer_id: s for s in nodes.load_peers(config_path)}

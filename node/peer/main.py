@@ -285,6 +285,7 @@ class PeerNode(Context):
             for fd in fds:
                 os.fdatasync(fd)           # pieces first: the state never claims unsynced data
             state.save(self.peer_id, self.last_token, snapshot)
+            log.debug("state saved: %s", ", ".join(f"{Path(t.path).name}:{t.role}" for t in snapshot))
         except OSError as exc:
             self.state_dirty = True
             log.error("cannot save resume state: %s", exc.strerror or exc)

@@ -23,12 +23,8 @@ def one_line_error(res, code, text):
 
 
 @pytest.fixture
-def pair(swarm, tmp_path):
-    swarm.tracker()
-    swarm.peer("p1")
-    swarm.peer("p2")
-    src = write_random(tmp_path / "in" / "f.bin", 3 * MIB, seed=21)
-    return src, swarm.upload(src, "p1")
+def pair(swarm):
+    return swarm.seeded("p1", ["p2"], "f.bin", 3 * MIB, seed=21)
 
 
 def test_missing_input(swarm):

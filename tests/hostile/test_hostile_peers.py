@@ -31,14 +31,9 @@ def start_liar(swarm, tmp_path, mode, torrent, src, *extra):
 
 
 @pytest.fixture
-def seeded(swarm, tmp_path):
+def seeded(swarm):
     """A tracker, an honest seeder and a leecher, and an 8 MiB file (256 pieces)."""
-    swarm.tracker()
-    swarm.peer("seeder")
-    swarm.peer("leecher")
-    src = write_random(tmp_path / "in" / "f.bin", 8 * MIB, seed=11)
-    info = swarm.upload(src, "seeder")
-    return src, info
+    return swarm.seeded("seeder", ["leecher"], "f.bin", 8 * MIB, seed=11)
 
 
 def download(swarm, info, tmp_path, json_out=False):

@@ -93,11 +93,7 @@ def test_tracker_on_mongodb(swarm, tmp_path, mongo_uri):
 
 
 def test_remove_stops_serving_and_tells_the_tracker(swarm, tmp_path):
-    swarm.tracker()
-    swarm.peer("p1")
-    swarm.peer("p2")
-    src = write_random(tmp_path / "in" / "r.bin", 2 * MIB, seed=12)
-    info = swarm.upload(src, "p1")
+    src, info = swarm.seeded("p1", ["p2"], "r.bin", 2 * MIB, seed=12)
     download(swarm, info["torrent"], tmp_path / "out" / "r.bin", "p2")
     swarm.cli("remove", "--torrent", info["torrent"], "--peer-id", "p2", "--delete")
     assert not (tmp_path / "out" / "r.bin").exists() and src.exists()
