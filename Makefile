@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test soak install install-test clean
+.PHONY: demo test soak bench bench-quick fuzz install install-test install-bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
+install-bench: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+
 demo: install
 	$(BIN)/python -m ctl.demo
 
@@ -24,6 +27,19 @@ test: install-test
 # A 5-minute soak: 10 peers, a random node SIGKILLed every 20 s (the full one: --peers 20 --minutes 30)
 soak: install
 	$(BIN)/python main.py soak --peers 10 --files 6 --minutes 5 --kill-every 20
+
+# zorrent against libtorrent (PyPI wheel) in one run, then the tracker's announce rate
+bench: install-bench
+	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/tracker_rate.py --mongo
+
+bench-quick: install-bench
+	$(BIN)/python bench/bench.py --quick
+	$(BIN)/python bench/tracker_rate.py --announces 20000
+
+# 100,000 hypothesis-generated frames to the decoder, the tracker and both peer sockets
+fuzz: install-bench
+	$(BIN)/python bench/fuzz.py --frames 100000
 
 clean:
 	rm -rf output .pytest_cache
