@@ -71,8 +71,17 @@ def start_peer(
     if foreground:
         _run_foreground(ctx, specs, tracker.endpoint)
         return
+    _supervise(ctx, specs, tracker, start_tracker=False)
+
+
+def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
+               start_tracker: bool) -> None:
+    """Write the config, start or update supervisord, and return once every node answers."""
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False))
     what = supervisor.start_or_update(conf)
+    if start_tracker:
+        supervisor.start("tracker")
+        nodes.wait_tracker(tracker.endpoint)
     for spec in specs:
         nodes.wait_peer(spec, None)
     _show_swarm(ctx, specs, f"supervisord {what}: {conf}")
@@ -148,15 +157,8 @@ def swarm_up(
     store: StoreUri = None,
 ) -> None:
     """Bring up the tracker and every peer of peers.json under supervisord."""
-    specs = nodes.load_peers(config_path)
-    tracker = supervisor.TrackerSpec(tracker_host, tracker_port, store)
-    conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False))
-    what = supervisor.start_or_update(conf)
-    supervisor.start("tracker")
-    nodes.wait_tracker(tracker.endpoint)
-    for spec in specs:
-        nodes.wait_peer(spec, None)
-    _show_swarm(ctx, specs, f"swarm up (supervisord {what}: {conf})")
+    _supervise(ctx, nodes.load_peers(config_path), supervisor.TrackerSpec(tracker_host, tracker_port, store),
+               start_tracker=True)
 
 
 @swarm.command("status")

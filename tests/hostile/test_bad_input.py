@@ -9,6 +9,7 @@ import fastbencode
 import pytest
 
 from tests.conftest import free_port, wait_for, write_random
+from tests.torrents import HOSTILE
 
 MIB = 1024 * 1024
 
@@ -156,28 +157,7 @@ def test_disk_full_stops_the_download_and_keeps_verified_pieces(swarm, tmp_path)
         subprocess.run(["umount", "-l", str(disk)])
 
 
-def _torrent(**changes):
-    info = {b"length": 40000, b"name": b"f.bin", b"piece length": 16384, b"pieces": b"\x00" * 60}
-    info.update({k.replace("_", " ").encode(): v for k, v in changes.items()})
-    return fastbencode.bencode({b"announce": b"tcp://127.0.0.1:1", b"info": info})
-
-
-@pytest.mark.parametrize("raw, text", [
-    (_torrent(name=b".."), "is a directory reference"),
-    (_torrent(name=b""), "is empty"),
-    (_torrent(name=b"/etc/passwd"), "contains a path separator"),
-    (_torrent(name=b"..\\evil"), "contains a path separator"),
-    (_torrent(name=b"a\x00b"), "contains a control character"),
-    (_torrent(name=b"bell\x07"), "contains a control character"),
-    (_torrent(piece_length=1000), "must be a power of two from 16 KiB to 16 MiB, not 1000"),
-    (_torrent(piece_length=8192), "must be a power of two from 16 KiB to 16 MiB, not 8192"),
-    (_torrent(piece_length=2 ** 25), "must be a power of two from 16 KiB to 16 MiB"),
-    (_torrent(pieces=b"\x00" * 59), "['info']['pieces'] is 59 bytes, expected 60"),
-    (_torrent()[:-4], "not valid bencode"),
-    (_torrent() + b"garbage", "not valid bencode: junk in stream"),
-    (_torrent(files=[]), "multi-file torrents are not supported"),
-], ids=["dotdot", "empty", "absolute", "backslash", "nul", "control", "plen-1000", "plen-8k", "plen-32m",
-        "pieces-short", "truncated", "trailing", "multi-file"])
+@pytest.mark.parametrize("raw, text", [(raw, text) for _, raw, text in HOSTILE], ids=[c[0] for c in HOSTILE])
 def test_every_hostile_torrent_class_is_one_line(swarm, tmp_path, raw, text):
     (tmp_path / "bad.torrent").write_bytes(raw)
     res = swarm.cli("download", "--torrent", "bad.torrent", "--peer-id", "p2", "--peer-port", "1", check=False)

@@ -6,6 +6,7 @@ import pytest
 from protocol import metainfo
 from protocol.errors import MetainfoError
 from tests.conftest import write_random
+from tests.torrents import HOSTILE, torrent
 
 ANNOUNCE = "tcp://127.0.0.1:6969"
 
@@ -54,36 +55,7 @@ def test_reads_a_torrent_made_by_libtorrent(tmp_path):
     assert meta.name == "movie.bin" and meta.piece_length == 65536
 
 
-def good(**info_changes):
-    info = {b"length": 40000, b"name": b"f.bin", b"piece length": 16384, b"pieces": b"\x00" * 60}
-    info.update({k.replace("_", " ").encode(): v for k, v in info_changes.items()})
-    return fastbencode.bencode({b"announce": b"tcp://x:1", b"info": info})
-
-
-@pytest.mark.parametrize("raw, text", [
-    (good()[:-3], "not valid bencode: "),
-    (good() + b"junk", "not valid bencode: junk in stream"),
-    (b"i3e", "top level must be dict, not int"),
-    (fastbencode.bencode({b"announce": b"x"}), "['info'] is missing"),
-    (good(name=b".."), "['info']['name'] '..' is a directory reference"),
-    (good(name=b""), "['info']['name'] is empty"),
-    (good(name=b"a/b"), "['info']['name'] 'a/b' contains a path separator"),
-    (good(name=b"..\\x"), "['info']['name'] '..\\\\x' contains a path separator"),
-    (good(name=b"/etc/passwd"), "['info']['name'] '/etc/passwd' contains a path separator"),
-    (good(name=b"a\x00b"), "['info']['name'] 'a\\x00b' contains a control character"),
-    (good(name=b"a\nb"), "['info']['name'] 'a\\nb' contains a control character"),
-    (good(name=b"\xff"), "['info']['name'] is not UTF-8"),
-    (good(name=5), "['info']['name'] must be bytes, not int"),
-    (good(piece_length=1000),
-     "['info']['piece length'] must be a power of two from 16 KiB to 16 MiB, not 1000"),
-    (good(piece_length=8192),
-     "['info']['piece length'] must be a power of two from 16 KiB to 16 MiB, not 8192"),
-    (good(piece_length=2 ** 25),
-     f"['info']['piece length'] must be a power of two from 16 KiB to 16 MiB, not {2 ** 25}"),
-    (good(pieces=b"\x00" * 59), "['info']['pieces'] is 59 bytes, expected 60 for 40000 bytes in 16384-byte pieces"),
-    (good(length=0), "['info']['length'] must be positive, not 0"),
-    (good(files=[]), "multi-file torrents are not supported (make one torrent per file)"),
-])
+@pytest.mark.parametrize("raw, text", [(raw, text) for _, raw, text in HOSTILE], ids=[c[0] for c in HOSTILE])
 def test_rejects_bad_metainfo_with_one_line(raw, text):
     with pytest.raises(MetainfoError) as info:
         metainfo.parse(raw)
@@ -93,7 +65,7 @@ def test_rejects_bad_metainfo_with_one_line(raw, text):
 
 @pytest.mark.parametrize("name", ["..hidden", "a..b", "ünïcødé.txt", "spaces and (brackets).mkv", "-dash"])
 def test_accepts_merely_unusual_names(name):
-    assert metainfo.parse(good(name=name.encode())).name == name
+    assert metainfo.parse(torrent(name=name.encode())).name == name
 
 
 def test_read_names_the_file(tmp_path):
