@@ -180,6 +180,8 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int)
     ap.add_argument("--scenario", type=int, action="append", help="only these scenario numbers (1-3)")
     ap.add_argument("--dir", help="work directory (default: a temp dir)")
+    ap.add_argument("--only", choices=["zorrent", "libtorrent"], help="run one side (for tuning; no ratios)")
+    ap.add_argument("--no-extras", action="store_true", help="skip the create and RSS-flatness measurements")
     args = ap.parse_args()
     size = (args.size_mib or (256 if args.quick else 1024)) * MIB
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-bench-"))
@@ -198,7 +200,7 @@ def main() -> int:
     table = {name: {"zorrent": [], "libtorrent": []} for name, _, _ in chosen}
     for run in range(args.runs):
         for name, seeders, leechers in chosen:
-            for impl in ("zorrent", "libtorrent"):
+            for impl in [args.only] if args.only else ["zorrent", "libtorrent"]:
                 work = root / f"run{run}-{impl}-{seeders}x{leechers}"
                 shutil.rmtree(work, ignore_errors=True)
                 work.mkdir()
@@ -209,6 +211,8 @@ def main() -> int:
                 print(f"  run {run + 1} {name:24s} {impl:10s} {res.mbps:7.0f} MB/s  {res.seconds:6.2f} s  "
                       f"RSS seeder {res.seed_rss_mib:5.0f} MiB, leecher {res.leech_rss_mib:5.0f} MiB", flush=True)
 
+    if args.only:
+        return 0
     print(f"\n| scenario ({size // MIB} MiB) | zorrent MB/s | libtorrent MB/s | zorrent / libtorrent | "
           f"zorrent / SHA-1 | seeder RSS MiB (z / lt) | leecher RSS MiB (z / lt) |")
     print("|---|---|---|---|---|---|---|")
@@ -219,6 +223,8 @@ def main() -> int:
               f"{fmt([r.seed_rss_mib for r in z])} / {fmt([r.seed_rss_mib for r in lt])} | "
               f"{fmt([r.leech_rss_mib for r in z])} / {fmt([r.leech_rss_mib for r in lt])} |")
 
+    if args.no_extras:
+        return 0
     # create: hashing cost against a bare single-core SHA-1 pass (page cache warm for both)
     bare = min(bare_sha1_pass(src) for _ in range(3))
     create = []
