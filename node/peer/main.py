@@ -20,7 +20,7 @@ from node.dispatch import Context, bind_router, serve
 from node.peer import state
 from node.peer.engine import DownloadJob
 from node.peer.storage import PieceFile
-from node.process import reuse_large_buffers, setup_logging, write_ready_file
+from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
 from protocol import messages as m
 from protocol.errors import ErrorCode, RemoteError, ZorrentError
@@ -450,7 +450,6 @@ class PeerNode(Context):
 def run(peer_id: str, host: str, port: int, tracker_endpoint: str, upload_rate_bps: int = 0,
         ready_file: str | None = None) -> int:
     setup_logging(f"peer {peer_id}")
-    reuse_large_buffers()
     node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps)
     try:
         endpoint = node.start()
