@@ -21,16 +21,16 @@ where failures counts its timeouts, bad hashes and refused requests; banned peer
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from node import config
 from node.channel import Channel
+from node.peer.storage import sha1_of
 from protocol import messages as m
 from protocol.codec import Envelope
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
@@ -78,10 +78,10 @@ class Fetch:
     remote: RemotePeer
     size: int
     started: float
-    hasher: Any = field(default_factory=hashlib.sha1)
     blocks: dict = field(default_factory=dict)     # block_offset -> buffer
-    hashed_to: int = 0                             # bytes fed to the hasher, in order
+    received: int = 0
     request_ids: list = field(default_factory=list)
+    writing: bool = False                          # with the disk thread: hashing, then writing
     done: bool = False
 
 
@@ -187,6 +187,8 @@ class DownloadJob:
         """A piece in flight elsewhere for over ENDGAME_AFTER_S, with the fewest attempts."""
         best = None
         for i, attempts in self.fetches.items():
+            if any(f.writing for f in attempts):
+                continue      # it arrived; it is being verified and written
             if (len(attempts) < 2 and i in remote.bitfield and i not in remote.refused
                     and all(f.remote is not remote for f in attempts)
                     and now - attempts[0].started > config.ENDGAME_AFTER_S):
@@ -240,17 +242,37 @@ class DownloadJob:
             self.unexpected += 1
             self._fail(fetch, ZorrentError("reply does not match the request"))
             return
+        if offset in fetch.blocks:
+            return
         fetch.blocks[offset] = payload
-        while fetch.hashed_to in fetch.blocks:          # hash in order as blocks arrive
-            block = fetch.blocks[fetch.hashed_to]
-            fetch.hasher.update(block)
-            fetch.hashed_to += len(block)
-        if fetch.hashed_to == fetch.size:
-            self._complete(fetch)
+        fetch.received += len(payload)
+        if fetch.received == fetch.size:
+            self._verify_and_write(fetch)
 
-    def _complete(self, fetch: Fetch) -> None:
+    def _verify_and_write(self, fetch: Fetch) -> None:
+        """On the disk thread: SHA-1 of the received frames, then pwritev only if it matches."""
+        fetch.writing = True
+        buffers = [fetch.blocks[o] for o in sorted(fetch.blocks)]
+        expected, piece_file, piece = self.meta.piece_hash(fetch.piece_index), self.holding.file, fetch.piece_index
+
+        def work() -> bool:
+            if sha1_of(buffers) != expected:
+                return False
+            piece_file.write_piece(piece, buffers)
+            return True
+
+        self.node.disk.submit(work, lambda ok, error: self._complete(fetch, ok, error))
+
+    def _complete(self, fetch: Fetch, hash_ok: bool, error: BaseException | None) -> None:
+        fetch.writing = False
+        if fetch.done or self.finished is not None:
+            return          # superseded (a duplicate won, the sender was banned, the job ended)
         piece, remote = fetch.piece_index, fetch.remote
-        if fetch.hasher.digest() != self.meta.piece_hash(piece):
+        if error is not None:
+            why = error.strerror if isinstance(error, OSError) and error.strerror else error
+            self._finish_job(error=f"cannot write {self.holding.file.path}: {why}")
+            return
+        if not hash_ok:
             remote.hash_failures += 1
             self.bad_from.setdefault(piece, set()).add(remote.peer_id)
             self._fail(fetch, ZorrentError(f"piece {piece} from {remote.peer_id} failed its hash"))
@@ -261,12 +283,6 @@ class DownloadJob:
                 for other in list(remote.fetches):
                     self._abandon(other, count=False)
                 self.schedule()
-            return
-        buffers = [fetch.blocks[o] for o in sorted(fetch.blocks)]
-        try:
-            self.holding.file.write_piece(piece, buffers)
-        except OSError as exc:
-            self._finish_job(error=f"cannot write {self.holding.file.path}: {exc.strerror or exc}")
             return
         self._retire(fetch)
         remote.pieces += 1

@@ -18,6 +18,7 @@ from node import config
 from node.channel import Channel, call
 from node.dispatch import Context, bind_router, serve
 from node.peer import state
+from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
 from node.peer.storage import PieceFile
 from node.process import setup_logging, write_ready_file
@@ -152,6 +153,7 @@ class PeerNode(Context):
         self.port = int(self.data_endpoint.rsplit(":", 1)[1])
         self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
         self.tracker = Channel(self.zctx, self.tracker_endpoint, self.reactor)
+        self.disk = DiskWorker(self.reactor)
         pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=pacer))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
@@ -186,6 +188,8 @@ class PeerNode(Context):
         for h in self.holdings.values():
             if h.job is not None and h.finished is None:
                 h.job.close()
+        if hasattr(self, "disk"):
+            self.disk.close()          # pieces already with the disk thread are written first
         self.state_dirty = True
         self._save_state(wait=True)
         self.saver.shutdown()
