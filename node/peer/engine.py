@@ -158,11 +158,10 @@ class DownloadJob:
         self.retry.clear()
 
     # ------------------------------------------------------------------ scheduling
-    def _credit(self, remote: RemotePeer, now: float) -> int:
-        plen = self.meta.piece_length
-        best = max((r.score(now) for r in self.remotes.values()), default=0.0)
-        share = 1.0 if not remote.first_request or best <= 0 else max(0.25, remote.score(now) / best)
-        return max(config.MIN_PIPELINE_REQUESTS * plen, int(config.PIPELINE_BYTES * share))
+    def _credit(self, remote: RemotePeer, score: float, best: float) -> int:
+        """Bytes this peer may have in flight: the pipeline scaled by its share of the best score."""
+        share = 1.0 if not remote.first_request or best <= 0 else max(0.25, score / best)
+        return max(config.MIN_PIPELINE_REQUESTS * self.meta.piece_length, int(config.PIPELINE_BYTES * share))
 
     def _pick(self, remote: RemotePeer) -> int | None:
         for source in (self.retry, self.order):
@@ -200,10 +199,12 @@ class DownloadJob:
         if self.finished is not None:
             return
         now = time.monotonic()
+        scores = {r.peer_id: r.score(now) for r in self.remotes.values()}   # once per pass, not per peer
+        best = max(scores.values(), default=0.0)
         for remote in self.remotes.values():
             if not remote.listed or remote.banned or remote.rested_until > now:
                 continue
-            credit = self._credit(remote, now)
+            credit = self._credit(remote, scores[remote.peer_id], best)
             while remote.inflight_bytes < credit and len(remote.fetches) < config.MAX_PIPELINE_REQUESTS:
                 piece = self._pick(remote)
                 if piece is None and not self.pending:
