@@ -90,14 +90,14 @@ def make_input(folder: Path, size: int) -> Path:
 
 
 # ---------------------------------------------------------------- zorrent
-def run_zorrent(work: Path, src: Path, seeders: int, leechers: int) -> Result:
+def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: tuple[str, ...] = ()) -> Result:
     swarm = Swarm(work)
     try:
         swarm.tracker()
         seeds = [f"s{i}" for i in range(seeders)]
         leeches = [f"l{i}" for i in range(leechers)]
         for peer_id in seeds + leeches:
-            swarm.peer(peer_id)
+            swarm.peer(peer_id, *peer_args)
         info = None
         for peer_id in seeds:
             info = swarm.upload(src, peer_id)
@@ -182,6 +182,7 @@ def main() -> int:
     ap.add_argument("--dir", help="work directory (default: a temp dir)")
     ap.add_argument("--only", choices=["zorrent", "libtorrent"], help="run one side (for tuning; no ratios)")
     ap.add_argument("--no-extras", action="store_true", help="skip the create and RSS-flatness measurements")
+    ap.add_argument("--disk-io", choices=["direct", "buffered"], help="zorrent peers' --disk-io (default: theirs)")
     args = ap.parse_args()
     size = (args.size_mib or (256 if args.quick else 1024)) * MIB
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-bench-"))
@@ -196,6 +197,7 @@ def main() -> int:
     print(f"file {size // MIB} MiB, {meta.num_pieces} pieces of {meta.piece_length // 1024} KiB; "
           f"single-core SHA-1 {sha1:.0f} MB/s; {args.runs} runs each, alternating", flush=True)
 
+    peer_args = ("--disk-io", args.disk_io) if args.disk_io else ()
     chosen = [SCENARIOS[i - 1] for i in (args.scenario or [1, 2, 3])]
     table = {name: {"zorrent": [], "libtorrent": []} for name, _, _ in chosen}
     for run in range(args.runs):
@@ -204,7 +206,7 @@ def main() -> int:
                 work = root / f"run{run}-{impl}-{seeders}x{leechers}"
                 shutil.rmtree(work, ignore_errors=True)
                 work.mkdir()
-                res = (run_zorrent(work, src, seeders, leechers) if impl == "zorrent"
+                res = (run_zorrent(work, src, seeders, leechers, peer_args) if impl == "zorrent"
                        else run_libtorrent(work, src, torrent, seeders, leechers))
                 shutil.rmtree(work, ignore_errors=True)
                 table[name][impl].append(res)

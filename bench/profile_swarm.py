@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -44,6 +46,9 @@ def main() -> None:
     ap.add_argument("--seeders", type=int, default=1)
     ap.add_argument("--leechers", type=int, default=1)
     ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--no-spy", action="store_true", help="only the per-peer sources, no sampling")
+    ap.add_argument("--perf", metavar="FILE", help="also record the whole machine with perf (kernel time "
+                                                 "included) during the transfer only, into FILE")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="zorrent-prof-"))
     src = make_input(work, args.size_mib * 1024 * 1024)
@@ -61,19 +66,33 @@ def main() -> None:
         pids = {name: proc.pid for name, proc, _ in swarm.procs}
         spies = {p: subprocess.Popen([PY_SPY, "record", "--pid", str(pids[p]), "--rate", "250", "--format", "raw",
                                       "--nonblocking", "-o", str(work / f"{p}.raw")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in seeds + leeches}
-        time.sleep(1.0)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for p in ([] if args.no_spy else seeds + leeches)}
+        time.sleep(0 if args.no_spy else 1.0)
+        perf = (subprocess.Popen(["perf", "record", "-a", "-F", "999", "-o", args.perf],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.perf else None)
+        if perf:
+            time.sleep(0.5)   # perf is sampling before the first request
         for p in leeches:
             client.peer_control(p, m.Download(metainfo=meta.raw, output=str(work / "out" / p)))
         wait_for(lambda: all(client.peer_control(p, m.Status(info_hash=meta.info_hash)).jobs[0].state == "seeding"
                              for p in leeches), timeout_s=300, interval_s=0.05)
+        if perf:
+            perf.send_signal(2)
+            perf.wait(30)
         for p in leeches:
             job = client.peer_control(p, m.Status(info_hash=meta.info_hash)).jobs[0]
-            print(f"{p}: {meta.length / 1e6 / job.elapsed_s:.0f} MB/s in {job.elapsed_s:.2f} s")
+            print(f"{p}: {meta.length / 1e6 / job.elapsed_s:.0f} MB/s in {job.elapsed_s:.2f} s; pieces from "
+                  + ", ".join(f"{s.peer_id} {s.pieces}" for s in job.peers))
+        for name in ["tracker"] + seeds + leeches:
+            if name in pids:
+                t = psutil.Process(pids[name]).cpu_times()
+                minflt = int(Path(f"/proc/{pids[name]}/stat").read_text().rpartition(")")[2].split()[7])
+                print(f"  cpu {name:8s} user {t.user:6.2f} s  sys {t.system:6.2f} s  minor faults {minflt}")
         for spy in spies.values():
             spy.send_signal(2)
             spy.wait(30)
-        for p in (seeds[:1] + leeches[:1]):
+        for p in ([] if args.no_spy else seeds[:1] + leeches[:1]):
             print(f"\n{p}: top self time (% of samples, idle included)")
             for frame, pct in top(work / f"{p}.raw"):
                 print(f"  {pct:5.1f}%  {frame}")

@@ -22,6 +22,7 @@ class PeerSpec:
     ip: str
     port: int
     upload_rate: int = 0     # bytes/s, 0 for no limit (optional "upload_rate" in peers.json)
+    disk_io: str = config.DISK_IO   # optional "disk_io" in peers.json: "direct" or "buffered"
 
 
 def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
@@ -45,10 +46,14 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
         if not isinstance(rate, int) or rate < 0:
             raise ZorrentError(f"{path}: {peer_id} \"upload_rate\" must be bytes/s (0: no limit)",
                                ErrorCode.BAD_INPUT)
+        disk_io = entry.get("disk_io", config.DISK_IO)
+        if disk_io not in config.DISK_IO_MODES:
+            raise ZorrentError(f"{path}: {peer_id} \"disk_io\" must be one of {', '.join(config.DISK_IO_MODES)}",
+                               ErrorCode.BAD_INPUT)
         if (entry["ip"], entry["port"]) in seen:
             raise ZorrentError(f"{path}: {entry['ip']}:{entry['port']} is listed twice", ErrorCode.BAD_INPUT)
         seen.add((entry["ip"], entry["port"]))
-        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate))
+        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io))
     return specs
 
 
@@ -74,7 +79,11 @@ def node_env() -> dict[str, str]:
 
 def peer_args(spec: PeerSpec, tracker: str) -> list[str]:
     args = ["peer", "--peer-id", spec.peer_id, "--host", spec.ip, "--port", str(spec.port), "--tracker", tracker]
-    return args + (["--upload-rate", str(spec.upload_rate)] if spec.upload_rate else [])
+    if spec.upload_rate:
+        args += ["--upload-rate", str(spec.upload_rate)]
+    if spec.disk_io != config.DISK_IO:
+        args += ["--disk-io", spec.disk_io]
+    return args
 
 
 def peer_argv(spec: PeerSpec, tracker: str) -> list[str]:

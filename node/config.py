@@ -134,4 +134,7 @@ MIN_PIPELINE_REQUESTS = 2
 MAX_PIPELINE_REQUESTS = 64                    # pieces in flight to one remote peer
 ENDGAME_AFTER_S = 1.0                         # duplicate a piece only once it is this late
 MAX_HASH_FAILURES = 3                         # pieces failed as sole sender before a ban
+DISK_THREADS = 2                              # hash-and-write threads per peer (hashing overlaps a write)
+DISK_IO_MODES = ("direct", "buffered")
+DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit

@@ -1,6 +1,7 @@
 """Running nodes: tracker, one peer, and the peers of peers.json."""
 from __future__ import annotations
 
+import enum
 import signal
 import subprocess
 import time
@@ -13,6 +14,8 @@ from ctl.app import app, command, handle_errors
 from node import config
 from protocol import messages as m
 from protocol.errors import TransportError, ZorrentError
+
+DiskIo = enum.Enum("DiskIo", {mode: mode for mode in config.DISK_IO_MODES}, type=str)
 
 
 @command("tracker")
@@ -36,12 +39,15 @@ def peer(
     port: Annotated[int, typer.Option(help="Port to serve pieces on (0 picks a free one).")] = 6881,
     tracker: Annotated[str, typer.Option(help="Tracker endpoint.")] = config.default_tracker_endpoint(),
     upload_rate: Annotated[int, typer.Option(help="Upload limit in bytes/s (0: none).")] = 0,
+    disk_io: Annotated[DiskIo, typer.Option(
+        help="direct: write verified pieces with O_DIRECT, bypassing the page cache (buffered where the "
+             "filesystem refuses it); buffered: through the page cache.")] = DiskIo(config.DISK_IO),
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
 ) -> None:
     """Run one peer in the foreground (what start-peer runs for each peer)."""
     from node.peer.main import run
 
-    run(peer_id, host, port, tracker, upload_rate, ready_file)
+    run(peer_id, host, port, tracker, upload_rate, ready_file, disk_io.value)
 
 
 PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]

@@ -17,8 +17,8 @@ Done = Callable[[Any, BaseException | None], None]
 
 
 class DiskWorker:
-    def __init__(self, reactor) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disk")
+    def __init__(self, reactor, threads: int = 1) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="disk")
         self.results: deque = deque()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)

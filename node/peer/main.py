@@ -119,11 +119,12 @@ class Pacer:
 
 class PeerNode(Context):
     def __init__(self, peer_id: str, host: str, port: int, tracker_endpoint: str,
-                 upload_rate_bps: int = 0) -> None:
+                 upload_rate_bps: int = 0, disk_io: str = config.DISK_IO) -> None:
         self.peer_id = config.check_peer_id(peer_id)
         self.host, self.port = host, port
         self.tracker_endpoint = tracker_endpoint
         self.upload_rate_bps = upload_rate_bps
+        self.direct_io = disk_io == "direct"
         self.zctx = zmq.Context()
         self.reactor = Reactor()
         self.holdings: dict[str, Holding] = {}
@@ -153,7 +154,7 @@ class PeerNode(Context):
         self.port = int(self.data_endpoint.rsplit(":", 1)[1])
         self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
         self.tracker = Channel(self.zctx, self.tracker_endpoint, self.reactor)
-        self.disk = DiskWorker(self.reactor)
+        self.disk = DiskWorker(self.reactor, config.DISK_THREADS)
         pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=pacer))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
@@ -413,6 +414,8 @@ class PeerNode(Context):
         """Open (or reopen) the output; only pieces whose hash matches on disk, or that the
         resume state vouches for, count as verified."""
         piece_file = PieceFile.open_download(meta, path, resuming=trusted is not None)
+        if self.direct_io:
+            piece_file.use_direct_io()
         if piece_file.fresh:
             have = Bitfield(meta.num_pieces)
         else:
@@ -452,9 +455,9 @@ class PeerNode(Context):
 
 
 def run(peer_id: str, host: str, port: int, tracker_endpoint: str, upload_rate_bps: int = 0,
-        ready_file: str | None = None) -> int:
+        ready_file: str | None = None, disk_io: str = config.DISK_IO) -> int:
     setup_logging(f"peer {peer_id}")
-    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps)
+    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io)
     try:
         endpoint = node.start()
     except Exception:

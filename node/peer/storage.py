@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import mmap
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,10 +24,30 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+DIRECT_ALIGN = 4096    # O_DIRECT offsets, lengths and buffer addresses are multiples of this
+
+
 class PieceFile:
     def __init__(self, meta: Metainfo, path: Path, fd: int, writable: bool) -> None:
         self.meta, self.path, self.fd, self.writable = meta, path, fd, writable
         self.fresh = False   # created empty just now: nothing on disk to recheck
+        self.direct_fd = -1  # the same file opened O_DIRECT: verified pieces bypass the page cache
+        self.bounces = threading.local()       # per disk thread: the page-aligned buffer O_DIRECT writes go from
+        self.mapped: list = []                 # bounce buffers, and a refused O_DIRECT descriptor
+
+    def use_direct_io(self) -> bool:
+        """Write pieces with O_DIRECT where the filesystem allows it; buffered otherwise.
+
+        Reopening through /proc/self/fd reaches the inode already opened (no path lookup,
+        so no symlink race).
+        """
+        if self.direct_fd >= 0 or not hasattr(os, "O_DIRECT"):
+            return self.direct_fd >= 0
+        try:
+            self.direct_fd = os.open(f"/proc/self/fd/{self.fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+        except OSError:
+            self.direct_fd = -1
+        return self.direct_fd >= 0
 
     @classmethod
     def open_seed(cls, meta: Metainfo, path: Path) -> "PieceFile":
@@ -97,11 +119,43 @@ class PieceFile:
         return data
 
     def write_piece(self, piece_index: int, buffers: Sequence[Any]) -> None:
-        """Write a verified piece at its offset straight from the received buffers."""
+        """Write a verified piece at its offset: O_DIRECT from one aligned copy, or
+        buffered (pwritev) straight from the received buffers."""
         offset = piece_index * self.meta.piece_length
-        views = list(buffers)
+        direct_fd = self.direct_fd
+        if direct_fd >= 0:
+            try:
+                self._write_direct(direct_fd, offset, buffers)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                if self.direct_fd == direct_fd:   # the filesystem refuses O_DIRECT: buffered from now on
+                    self.direct_fd = -1
+                    self.mapped.append(direct_fd)  # closed with the file (another thread may be using it)
+        self._pwritev(self.fd, offset, list(buffers))
+
+    def _write_direct(self, direct_fd: int, offset: int, buffers: Sequence[Any]) -> None:
+        size = sum(len(b) for b in buffers)
+        bounce = getattr(self.bounces, "buf", None)
+        if bounce is None or len(bounce) < size:
+            bounce = self.bounces.buf = mmap.mmap(-1, -(-size // DIRECT_ALIGN) * DIRECT_ALIGN)
+            self.mapped.append(bounce)
+        view = memoryview(bounce)
+        pos = 0
+        for b in buffers:
+            view[pos:pos + len(b)] = b
+            pos += len(b)
+        aligned = size - size % DIRECT_ALIGN
+        if aligned:
+            self._pwritev(direct_fd, offset, [view[:aligned]])
+        if aligned < size:          # the file's last partial page goes through the page cache
+            self._pwritev(self.fd, offset + aligned, [view[aligned:size]])
+
+    @staticmethod
+    def _pwritev(fd: int, offset: int, views: list) -> None:
         while views:
-            n = os.pwritev(self.fd, views, offset)
+            n = os.pwritev(fd, views, offset)
             offset += n
             while views and n >= len(views[0]):
                 n -= len(views[0])
@@ -110,6 +164,13 @@ class PieceFile:
                 views[0] = memoryview(views[0])[n:]
 
     def close(self) -> None:
+        if self.direct_fd >= 0:
+            os.close(self.direct_fd)
+            self.direct_fd = -1
+        for held in self.mapped:
+            if isinstance(held, int):
+                os.close(held)
+        self.mapped.clear()      # the maps unmap when the disk threads drop them
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

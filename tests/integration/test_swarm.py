@@ -36,7 +36,7 @@ def test_three_seeders_one_leecher(swarm, tmp_path):
 def test_second_leecher_gets_pieces_from_the_first(swarm, tmp_path):
     swarm.tracker()
     swarm.peer("seeder", "--upload-rate", str(4 * MIB))    # slow seeder: A is still busy when B starts
-    swarm.peer("leech_a")
+    swarm.peer("leech_a", "--disk-io", "buffered")    # A writes through the page cache, B direct
     swarm.peer("leech_b")
     src = write_random(tmp_path / "in" / "movie.bin", 16 * MIB, seed=4)
     info = swarm.upload(src, "seeder")

@@ -66,3 +66,29 @@ def test_make_inputs_accepts_both_spellings(tmp_path):
                                   "--max-size", "2K"])
         assert res.exit_code == 0, res.output
         assert len(list((tmp_path / f"in{flag}").iterdir())) == 2
+
+
+@pytest.mark.parametrize("entry, text", [
+    ({"ip": "127.0.0.1", "port": 6881, "disk_io": "mmap"}, 'p1 "disk_io" must be one of direct, buffered'),
+    ({"ip": "127.0.0.1", "port": 6881, "upload_rate": -1}, 'p1 "upload_rate" must be bytes/s'),
+    ({"ip": "127.0.0.1"}, 'p1 needs "ip" (string) and "port"'),
+])
+def test_start_peer_rejects_a_bad_peers_json_entry(tmp_path, entry, text):
+    import json
+
+    (tmp_path / "peers.json").write_text(json.dumps({"p1": entry}))
+    res = runner.invoke(app, ["start-peer", "--config", "peers.json", "--foreground"])
+    one_line_error(res, EXIT_USAGE, text)
+
+
+def test_peers_json_disk_io_reaches_the_peer_command_line(tmp_path):
+    import json
+
+    from ctl import nodes
+
+    (tmp_path / "peers.json").write_text(json.dumps({
+        "p1": {"ip": "127.0.0.1", "port": 6881},
+        "p2": {"ip": "127.0.0.1", "port": 6882, "disk_io": "buffered"}}))
+    p1, p2 = nodes.load_peers("peers.json")
+    assert "--disk-io" not in nodes.peer_args(p1, "tcp://127.0.0.1:6969")
+    assert nodes.peer_args(p2, "tcp://127.0.0.1:6969")[-2:] == ["--disk-io", "buffered"]

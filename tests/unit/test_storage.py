@@ -1,0 +1,81 @@
+"""PieceFile writes: O_DIRECT from an aligned copy, the last partial page buffered, and a
+fallback to buffered writes when the filesystem refuses O_DIRECT."""
+import errno
+import os
+import threading
+
+import pytest
+
+from node.peer.storage import PieceFile
+from protocol import metainfo
+
+PIECE = 64 * 1024
+
+
+def pieces_of(data: bytes):
+    return [(i, data[o:o + PIECE]) for i, o in enumerate(range(0, len(data), PIECE))]
+
+
+def as_blocks(piece: bytes, n: int):
+    """The piece split into n received frames of uneven sizes."""
+    cut = sorted({0, len(piece), *(len(piece) * k // (n + 1) + 3 for k in range(1, n))})
+    return [memoryview(piece)[a:b] for a, b in zip(cut, cut[1:])]
+
+
+@pytest.fixture
+def torrent(tmp_path):
+    data = os.urandom(5 * PIECE + 1234)          # the last piece ends mid-page
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    return data, metainfo.create(src, "tcp://127.0.0.1:1", PIECE)
+
+
+def open_direct(meta, path):
+    out = PieceFile.open_download(meta, path)
+    if not out.use_direct_io():
+        out.close()
+        pytest.skip(f"the filesystem of {path.parent} refuses O_DIRECT")
+    return out
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_out_of_order_pieces_from_many_frames_land_byte_exact(tmp_path, torrent, direct):
+    data, meta = torrent
+    out = open_direct(meta, tmp_path / "out.bin") if direct else PieceFile.open_download(meta, tmp_path / "out.bin")
+    for i, piece in reversed(pieces_of(data)):
+        out.write_piece(i, as_blocks(piece, 3))
+    assert out.recheck().complete
+    out.close()
+    assert (tmp_path / "out.bin").read_bytes() == data
+
+
+def test_disk_threads_write_concurrently_each_from_its_own_buffer(tmp_path, torrent):
+    data, meta = torrent
+    out = open_direct(meta, tmp_path / "out.bin")
+    work = pieces_of(data)
+    threads = [threading.Thread(target=lambda part=work[k::2]: [out.write_piece(i, [p]) for i, p in part])
+               for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.close()
+    assert (tmp_path / "out.bin").read_bytes() == data
+
+
+def test_a_filesystem_that_refuses_o_direct_gets_buffered_writes(tmp_path, torrent, monkeypatch):
+    data, meta = torrent
+    out = open_direct(meta, tmp_path / "out.bin")
+    refusing, real = out.direct_fd, os.pwritev
+
+    def pwritev(fd, buffers, offset):
+        if fd == refusing:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "pwritev", pwritev)
+    for i, piece in pieces_of(data):
+        out.write_piece(i, [piece])
+    assert out.direct_fd == -1
+    out.close()
+    assert (tmp_path / "out.bin").read_bytes() == data
