@@ -72,7 +72,7 @@ def main() -> None:
         perf = (subprocess.Popen(["perf", "record", "-a", "-F", "999", "-o", args.perf],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.perf else None)
         if perf:
-            time.sleep(0.5)   # perf is sampling before the first request
+            time.sleep(0.1)   # perf is sampling before the first request
         for p in leeches:
             client.peer_control(p, m.Download(metainfo=meta.raw, output=str(work / "out" / p)))
         wait_for(lambda: all(client.peer_control(p, m.Status(info_hash=meta.info_hash)).jobs[0].state == "seeding"

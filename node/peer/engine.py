@@ -266,9 +266,16 @@ class DownloadJob:
 
     def _complete(self, fetch: Fetch, hash_ok: bool, error: BaseException | None) -> None:
         fetch.writing = False
-        if fetch.done or self.finished is not None:
-            return          # superseded (a duplicate won, the sender was banned, the job ended)
         piece, remote = fetch.piece_index, fetch.remote
+        if fetch.done or self.finished is not None:
+            # superseded (a duplicate won, the sender was banned, the job ended); a piece the
+            # other disk thread verified and wrote while the job failed still counts
+            if (hash_ok and error is None and self.finished is not None
+                    and self.node.holdings.get(self.meta.info_hash) is self.holding
+                    and self.holding.bitfield.add(piece)):
+                self.holding.fetched += 1
+                self.node.queue_announce(self.meta.info_hash, piece)
+            return
         if error is not None:
             why = error.strerror if isinstance(error, OSError) and error.strerror else error
             self._finish_job(error=f"cannot write {self.holding.file.path}: {why}")
