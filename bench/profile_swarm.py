@@ -1,15 +1,20 @@
 """Profile one zorrent transfer with py-spy: which functions the seeder and leecher spend time in.
 
     python bench/profile_swarm.py --seeders 3 --leechers 1 --size-mib 512
+    python bench/profile_swarm.py --seeders 1 --leechers 3 --no-spy --perf /tmp/p.data
 
 Runs the scenario on real processes, samples every seeder and leecher with py-spy
-(--native --gil off: wall time, C frames included) and prints the top self-time frames.
+and prints the top self-time frames, where each leecher's pieces came from, and each
+process's CPU time and minor faults. ``--perf`` also records the whole machine (kernel
+included) during the transfer only; read it with
+``perf report -i FILE --sort comm,dso`` or ``--sort sym``.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +51,7 @@ def main() -> None:
     ap.add_argument("--seeders", type=int, default=1)
     ap.add_argument("--leechers", type=int, default=1)
     ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, py-spy output)")
     ap.add_argument("--no-spy", action="store_true", help="only the per-peer sources, no sampling")
     ap.add_argument("--perf", metavar="FILE", help="also record the whole machine with perf (kernel time "
                                                  "included) during the transfer only, into FILE")
@@ -98,6 +104,8 @@ def main() -> None:
                 print(f"  {pct:5.1f}%  {frame}")
     finally:
         swarm.close(failed=False)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
