@@ -257,11 +257,16 @@ class DownloadJob:
         expected, piece_file, piece = self.meta.piece_hash(fetch.piece_index), self.holding.file, fetch.piece_index
 
         def work() -> bool:
-            if sha1_of(buffers) != expected:
-                return False
-            piece_file.write_piece(piece, buffers)
-            return True
+            try:
+                if sha1_of(buffers) != expected:
+                    return False
+                if not piece_file.closing:       # the job was removed meanwhile: nothing to write
+                    piece_file.write_piece(piece, buffers)
+                return True
+            finally:
+                piece_file.write_done()
 
+        piece_file.queue_write()
         self.node.disk.submit(work, lambda ok, error: self._complete(fetch, ok, error))
 
     def _complete(self, fetch: Fetch, hash_ok: bool, error: BaseException | None) -> None:

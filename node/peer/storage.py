@@ -34,6 +34,9 @@ class PieceFile:
         self.direct_fd = -1  # the same file opened O_DIRECT: verified pieces bypass the page cache
         self.bounces = threading.local()       # per disk thread: the page-aligned buffer O_DIRECT writes go from
         self.mapped: list = []                 # bounce buffers, and a refused O_DIRECT descriptor
+        self.io_lock = threading.Lock()
+        self.writes_queued = 0                 # on the disk threads; close() waits for them
+        self.closing = False
 
     def use_direct_io(self) -> bool:
         """Write pieces with O_DIRECT where the filesystem allows it; buffered otherwise.
@@ -163,7 +166,28 @@ class PieceFile:
             if views and n:
                 views[0] = memoryview(views[0])[n:]
 
+    def queue_write(self) -> None:
+        """A disk thread will write a piece: the descriptors stay open until it is done."""
+        with self.io_lock:
+            self.writes_queued += 1
+
+    def write_done(self) -> None:
+        with self.io_lock:
+            self.writes_queued -= 1
+            last = self.closing and self.writes_queued == 0
+        if last:
+            self._close_fds()
+
     def close(self) -> None:
+        """Close now, or when the last queued write is done (a descriptor number must not
+        be reused by another file while a disk thread still writes through it)."""
+        with self.io_lock:
+            self.closing = True
+            if self.writes_queued:
+                return
+        self._close_fds()
+
+    def _close_fds(self) -> None:
         if self.direct_fd >= 0:
             os.close(self.direct_fd)
             self.direct_fd = -1

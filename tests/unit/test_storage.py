@@ -79,3 +79,17 @@ def test_a_filesystem_that_refuses_o_direct_gets_buffered_writes(tmp_path, torre
     assert out.direct_fd == -1
     out.close()
     assert (tmp_path / "out.bin").read_bytes() == data
+
+
+def test_close_waits_for_the_queued_writes(tmp_path, torrent):
+    """A removed job's file keeps its descriptors until the disk threads are done with
+    them, so a queued write can never land in a file that reused the number."""
+    data, meta = torrent
+    out = PieceFile.open_download(meta, tmp_path / "out.bin")
+    out.queue_write()
+    out.close()
+    assert out.fd >= 0 and out.closing
+    out.write_piece(0, [data[:PIECE]])      # the write already on a disk thread goes through
+    out.write_done()
+    assert out.fd == -1
+    assert (tmp_path / "out.bin").read_bytes() == data[:PIECE]
