@@ -33,7 +33,7 @@ class PieceFile:
         self.fresh = False   # created empty just now: nothing on disk to recheck
         self.direct_fd = -1  # the same file opened O_DIRECT: verified pieces bypass the page cache
         self.bounces = threading.local()       # per disk thread: the page-aligned buffer O_DIRECT writes go from
-        self.mapped: list = []                 # bounce buffers, and a refused O_DIRECT descriptor
+        self.refused_fds: list[int] = []       # O_DIRECT descriptors the filesystem refused
         self.io_lock = threading.Lock()
         self.writes_queued = 0                 # on the disk threads; close() waits for them
         self.closing = False
@@ -135,7 +135,7 @@ class PieceFile:
                     raise
                 if self.direct_fd == direct_fd:   # the filesystem refuses O_DIRECT: buffered from now on
                     self.direct_fd = -1
-                    self.mapped.append(direct_fd)  # closed with the file (another thread may be using it)
+                    self.refused_fds.append(direct_fd)  # closed with the file (another thread may be using it)
         self._pwritev(self.fd, offset, list(buffers))
 
     def _write_direct(self, direct_fd: int, offset: int, buffers: Sequence[Any]) -> None:
@@ -143,7 +143,6 @@ class PieceFile:
         bounce = getattr(self.bounces, "buf", None)
         if bounce is None or len(bounce) < size:
             bounce = self.bounces.buf = mmap.mmap(-1, -(-size // DIRECT_ALIGN) * DIRECT_ALIGN)
-            self.mapped.append(bounce)
         view = memoryview(bounce)
         pos = 0
         for b in buffers:
@@ -191,10 +190,9 @@ class PieceFile:
         if self.direct_fd >= 0:
             os.close(self.direct_fd)
             self.direct_fd = -1
-        for held in self.mapped:
-            if isinstance(held, int):
-                os.close(held)
-        self.mapped.clear()      # the maps unmap when the disk threads drop them
+        for fd in self.refused_fds:
+            os.close(fd)
+        self.refused_fds.clear()   # bounce buffers unmap with this object (thread-local, one per disk thread)
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
