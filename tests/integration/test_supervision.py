@@ -5,9 +5,11 @@ import os
 import signal
 import subprocess
 import sys
+import xmlrpc.client
 from pathlib import Path
 
 import pytest
+from supervisor.xmlrpc import Faults as xmlrpc_faults
 
 from ctl import client, supervisor
 from protocol import messages as m
@@ -49,6 +51,22 @@ def kill9_and_wait_restart(name: str) -> int:
     os.kill(old, signal.SIGKILL)
     return wait_for(lambda: (pid := pid_of(name)) and pid != old and pid, timeout_s=30,
                     what=f"supervisord to restart {name}")
+
+
+def kill9_and_keep_down(name: str) -> None:
+    """SIGKILL, then stop supervisord's restart. Right after the kill the process can be
+    EXITED (not yet respawned), where stopProcess says NOT_RUNNING: retry until STOPPED."""
+    os.kill(pid_of(name), signal.SIGKILL)
+
+    def stopped() -> bool:
+        try:
+            supervisor.rpc().supervisor.stopProcess(f"swarm:{name}")
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode != xmlrpc_faults.NOT_RUNNING:
+                raise
+        return any(p["name"] == name and p["statename"] == "STOPPED" for p in supervisor.process_info())
+
+    wait_for(stopped, what=f"{name} stopped for good")
 
 
 def start_download(swarm, torrent, out, peer_id):
@@ -132,8 +150,7 @@ def test_seeder_killed_mid_download_the_leecher_finishes(supervised, swarm, tmp_
     start_download(swarm, info["torrent"], "out/s.bin", "leecher")
     wait_for(lambda: (j := swarm.job("leecher", info["info_hash"])) and j["have"] >= info["num_pieces"] // 4,
              what="leecher at a quarter")
-    os.kill(pid_of("s1"), signal.SIGKILL)
-    supervisor.rpc().supervisor.stopProcess("swarm:s1")     # and it stays down
+    kill9_and_keep_down("s1")
     done = swarm.cli_json("download", "--torrent", info["torrent"], "--output", "out/s.bin",
                           "--peer-id", "leecher", "--peer-port", str(swarm.peer_ports["leecher"]))
     assert done["state"] == "seeding"
