@@ -81,7 +81,7 @@ class Fetch:
     blocks: dict = field(default_factory=dict)     # block_offset -> buffer
     received: int = 0
     request_ids: list = field(default_factory=list)
-    writing: bool = False                          # with the disk thread: hashing, then writing
+    writing: bool = False                          # with the disk threads: hashing, then writing
     done: bool = False
 
 
@@ -102,6 +102,7 @@ class DownloadJob:
         self.finished: float | None = None
         self.refreshing = False
         self.last_refresh = 0.0
+        self.disk_at_start = node.disk.snapshot()
         self._rebuild_order()
 
     # ------------------------------------------------------------------ peers
@@ -251,30 +252,36 @@ class DownloadJob:
             self._verify_and_write(fetch)
 
     def _verify_and_write(self, fetch: Fetch) -> None:
-        """On the disk thread: SHA-1 of the received frames, then pwritev only if it matches."""
+        """SHA-1 of the received frames on a hash thread; only a match goes on to a write thread."""
         fetch.writing = True
         buffers = [fetch.blocks[o] for o in sorted(fetch.blocks)]
         expected, piece_file, piece = self.meta.piece_hash(fetch.piece_index), self.holding.file, fetch.piece_index
 
-        def work() -> bool:
+        def verify() -> bool:
+            ok = False
             try:
-                if sha1_of(buffers) != expected:
-                    return False
+                ok = sha1_of(buffers) == expected
+                return ok
+            finally:
+                if not ok:                       # no write follows
+                    piece_file.write_done()
+
+        def write() -> None:
+            try:
                 if not piece_file.closing:       # the job was removed meanwhile: nothing to write
                     piece_file.write_piece(piece, buffers)
-                return True
             finally:
                 piece_file.write_done()
 
         piece_file.queue_write()
-        self.node.disk.submit(work, lambda ok, error: self._complete(fetch, ok, error))
+        self.node.disk.submit(verify, write, lambda ok, error: self._complete(fetch, ok, error))
 
     def _complete(self, fetch: Fetch, hash_ok: bool, error: BaseException | None) -> None:
         fetch.writing = False
         piece, remote = fetch.piece_index, fetch.remote
         if fetch.done or self.finished is not None:
             # superseded (a duplicate won, the sender was banned, the job ended); a piece the
-            # other disk thread verified and wrote while the job failed still counts
+            # disk threads verified and wrote while the job failed still counts
             if (hash_ok and error is None and self.finished is not None
                     and self.node.holdings.get(self.meta.info_hash) is self.holding
                     and self.holding.bitfield.add(piece)):
@@ -372,7 +379,16 @@ class DownloadJob:
         for remote in self.remotes.values():
             remote.channel.close()
         self.holding.finish(error)
+        if not error:
+            self._log_disk()
         self.node.state_dirty = True   # the state saver fsyncs the file, off the event loop
+
+    def _log_disk(self) -> None:
+        """Where the disk stage's time went (every job of this peer, over this job's span)."""
+        d, span = self.node.disk.snapshot() - self.disk_at_start, self.finished - self.started
+        log.info("%s: %d pieces hashed in %.2f s, %d written in %.2f s (thread time); a write was in "
+                 "flight for %.0f%% of the %.2f s", self.meta.name, d.hashed, d.hash_s, d.written,
+                 d.write_s, 100 * d.busy_s / max(span, 1e-9), span)
 
     def close(self) -> None:
         self._finish_job(error="stopped")

@@ -154,7 +154,7 @@ class PeerNode(Context):
         self.port = int(self.data_endpoint.rsplit(":", 1)[1])
         self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
         self.tracker = Channel(self.zctx, self.tracker_endpoint, self.reactor)
-        self.disk = DiskWorker(self.reactor, config.DISK_THREADS)
+        self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS)
         pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=pacer))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
@@ -190,7 +190,7 @@ class PeerNode(Context):
             if h.job is not None and h.finished is None:
                 h.job.close()
         if hasattr(self, "disk"):
-            self.disk.close()          # pieces already with the disk thread are written first
+            self.disk.close()          # pieces already with the disk threads are written first
         self.state_dirty = True
         self._save_state(wait=True)
         self.saver.shutdown()

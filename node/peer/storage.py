@@ -32,10 +32,10 @@ class PieceFile:
         self.meta, self.path, self.fd, self.writable = meta, path, fd, writable
         self.fresh = False   # created empty just now: nothing on disk to recheck
         self.direct_fd = -1  # the same file opened O_DIRECT: verified pieces bypass the page cache
-        self.bounces = threading.local()       # per disk thread: the page-aligned buffer O_DIRECT writes go from
+        self.bounces = threading.local()       # per write thread: the page-aligned buffer O_DIRECT writes go from
         self.refused_fds: list[int] = []       # O_DIRECT descriptors the filesystem refused
         self.io_lock = threading.Lock()
-        self.writes_queued = 0                 # on the disk threads; close() waits for them
+        self.writes_queued = 0                 # on the hash and write threads; close() waits for them
         self.closing = False
 
     def use_direct_io(self) -> bool:
@@ -166,7 +166,7 @@ class PieceFile:
                 views[0] = memoryview(views[0])[n:]
 
     def queue_write(self) -> None:
-        """A disk thread will write a piece: the descriptors stay open until it is done."""
+        """A piece goes to the disk threads: the descriptors stay open until it is written (or fails its hash)."""
         with self.io_lock:
             self.writes_queued += 1
 
@@ -192,7 +192,7 @@ class PieceFile:
             self.direct_fd = -1
         for fd in self.refused_fds:
             os.close(fd)
-        self.refused_fds.clear()   # bounce buffers unmap with this object (thread-local, one per disk thread)
+        self.refused_fds.clear()   # bounce buffers unmap with this object (thread-local, one per write thread)
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
