@@ -4,10 +4,14 @@
     python bench/profile_swarm.py --seeders 1 --leechers 3 --no-spy --perf /tmp/p.data
 
 Runs the scenario on real processes, samples every seeder and leecher with py-spy
-and prints the top self-time frames, where each leecher's pieces came from, and each
-process's CPU time and minor faults. ``--perf`` also records the whole machine (kernel
-included) during the transfer only; read it with
-``perf report -i FILE --sort comm,dso`` or ``--sort sym``.
+and prints the top self-time frames. It also prints, for the transfer only:
+- where each leecher's pieces came from;
+- each leecher's disk figures: hash and write thread time, and how long a write was in
+  flight (near 100%, the disk is what limits the download);
+- each process's CPU time and minor faults, and each thread's CPU time.
+
+``--perf`` also records the whole machine (kernel included) during the transfer only;
+read it with ``perf report -i FILE --sort comm,dso`` or ``--sort sym``.
 """
 from __future__ import annotations
 
@@ -46,6 +50,27 @@ def top(raw: Path, n: int = 14) -> list[tuple[str, float]]:
     return [(f, 100 * c / total) for f, c in counts.most_common(n)]
 
 
+def usage(pid: int) -> tuple[float, float, int]:
+    """(user s, system s, minor faults) of a process so far."""
+    t = psutil.Process(pid).cpu_times()
+    minflt = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[7])
+    return t.user, t.system, minflt
+
+
+def threads(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each thread of a process, by thread name and id."""
+    out: dict[str, float] = collections.Counter()
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        out[f"{name}/{task.name}"] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeders", type=int, default=1)
@@ -79,6 +104,8 @@ def main() -> None:
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.perf else None)
         if perf:
             time.sleep(0.1)   # perf is sampling before the first request
+        before = {name: usage(pid) for name, pid in pids.items()}
+        before_threads = {p: threads(pids[p]) for p in seeds + leeches}
         for p in leeches:
             client.peer_control(p, m.Download(metainfo=meta.raw, output=str(work / "out" / p)))
         wait_for(lambda: all(client.peer_control(p, m.Status(info_hash=meta.info_hash)).jobs[0].state == "seeding"
@@ -90,11 +117,18 @@ def main() -> None:
             job = client.peer_control(p, m.Status(info_hash=meta.info_hash)).jobs[0]
             print(f"{p}: {meta.length / 1e6 / job.elapsed_s:.0f} MB/s in {job.elapsed_s:.2f} s; pieces from "
                   + ", ".join(f"{s.peer_id} {s.pieces}" for s in job.peers))
+            disk = [line for line in swarm.log(p).splitlines() if "hashed in" in line]
+            print("  " + (disk[-1].partition(": ")[2] if disk else "(no disk figures in the log)"))
+        for p, was in before_threads.items():
+            now = threads(pids[p])
+            print(f"  {p} threads, CPU s during the transfer: "
+                  + ", ".join(f"{n} {now[n] - was.get(n, 0):.2f}" for n in sorted(now)
+                            if now[n] - was.get(n, 0) >= 0.01))
+        print("  during the transfer:")
         for name in ["tracker"] + seeds + leeches:
             if name in pids:
-                t = psutil.Process(pids[name]).cpu_times()
-                minflt = int(Path(f"/proc/{pids[name]}/stat").read_text().rpartition(")")[2].split()[7])
-                print(f"  cpu {name:8s} user {t.user:6.2f} s  sys {t.system:6.2f} s  minor faults {minflt}")
+                user, system, minflt = (a - b for a, b in zip(usage(pids[name]), before[name]))
+                print(f"  cpu {name:8s} user {user:6.2f} s  sys {system:6.2f} s  minor faults {minflt}")
         for spy in spies.values():
             spy.send_signal(2)
             spy.wait(30)
