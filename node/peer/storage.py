@@ -2,6 +2,7 @@
 peer never caches whole files in memory."""
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import mmap
@@ -140,10 +141,9 @@ class PieceFile:
 
     def _write_direct(self, direct_fd: int, offset: int, buffers: Sequence[Any]) -> None:
         size = sum(len(b) for b in buffers)
-        bounce = getattr(self.bounces, "buf", None)
-        if bounce is None or len(bounce) < size:
-            bounce = self.bounces.buf = mmap.mmap(-1, -(-size // DIRECT_ALIGN) * DIRECT_ALIGN)
-        view = memoryview(bounce)
+        view = getattr(self.bounces, "view", None)
+        if view is None or len(view) < size:
+            view = self.bounces.view = _huge_buffer(size)
         pos = 0
         for b in buffers:
             view[pos:pos + len(b)] = b
@@ -196,6 +196,27 @@ class PieceFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+HUGE_PAGE = 2 * 1024 * 1024
+
+
+def _huge_buffer(size: int) -> memoryview:
+    """A 2 MiB-aligned buffer of at least ``size`` bytes, backed by transparent huge pages
+    where the kernel has them. The piece is then one physically contiguous block, so an
+    O_DIRECT write is one segment, not one per 4 KiB page: a 1 MiB piece is 256 segments,
+    more than a virtio disk takes in one request (254 here). In a 1 GiB, 3 seeders -> 1
+    leecher download this cut the write threads' time from 2.2-2.6 s to 1.8-2.0 s."""
+    length = -(-size // HUGE_PAGE) * HUGE_PAGE
+    buf = mmap.mmap(-1, length + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    view = memoryview(buf)
+    start = -ctypes.addressof(ctypes.c_char.from_buffer(buf)) % HUGE_PAGE
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            buf.madvise(mmap.MADV_HUGEPAGE, start, length)
+        except OSError:
+            pass
+    return view[start:start + length]
 
 
 def sha1_of(buffers: Sequence[Any]) -> bytes:

@@ -1,12 +1,13 @@
 """PieceFile writes: O_DIRECT from an aligned copy, the last partial page buffered, and a
 fallback to buffered writes when the filesystem refuses O_DIRECT."""
+import ctypes
 import errno
 import os
 import threading
 
 import pytest
 
-from node.peer.storage import PieceFile
+from node.peer.storage import HUGE_PAGE, PieceFile, _huge_buffer
 from protocol import metainfo
 
 PIECE = 64 * 1024
@@ -93,3 +94,10 @@ def test_close_waits_for_the_queued_writes(tmp_path, torrent):
     out.write_done()
     assert out.fd == -1
     assert (tmp_path / "out.bin").read_bytes() == data[:PIECE]
+
+
+def test_the_bounce_buffer_is_huge_page_aligned_and_large_enough():
+    for size in (1, 64 * 1024, HUGE_PAGE, HUGE_PAGE + 1):
+        view = _huge_buffer(size)
+        assert len(view) >= size and len(view) % HUGE_PAGE == 0
+        assert ctypes.addressof(ctypes.c_char.from_buffer(view)) % HUGE_PAGE == 0
