@@ -50,6 +50,19 @@ def test_out_of_order_pieces_from_many_frames_land_byte_exact(tmp_path, torrent,
     assert (tmp_path / "out.bin").read_bytes() == data
 
 
+def test_pieces_larger_than_a_direct_chunk_are_written_in_chunks(tmp_path):
+    big = 4 * 1024 * 1024                         # two DIRECT_CHUNKs per piece
+    data = os.urandom(2 * big + 3 * 1024 * 1024 + 1234)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    meta = metainfo.create(src, "tcp://127.0.0.1:1", big)
+    out = open_direct(meta, tmp_path / "out.bin")
+    for i, o in reversed(list(enumerate(range(0, len(data), big)))):
+        out.write_piece(i, as_blocks(data[o:o + big], 5))
+    out.close()
+    assert (tmp_path / "out.bin").read_bytes() == data
+
+
 def test_disk_threads_write_concurrently_each_from_its_own_buffer(tmp_path, torrent):
     data, meta = torrent
     out = open_direct(meta, tmp_path / "out.bin")
