@@ -136,6 +136,7 @@ ENDGAME_AFTER_S = 1.0                         # duplicate a piece only once it i
 MAX_HASH_FAILURES = 3                         # pieces failed as sole sender before a ban
 HASH_THREADS = 2                              # per peer: SHA-1 of arrived pieces (one per core)
 WRITE_THREADS = 2                             # per peer: writes of verified pieces (keeps the device's queue full)
+READ_THREADS = 2                              # per peer: reads of the blocks it serves (off the event loop)
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit

@@ -1,10 +1,15 @@
-"""Hash-and-write off the event loop.
+"""Disk work off the event loop: hashing and writing downloaded pieces, reading served ones.
 
 Verifying (SHA-1) and writing a piece are the two biggest costs of a download. Both
 release the GIL, so they run on threads, in two stages with their own queues:
 
 - hash threads (config.HASH_THREADS, one per core) check each piece's SHA-1;
 - write threads (config.WRITE_THREADS) write the verified pieces.
+
+Read threads (config.READ_THREADS) read the blocks the data port serves from files this
+peer wrote O_DIRECT: those are not in the page cache, so each read waits for the device.
+On the event loop, in 1 seeder -> 3 leechers, such reads took 1.5 s of a leecher's 2.35 s
+of main-thread time (py-spy) and stalled its own download meanwhile.
 
 A hash thread never waits for the disk, so hashing keeps both cores busy while the
 device works through the writes queued behind it. Results come back to the reactor
@@ -47,9 +52,10 @@ class DiskStats:
 
 
 class DiskWorker:
-    def __init__(self, reactor, hash_threads: int = 1, write_threads: int = 1) -> None:
+    def __init__(self, reactor, hash_threads: int = 1, write_threads: int = 1, read_threads: int = 1) -> None:
         self.hash_jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.write_jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.read_jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.results: deque = deque()
         self.lock = threading.Lock()        # orders "queue was empty" against the drain
         self.stats = DiskStats()
@@ -64,7 +70,9 @@ class DiskWorker:
                         for i in range(hash_threads)]
         self.writers = [threading.Thread(target=self._write, name=f"write-{i}", daemon=True)
                         for i in range(write_threads)]
-        for t in self.hashers + self.writers:
+        self.readers = [threading.Thread(target=self._read, name=f"read-{i}", daemon=True)
+                        for i in range(read_threads)]
+        for t in self.hashers + self.writers + self.readers:
             t.start()
 
     def submit(self, verify: Callable[[], bool], write: Callable[[], None], done: Done) -> None:
@@ -72,6 +80,20 @@ class DiskWorker:
         then ``done(ok, error)`` on the event loop: ok is False for a piece that failed
         ``verify``, and error is what either stage raised."""
         self.hash_jobs.put((verify, write, done))
+
+    def read(self, work: Callable[[], Any], done: Done) -> None:
+        """``work()`` (a block the data port serves) on a read thread, then
+        ``done(value, error)`` on the event loop."""
+        self.read_jobs.put((work, done))
+
+    def _read(self) -> None:
+        while (job := self.read_jobs.get()) is not _STOP:
+            work, done = job
+            try:
+                result = (work(), None)
+            except Exception as exc:
+                result = (None, exc)
+            self._post(done, result)
 
     def _hash(self) -> None:
         while (job := self.hash_jobs.get()) is not _STOP:
@@ -138,8 +160,10 @@ class DiskWorker:
             done(value, error)
 
     def close(self) -> None:
-        """Every queued piece is verified, and every verified piece written, before this returns."""
-        for pool, jobs in ((self.hashers, self.hash_jobs), (self.writers, self.write_jobs)):
+        """Every queued piece is verified, every verified piece written and every queued read
+        done, before this returns."""
+        for pool, jobs in ((self.hashers, self.hash_jobs), (self.writers, self.write_jobs),
+                           (self.readers, self.read_jobs)):
             for _ in pool:
                 jobs.put(_STOP)
             for t in pool:

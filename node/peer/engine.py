@@ -264,16 +264,16 @@ class DownloadJob:
                 return ok
             finally:
                 if not ok:                       # no write follows
-                    piece_file.write_done()
+                    piece_file.release()
 
         def write() -> None:
             try:
                 if not piece_file.closing:       # the job was removed meanwhile: nothing to write
                     piece_file.write_piece(piece, buffers)
             finally:
-                piece_file.write_done()
+                piece_file.release()
 
-        piece_file.queue_write()
+        piece_file.hold()
         self.node.disk.submit(verify, write, lambda ok, error: self._complete(fetch, ok, error))
 
     def _complete(self, fetch: Fetch, hash_ok: bool, error: BaseException | None) -> None:

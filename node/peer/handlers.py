@@ -7,6 +7,7 @@ from pathlib import Path
 
 from node.dispatch import Dispatcher
 from node.peer.main import PeerNode
+from node.peer.storage import PendingRead
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, ZorrentError
@@ -22,7 +23,7 @@ def ping(node: PeerNode, msg: m.Ping) -> m.Pong:
 
 
 @data.handles(m.MsgType.GET_BLOCK)
-def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes]:
+def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead]:
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
@@ -37,9 +38,10 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes]:
                            ErrorCode.BAD_FIELD)
     if msg.piece_index not in holding.bitfield:
         raise ZorrentError(f"piece {msg.piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
-    payload = holding.file.read(msg.piece_index, msg.block_offset, msg.length)
-    return m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index,
-                   block_offset=msg.block_offset), payload
+    block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)
+    if holding.file.cache_bypassed:     # not in the page cache: a read thread waits for the device
+        return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)
+    return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
 
 
 def _absolute(path: str, what: str) -> Path:

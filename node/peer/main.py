@@ -20,10 +20,11 @@ from node.dispatch import Context, bind_router, serve
 from node.peer import state
 from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
-from node.peer.storage import PieceFile
+from node.peer.storage import PendingRead, PieceFile
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
 from protocol import messages as m
+from protocol.codec import decode_id, error_frames
 from protocol.errors import ErrorCode, RemoteError, ZorrentError
 from protocol.metainfo import Metainfo, parse
 from protocol.pieces import Bitfield
@@ -154,9 +155,9 @@ class PeerNode(Context):
         self.port = int(self.data_endpoint.rsplit(":", 1)[1])
         self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
         self.tracker = Channel(self.zctx, self.tracker_endpoint, self.reactor)
-        self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS)
-        pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
-        self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=pacer))
+        self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS)
+        self.pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
+        self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_block))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
         self.reactor.call_every(TICK_S, self._tick)
         self.reactor.call_every(config.HEARTBEAT_INTERVAL_S, self._heartbeat)
@@ -167,6 +168,24 @@ class PeerNode(Context):
         log.info("peer %s serving %s, control %s, tracker %s", self.peer_id, self.data_endpoint,
                  ctl_endpoint, self.tracker_endpoint)
         return self.data_endpoint
+
+    def _send_block(self, ident: bytes, frames: list[Any]) -> None:
+        """A data-port reply; a block is read on a read thread first."""
+        if len(frames) == 2 and isinstance(frames[1], PendingRead):
+            header = frames[0]
+            self.disk.read(frames[1], lambda data, err: self._send_read(ident, header, data, err))
+        else:
+            self.pacer(ident, frames)
+
+    def _send_read(self, ident: bytes, header: bytes, data: bytes | None, err: BaseException | None) -> None:
+        if err is None:
+            self.pacer(ident, [header, data])
+            return
+        if isinstance(err, ZorrentError):
+            code, text = err.code, err.message
+        else:
+            code, text = ErrorCode.INTERNAL, f"cannot read: {getattr(err, 'strerror', None) or err}"
+        self.pacer(ident, error_frames(decode_id([header]), code, text))
 
     def _refuse_if_running(self, ctl_endpoint: str) -> None:
         if not Path(ctl_endpoint[len("ipc://"):]).exists():

@@ -38,7 +38,7 @@ class PieceFile:
         self.bounces = threading.local()       # per write thread: the page-aligned buffer O_DIRECT writes go from
         self.refused_fds: list[int] = []       # O_DIRECT descriptors the filesystem refused
         self.io_lock = threading.Lock()
-        self.writes_queued = 0                 # on the hash and write threads; close() waits for them
+        self.holds = 0                         # pieces with the disk threads (reads, hashes, writes); close() waits
         self.closing = False
 
     def use_direct_io(self) -> bool:
@@ -174,24 +174,34 @@ class PieceFile:
             if views and n:
                 views[0] = memoryview(views[0])[n:]
 
-    def queue_write(self) -> None:
-        """A piece goes to the disk threads: the descriptors stay open until it is written (or fails its hash)."""
+    def hold(self) -> None:
+        """A piece goes to a disk thread: the descriptors stay open until ``release``."""
         with self.io_lock:
-            self.writes_queued += 1
+            self.holds += 1
 
-    def write_done(self) -> None:
+    def release(self) -> None:
         with self.io_lock:
-            self.writes_queued -= 1
-            last = self.closing and self.writes_queued == 0
+            self.holds -= 1
+            last = self.closing and self.holds == 0
         if last:
             self._close_fds()
 
+    @property
+    def cache_bypassed(self) -> bool:
+        """Pieces were written O_DIRECT, so reading one back waits for the device."""
+        return self.direct_fd >= 0
+
+    def read_later(self, piece_index: int, block_offset: int, length: int) -> "PendingRead":
+        """A block to read on a read thread; the descriptors stay open until it is read."""
+        self.hold()
+        return PendingRead(self, piece_index, block_offset, length)
+
     def close(self) -> None:
-        """Close now, or when the last queued write is done (a descriptor number must not
-        be reused by another file while a disk thread still writes through it)."""
+        """Close now, or when the last held piece is done (a descriptor number must not
+        be reused by another file while a disk thread still reads or writes through it)."""
         with self.io_lock:
             self.closing = True
-            if self.writes_queued:
+            if self.holds:
                 return
         self._close_fds()
 
@@ -205,6 +215,24 @@ class PieceFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class PendingRead:
+    """A block the data port serves, read off the event loop. A piece this peer downloaded
+    was written O_DIRECT, so serving it can mean a device read of a few milliseconds."""
+
+    __slots__ = ("file", "piece_index", "block_offset", "length")
+
+    def __init__(self, file: PieceFile, piece_index: int, block_offset: int, length: int) -> None:
+        self.file, self.piece_index, self.block_offset, self.length = file, piece_index, block_offset, length
+
+    def __call__(self) -> bytes:
+        try:
+            if self.file.closing:
+                raise StorageError(f"{self.file.path} is no longer served", ErrorCode.UNKNOWN_TORRENT)
+            return self.file.read(self.piece_index, self.block_offset, self.length)
+        finally:
+            self.file.release()
 
 
 def _huge_buffer(size: int) -> memoryview:

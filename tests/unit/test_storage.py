@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from node.peer.storage import HUGE_PAGE, PieceFile, _huge_buffer
+from node.peer.storage import HUGE_PAGE, PieceFile, StorageError, _huge_buffer
 from protocol import metainfo
 
 PIECE = 64 * 1024
@@ -100,11 +100,11 @@ def test_close_waits_for_the_queued_writes(tmp_path, torrent):
     them, so a queued write can never land in a file that reused the number."""
     data, meta = torrent
     out = PieceFile.open_download(meta, tmp_path / "out.bin")
-    out.queue_write()
+    out.hold()
     out.close()
     assert out.fd >= 0 and out.closing
     out.write_piece(0, [data[:PIECE]])      # the write already on a disk thread goes through
-    out.write_done()
+    out.release()
     assert out.fd == -1
     assert (tmp_path / "out.bin").read_bytes() == data[:PIECE]
 
@@ -114,3 +114,16 @@ def test_the_bounce_buffer_is_huge_page_aligned_and_large_enough():
         view = _huge_buffer(size)
         assert len(view) >= size and len(view) % HUGE_PAGE == 0
         assert ctypes.addressof(ctypes.c_char.from_buffer(view)) % HUGE_PAGE == 0
+
+
+def test_a_pending_read_keeps_the_file_open_and_a_closed_file_refuses_it(tmp_path, torrent):
+    data, meta = torrent
+    out = PieceFile.open_download(meta, tmp_path / "out.bin")
+    out.write_piece(1, [data[PIECE:2 * PIECE]])
+    first, second = out.read_later(1, 100, 5000), out.read_later(1, 0, PIECE)
+    assert first() == data[PIECE + 100:PIECE + 5100]     # read on a read thread in the peer
+    out.close()
+    assert out.fd >= 0                                    # the second read still holds it open
+    with pytest.raises(StorageError, match="no longer served"):
+        second()
+    assert out.fd == -1
