@@ -50,11 +50,15 @@ def top(raw: Path, n: int = 14) -> list[tuple[str, float]]:
     return [(f, 100 * c / total) for f, c in counts.most_common(n)]
 
 
+def stat_fields(path: Path) -> list[str]:
+    """/proc/.../stat after the command name: [0] is state, [7] minflt, [11] utime, [12] stime."""
+    return path.read_text().rpartition(")")[2].split()
+
+
 def usage(pid: int) -> tuple[float, float, int]:
     """(user s, system s, minor faults) of a process so far."""
     t = psutil.Process(pid).cpu_times()
-    minflt = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[7])
-    return t.user, t.system, minflt
+    return t.user, t.system, int(stat_fields(Path(f"/proc/{pid}/stat"))[7])
 
 
 def threads(pid: int) -> dict[str, float]:
@@ -64,7 +68,7 @@ def threads(pid: int) -> dict[str, float]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            fields = stat_fields(task / "stat")
         except OSError:
             continue
         out[f"{name}/{task.name}"] += (int(fields[11]) + int(fields[12])) / tick

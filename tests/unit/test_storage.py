@@ -1,5 +1,6 @@
-"""PieceFile writes: O_DIRECT from an aligned copy, the last partial page buffered, and a
-fallback to buffered writes when the filesystem refuses O_DIRECT."""
+"""PieceFile: O_DIRECT writes from an aligned copy, the last partial page buffered, a
+fallback to buffered writes when the filesystem refuses O_DIRECT, and descriptors held
+open for the reads and writes still on the disk threads."""
 import ctypes
 import errno
 import os
