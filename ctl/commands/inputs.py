@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ctl import render
-from ctl.app import command
+from ctl.cli import command, commands
 from protocol.errors import ErrorCode, ZorrentError
 
 UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
@@ -34,7 +34,9 @@ def write_random_file(path: Path, size: int, rng: random.Random) -> None:
             left -= n
 
 
-@command("make-inputs")
+app = commands()
+
+@command(app, "make-inputs")
 def make_inputs(
     ctx: typer.Context,
     num_files: Annotated[int, typer.Option("--num-files", "--num_files", min=1, help="How many files.")] = 10,

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ctl import render
-from ctl.app import command
+from ctl.cli import command, commands
 from ctl.commands.inputs import parse_size
 from ctl.soak import Soak
 from node import config
@@ -20,7 +20,9 @@ def _stop(*_) -> None:
     raise KeyboardInterrupt
 
 
-@command("soak")
+app = commands()
+
+@command(app, "soak")
 def soak(
     ctx: typer.Context,
     peers: Annotated[int, typer.Option(min=2, help="Peers in the swarm.")] = 20,

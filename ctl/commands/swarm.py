@@ -10,15 +10,17 @@ from typing import Annotated, Optional
 import typer
 
 from ctl import client, nodes, render, supervisor
-from ctl.app import app, command, handle_errors
+from ctl.cli import command, commands, handle_errors
 from node import config
 from protocol import messages as m
 from protocol.errors import TransportError, ZorrentError
 
+app = commands()
+
 DiskIo = enum.Enum("DiskIo", {mode: mode for mode in config.DISK_IO_MODES}, type=str)
 
 
-@command("tracker")
+@command(app, "tracker")
 def tracker(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = config.DEFAULT_TRACKER_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = config.DEFAULT_TRACKER_PORT,
@@ -32,7 +34,7 @@ def tracker(
     run(host, port, store, ready_file)
 
 
-@command("peer")
+@command(app, "peer")
 def peer(
     peer_id: Annotated[str, typer.Option(help="This peer's unique id.")],
     host: Annotated[str, typer.Option(help="Address to serve pieces on.")] = config.DEFAULT_PEER_HOST,
@@ -56,7 +58,7 @@ TrackerPort = Annotated[int, typer.Option(help="The tracker's port.")]
 StoreUri = Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")]
 
 
-@command("start-peer")
+@command(app, "start-peer")
 def start_peer(
     ctx: typer.Context,
     config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,

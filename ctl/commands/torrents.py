@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ctl import client, nodes, render
-from ctl.app import command
+from ctl.cli import command, commands
 from node import config
 from protocol import messages as m
 from protocol import metainfo
@@ -46,7 +46,9 @@ def _meta_rows(items: list[tuple[metainfo.Metainfo, Path]]) -> list[list]:
              meta.info_hash, dest] for meta, dest in items]
 
 
-@command("create")
+app = commands()
+
+@command(app, "create")
 def create(
     ctx: typer.Context,
     input: Annotated[str, typer.Option("--input", help="A file, or a folder: one torrent per file.")],
@@ -76,7 +78,7 @@ def _torrent_for(path: Path, announce: str) -> tuple[metainfo.Metainfo, Path]:
     return _create(path, None, announce)
 
 
-@command("upload")
+@command(app, "upload")
 def upload(
     ctx: typer.Context,
     input: Annotated[str, typer.Option("--input", help="A file, or a folder of files, to seed.")],
@@ -133,7 +135,7 @@ def _wait_announced(peer_id: str, meta: metainfo.Metainfo) -> None:
         time.sleep(config.STATUS_POLL_S)
 
 
-@command("download")
+@command(app, "download")
 def download(
     ctx: typer.Context,
     torrent: Annotated[str, typer.Option(help="The .torrent file.")],
@@ -202,7 +204,7 @@ class _NoProgress:
         pass
 
 
-@command("get")
+@command(app, "get")
 def get(
     ctx: typer.Context,
     torrent: Annotated[str, typer.Option(help="The .torrent file.")],
@@ -226,7 +228,7 @@ def get(
         render.out.print("No live peer holds any piece of it.")
 
 
-@command("remove")
+@command(app, "remove")
 def remove(
     ctx: typer.Context,
     torrent: Annotated[str, typer.Option(help="The .torrent file.")],
@@ -239,7 +241,7 @@ def remove(
     render.out.print(f"{peer_id} no longer holds {meta.name}" + (" (file deleted)" if delete else ""))
 
 
-@command("status")
+@command(app, "status")
 def status(
     ctx: typer.Context,
     peer_id: Annotated[str, typer.Option(help="The running peer to ask.")],
