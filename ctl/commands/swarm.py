@@ -84,12 +84,14 @@ def start_peer(
 
 def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
                start_tracker: bool) -> None:
-    """Write the config, start or update supervisord, and return once every node answers."""
+    """Write the config, start or update supervisord, and return once supervisord says
+    RUNNING for every node and every node answers a ping."""
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False))
     what = supervisor.start_or_update(conf)
     if start_tracker:
         supervisor.start("tracker")
         nodes.wait_tracker(tracker.endpoint)
+    supervisor.wait_running([spec.peer_id for spec in specs])
     for spec in specs:
         nodes.wait_peer(spec, None)
     _show_swarm(ctx, specs, f"supervisord {what}: {conf}")
