@@ -20,6 +20,7 @@ from node.dispatch import Context, bind_router, serve
 from node.peer import state
 from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
+from node.peer.integrity import RESTARTABLE, SUSPENDED, Watch, unchanged
 from node.peer.storage import PendingRead, PieceFile
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
@@ -63,11 +64,11 @@ class Holding:
             log.info("%s: complete", self.meta.name)
 
     def saved(self) -> state.TorrentState:
-        size, mtime_ns = state.file_stamp(self.file.path)
+        size, mtime_ns, ino = state.file_stamp(self.file.path)
         return state.TorrentState(
             info_hash=self.meta.info_hash, metainfo=state.b64(self.meta.raw), path=str(self.file.path),
             role=self.role, verified=state.b64(self.bitfield.to_bytes()), size=size, mtime_ns=mtime_ns,
-            fetched=self.fetched)
+            fetched=self.fetched, ino=ino)
 
     def status(self) -> m.JobStatus:
         job = self.job
@@ -132,7 +133,8 @@ class PeerNode(Context):
         self.token: str | None = None
         self.last_token = ""           # the previous session's, to take back our own live record
         self.refused_since: float | None = None
-        self.forgotten: set[str] = set()      # removed torrents the tracker has not yet acknowledged
+        self.forgotten: set[str] = set()      # torrents whose pieces the tracker must drop (FORGET to send)
+        self.forgetting: set[str] = set()     # FORGET sent, not yet acknowledged: announce none of them
         self.registering = False
         self.fatal: str | None = None
         self.state_dirty = False
@@ -155,7 +157,9 @@ class PeerNode(Context):
         self.port = int(self.data_endpoint.rsplit(":", 1)[1])
         self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
         self.tracker = Channel(self.zctx, self.tracker_endpoint, self.reactor)
-        self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS)
+        self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS,
+                               config.CHECK_THREADS)
+        self.watch = Watch(self)
         self.pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_block))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
@@ -172,15 +176,17 @@ class PeerNode(Context):
     def _send_block(self, ident: bytes, frames: list[Any]) -> None:
         """A data-port reply; a block is read on a read thread first."""
         if len(frames) == 2 and isinstance(frames[1], PendingRead):
-            header = frames[0]
-            self.disk.read(frames[1], lambda data, err: self._send_read(ident, header, data, err))
+            header, pending = frames
+            self.disk.read(pending, lambda data, err: self._send_read(ident, header, pending, data, err))
         else:
             self.pacer(ident, frames)
 
-    def _send_read(self, ident: bytes, header: bytes, data: bytes | None, err: BaseException | None) -> None:
+    def _send_read(self, ident: bytes, header: bytes, pending: PendingRead, data: bytes | None,
+                   err: BaseException | None) -> None:
         if err is None:
             self.pacer(ident, [header, data])
             return
+        self.watch.read_failed(pending.file, err)
         if isinstance(err, ZorrentError):
             code, text = err.code, err.message
         else:
@@ -209,6 +215,7 @@ class PeerNode(Context):
             if h.job is not None and h.finished is None:
                 h.job.close()
         if hasattr(self, "disk"):
+            self.watch.close()
             self.disk.close()          # pieces already with the disk threads are written first
         self.state_dirty = True
         self._save_state(wait=True)
@@ -326,11 +333,11 @@ class PeerNode(Context):
             try:
                 meta = parse(saved.metainfo_raw)
                 path = Path(saved.path)
-                trusted = Bitfield(meta.num_pieces, saved.verified_bits)
+                same = unchanged(saved, meta)
+                trusted = Bitfield(meta.num_pieces, saved.verified_bits if same else None)
                 if saved.role == "seed":
                     piece_file = PieceFile.open_seed(meta, path)
-                    unchanged = state.file_stamp(path) == (saved.size, saved.mtime_ns)
-                    have = trusted if unchanged else piece_file.recheck()
+                    have = trusted if same else piece_file.recheck()
                     holding = self._hold(meta, piece_file, have, m.JobState.SEEDING, "seed")
                     if not have.complete:
                         holding.finish(f"{path} changed: {meta.num_pieces - len(have)} pieces no longer match")
@@ -351,12 +358,12 @@ class PeerNode(Context):
             return
         for info_hash in list(self.forgotten):
             self.forgotten.discard(info_hash)
+            self.forgetting.add(info_hash)
             self.tracker.request(m.Forget(peer_id=self.peer_id, token=self.token, info_hash=info_hash),
-                                 lambda env, err, ih=info_hash: err and not isinstance(err, RemoteError)
-                                 and self.forgotten.add(ih),
+                                 lambda env, err, ih=info_hash: self._on_forgot(ih, err),
                                  timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
         for h in self.holdings.values():
-            if h.announcing:
+            if h.announcing or h.state in SUSPENDED or h.meta.info_hash in self.forgetting:
                 continue
             if not h.tracker_known:
                 h.announcing = True
@@ -371,6 +378,13 @@ class PeerNode(Context):
                                pieces=batch),
                     lambda env, err, h=h, b=batch: self._on_announced(h, b, err),
                     timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+
+    def _on_forgot(self, info_hash: str, err) -> None:
+        self.forgetting.discard(info_hash)
+        if err is not None and not isinstance(err, RemoteError):
+            self.forgotten.add(info_hash)     # no answer: say it again (announces wait for it)
+        else:
+            self._flush_announces()
 
     def _on_torrent_registered(self, h: Holding, err) -> None:
         h.announcing = False
@@ -405,13 +419,17 @@ class PeerNode(Context):
         if held is not None:
             if held.state == m.JobState.DOWNLOADING:
                 raise ZorrentError(f"{meta.name} is being downloaded here already", ErrorCode.BAD_INPUT)
-            return held
+            if not self.watch.check(held):
+                return held
         piece_file = PieceFile.open_seed(meta, path)
         have = piece_file.recheck()
         if not have.complete:
             piece_file.close()
             raise ZorrentError(f"{meta.num_pieces - len(have)} of {meta.num_pieces} pieces of {path} "
                                f"do not match the torrent", ErrorCode.BAD_INPUT)
+        if held is not None:            # a seed whose file had changed: checked whole again
+            self.holdings.pop(meta.info_hash)
+            held.file.close()
         return self._hold(meta, piece_file, have, m.JobState.SEEDING, "seed")
 
     def add_download(self, meta: Metainfo, path: Path) -> Holding:
@@ -420,11 +438,13 @@ class PeerNode(Context):
             if held.file.path != path:
                 raise ZorrentError(f"{self.peer_id} already holds {meta.name} at {held.file.path}",
                                    ErrorCode.BAD_INPUT)
-            if not (held.state == m.JobState.FAILED and held.file.writable):
+            self.watch.check(held)          # a file gone or changed is noticed now, not at the next sweep
+            if not (held.state in RESTARTABLE and held.role == "download"):
                 return held   # re-attach to the running (or finished) job
-            del self.holdings[meta.info_hash]   # retry a failed job: its verified pieces carry over
-            held.file.close()
-            holding = self._start_download(meta, path, held.bitfield)
+            del self.holdings[meta.info_hash]   # retry: the verified pieces of a failed job carry over;
+            held.file.close()                   # a changed file's are all re-hashed
+            trusted = held.bitfield if held.state == m.JobState.FAILED else Bitfield(meta.num_pieces)
+            holding = self._start_download(meta, path, trusted)
             holding.fetched = held.fetched
             return holding
         return self._start_download(meta, path, None)

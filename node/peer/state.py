@@ -27,9 +27,10 @@ class TorrentState:
     path: str
     role: str              # "seed" (uploaded) or "download"
     verified: str          # base64 of the bitfield
-    size: int              # file size and mtime when saved: a mismatch means full recheck
-    mtime_ns: int
+    size: int              # file size, mtime and inode when saved: a mismatch means full recheck
+    mtime_ns: int          # (size -1: the file was missing)
     fetched: int = 0       # pieces received from the network, over every run
+    ino: int = 0           # 0 in a state written before inodes were recorded: rechecked once
 
     @property
     def metainfo_raw(self) -> bytes:
@@ -88,6 +89,10 @@ def save(peer_id: str, token: str, torrents: list[TorrentState]) -> None:
         os.close(dir_fd)
 
 
-def file_stamp(path: Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    """(size, mtime_ns, inode) of the file at ``path``; (-1, 0, 0) if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, 0, 0
+    return st.st_size, st.st_mtime_ns, st.st_ino

@@ -9,6 +9,7 @@ import mmap
 import os
 import stat
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,8 +22,30 @@ class StorageError(ZorrentError):
     code = ErrorCode.BAD_INPUT
 
 
+class FileChanged(StorageError):
+    """The file is no longer the one whose pieces were verified; nothing read from it is served."""
+
+    code = ErrorCode.PIECE_UNAVAILABLE
+
+
 def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What says a file is still the one whose pieces were verified: which inode, its size,
+    and when its contents (mtime) or inode (ctime: a write that restores mtime) last changed."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "Stamp":
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 DIRECT_ALIGN = 4096    # O_DIRECT offsets, lengths and buffer addresses are multiples of this
@@ -40,6 +63,9 @@ class PieceFile:
         self.io_lock = threading.Lock()
         self.holds = 0                         # pieces with the disk threads (reads, hashes, writes); close() waits
         self.closing = False
+        self.stamp = Stamp.of(os.fstat(fd))    # as opened, then as our last write left it
+        self.sealed = False                    # complete and no longer written: size and mtime must not move
+        self.follow = not writable             # a seed may be reached through a symlink; a download never
 
     def use_direct_io(self) -> bool:
         """Write pieces with O_DIRECT where the filesystem allows it; buffered otherwise.
@@ -58,7 +84,7 @@ class PieceFile:
     @classmethod
     def open_seed(cls, meta: Metainfo, path: Path) -> "PieceFile":
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)   # a FIFO must not hang the open
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {_why(exc)}") from None
         st = os.fstat(fd)
@@ -66,7 +92,59 @@ class PieceFile:
             os.close(fd)
             what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
             raise StorageError(f"{path} is {what}; the torrent says {meta.length} bytes")
-        return cls(meta, path, fd, writable=False)
+        piece_file = cls(meta, path, fd, writable=False)
+        piece_file.sealed = True
+        return piece_file
+
+    @classmethod
+    def reopen(cls, meta: Metainfo, path: Path, follow: bool) -> "PieceFile":
+        """Open whatever is at ``path`` now, read-only and sealed, to re-hash it after a change.
+        Any size will do (pieces past its end fail); anything but a regular file is refused."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            raise StorageError(f"{path} is missing") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StorageError(f"{path} is a symlink now; not following it") from None
+            raise StorageError(f"cannot read {path}: {_why(exc)}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise StorageError(f"{path} is {_kind(st.st_mode)} now, not a file")
+        piece_file = cls(meta, path, fd, writable=False)
+        piece_file.sealed, piece_file.follow = True, follow
+        return piece_file
+
+    def seal(self) -> None:
+        """The file is complete and nothing writes to it any more: from now on its size and
+        mtime must stay as our last write left them (so a change made since then is noticed)."""
+        self.sealed = True
+
+    def change(self, min_size: int = 0) -> str:
+        """Why the file is no longer the one whose pieces were verified ("" if it still is):
+        the path is gone, is not a regular file, names another inode, or (sealed) the open
+        file's size or mtime moved. An unsealed file (being downloaded) must keep ``min_size``."""
+        try:
+            now = os.fstat(self.fd)
+            here = os.stat(self.path, follow_symlinks=self.follow)
+        except FileNotFoundError:
+            return f"{self.path} is missing"
+        except OSError as exc:
+            return f"cannot stat {self.path}: {_why(exc)}"
+        if not stat.S_ISREG(here.st_mode):
+            return f"{self.path} is {_kind(here.st_mode)} now, not a file"
+        if (here.st_dev, here.st_ino) != (now.st_dev, now.st_ino):
+            return f"{self.path} was replaced by another file"
+        if self.sealed:
+            if now.st_size != self.stamp.size:
+                return f"{self.path} changed size ({self.stamp.size} -> {now.st_size} bytes)"
+            if (now.st_mtime_ns, now.st_ctime_ns) != (self.stamp.mtime_ns, self.stamp.ctime_ns):
+                return f"{self.path} was modified"
+        elif now.st_size < min_size:
+            return f"{self.path} shrank to {now.st_size} bytes"
+        return ""
 
     @classmethod
     def open_download(cls, meta: Metainfo, path: Path, resuming: bool = False) -> "PieceFile":
@@ -119,9 +197,20 @@ class PieceFile:
         return len(data) == size and hashlib.sha1(data).digest() == self.meta.piece_hash(piece_index)
 
     def read(self, piece_index: int, block_offset: int, length: int) -> bytes:
-        data = os.pread(self.fd, length, piece_index * self.meta.piece_length + block_offset)
+        """A block of a verified piece. The file is checked (``change``) before the read and,
+        once sealed, after it too: a write updates mtime before it changes any byte, so data
+        read from a file that changed meanwhile is never returned (FileChanged instead)."""
+        offset = piece_index * self.meta.piece_length + block_offset
+        if why := self.change(offset + length):
+            raise FileChanged(why)
+        try:
+            data = os.pread(self.fd, length, offset)
+        except OSError as exc:
+            raise FileChanged(self.change() or f"cannot read {self.path}: {_why(exc)}") from None
         if len(data) != length:
-            raise StorageError(f"{self.path} is shorter than the torrent says", ErrorCode.INTERNAL)
+            raise FileChanged(self.change() or f"{self.path} is shorter than the torrent says")
+        if self.sealed and (why := self.change()):
+            raise FileChanged(why)
         return data
 
     def write_piece(self, piece_index: int, buffers: Sequence[Any]) -> None:
@@ -132,14 +221,22 @@ class PieceFile:
         if direct_fd >= 0:
             try:
                 self._write_direct(direct_fd, offset, buffers)
-                return
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 if self.direct_fd == direct_fd:   # the filesystem refuses O_DIRECT: buffered from now on
                     self.direct_fd = -1
                     self.refused_fds.append(direct_fd)  # closed with the file (another thread may be using it)
+            else:
+                self._written()
+                return
         self._pwritev(self.fd, offset, list(buffers))
+        self._written()
+
+    def _written(self) -> None:
+        """Stamp the file as our write left it; the last fstat taken is the newest."""
+        with self.io_lock:
+            self.stamp = Stamp.of(os.fstat(self.fd))
 
     def _write_direct(self, direct_fd: int, offset: int, buffers: Sequence[Any]) -> None:
         """Copy the piece into this thread's bounce buffer and write it O_DIRECT, one
@@ -233,6 +330,11 @@ class PendingRead:
             return self.file.read(self.piece_index, self.block_offset, self.length)
         finally:
             self.file.release()
+
+
+def _kind(mode: int) -> str:
+    return ("a directory" if stat.S_ISDIR(mode) else "a symlink" if stat.S_ISLNK(mode)
+            else "a regular file" if stat.S_ISREG(mode) else "a special file")
 
 
 def _huge_buffer(size: int) -> memoryview:
