@@ -419,15 +419,15 @@ class PeerNode(Context):
         if held is not None:
             if held.state == m.JobState.DOWNLOADING:
                 raise ZorrentError(f"{meta.name} is being downloaded here already", ErrorCode.BAD_INPUT)
-            if not self.watch.check(held):
-                return held
+            if held.state not in RESTARTABLE and not self.watch.check(held):
+                return held             # seeding it already; else its file is checked whole again
         piece_file = PieceFile.open_seed(meta, path)
         have = piece_file.recheck()
         if not have.complete:
             piece_file.close()
             raise ZorrentError(f"{meta.num_pieces - len(have)} of {meta.num_pieces} pieces of {path} "
                                f"do not match the torrent", ErrorCode.BAD_INPUT)
-        if held is not None:            # a seed whose file had changed: checked whole again
+        if held is not None:
             self.holdings.pop(meta.info_hash)
             held.file.close()
         return self._hold(meta, piece_file, have, m.JobState.SEEDING, "seed")
