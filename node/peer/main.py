@@ -20,6 +20,7 @@ from node.dispatch import Context, bind_router, serve
 from node.peer import state
 from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
+from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead, PieceFile
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
@@ -52,6 +53,7 @@ class Holding:
     announced: int = 0
     unannounced: set = field(default_factory=set)
     announcing: bool = False
+    send_once: SendOnce | None = None  # an origin seed's record of who was sent which piece
 
     def finish(self, error: str = "") -> None:
         self.finished = time.monotonic()
