@@ -45,6 +45,7 @@ class MsgType(str, Enum):
     # peer data plane
     GET_BLOCK = "get_block"
     BLOCK = "block"
+    ELSEWHERE = "elsewhere"
     # peer control plane
     UPLOAD = "upload"
     UPLOADED = "uploaded"
@@ -248,6 +249,7 @@ class GetBlock(Message):
     piece_index: int
     block_offset: int
     length: int
+    requester: str = ""    # the asking peer's id: a seed sends each piece to one peer first
 
 
 @message(MsgType.BLOCK)
@@ -257,6 +259,16 @@ class Block(Message):
     info_hash: str
     piece_index: int
     block_offset: int
+
+
+@message(MsgType.ELSEWHERE)
+class Elsewhere(Message):
+    """Reply to GET_BLOCK from a seed that already sent that piece to another peer while
+    pieces nobody has are left: fetch it from the swarm, and take these from the seed."""
+
+    info_hash: str
+    piece_index: int
+    suggest: list[int]     # pieces this seed has sent to nobody, reserved for the asker
 
 
 # ---------------------------------------------------------------- peer control plane

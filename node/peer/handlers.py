@@ -3,11 +3,13 @@ the local-only ipc socket (upload, download, status, shutdown)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from node.dispatch import Dispatcher
 from node.peer.integrity import SUSPENDED
 from node.peer.main import PeerNode
+from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead
 from protocol import messages as m
 from protocol import metainfo
@@ -24,7 +26,7 @@ def ping(node: PeerNode, msg: m.Ping) -> m.Pong:
 
 
 @data.handles(m.MsgType.GET_BLOCK)
-def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead]:
+def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead] | m.Elsewhere:
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
@@ -39,6 +41,11 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
                            ErrorCode.BAD_FIELD)
     if msg.piece_index not in holding.bitfield or holding.state in SUSPENDED:
         raise ZorrentError(f"piece {msg.piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
+    if holding.role == "seed":
+        holding.send_once = holding.send_once or SendOnce(meta.num_pieces)
+        suggest = holding.send_once.admit(msg.piece_index, msg.requester, time.monotonic())
+        if suggest is not None:
+            return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
     block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)
     if holding.file.cache_bypassed:     # not in the page cache: a read thread waits for the device
         return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)

@@ -21,6 +21,7 @@ from node.peer import state
 from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
 from node.peer.integrity import RESTARTABLE, SUSPENDED, Watch, unchanged
+from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead, PieceFile
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
@@ -53,6 +54,7 @@ class Holding:
     announced: int = 0
     unannounced: set = field(default_factory=set)
     announcing: bool = False
+    send_once: SendOnce | None = None  # an origin seed's record of who was sent which piece
 
     def finish(self, error: str = "") -> None:
         self.finished = time.monotonic()
