@@ -6,6 +6,9 @@ import hashlib
 import os
 import shutil
 import threading
+from dataclasses import asdict
+
+import pytest
 
 from ctl import client
 from node import config
@@ -60,8 +63,13 @@ class Hammer:
         assert not self.thread.is_alive()
 
 
-def state_of(swarm, peer_id, info):
-    return swarm.job(peer_id, info["info_hash"])
+@pytest.fixture(autouse=True)
+def here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)     # polls ask the peers' control sockets directly (fast)
+
+
+def state_of(swarm, peer_id, info) -> dict:
+    return asdict(client.peer_control(peer_id, m.Status(info_hash=info["info_hash"]), timeout_s=2).jobs[0])
 
 
 def test_a_download_removed_symlinked_or_made_a_directory_while_served(swarm, tmp_path):

@@ -4,6 +4,9 @@ still verifies is claimed again. `download` again fetches a byte-identical file.
 import filecmp
 import hashlib
 import os
+from dataclasses import asdict
+
+import pytest
 
 from ctl import client
 from node import config
@@ -17,12 +20,18 @@ from tests.integration.test_swarm import download
 MIB = 1024 * 1024
 
 
-def job_of(swarm, peer_id, info):
-    return swarm.job(peer_id, info["info_hash"])
+@pytest.fixture(autouse=True)
+def here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)     # polls ask the peers' control sockets and the tracker directly (fast)
+
+
+def job_of(swarm, peer_id, info) -> dict:
+    return asdict(client.peer_control(peer_id, m.Status(info_hash=info["info_hash"]), timeout_s=2).jobs[0])
 
 
 def holders(swarm, info) -> dict[str, int]:
-    return {p["peer_id"]: p["have"] for p in swarm.cli_json("get", "--torrent", info["torrent"])["peers"]}
+    reply = client.tracker(swarm.tracker_endpoint, m.GetPeers(info_hash=info["info_hash"]), timeout_s=2)
+    return {p.peer_id: p.have for p in reply.peers}
 
 
 def wait_state(swarm, peer_id, info, state):
@@ -60,6 +69,7 @@ def test_deleted_download_is_missing_and_download_fetches_it_again(swarm, tmp_pa
     assert job["have"] == 0 and f"{out} is missing" in job["error"]
     wait_for(lambda: holders(swarm, info) == {"p1": info["num_pieces"]}, what="the tracker to forget p2")
     assert "missing" in swarm.cli("status", "--peer-id", "p2").stdout
+    assert [p["peer_id"] for p in swarm.cli_json("get", "--torrent", info["torrent"])["peers"]] == ["p1"]
     download(swarm, info["torrent"], out, "p2")
     assert filecmp.cmp(src, out, shallow=False)
     assert job_of(swarm, "p2", info)["state"] == "seeding"
