@@ -16,7 +16,8 @@ complete, "sealed") its size, mtime and ctime are as they were (storage.PieceFil
   it anew.
 
 A file that keeps changing while it is re-hashed is given up on after RECHECK_TRIES (missing).
-Out of reach: bytes changed in place without moving mtime or ctime (mmap, or a clock step).
+Out of reach: bytes changed in place without moving mtime or ctime (through mmap, by a
+clock step, or within the same file-time tick as the peer's own last write).
 """
 from __future__ import annotations
 
