@@ -137,10 +137,15 @@ class PieceFile:
             return f"{self.path} is {_kind(here.st_mode)} now, not a file"
         if (here.st_dev, here.st_ino) != (now.st_dev, now.st_ino):
             return f"{self.path} was replaced by another file"
+        return self._moved(now, min_size)
+
+    def _moved(self, now: os.stat_result, min_size: int = 0) -> str:
+        """The open file's own change: sealed, its size or times moved; else it shrank."""
+        stamp = self.stamp
         if self.sealed:
-            if now.st_size != self.stamp.size:
-                return f"{self.path} changed size ({self.stamp.size} -> {now.st_size} bytes)"
-            if (now.st_mtime_ns, now.st_ctime_ns) != (self.stamp.mtime_ns, self.stamp.ctime_ns):
+            if now.st_size != stamp.size:
+                return f"{self.path} changed size ({stamp.size} -> {now.st_size} bytes)"
+            if now.st_mtime_ns != stamp.mtime_ns or now.st_ctime_ns != stamp.ctime_ns:
                 return f"{self.path} was modified"
         elif now.st_size < min_size:
             return f"{self.path} shrank to {now.st_size} bytes"
@@ -198,8 +203,8 @@ class PieceFile:
 
     def read(self, piece_index: int, block_offset: int, length: int) -> bytes:
         """A block of a verified piece. The file is checked (``change``) before the read and,
-        once sealed, after it too: a write updates mtime before it changes any byte, so data
-        read from a file that changed meanwhile is never returned (FileChanged instead)."""
+        once sealed, its own stamp after it too: a write updates mtime before it changes any
+        byte, so data read from a file that changed meanwhile is never returned (FileChanged)."""
         offset = piece_index * self.meta.piece_length + block_offset
         if why := self.change(offset + length):
             raise FileChanged(why)
@@ -209,8 +214,13 @@ class PieceFile:
             raise FileChanged(self.change() or f"cannot read {self.path}: {_why(exc)}") from None
         if len(data) != length:
             raise FileChanged(self.change() or f"{self.path} is shorter than the torrent says")
-        if self.sealed and (why := self.change()):
-            raise FileChanged(why)
+        if self.sealed:                  # what was read is what was verified only if nothing wrote since
+            try:
+                why = self._moved(os.fstat(self.fd))
+            except OSError as exc:
+                why = f"cannot stat {self.path}: {_why(exc)}"
+            if why:
+                raise FileChanged(why)
         return data
 
     def write_piece(self, piece_index: int, buffers: Sequence[Any]) -> None:
