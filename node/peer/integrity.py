@@ -21,6 +21,7 @@ clock step, or within the same file-time tick as the peer's own last write).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -77,17 +78,15 @@ class Watch:
         for holding in list(self.node.holdings.values()):
             self.check(holding)
 
-    def check(self, h: "Holding") -> bool:
-        """Notice a change now; True if the file is (now) not fit to serve."""
+    def check(self, h: "Holding") -> "Holding":
+        """Notice a change now; the holding's record as it is then (``checking`` if it changed)."""
         if h.state in SUSPENDED:
-            return True
+            return h
         f = h.file
-        if h.state == m.JobState.SEEDING and not f.sealed and f.holds == 0 and f.fd >= 0:
+        if h.state == m.JobState.SEEDING and not f.sealed and f.holds == 0:
             f.seal()                   # a finished download: its last write has landed
         why = f.change(extent(h.meta, h.bitfield))
-        if why:
-            self.noticed(h, why)
-        return bool(why)
+        return self.noticed(h, why) if why else h
 
     def read_failed(self, piece_file: PieceFile, err: BaseException) -> None:
         """A block could not be served from ``piece_file``: find out whether it changed."""
@@ -99,20 +98,21 @@ class Watch:
         else:
             self.check(h)
 
-    def noticed(self, h: "Holding", why: str) -> None:
-        log.warning("%s: %s; serving and announcing none of it until it is re-hashed", h.meta.name, why)
-        if h.job is not None and h.finished is None:
-            h.job.close()
-        h.job = None
-        h.state, h.error, h.finished = m.JobState.CHECKING, why, None
-        h.bitfield = Bitfield(h.meta.num_pieces)
-        h.unannounced, h.announced = set(), 0
+    def noticed(self, old: "Holding", why: str) -> "Holding":
+        log.warning("%s: %s; serving and announcing none of it until it is re-hashed", old.meta.name, why)
+        if old.job is not None and old.finished is None:
+            old.job.close()
+        # a new record: a piece the stopped job's disk threads still finish lands in the old one
+        h = self.node.holdings[old.meta.info_hash] = dataclasses.replace(
+            old, job=None, state=m.JobState.CHECKING, error=why, finished=None,
+            bitfield=Bitfield(old.meta.num_pieces), unannounced=set(), announced=0, announcing=False)
         self.node.state_dirty = True
         self.node.forgotten.add(h.meta.info_hash)     # the tracker drops every piece it listed for us
         self.node._flush_announces()
         path, meta, follow = h.file.path, h.meta, h.file.follow
         self.node.disk.check(lambda: self._rehash(meta, path, follow),
                              lambda result, err: self._rehashed(h, why, result, err))
+        return h
 
     def _rehash(self, meta: Metainfo, path, follow: bool) -> tuple[PieceFile, Bitfield]:
         """On a check thread: what is at ``path`` now, and which of its pieces verify."""
@@ -144,7 +144,7 @@ class Watch:
             return
         h.finished = time.monotonic()
         if err is not None:
-            h.state = m.JobState.MISSING
+            h.state, h.bitfield = m.JobState.MISSING, Bitfield(h.meta.num_pieces)
             h.error = err.message if isinstance(err, ZorrentError) else f"cannot re-hash {h.file.path}: {err}"
             h.file.close()             # a deleted file's space is freed once nothing holds it open
             log.warning("%s: %s", h.meta.name, h.error)

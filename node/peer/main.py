@@ -421,7 +421,8 @@ class PeerNode(Context):
         if held is not None:
             if held.state == m.JobState.DOWNLOADING:
                 raise ZorrentError(f"{meta.name} is being downloaded here already", ErrorCode.BAD_INPUT)
-            if held.state not in RESTARTABLE and not self.watch.check(held):
+            held = self.watch.check(held)
+            if held.state not in RESTARTABLE:
                 return held             # seeding it already; else its file is checked whole again
         piece_file = PieceFile.open_seed(meta, path)
         have = piece_file.recheck()
@@ -440,7 +441,7 @@ class PeerNode(Context):
             if held.file.path != path:
                 raise ZorrentError(f"{self.peer_id} already holds {meta.name} at {held.file.path}",
                                    ErrorCode.BAD_INPUT)
-            self.watch.check(held)          # a file gone or changed is noticed now, not at the next sweep
+            held = self.watch.check(held)   # a file gone or changed is noticed now, not at the next sweep
             if not (held.state in RESTARTABLE and held.role == "download"):
                 return held   # re-attach to the running (or finished) job
             del self.holdings[meta.info_hash]   # retry: the verified pieces of a failed job carry over;
