@@ -46,6 +46,8 @@ class MsgType(str, Enum):
     GET_BLOCK = "get_block"
     BLOCK = "block"
     ELSEWHERE = "elsewhere"
+    WATCH = "watch"
+    HAVES = "haves"
     # peer control plane
     UPLOAD = "upload"
     UPLOADED = "uploaded"
@@ -266,6 +268,22 @@ class Elsewhere(Message):
     info_hash: str
     piece_index: int
     suggest: list[int]     # pieces this seed has sent to nobody, reserved for the asker
+
+
+@message(MsgType.WATCH)
+class Watch(Message):
+    """Long poll on a peer's data port for the pieces it verifies: answered at once when it
+    has verified more than ``since`` pieces, else as soon as it does (or empty after a while)."""
+
+    info_hash: str
+    since: int             # the ``seq`` of the last HAVES from this peer; -1: just tell me seq
+
+
+@message(MsgType.HAVES)
+class Haves(Message):
+    info_hash: str
+    seq: int               # how many pieces this peer has verified in this run
+    pieces: list[int]      # the ones after ``since``
 
 
 # ---------------------------------------------------------------- peer control plane

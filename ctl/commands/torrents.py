@@ -225,7 +225,7 @@ def get(
     render.out.print(render.table(f"{reply.name} ({reply.info_hash})",
                                   ["Peer ID", "Address", "Pieces", "Done", "Seeder"], rows))
     if not rows:
-        render.out.print("No live peer holds any piece of it.")
+        render.out.print("No live peer seeds or downloads it.")
 
 
 @command(app, "remove")

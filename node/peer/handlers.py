@@ -10,6 +10,7 @@ from node.dispatch import Dispatcher
 from node.peer.main import PeerNode
 from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead
+from node.peer.watch import Park, answer
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, ZorrentError
@@ -49,6 +50,17 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
     if holding.file.cache_bypassed:     # not in the page cache: a read thread waits for the device
         return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)
     return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
+
+
+@data.handles(m.MsgType.WATCH)
+def watch(node: PeerNode, msg: m.Watch) -> m.Haves | tuple[m.Haves, Park]:
+    holding = node.holdings.get(msg.info_hash)
+    if holding is None:
+        raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
+    reply = answer(msg.info_hash, holding.have_log, msg.since)
+    if reply is not None:
+        return reply
+    return m.Haves(info_hash=msg.info_hash, seq=msg.since, pieces=[]), Park(msg.info_hash, msg.since)
 
 
 def _absolute(path: str, what: str) -> Path:
