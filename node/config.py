@@ -31,14 +31,34 @@ def default_tracker_endpoint() -> str:
     return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
 
 
+def parse_endpoint(text: str, what: str = "tracker endpoint") -> tuple[str, int]:
+    """(host, port) of ``tcp://HOST:PORT``."""
+    host, _, port = text.removeprefix("tcp://").rpartition(":")
+    try:
+        if host and 0 < int(port) < 65536:
+            return host, int(port)
+    except ValueError:
+        pass
+    raise ZorrentError(f"{what} {text!r} is not tcp://HOST:PORT", ErrorCode.BAD_INPUT)
+
+
 def default_tracker_address() -> tuple[str, int]:
     """(host, port) of ``default_tracker_endpoint()``."""
-    host, _, port = default_tracker_endpoint().removeprefix("tcp://").rpartition(":")
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ZorrentError(f"tracker endpoint {default_tracker_endpoint()!r} is not tcp://HOST:PORT",
-                           ErrorCode.BAD_INPUT) from None
+    return parse_endpoint(default_tracker_endpoint())
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "*", "::", "[::]")
+
+
+def advertised_host(bind: str, advertise: str | None) -> str:
+    """The address other peers are told to reach a peer at: its bind address, unless it
+    binds every interface, which needs an explicit one."""
+    if advertise:
+        return advertise
+    if bind in WILDCARD_HOSTS:
+        raise ZorrentError(f"a peer that binds {bind} needs --advertise IP (\"ip\" in peers.json): "
+                           f"the address other peers reach it at", ErrorCode.BAD_INPUT)
+    return bind
 
 
 # ---------------------------------------------------------------- paths

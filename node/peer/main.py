@@ -90,9 +90,10 @@ class Holding:
 
 class PeerNode(Context):
     def __init__(self, peer_id: str, host: str, port: int, tracker_endpoint: str,
-                 upload_rate_bps: int = 0, disk_io: str = config.DISK_IO) -> None:
+                 upload_rate_bps: int = 0, disk_io: str = config.DISK_IO, advertise: str | None = None) -> None:
         self.peer_id = config.check_peer_id(peer_id)
         self.host, self.port = host, port
+        self.advertise = config.advertised_host(host, advertise)   # what the tracker tells other peers
         self.tracker_endpoint = tracker_endpoint
         self.upload_rate_bps = upload_rate_bps
         self.direct_io = disk_io == "direct"
@@ -203,7 +204,7 @@ class PeerNode(Context):
             return
         self.registering = True
         self.token = None
-        self.tracker.request(m.RegisterPeer(peer_id=self.peer_id, host=self.host, port=self.port,
+        self.tracker.request(m.RegisterPeer(peer_id=self.peer_id, host=self.advertise, port=self.port,
                                             token=self.last_token),
                              self._on_registered, timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
@@ -450,9 +451,9 @@ class PeerNode(Context):
 
 
 def run(peer_id: str, host: str, port: int, tracker_endpoint: str, upload_rate_bps: int = 0,
-        ready_file: str | None = None, disk_io: str = config.DISK_IO) -> int:
+        ready_file: str | None = None, disk_io: str = config.DISK_IO, advertise: str | None = None) -> int:
     setup_logging(f"peer {peer_id}")
-    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io)
+    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io, advertise)
     try:
         endpoint = node.start()
     except Exception:
