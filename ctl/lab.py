@@ -24,7 +24,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 
 import psutil
@@ -227,11 +226,3 @@ def sweep(everything: bool = False) -> list[str]:
             _run("ip", "link", "del", name, check=False)
             removed.append(name)
     return removed
-
-
-def wait_link(host: Host, target: str, timeout_s: float = 10.0) -> None:
-    """Poll until ``host`` reaches ``target`` (an address) with one ping packet."""
-    deadline = time.monotonic() + timeout_s
-    while _run(*host.argv("ping", "-c", "1", "-W", "1", target), check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise LabError(f"{host.name} ({host.ip}) cannot reach {target}")

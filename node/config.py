@@ -131,6 +131,8 @@ REQUEST_TIMEOUT_S = 2.0                       # one try of a control/tracker req
 REQUEST_RETRIES = 3                           # Lazy Pirate: tries before giving up
 ANNOUNCE_BATCH_S = 0.05                       # verified pieces wait at most this long
 PEER_REFRESH_S = 1.0                          # a downloading job re-reads the peer list
+PEER_REFRESH_MIN_S = 0.2                      # ... sooner while the job is young (half its age): peers that
+                                              # start together find each other at once
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
 STATUS_POLL_S = 0.2                           # ctl progress refresh
 DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress this long

@@ -456,7 +456,8 @@ class DownloadJob:
             remote.channel.expire(now)
             if not remote.watching and now >= remote.watch_after and remote.listed:
                 self._watch(remote)
-        if now - self.last_refresh >= config.PEER_REFRESH_S:
+        interval = min(config.PEER_REFRESH_S, max(config.PEER_REFRESH_MIN_S, (now - self.started) / 2))
+        if now - self.last_refresh >= interval:
             self.refresh()
         self.schedule()
 
