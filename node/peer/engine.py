@@ -337,7 +337,7 @@ class DownloadJob:
         remote = fetch.remote
         self.redirected += 1
         remote.deferred[fetch.piece_index] = time.monotonic() + config.ELSEWHERE_RETRY_S
-        remote.suggested.extend(i for i in suggest if 0 <= i < self.meta.num_pieces)
+        remote.suggested.extend([i for i in suggest if 0 <= i < self.meta.num_pieces][:config.SEND_ONCE_SUGGEST])
         self._abandon(fetch, count=False)
         self.schedule()
 

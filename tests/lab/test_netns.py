@@ -161,3 +161,18 @@ def test_the_lab_says_why_when_it_cannot_run(monkeypatch):
     monkeypatch.setattr(labmod.os, "geteuid", lambda: 1000)
     with pytest.raises(labmod.LabError, match="needs root"):
         labmod.Lab()
+
+
+@pytest.mark.timeout(300)
+def test_netns_soak_with_kills_loss_and_partitions_loses_nothing(tmp_path):
+    before = set(labmod.namespaces())
+    res = subprocess.run([PY, str(REPO / "main.py"), "--json", "soak", "--netns", "--peers", "4", "--files", "2",
+                          "--minutes", "0.5", "--kill-every", "9", "--partition-every", "7", "--partition-s", "3",
+                          "--loss", "1", "--up-mbit", "40", "--min-size", "2M", "--max-size", "4M",
+                          "--workdir", str(tmp_path / "soak")], capture_output=True, text=True, timeout=280, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads(res.stdout)
+    assert report["ok"] and report["downloads_corrupt"] == 0 and report["downloads_unfinished"] == 0
+    assert report["downloads_verified"] >= 1 and report["kills"] >= 2 and report["partitions"] >= 3
+    assert report["links"]["loss_pct"] == 1.0
+    assert set(labmod.namespaces()) <= before, "the soak's lab was left behind"
