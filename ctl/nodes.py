@@ -68,6 +68,31 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
     return specs
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and its descendants (empty if it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return root.children(recursive=True) + [root]
+    except psutil.Error:
+        return []
+
+
+def stop_processes(procs: list[psutil.Process], timeout_s: float = 10.0) -> None:
+    """SIGTERM each, wait up to ``timeout_s``, then SIGKILL what is left and reap it."""
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=timeout_s)
+
+
 def local_addresses() -> set[str]:
     """Every IP address of this host (of this network namespace)."""
     return {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs
