@@ -14,6 +14,8 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	@command -v mktorrent >/dev/null || (apt-get update -qq && apt-get install -y -qq mktorrent) \
+		|| (sudo apt-get update -qq && sudo apt-get install -y -qq mktorrent)
 
 install-bench: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -68,6 +68,34 @@ def iter_piece_hashes(fd: int, length: int, piece_length: int, workers: int = 0)
             yield from pending.popleft().result()
 
 
+def iter_stream_hashes(parts: list[tuple[int, int]], piece_length: int) -> Iterator[bytes]:
+    """SHA-1 of each piece of several open files read as one stream, in order.
+
+    ``parts`` is (fd, length) per file; fd -1 reads as ``length`` zero bytes (a BEP 47 pad
+    file). One piece is in memory at a time.
+    """
+    buf = bytearray(piece_length)
+    view = memoryview(buf)
+    fill = 0
+    for fd, length in parts:
+        done = 0
+        while done < length:
+            n = min(piece_length - fill, length - done)
+            if fd < 0:
+                view[fill:fill + n] = bytes(n)
+                got = n
+            else:
+                got = os.preadv(fd, [view[fill:fill + n]], done)
+                if got == 0:
+                    raise OSError(f"file ended at byte {done}, expected {length}")
+            fill, done = fill + got, done + got
+            if fill == piece_length:
+                yield hashlib.sha1(view).digest()
+                fill = 0
+    if fill:
+        yield hashlib.sha1(view[:fill]).digest()
+
+
 class Bitfield:
     """Which pieces are present. Bit order follows BEP-3: piece 0 is the MSB of byte 0."""
 
