@@ -42,6 +42,8 @@ class MsgType(str, Enum):
     FORGET = "forget"
     GET_PEERS = "get_peers"
     PEER_LIST = "peer_list"
+    GET_METAINFO = "get_metainfo"      # tracker, and a peer's data port (magnet links)
+    METAINFO = "metainfo"
     # peer data plane
     GET_BLOCK = "get_block"
     BLOCK = "block"
@@ -234,6 +236,20 @@ class PeerList(Message):
     num_pieces: int
     length: int
     peers: list[PeerInfo]
+
+
+@message(MsgType.GET_METAINFO)
+class GetMetainfo(Message):
+    """The .torrent of ``info_hash``, for a magnet link (BEP 9). The tracker answers from its
+    ``torrents`` collection, a peer's data port for a torrent it holds."""
+
+    info_hash: str
+
+
+@message(MsgType.METAINFO)
+class MetainfoReply(Message):
+    info_hash: str
+    metainfo: bytes        # untrusted until SHA-1 of its info dict equals the magnet's btih
 
 
 # ---------------------------------------------------------------- peer data plane
