@@ -288,7 +288,7 @@ def remove(
     ctx: typer.Context,
     torrent: Annotated[str, typer.Option(help="The .torrent file.")],
     peer_id: Annotated[str, typer.Option(help="The running peer that holds it.")],
-    delete: Annotated[bool, typer.Option("--delete", help="Also delete the downloaded file (never an uploaded one).")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="Also delete the downloaded file or folder (never an uploaded one).")] = False,
 ) -> None:
     """Have a peer stop seeding or downloading a torrent."""
     meta = metainfo.read(torrent)
