@@ -3,7 +3,9 @@ against a real tracker and real peers: a mktorrent torrent downloads byte-identi
 (``diff -r``), resumes, is removed with --delete, and comes back by magnet link in hex and
 in base32; a source that sends the wrong info dict is ignored, as a bad piece is."""
 import base64
+import os
 import shutil
+import signal
 import subprocess
 import threading
 
@@ -12,7 +14,7 @@ import zmq
 from protocol import messages as m
 from protocol import metainfo
 from protocol.codec import decode, encode
-from tests.conftest import free_port, write_random
+from tests.conftest import free_port, wait_for, write_random
 from tests.hostile.test_bad_input import one_line_error
 from tests.torrents import HOSTILE_PATHS
 
@@ -42,6 +44,10 @@ def test_mktorrent_folder_downloads_identical_resumes_and_comes_back_by_magnet(s
                    check=True, capture_output=True)
     mk = metainfo.read(torrents / "folder.torrent")
 
+    made = swarm.cli_json("create", "--input", str(src), "--one-torrent", "--piece-size", "32768")[0]
+    assert made["info_hash"] == mk.info_hash and made["files"] == len(SIZES)   # ours == mktorrent's
+    one_line_error(swarm.cli("create", "--input", str(src / "a.bin"), "--one-torrent", check=False), 2,
+                   "--one-torrent needs a folder")
     up = swarm.cli_json("upload", "--input", str(src), "--one-torrent", "--peer-id", "seeder",
                         "--peer-port", str(swarm.peer_ports["seeder"]))[0]
     assert up["info_hash"] == mk.info_hash                  # mktorrent's torrent is used as it is
@@ -70,6 +76,32 @@ def test_mktorrent_folder_downloads_identical_resumes_and_comes_back_by_magnet(s
         done = swarm.cli_json("download", "--magnet", link, *args)
         assert done["state"] == "seeding" and done["info_hash"] == mk.info_hash
         assert diff_r(src, tmp_path / "dl" / "folder").returncode == 0
+
+
+def test_a_folder_download_killed_midway_resumes_without_refetching(swarm, tmp_path):
+    swarm.tracker()
+    swarm.peer("seeder", "--upload-rate", str(2 * 1024 * 1024))
+    fixed = ("--port", str(free_port()))    # restarted on its own address, it takes its record back at once
+    swarm.peer("leecher", *fixed)
+    src = tmp_path / "in" / "folder"
+    for i, n in enumerate([1_500_000, 0, 2_000_001, 700_000]):
+        write_random(src / ("deep/er" if i % 2 else "") / f"f{i}.bin", n, seed=60 + i)
+    up = swarm.cli_json("upload", "--input", str(src), "--one-torrent", "--peer-id", "seeder",
+                        "--peer-port", str(swarm.peer_ports["seeder"]))[0]
+    args = ["download", "--torrent", up["torrent"], "--output", "dl", "--peer-id", "leecher"]
+    swarm.spawn("first-download", *args, "--peer-port", str(swarm.peer_ports["leecher"]))
+    third = up["num_pieces"] // 3
+    job = wait_for(lambda: (j := swarm.job("leecher", up["info_hash"])) and j["have"] >= third and j,
+                   what="leecher at a third")
+    leecher = next(p for n, p, _ in swarm.procs if n == "leecher")
+    os.kill(leecher.pid, signal.SIGKILL)
+    leecher.wait()
+    (tmp_path / "leecher.ready").unlink()
+    swarm.peer("leecher", *fixed)
+    res = swarm.cli_json(*args, "--peer-port", str(swarm.peer_ports["leecher"]))
+    assert res["state"] == "seeding" and res["have"] == up["num_pieces"]
+    assert res["resumed"] >= job["have"] - 2, (job["have"], res["resumed"])   # kept, not fetched again
+    assert diff_r(src, tmp_path / "dl" / "folder").returncode == 0
 
 
 class WrongMetainfo:
