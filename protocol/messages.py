@@ -277,7 +277,7 @@ class Block(Message):
 
 @message(MsgType.UPLOAD)
 class Upload(Message):
-    path: str              # absolute path of the file to seed, on the peer's host
+    path: str              # absolute path of the file (or a multi-file torrent's folder) to seed, on the peer's host
     metainfo: bytes
 
 
@@ -290,7 +290,7 @@ class Uploaded(Message):
 @message(MsgType.DOWNLOAD)
 class Download(Message):
     metainfo: bytes
-    output: str            # absolute path of the file to write
+    output: str            # absolute path of the file to write (a multi-file torrent: of its folder)
 
 
 @message(MsgType.REMOVE)

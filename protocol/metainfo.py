@@ -276,29 +276,39 @@ def folder_files(folder: Path) -> list[tuple[tuple[str, ...], Path]]:
 
 
 def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None) -> Metainfo:
-    """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``)."""
+    """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``).
+    One file is open at a time, however many the folder holds."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MetainfoError(f"{folder} is not a folder")
     found = folder_files(folder)
-    fds: list[int] = []
     try:
-        lengths = []
-        for _, p in found:
+        lengths = [p.stat().st_size for _, p in found]
+    except OSError as exc:
+        raise MetainfoError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    length = sum(lengths)
+    if length <= 0:
+        raise MetainfoError(f"{folder} has no data to share")
+    plen = piece_length or auto_piece_length(length)
+    _check_piece_length(plen)
+
+    def opened():
+        for (_, p), n in zip(found, lengths):
             try:
-                fds.append(os.open(p, os.O_RDONLY))
+                fd = os.open(p, os.O_RDONLY)
             except OSError as exc:
                 raise MetainfoError(f"cannot read {p}: {exc.strerror}") from None
-            lengths.append(os.fstat(fds[-1]).st_size)
-        length = sum(lengths)
-        if length <= 0:
-            raise MetainfoError(f"{folder} has no data to share")
-        plen = piece_length or auto_piece_length(length)
-        _check_piece_length(plen)
-        pieces = b"".join(iter_stream_hashes(list(zip(fds, lengths)), plen))
-    finally:
-        for fd in fds:
-            os.close(fd)
+            try:
+                if os.fstat(fd).st_size != n:
+                    raise MetainfoError(f"{p} changed size while it was hashed")
+                yield fd, n
+            finally:
+                os.close(fd)
+
+    try:
+        pieces = b"".join(iter_stream_hashes(opened(), plen))
+    except OSError as exc:
+        raise MetainfoError(f"cannot read {folder}: {exc.strerror or exc}") from None
     name = folder.resolve().name
     check_name(name)
     files = [{b"length": n, b"path": [c.encode() for c in rel]} for (rel, _), n in zip(found, lengths)]

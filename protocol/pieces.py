@@ -5,7 +5,7 @@ import hashlib
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import Iterable, Iterator
 
 MIN_AUTO_PIECE_BYTES = 32 * 1024
 MAX_AUTO_PIECE_BYTES = 4 * 1024 * 1024
@@ -68,7 +68,7 @@ def iter_piece_hashes(fd: int, length: int, piece_length: int, workers: int = 0)
             yield from pending.popleft().result()
 
 
-def iter_stream_hashes(parts: list[tuple[int, int]], piece_length: int) -> Iterator[bytes]:
+def iter_stream_hashes(parts: Iterable[tuple[int, int]], piece_length: int) -> Iterator[bytes]:
     """SHA-1 of each piece of several open files read as one stream, in order.
 
     ``parts`` is (fd, length) per file; fd -1 reads as ``length`` zero bytes (a BEP 47 pad

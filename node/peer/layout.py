@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import errno
 import os
+import resource
 import stat
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from protocol.errors import ErrorCode, ZorrentError
 from protocol.metainfo import FileEntry, Metainfo
 
 NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+SPARE_FDS = 256        # descriptors kept free for sockets, state files and other torrents
 
 
 class StorageError(ZorrentError):
@@ -61,10 +63,15 @@ class Layout:
             return [_open_seed_file(self.root, self.meta.length)]
         if not self.root.is_dir():
             raise StorageError(f"{self.root} is not a folder; the torrent {self.meta.name} is a folder")
+        _room_for(len(self.entries))
         fds: list[int] = []
         try:
             for i, entry in enumerate(self.entries):
-                fds.append(-1 if entry.pad else _open_seed_file(self.path_of(i), entry.length))
+                fd = -1 if entry.pad else _open_seed_file(self.path_of(i), entry.length)
+                if fd >= 0 and entry.length == 0:      # nothing to read: no descriptor to keep
+                    os.close(fd)
+                    fd = -1
+                fds.append(fd)
         except BaseException:
             _close_all(fds)
             raise
@@ -84,6 +91,7 @@ class Layout:
                 raise StorageError(f"cannot write {self.root}: {why(exc)}") from None
             fd, size = _open_write(None, self.root, self.root, self.meta.length, resuming)
             return [fd], size == 0
+        _room_for(len(self.entries))
         root_fd = _open_root(self.root)
         dirs: dict[tuple[str, ...], int] = {(): root_fd}
         fds: list[int] = []
@@ -96,6 +104,9 @@ class Layout:
                 dir_fd = _folder(dirs, entry.path[:-1], self.root, create=True)
                 fd, size = _open_write(dir_fd, entry.path[-1], self.path_of(i), entry.length, resuming)
                 fresh = fresh and size == 0
+                if entry.length == 0:                  # created; nothing will be written to it
+                    os.close(fd)
+                    fd = -1
                 fds.append(fd)
         except BaseException:
             _close_all(fds)
@@ -149,6 +160,19 @@ class Layout:
         try:
             os.rmdir(self.root)
         except OSError:
+            pass
+
+
+def _room_for(files: int) -> None:
+    """Raise the soft descriptor limit (up to the hard one) so a torrent of many files fits:
+    each file stays open while the torrent is held."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = files + SPARE_FDS + len(os.listdir("/proc/self/fd"))
+    if want > soft and (hard == resource.RLIM_INFINITY or soft < hard):
+        new = want if hard == resource.RLIM_INFINITY else min(hard, max(want, 2 * soft))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
             pass
 
 

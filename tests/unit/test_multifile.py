@@ -147,3 +147,33 @@ def test_a_symlink_planted_in_the_tree_is_refused(tmp_path):
     with pytest.raises(StorageError, match=r"refusing to write into .*/out/link: it is not a folder"):
         PieceFile.open_download(meta, tmp_path / "out" / "link")
     assert list((tmp_path / "victim").iterdir()) == []
+
+
+def test_thousands_of_files_fit_the_descriptor_limit(tmp_path):
+    """Each file of a held torrent stays open, so the peer raises its soft limit to fit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    n = 1500
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        for i in range(n):
+            (tmp_path / "many" / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
+            (tmp_path / "many" / f"d{i % 7}" / f"f{i}").write_bytes(bytes([i % 251]) * (i % 50 + 1))
+        meta = metainfo.create_folder(tmp_path / "many", ANNOUNCE, PIECE)    # one file open at a time
+        assert len(meta.files) == n
+        if hard != resource.RLIM_INFINITY and hard < n + 512:
+            pytest.skip(f"the hard descriptor limit is {hard}")
+        seed = PieceFile.open_seed(meta, tmp_path / "many")
+        out = PieceFile.open_download(meta, tmp_path / "out" / "many")
+        for i in range(meta.num_pieces):
+            out.write_piece(i, [seed.read(i, 0, meta.piece_size(i))])
+        assert out.recheck().complete
+        seed.close()
+        out.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert diff_r(tmp_path / "many", tmp_path / "out" / "many")
+
+
+def diff_r(a: Path, b: Path) -> bool:
+    return subprocess.run(["diff", "-r", str(a), str(b)], capture_output=True).returncode == 0
