@@ -12,8 +12,6 @@ from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, MetainfoError, RemoteError, TransportError, ZorrentError
 
-METAINFO_TIMEOUT_S = 2.0
-
 
 @dataclass
 class Fetch:
@@ -32,7 +30,7 @@ class Fetch:
         self.tried.append(who)
         try:
             reply = client.request(endpoint, m.GetMetainfo(info_hash=self.magnet.info_hash), who,
-                                   timeout_s=METAINFO_TIMEOUT_S, tries=1)
+                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
         except TransportError:
             return None
         except ZorrentError:              # it answered: it does not hold the torrent
@@ -76,7 +74,7 @@ def fetch(uri: str, tracker: str | None = None) -> metainfo.Metainfo:
             continue
         try:
             peers = client.tracker(endpoint, m.GetPeers(info_hash=mag.info_hash),
-                                   timeout_s=METAINFO_TIMEOUT_S, tries=1).peers
+                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1).peers
             holders += [(config.endpoint(p.host, p.port), f"peer {p.peer_id}") for p in peers]
         except ZorrentError:
             pass

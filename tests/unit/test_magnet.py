@@ -10,7 +10,7 @@ from protocol import magnet
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode
-from tests.conftest import write_random
+from tests.conftest import free_port, write_random
 from tests.unit.test_tracker_handlers import ask, expect_error
 
 HASH = "c9676c6e1b5001a4e731ec81b6a497ae69b7ab72"
@@ -64,3 +64,25 @@ def test_tracker_serves_the_metainfo_it_stored(tmp_path):
     reply = ask(ctx, m.GetMetainfo(info_hash=meta.info_hash))
     assert reply == m.MetainfoReply(info_hash=meta.info_hash, metainfo=meta.raw)
     assert metainfo.info_hash_of(reply.metainfo) == meta.info_hash
+
+
+def test_download_takes_exactly_one_of_torrent_and_magnet_and_refuses_bad_links(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ctl.app import EXIT_TRANSPORT, EXIT_USAGE, app
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZORRENT_TRACKER", f"tcp://127.0.0.1:{free_port()}")
+    runner = CliRunner()
+    base = ["download", "--peer-id", "p2", "--peer-port", "1"]
+    cases = [
+        (base, EXIT_USAGE, "error: give exactly one of --torrent and --magnet"),
+        (base + ["--torrent", "t", "--magnet", "magnet:?"], EXIT_USAGE, "error: give exactly one of"),
+        (base + ["--magnet", "magnet:?xt=urn:btih:xyz"], EXIT_USAGE,
+         "error: magnet link: xt 'urn:btih:xyz' must end in 40 hex or 32 base32 characters"),
+        (base + ["--magnet", f"magnet:?xt=urn:btih:{B32}"], EXIT_TRANSPORT,
+         f"error: no source had the metainfo of btih {HASH} (asked the tracker at tcp://127.0.0.1:"),
+    ]
+    for args, code, text in cases:
+        res = runner.invoke(app, args)
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert res.exit_code == code and len(lines) == 1 and lines[0].startswith(text), res.output
