@@ -101,8 +101,8 @@ def test_pieces_spanning_files_land_byte_exact(tmp_path, pads, direct):
     assert seed.recheck().complete
     out = PieceFile.open_download(meta, tmp_path / "out" / "folder")
     assert out.fresh
-    if direct:
-        out.use_direct_io()
+    if direct and not out.use_direct_io():
+        pytest.skip("the filesystem refuses O_DIRECT")
     for i in reversed(range(meta.num_pieces)):          # out of order, in uneven frames
         piece = seed.read(i, 0, meta.piece_size(i))
         cut = len(piece) // 3 + 1
