@@ -57,14 +57,16 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
     return specs
 
 
-def check_listed(peer_id: str, path: str | os.PathLike) -> None:
-    """If there is a peers.json, the peer id must be in it."""
+def listed_host(peer_id: str, path: str | os.PathLike, host: str | None) -> str:
+    """The address to reach a peer at: ``host`` if given, else its ``ip`` in peers.json
+    (the peer id must be listed there, if the file exists), else the default."""
     config.check_peer_id(peer_id)
     if not Path(path).exists():
-        return
-    ids = [s.peer_id for s in load_peers(path)]
-    if peer_id not in ids:
-        raise ZorrentError(f"peer {peer_id!r} is not in {path} (it lists {', '.join(ids)})", ErrorCode.UNKNOWN_PEER)
+        return host or config.DEFAULT_PEER_HOST
+    specs = {s.peer_id: s for s in load_peers(path)}
+    if peer_id not in specs:
+        raise ZorrentError(f"peer {peer_id!r} is not in {path} (it lists {', '.join(specs)})", ErrorCode.UNKNOWN_PEER)
+    return host or specs[peer_id].ip
 
 
 def node_argv(*args: str) -> list[str]:

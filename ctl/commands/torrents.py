@@ -63,6 +63,8 @@ def _print_made(title: str, items: list[tuple[metainfo.Metainfo, Path]]) -> None
 
 
 app = commands()
+PeerHost = Annotated[Optional[str], typer.Option(
+    help="That peer's address (default: its \"ip\" in peers.json, else 127.0.0.1).")]
 
 @command(app, "create")
 def create(
@@ -123,7 +125,7 @@ def upload(
     input: Annotated[str, typer.Option("--input", help="A file, or a folder of files, to seed.")],
     peer_id: Annotated[str, typer.Option(help="The running peer that seeds.")],
     peer_port: Annotated[int, typer.Option(help="That peer's port.")],
-    peer_host: Annotated[str, typer.Option(help="That peer's address.")] = config.DEFAULT_PEER_HOST,
+    peer_host: PeerHost = None,
     announce: Annotated[str, typer.Option(help="Tracker endpoint for torrents made here.")] =
         config.default_tracker_endpoint(),
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
@@ -136,8 +138,7 @@ def upload(
     Creates the torrent first if there is none; returns once the tracker has every piece.
     """
     files = [_folder(input)] if one_torrent else _inputs(input)
-    nodes.check_listed(peer_id, peers_config)
-    client.check_peer(peer_id, peer_host, peer_port)
+    client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
     done = []
     for path in files:
         meta, dest = _folder_torrent_for(path, announce) if one_torrent else _torrent_for(path, announce)
@@ -187,7 +188,7 @@ def download(
         "Tracker to ask for a magnet's metainfo (default: the magnet's tcp:// tr, else the default).")] = None,
     output: Annotated[Optional[str], typer.Option(help=
         "Where to write the file (a multi-file torrent: the folder NAME goes inside it).")] = None,
-    peer_host: Annotated[str, typer.Option(help="That peer's address.")] = config.DEFAULT_PEER_HOST,
+    peer_host: PeerHost = None,
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
         config.DEFAULT_PEERS_CONFIG,
 ) -> None:
@@ -197,7 +198,7 @@ def download(
     """
     if (torrent is None) == (magnet_link is None):
         raise ZorrentError("give exactly one of --torrent and --magnet", ErrorCode.BAD_INPUT)
-    nodes.check_listed(peer_id, peers_config)
+    host = nodes.listed_host(peer_id, peers_config, peer_host)
     if torrent is not None:
         meta = metainfo.read(torrent)
     else:
@@ -210,7 +211,7 @@ def download(
         out_path = Path(output) if output else config.downloads_dir() / meta.name
         if out_path.is_dir() and not out_path.is_symlink():
             out_path = out_path / meta.name          # a folder: the file goes inside it
-    client.check_peer(peer_id, peer_host, peer_port)
+    client.check_peer(peer_id, host, peer_port)
     # abspath, not resolve(): a symlink planted at the output is refused by the peer, not followed
     client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=os.path.abspath(out_path)),
                         timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
@@ -280,7 +281,7 @@ def get(
     render.out.print(render.table(f"{reply.name} ({reply.info_hash})",
                                   ["Peer ID", "Address", "Pieces", "Done", "Seeder"], rows))
     if not rows:
-        render.out.print("No live peer holds any piece of it.")
+        render.out.print("No live peer seeds or downloads it.")
 
 
 @command(app, "remove")
