@@ -104,6 +104,33 @@ def test_a_folder_download_killed_midway_resumes_without_refetching(swarm, tmp_p
     assert diff_r(src, tmp_path / "dl" / "folder").returncode == 0
 
 
+def test_libtorrent_pad_files_are_never_written(swarm, tmp_path):
+    """A libtorrent torrent with BEP 47 pad files: seeded and downloaded through real peers."""
+    import warnings
+
+    import libtorrent as lt
+    swarm.tracker()
+    for p in ("seeder", "leecher"):
+        swarm.peer(p)
+    src = make_folder(tmp_path / "in" / "folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fs = lt.file_storage()
+        lt.add_files(fs, str(src))
+        ct = lt.create_torrent(fs, 32768, flags=lt.create_torrent.v1_only | lt.create_torrent.canonical_files)
+        lt.set_piece_hashes(ct, str(src.parent))
+        raw = lt.bencode(ct.generate())
+    assert any(f.pad for f in metainfo.parse(raw).files)
+    (tmp_path / "output" / "torrents").mkdir(parents=True)
+    (tmp_path / "output" / "torrents" / "folder.torrent").write_bytes(raw)
+    up = swarm.cli_json("upload", "--input", str(src), "--one-torrent", "--peer-id", "seeder",
+                        "--peer-port", str(swarm.peer_ports["seeder"]))[0]
+    assert up["info_hash"] == str(lt.torrent_info(raw).info_hashes().v1)
+    swarm.cli("download", "--torrent", up["torrent"], "--output", "dl", "--peer-id", "leecher",
+              "--peer-port", str(swarm.peer_ports["leecher"]))
+    assert diff_r(src, tmp_path / "dl" / "folder").returncode == 0       # and no .pad/ folder
+
+
 class WrongMetainfo:
     """A hostile data port that answers GET_METAINFO with another torrent's metainfo."""
 
