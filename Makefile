@@ -25,6 +25,8 @@ system-deps:
 
 install-test: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e '.[test]'
+	@command -v mktorrent >/dev/null || (apt-get update -qq && apt-get install -y -qq mktorrent) \
+		|| (sudo apt-get update -qq && sudo apt-get install -y -qq mktorrent)
 
 install-bench: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -42,6 +42,8 @@ class MsgType(str, Enum):
     FORGET = "forget"
     GET_PEERS = "get_peers"
     PEER_LIST = "peer_list"
+    GET_METAINFO = "get_metainfo"      # tracker, and a peer's data port (magnet links)
+    METAINFO = "metainfo"
     # peer data plane
     GET_BLOCK = "get_block"
     BLOCK = "block"
@@ -239,6 +241,20 @@ class PeerList(Message):
     peers: list[PeerInfo]
 
 
+@message(MsgType.GET_METAINFO)
+class GetMetainfo(Message):
+    """The .torrent of ``info_hash``, for a magnet link (BEP 9). The tracker answers from its
+    ``torrents`` collection, a peer's data port for a torrent it holds."""
+
+    info_hash: str
+
+
+@message(MsgType.METAINFO)
+class MetainfoReply(Message):
+    info_hash: str
+    metainfo: bytes        # untrusted until SHA-1 of its info dict equals the magnet's btih
+
+
 # ---------------------------------------------------------------- peer data plane
 
 
@@ -291,7 +307,7 @@ class Haves(Message):
 
 @message(MsgType.UPLOAD)
 class Upload(Message):
-    path: str              # absolute path of the file to seed, on the peer's host
+    path: str              # absolute path of the file (or a multi-file torrent's folder) to seed, on the peer's host
     metainfo: bytes
 
 
@@ -304,7 +320,7 @@ class Uploaded(Message):
 @message(MsgType.DOWNLOAD)
 class Download(Message):
     metainfo: bytes
-    output: str            # absolute path of the file to write
+    output: str            # absolute path of the file to write (a multi-file torrent: of its folder)
 
 
 @message(MsgType.REMOVE)

@@ -136,3 +136,9 @@ def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
                                     bitfield=bits.to_bytes(), have=len(bits)))
     return m.PeerList(info_hash=torrent.info_hash, name=torrent.name,
                       num_pieces=torrent.num_pieces, length=torrent.length, peers=peers)
+
+
+@tracker.handles(m.MsgType.GET_METAINFO)
+def get_metainfo(ctx: TrackerContext, msg: m.GetMetainfo) -> m.MetainfoReply:
+    torrent = _torrent(ctx, msg.info_hash)
+    return m.MetainfoReply(info_hash=torrent.info_hash, metainfo=torrent.metainfo)
