@@ -132,8 +132,18 @@ def read(path: str | os.PathLike) -> Metainfo:
         raise MetainfoError(f"{path}: {exc.message}") from None
 
 
-def create(path: str | os.PathLike, announce: str, piece_length: int | None = None) -> Metainfo:
-    """Hash ``path`` and build its metainfo (not yet written anywhere)."""
+def announce_list(*urls: str) -> list[list[str]]:
+    """BEP 12 ``announce-list``: one tier per URL, in order of preference; empty and repeated
+    URLs are dropped. The first is the torrent's ``announce``, so clients without BEP 12 agree.
+    A single URL needs no list: then it is empty."""
+    tiers = [[url] for url in dict.fromkeys(u for u in urls if u)]
+    return tiers if len(tiers) > 1 else []
+
+
+def create(path: str | os.PathLike, announce: str, piece_length: int | None = None,
+           tiers: list[list[str]] | None = None) -> Metainfo:
+    """Hash ``path`` and build its metainfo (not yet written anywhere); ``tiers``, if any,
+    becomes the BEP 12 ``announce-list`` (see ``announce_list``)."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -157,6 +167,8 @@ def create(path: str | os.PathLike, announce: str, piece_length: int | None = No
         b"creation date": int(time.time()),
         b"info": info,
     }
+    if tiers:
+        top[b"announce-list"] = [[url.encode() for url in tier] for tier in tiers if tier]
     return parse(fastbencode.bencode(top))
 
 

@@ -34,8 +34,16 @@ def torrent_path(name: str) -> Path:
     return config.torrents_dir() / f"{name}.torrent"
 
 
-def _create(path: Path, piece_size: int | None, announce: str) -> tuple[metainfo.Metainfo, Path]:
-    meta = metainfo.create(path, announce, piece_size)
+def _tiers(announce: str, http_announce: str | None) -> list[list[str]]:
+    """The torrent's trackers (BEP 12): the ZeroMQ endpoint, then the HTTP one for standard clients."""
+    if http_announce is None:
+        http_announce = config.http_announce_url(announce) if announce.startswith("tcp://") else ""
+    return metainfo.announce_list(announce, http_announce)
+
+
+def _create(path: Path, piece_size: int | None, announce: str,
+            http_announce: str | None = None) -> tuple[metainfo.Metainfo, Path]:
+    meta = metainfo.create(path, announce, piece_size, _tiers(announce, http_announce))
     dest = torrent_path(meta.name)
     metainfo.write(meta, dest)
     return meta, dest
@@ -47,6 +55,9 @@ def _meta_rows(items: list[tuple[metainfo.Metainfo, Path]]) -> list[list]:
 
 
 app = commands()
+HttpAnnounce = Annotated[Optional[str], typer.Option(
+    help=f"HTTP announce URL for standard BitTorrent clients, put in the torrent's announce-list "
+         f"(default: the tracker's host, port {config.DEFAULT_HTTP_PORT}; \"\" leaves it out).")]
 
 @command(app, "create")
 def create(
@@ -56,9 +67,10 @@ def create(
         help="Piece size in bytes (power of two, 16 KiB-16 MiB). Default: chosen from the file size.")] = None,
     announce: Annotated[str, typer.Option(help="Tracker endpoint written into the torrent.")] =
         config.default_tracker_endpoint(),
+    http_announce: HttpAnnounce = None,
 ) -> None:
     """Write output/torrents/NAME.torrent for a file (or each file of a folder)."""
-    made = [_create(p, piece_size, announce) for p in _inputs(input)]
+    made = [_create(p, piece_size, announce, http_announce) for p in _inputs(input)]
     if ctx.obj.json:
         render.emit_json([{"name": mi.name, "length": mi.length, "num_pieces": mi.num_pieces,
                            "piece_length": mi.piece_length, "info_hash": mi.info_hash,
@@ -68,14 +80,14 @@ def create(
                                                        "Info hash", "Torrent"], _meta_rows(made)))
 
 
-def _torrent_for(path: Path, announce: str) -> tuple[metainfo.Metainfo, Path]:
+def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
     """The existing torrent for ``path`` if it describes it, else a new one."""
     dest = torrent_path(path.name)
     if dest.exists():
         meta = metainfo.read(dest)
         if meta.length == path.stat().st_size:
             return meta, dest
-    return _create(path, None, announce)
+    return _create(path, None, announce, http_announce)
 
 
 @command(app, "upload")
@@ -87,6 +99,7 @@ def upload(
     peer_host: Annotated[str, typer.Option(help="That peer's address.")] = config.DEFAULT_PEER_HOST,
     announce: Annotated[str, typer.Option(help="Tracker endpoint for torrents made here.")] =
         config.default_tracker_endpoint(),
+    http_announce: HttpAnnounce = None,
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
         config.DEFAULT_PEERS_CONFIG,
 ) -> None:
@@ -99,7 +112,7 @@ def upload(
     client.check_peer(peer_id, peer_host, peer_port)
     done = []
     for path in files:
-        meta, dest = _torrent_for(path, announce)
+        meta, dest = _torrent_for(path, announce, http_announce)
         timeout_s = max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS)
         client.peer_control(peer_id, m.Upload(path=os.path.abspath(path), metainfo=meta.raw),
                             timeout_s=timeout_s)
@@ -210,20 +223,21 @@ def get(
     torrent: Annotated[str, typer.Option(help="The .torrent file.")],
     tracker: Annotated[Optional[str], typer.Option(help="Tracker endpoint (default: the torrent's).")] = None,
 ) -> None:
-    """List the torrent's peers and what each holds."""
+    """List the torrent's peers and what each holds (standard BitTorrent clients too)."""
     meta = metainfo.read(torrent)
     endpoint = tracker or client.tracker_endpoint_for(meta.announce)
-    reply = client.tracker(endpoint, m.GetPeers(info_hash=meta.info_hash), timeout_s=ctx.obj.timeout_s)
+    reply = client.tracker(endpoint, m.GetPeers(info_hash=meta.info_hash, standard_clients=True),
+                           timeout_s=ctx.obj.timeout_s)
     if ctx.obj.json:
         render.emit_json({"name": reply.name, "info_hash": reply.info_hash, "num_pieces": reply.num_pieces,
                           "peers": [{"peer_id": p.peer_id, "host": p.host, "port": p.port, "have": p.have,
-                                     "seeder": p.have == reply.num_pieces} for p in reply.peers]})
+                                     "seeder": p.have == reply.num_pieces, "kind": p.kind} for p in reply.peers]})
         return
     rows = [[p.peer_id, f"{p.host}:{p.port}", f"{p.have}/{reply.num_pieces}",
-             f"{100 * p.have / reply.num_pieces:.0f}%", "yes" if p.have == reply.num_pieces else "no"]
+             f"{100 * p.have / reply.num_pieces:.0f}%", "yes" if p.have == reply.num_pieces else "no", p.kind]
             for p in reply.peers]
     render.out.print(render.table(f"{reply.name} ({reply.info_hash})",
-                                  ["Peer ID", "Address", "Pieces", "Done", "Seeder"], rows))
+                                  ["Peer ID", "Address", "Pieces", "Done", "Seeder", "Client"], rows))
     if not rows:
         render.out.print("No live peer holds any piece of it.")
 

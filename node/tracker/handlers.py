@@ -175,16 +175,16 @@ def client_announce(ctx: TrackerContext, msg: m.ClientAnnounce) -> m.ClientSwarm
     old = ctx.store.get_peer(peer_id)
     if old is not None and _alive(ctx, old) and old.host != msg.host:
         raise ZorrentError(f"peer_id {msg.peer_id} is in use from another address", ErrorCode.PEER_ID_TAKEN)
+    was = next((c.left for c in ctx.store.clients(msg.info_hash) if c.peer.peer_id == peer_id), None)
+    if msg.left == 0 and was != 0 and (msg.event == "completed" or was is not None):
+        ctx.store.add_completed(msg.info_hash)   # said so, or seen leeching and now done (aria2 skips "completed")
     if msg.event == "stopped":
         ctx.store.remove_pieces(msg.info_hash, peer_id)
         if old is not None and not ctx.store.held_by(peer_id):
             ctx.store.delete_peer(peer_id)
     else:
-        was = next((c.left for c in ctx.store.clients(msg.info_hash) if c.peer.peer_id == peer_id), None)
         ctx.store.put_peer(PeerRecord(peer_id, msg.host, msg.port, "", ctx.clock(), BITTORRENT))
         ctx.store.put_client(msg.info_hash, peer_id, msg.left)
-        if msg.event == "completed" and was != 0:
-            ctx.store.add_completed(msg.info_hash)
     swarm = _live_clients(ctx, msg.info_hash)
     others = [c for c in swarm if c.peer.peer_id != peer_id]
     if msg.event == "stopped":
