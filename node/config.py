@@ -157,6 +157,6 @@ HTTP_MAX_NUMWANT = 200                        # a larger numwant is clamped to t
 HTTP_MAX_QUERY_BYTES = 4096                   # a longer query string gets a failure reason
 HTTP_MAX_LINE_BYTES = 16384                   # request line / header cap in the HTTP parser (400 beyond)
 HTTP_MAX_SCRAPE = 32                          # info_hashes in one scrape
-HTTP_CONNECTION_S = 10.0                      # a connection is closed this long after it opened (slow clients)
+HTTP_CONNECTION_S = 5.0                       # a connection is closed this long after it opened (slow clients)
 HTTP_MAX_CONNECTIONS = 512                    # more at once are closed on arrival
 HTTP_REPLY_TIMEOUT_S = 5.0                    # the store must answer an HTTP request by then

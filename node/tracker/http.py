@@ -35,6 +35,21 @@ INPROC_ENDPOINT = "inproc://tracker-http-door"
 START_TIMEOUT_S = 10.0
 
 
+class _OneLine(logging.Filter):
+    """aiohttp logs a client's malformed request with a traceback; here it is one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {exc}"[:300], ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+parser_log = log.getChild("parser")
+parser_log.addFilter(_OneLine())
+
+
 class _Bridge:
     """Requests to the reactor over one DEALER; replies matched to requests by envelope id."""
 
@@ -144,11 +159,12 @@ class HttpDoor:
     async def _open(self) -> web.ServerRunner:
         self.bridge = _Bridge(zmq.asyncio.Context.shadow(self.zctx.underlying), self.endpoint)
         server = _Server(self._handle, max_line_size=config.HTTP_MAX_LINE_BYTES,
-                         max_field_size=config.HTTP_MAX_LINE_BYTES, max_headers=32, access_log=None)
+                         max_field_size=config.HTTP_MAX_LINE_BYTES, max_headers=32, access_log=None,
+                         logger=parser_log)
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.5).start()
+            await web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.1).start()
         except OSError as exc:
             await runner.cleanup()
             raise ZorrentError(f"cannot listen on {_url(self.host, self.port)}: {exc.strerror}",
