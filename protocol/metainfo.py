@@ -1,5 +1,8 @@
 """BEP-3 single-file metainfo (.torrent): create, read, validate, info-hash.
 
+A BEP 52 hybrid torrent is read through its v1 part (its info-hash is the v1, SHA-1 one);
+a v2-only torrent is refused with one line that says so.
+
 Bencode is fastbencode's, which already rejects truncated input, trailing bytes,
 unsorted dict keys and leading zeros, so the info dict re-encodes to exactly the
 bytes that were read and the info-hash matches libtorrent's and transmission's.
@@ -85,6 +88,9 @@ def parse(raw: bytes) -> Metainfo:
     if not isinstance(top, dict):
         raise MetainfoError(f"top level must be dict, not {type(top).__name__}")
     info = _need(top, b"info", dict, "")
+    if info.get(b"meta version", 1) != 1 and b"pieces" not in info:   # hybrids keep a v1 part: read that
+        raise MetainfoError("v2-only torrents (BEP 52) are not supported; zorrent reads v1 and hybrid "
+                            "torrents (make one with v1 piece hashes)")
     if b"files" in info:
         raise MetainfoError("multi-file torrents are not supported (make one torrent per file)")
     try:
