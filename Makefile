@@ -14,6 +14,9 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	@# aria2 (Debian): a standard BitTorrent client for the HTTP tracker tests
+	@command -v aria2c >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq aria2; }
 
 install-bench: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -7,7 +7,6 @@ import urllib.request
 
 import fastbencode
 import libtorrent as lt
-import pytest
 
 from ctl import client
 from protocol import messages as m
@@ -36,8 +35,8 @@ def lt_session() -> lt.session:
                        "allow_multiple_connections_per_ip": True, "alert_mask": 0})
 
 
-@pytest.mark.skipif(ARIA2 is None, reason="aria2c is missing: run `make test`, which installs it")
 def test_libtorrent_seeds_aria2_leeches_through_the_http_tracker(swarm):
+    assert ARIA2, "aria2c is missing: run `make test`, which installs it (Debian package aria2)"
     swarm.tracker()
     announce_url = http_url(swarm)
     swarm.peer("z1")
