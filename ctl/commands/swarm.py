@@ -29,6 +29,8 @@ def tracker(
     http_port: Annotated[Optional[int], typer.Option(
         help=f"Port of the HTTP tracker for standard BitTorrent clients (default {config.DEFAULT_HTTP_PORT}, "
              "or a free one when --port is 0; 0 turns it off).")] = None,
+    http_host: Annotated[Optional[str], typer.Option(
+        help="Address of the HTTP tracker (default: --host), e.g. ::1 or 0.0.0.0.")] = None,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the tracker in the foreground. Start it before anything else."""
@@ -41,7 +43,7 @@ def tracker(
         http_port = 0 if port == 0 else config.DEFAULT_HTTP_PORT
     elif http_port == 0:
         http_port = None
-    run(host, port, store, ready_file, http_port, strict)
+    run(host, port, store, ready_file, http_port, strict, http_host)
 
 
 @command(app, "peer")

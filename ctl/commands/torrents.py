@@ -13,7 +13,7 @@ from ctl.cli import command, commands
 from node import config
 from protocol import messages as m
 from protocol import metainfo
-from protocol.errors import ErrorCode, TransportError, ZorrentError
+from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 HASH_RATE_FLOOR_BPS = 100 * 1024 * 1024   # slowest recheck we wait for before a retry
 
@@ -226,8 +226,14 @@ def get(
     """List the torrent's peers and what each holds (standard BitTorrent clients too)."""
     meta = metainfo.read(torrent)
     endpoint = tracker or client.tracker_endpoint_for(meta.announce)
-    reply = client.tracker(endpoint, m.GetPeers(info_hash=meta.info_hash, standard_clients=True),
-                           timeout_s=ctx.obj.timeout_s)
+    try:
+        reply = client.tracker(endpoint, m.GetPeers(info_hash=meta.info_hash, standard_clients=True),
+                               timeout_s=ctx.obj.timeout_s)
+    except RemoteError as exc:
+        if exc.code != ErrorCode.UNKNOWN_TORRENT:
+            raise
+        _scrape_only(ctx, endpoint, meta, exc)
+        return
     if ctx.obj.json:
         render.emit_json({"name": reply.name, "info_hash": reply.info_hash, "num_pieces": reply.num_pieces,
                           "peers": [{"peer_id": p.peer_id, "host": p.host, "port": p.port, "have": p.have,
@@ -240,6 +246,21 @@ def get(
                                   ["Peer ID", "Address", "Pieces", "Done", "Seeder", "Client"], rows))
     if not rows:
         render.out.print("No live peer holds any piece of it.")
+
+
+def _scrape_only(ctx: typer.Context, endpoint: str, meta: metainfo.Metainfo, unknown: RemoteError) -> None:
+    """No zorrent peer registered the torrent; standard clients may still share it (BEP 48 counts)."""
+    swarm = client.tracker(endpoint, m.Scrape(info_hashes=[meta.info_hash]), timeout_s=ctx.obj.timeout_s).files[0]
+    if not swarm.complete + swarm.incomplete:
+        raise unknown
+    if ctx.obj.json:
+        render.emit_json({"name": meta.name, "info_hash": meta.info_hash, "num_pieces": meta.num_pieces,
+                          "peers": [], "standard_clients": {"seeders": swarm.complete,
+                                                            "leechers": swarm.incomplete,
+                                                            "completed": swarm.downloaded}})
+        return
+    render.out.print(f"{meta.name} ({meta.info_hash}): no zorrent peer holds it; standard BitTorrent clients: "
+                     f"{swarm.complete} seeding, {swarm.incomplete} downloading, {swarm.downloaded} completed")
 
 
 @command(app, "remove")

@@ -39,7 +39,7 @@ def _open_http(zctx: zmq.Context, host: str, http_port: int | None, http_strict:
 
 
 def run(host: str, port: int, store_uri: str | None = None, ready_file: str | None = None,
-        http_port: int | None = None, http_strict: bool = False) -> None:
+        http_port: int | None = None, http_strict: bool = False, http_host: str | None = None) -> None:
     setup_logging("tracker")
     store = open_store(store_uri or config.default_store_uri())
     zctx = zmq.Context()
@@ -49,7 +49,7 @@ def run(host: str, port: int, store_uri: str | None = None, ready_file: str | No
         socks.append(sock)
         inproc, _ = bind_router(zctx, INPROC_ENDPOINT)
         socks.append(inproc)
-        door = _open_http(zctx, host, http_port, http_strict)
+        door = _open_http(zctx, http_host or host, http_port, http_strict)
     except Exception:
         for s in socks:
             s.close(linger=0)

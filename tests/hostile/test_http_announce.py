@@ -178,3 +178,13 @@ def test_stopped_leaves_the_swarm_and_scrape_counts(door):
     assert fastbencode.bdecode(body) == {b"files": {
         INFO_HASH: {b"complete": 1, b"downloaded": 1, b"incomplete": 0},
         b"b" * 20: {b"complete": 0, b"downloaded": 0, b"incomplete": 0}}}
+
+
+def test_ipv6_clients_get_peers6(swarm):
+    """BEP 7: the door on ::1; clients that announce over IPv6 are handed out in peers6."""
+    swarm.tracker("--http-host", "::1")
+    door = Http((swarm.workdir / "tracker.ready.http").read_text())
+    assert door.host == "::1"
+    door.announce(announce_query(peer_id=b"-SE0001-000000000006", left=0, port=7006), source="::1")
+    reply = door.announce(announce_query(peer_id=b"-LE0001-000000000007", left=9, port=7007), source="::1")
+    assert (reply[b"peers"], reply[b"peers6"]) == (b"", bytes(15) + b"\x01" + (7006).to_bytes(2, "big"))

@@ -1,7 +1,9 @@
 """Standard BitTorrent clients use zorrent's HTTP tracker: libtorrent (PyPI) seeds, aria2
 (Debian) leeches, both announce to the tracker zorrent runs, and the file arrives intact.
 zorrent's own peers share the store with them without ever mistaking them for peers."""
+import os
 import shutil
+import signal
 import subprocess
 import urllib.request
 
@@ -46,7 +48,6 @@ def test_libtorrent_seeds_aria2_leeches_through_the_http_tracker(swarm):
     torrent = made["torrent"]
     top = fastbencode.bdecode(open(swarm.workdir / torrent, "rb").read())
     assert top[b"announce-list"] == [[swarm.tracker_endpoint.encode()], [announce_url.encode()]]
-    swarm.upload(src, "z1")                  # a zorrent seeder too, so the tracker knows the torrent
     info_hash = made["info_hash"]
 
     ses = lt_session()
@@ -56,6 +57,10 @@ def test_libtorrent_seeds_aria2_leeches_through_the_http_tracker(swarm):
     try:
         wait_for(lambda: scrape(announce_url, info_hash).get(b"complete") == 1, timeout_s=30,
                  what="libtorrent to check the file and announce itself as a seeder")
+        # no zorrent peer has registered the torrent yet: `get` still reports the standard clients
+        assert swarm.cli_json("get", "--torrent", torrent)["standard_clients"] == {
+            "seeders": 1, "leechers": 0, "completed": 0}
+        swarm.upload(src, "z1")              # now a zorrent seeder too
         assert handle.status().is_seeding
         out = swarm.workdir / "aria2"
         res = subprocess.run(
@@ -67,7 +72,7 @@ def test_libtorrent_seeds_aria2_leeches_through_the_http_tracker(swarm):
         assert res.returncode == 0, res.stdout + res.stderr
         assert (out / "song.bin").read_bytes() == src.read_bytes()
         got = scrape(announce_url, info_hash)
-        assert (got[b"complete"], got[b"downloaded"]) == (1, 1)   # aria2 said completed, then stopped
+        assert (got[b"complete"], got[b"downloaded"]) == (1, 1)   # aria2 finished (left=0), then stopped
 
         # `get` lists the zorrent seeder and the standard client, each flagged by kind
         peers = swarm.cli_json("get", "--torrent", torrent)["peers"]
@@ -77,6 +82,16 @@ def test_libtorrent_seeds_aria2_leeches_through_the_http_tracker(swarm):
         # ... while a zorrent peer's view (what the download engine uses) holds zorrent peers only
         view = client.tracker(swarm.tracker_endpoint, m.GetPeers(info_hash=info_hash))
         assert [(p.peer_id, p.kind) for p in view.peers] == [("z1", "zorrent")]
+
+        # what the HTTP door acknowledged was durable (group commit): it survives kill -9
+        tracker = next(proc for name, proc, _ in swarm.procs if name == "tracker")
+        os.kill(tracker.pid, signal.SIGKILL)
+        tracker.wait(10)
+        for ready in swarm.workdir.glob("tracker.ready*"):
+            ready.unlink()
+        swarm.tracker()
+        got = scrape(http_url(swarm), info_hash)
+        assert (got[b"complete"], got[b"downloaded"]) == (1, 1)
     finally:
         ses.remove_torrent(handle)
         del ses
@@ -86,13 +101,13 @@ def test_create_writes_announce_list_libtorrent_reads(swarm):
     src = write_random(swarm.workdir / "f.bin", 40_000, seed=3)
     swarm.cli("create", "--input", str(src), "--announce", "tcp://10.0.0.5:6969")
     meta = read(swarm.workdir / "output" / "torrents" / "f.bin.torrent")
-    ti = lt.torrent_info(str(swarm.workdir / "output" / "torrents" / "f.bin.torrent"))
+    atp = lt.load_torrent_file(str(swarm.workdir / "output" / "torrents" / "f.bin.torrent"))
     top = fastbencode.bdecode(meta.raw)
     assert top[b"announce"] == b"tcp://10.0.0.5:6969"
     assert top[b"announce-list"] == [[b"tcp://10.0.0.5:6969"], [b"http://10.0.0.5:6970/announce"]]
     # libtorrent skips the ZeroMQ endpoint (not a scheme it speaks) and keeps the HTTP tracker
-    assert [(t.url, t.tier) for t in ti.trackers()] == [("http://10.0.0.5:6970/announce", 1)]
-    assert str(ti.info_hashes().v1) == meta.info_hash
+    assert (atp.trackers, atp.tracker_tiers) == (["http://10.0.0.5:6970/announce"], [1])
+    assert str(atp.info_hashes.v1) == meta.info_hash
     swarm.cli("create", "--input", str(src), "--announce", "tcp://10.0.0.5:6969", "--http-announce", "")
     top = fastbencode.bdecode((swarm.workdir / "output" / "torrents" / "f.bin.torrent").read_bytes())
     assert b"announce-list" not in top
