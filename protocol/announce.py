@@ -144,7 +144,10 @@ def failure(reason: str) -> bytes:
 
 def normal_host(host: str) -> str:
     """The connection's address, with IPv4-mapped IPv6 (::ffff:a.b.c.d) as plain IPv4."""
-    addr = ipaddress.ip_address(host.split("%", 1)[0])
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        raise QueryError(f"cannot announce from {host[:64]!r}: not an IP address") from None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         addr = addr.ipv4_mapped
     return str(addr)

@@ -75,7 +75,7 @@ def _torrent(ctx: TrackerContext, info_hash: str) -> TorrentRecord:
 
 
 def _alive(ctx: TrackerContext, peer: PeerRecord) -> bool:
-    return peer.last_seen > ctx.clock() - EXPIRY_S[peer.kind]
+    return peer.last_seen > ctx.clock() - EXPIRY_S.get(peer.kind, config.PEER_EXPIRY_S)
 
 
 def _live_clients(ctx: TrackerContext, info_hash: str) -> list[ClientEntry]:

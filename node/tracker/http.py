@@ -186,6 +186,9 @@ class HttpDoor:
             body, status = announce.failure(str(exc)), 404
         except asyncio.TimeoutError:
             body, status = announce.failure("the tracker is busy; try again later"), 200
+        except Exception as exc:   # a bug here must not become aiohttp's 500 page with a traceback
+            log.error("HTTP request %s failed: %s: %s", request.path[:64], type(exc).__name__, exc)
+            body, status = announce.failure(f"internal error: {type(exc).__name__}"), 500
         return web.Response(body=body, status=status, content_type="text/plain")
 
     async def _answer(self, request: web.BaseRequest) -> bytes:
@@ -193,7 +196,7 @@ class HttpDoor:
             raise _NotFound(f"{request.method[:16]} is not offered; use GET /announce or GET /scrape")
         raw = request.rel_url.raw_query_string
         if request.path == "/announce":
-            query = announce.parse_announce(raw, announce.normal_host(request.remote or "0.0.0.0"),
+            query = announce.parse_announce(raw, announce.normal_host(request.remote or ""),
                                             config.HTTP_MAX_QUERY_BYTES, config.HTTP_DEFAULT_NUMWANT)
             reply = await self._ask(query.msg)
             return announce.swarm_reply(reply, query.compact, query.no_peer_id)

@@ -1,5 +1,7 @@
 """The HTTP tracker's wire format: queries parsed from raw bytes, replies on exact bytes."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol import announce
 from protocol import messages as m
@@ -48,3 +50,19 @@ def test_scrape_and_failure_bytes():
                                        ("fe80::1%eth0", "fe80::1"), ("10.1.2.3", "10.1.2.3")])
 def test_addresses_are_normalised(raw, plain):
     assert announce.normal_host(raw) == plain
+
+
+ALPHABET = "info_hashpeer_idportleftevent=&%0123456789abcdefABCDEF+-.é\x00 "
+
+
+@settings(max_examples=100, derandomize=True, deadline=None, database=None)
+@given(st.text(alphabet=ALPHABET, max_size=300) | st.builds(
+    lambda parts: "&".join(parts), st.lists(st.sampled_from(LIBTORRENT_QUERY.split("&")) | st.text(ALPHABET, max_size=30),
+                                            max_size=20)))
+def test_any_query_parses_or_fails_with_a_reason(raw):
+    for parse in (lambda: announce.parse_announce(raw, "127.0.0.1", 4096, 50),
+                  lambda: announce.parse_scrape(raw, 4096, 32)):
+        try:
+            parse()
+        except announce.QueryError as exc:
+            assert exc.message and "\n" not in exc.message

@@ -4,7 +4,7 @@ import pytest
 
 from node import config
 from node.dispatch import Dispatcher
-from node.tracker.handlers import TrackerContext, tracker
+from node.tracker.handlers import TrackerContext, standard, tracker
 from node.tracker.store import open_store
 from protocol import messages as m
 from protocol.codec import decode, encode
@@ -135,9 +135,6 @@ def test_a_live_record_is_taken_over_only_with_its_token(ctx):
 
 
 # ---------------------------------------------------------------- standard clients (the HTTP door)
-from node.tracker.handlers import standard  # noqa: E402
-
-
 def ask_door(ctx, msg):
     reply = decode(standard.dispatch(ctx, encode(msg, 6)))
     ctx.commit()
