@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 
 import zmq
@@ -32,7 +33,7 @@ from protocol.errors import ErrorCode, ZorrentError
 log = logging.getLogger("zorrent.tracker.http")
 
 INPROC_ENDPOINT = "inproc://tracker-http-door"
-START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
 
 
 class _OneLine(logging.Filter):
@@ -83,8 +84,12 @@ class _Bridge:
             if future is not None and not future.done():
                 future.set_result(env.msg)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.reader.cancel()
+        try:
+            await self.reader
+        except asyncio.CancelledError:
+            pass
         self.sock.close(linger=0)
 
 
@@ -126,8 +131,7 @@ class HttpDoor:
 
     def start(self) -> str:
         self.thread.start()
-        if not self.started.wait(START_TIMEOUT_S):
-            raise ZorrentError(f"the HTTP tracker did not start on {_url(self.host, self.port)}")
+        self.started.wait()      # always set: binding either works or fails, it does not hang
         if self.error is not None:
             raise self.error
         return self.url
@@ -135,7 +139,7 @@ class HttpDoor:
     def stop(self) -> None:
         if self.loop is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(START_TIMEOUT_S)
+            self.thread.join(STOP_TIMEOUT_S)
 
     # ------------------------------------------------------------ the door's own thread
     def _main(self) -> None:
@@ -146,11 +150,12 @@ class HttpDoor:
             runner = loop.run_until_complete(self._open())
         except ZorrentError as exc:
             self.error = exc
-        except Exception as exc:
+        except BaseException as exc:
             self.error = ZorrentError(f"the HTTP tracker did not start: {exc}")
-        if self.error is not None and self.bridge is not None:
-            self.bridge.close()   # before the tracker terms the ZeroMQ context
-        self.started.set()
+        finally:
+            if self.error is not None and self.bridge is not None:
+                loop.run_until_complete(self.bridge.aclose())   # before the tracker terms the ZeroMQ context
+            self.started.set()
         if self.error is None:
             loop.run_forever()
             loop.run_until_complete(self._close(runner))
@@ -167,14 +172,15 @@ class HttpDoor:
             await web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.1).start()
         except OSError as exc:
             await runner.cleanup()
-            raise ZorrentError(f"cannot listen on {_url(self.host, self.port)}: {exc.strerror}",
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ZorrentError(f"cannot listen on {_url(self.host, self.port)}: {reason}",
                                ErrorCode.BAD_INPUT) from None
         self.url = _url(self.host, runner.addresses[0][1]) + "/announce"
         return runner
 
     async def _close(self, runner: web.ServerRunner) -> None:
         await runner.cleanup()
-        self.bridge.close()
+        await self.bridge.aclose()
 
     async def _handle(self, request: web.BaseRequest) -> web.Response:
         try:

@@ -12,7 +12,7 @@ from ctl import client
 from node import config
 from protocol import messages as m
 from protocol.errors import ErrorCode, RemoteError
-from tests.procs import Swarm
+from tests.procs import Swarm, free_port, wait_for
 
 INFO_HASH = bytes(range(1, 21))
 
@@ -188,3 +188,28 @@ def test_ipv6_clients_get_peers6(swarm):
     door.announce(announce_query(peer_id=b"-SE0001-000000000006", left=0, port=7006), source="::1")
     reply = door.announce(announce_query(peer_id=b"-LE0001-000000000007", left=9, port=7007), source="::1")
     assert (reply[b"peers"], reply[b"peers6"]) == (b"", bytes(15) + b"\x01" + (7006).to_bytes(2, "big"))
+
+
+def test_http_port_in_use(swarm):
+    """Asked for explicitly, a busy port is one line and exit 2; the default one is skipped with a warning."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = swarm.cli("tracker", "--port", "0", "--http-port", str(port), check=False, timeout_s=60)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip() == f"error: cannot listen on http://127.0.0.1:{port}: Address already in use"
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", config.DEFAULT_HTTP_PORT))   # busy either way: ours, or another tracker's
+        holder.listen()
+    except OSError:
+        pass
+    try:
+        ready = swarm.workdir / "t2.ready"
+        swarm.spawn("tracker", "tracker", "--port", str(free_port()), "--ready-file", str(ready))
+        wait_for(ready.exists, what="the tracker to start without its HTTP door")
+        assert not (swarm.workdir / "t2.ready.http").exists()
+        assert "running without the HTTP tracker" in swarm.log("tracker")
+    finally:
+        holder.close()
