@@ -175,22 +175,23 @@ def client_announce(ctx: TrackerContext, msg: m.ClientAnnounce) -> m.ClientSwarm
     old = ctx.store.get_peer(peer_id)
     if old is not None and _alive(ctx, old) and old.host != msg.host:
         raise ZorrentError(f"peer_id {msg.peer_id} is in use from another address", ErrorCode.PEER_ID_TAKEN)
-    was = next((c.left for c in ctx.store.clients(msg.info_hash) if c.peer.peer_id == peer_id), None)
+    now = ctx.clock()
+    entries = ctx.store.clients(msg.info_hash)             # one read; the swarm after this announce follows
+    was = next((c.left for c in entries if c.peer.peer_id == peer_id), None)
     if msg.left == 0 and was != 0 and (msg.event == "completed" or was is not None):
         ctx.store.add_completed(msg.info_hash)   # said so, or seen leeching and now done (aria2 skips "completed")
+    swarm = [c for c in entries if c.peer.peer_id != peer_id and c.peer.kind == BITTORRENT and _alive(ctx, c.peer)]
     if msg.event == "stopped":
         ctx.store.remove_pieces(msg.info_hash, peer_id)
         if old is not None and not ctx.store.held_by(peer_id):
             ctx.store.delete_peer(peer_id)
-    else:
-        ctx.store.put_peer(PeerRecord(peer_id, msg.host, msg.port, "", ctx.clock(), BITTORRENT))
-        ctx.store.put_client(msg.info_hash, peer_id, msg.left)
-    swarm = _live_clients(ctx, msg.info_hash)
-    others = [c for c in swarm if c.peer.peer_id != peer_id]
-    if msg.event == "stopped":
         others = []
-    elif msg.left == 0:
-        others = [c for c in others if c.left]            # a seeder needs only leechers
+    else:
+        me = PeerRecord(peer_id, msg.host, msg.port, "", now, BITTORRENT)
+        ctx.store.put_peer(me)
+        ctx.store.put_client(msg.info_hash, peer_id, msg.left)
+        others = [c for c in swarm if c.left] if msg.left == 0 else swarm   # a seeder needs only leechers
+        swarm = [*swarm, ClientEntry(me, msg.left)]
     chosen = random.sample(others, min(len(others), msg.numwant, config.HTTP_MAX_NUMWANT))
     seeders = sum(1 for c in swarm if c.left == 0)
     return m.ClientSwarm(
