@@ -156,7 +156,7 @@ def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
     peers = []
     for peer_id, bits in ctx.store.holders(msg.info_hash).items():
         peer = ctx.store.get_peer(peer_id)
-        if peer is not None and peer.kind == ZORRENT and _alive(ctx, peer) and len(bits):
+        if peer is not None and peer.kind == ZORRENT and _alive(ctx, peer):
             peers.append(m.PeerInfo(peer_id=peer_id, host=peer.host, port=peer.port,
                                     bitfield=bits.to_bytes(), have=len(bits)))
     if msg.standard_clients:   # the CLI's view; the download engine never asks (it speaks only ZeroMQ)
