@@ -188,8 +188,8 @@ class HttpDoor:
             status = 200
         except announce.QueryError as exc:
             body, status = announce.failure(exc.message), 200
-        except _NotFound as exc:
-            body, status = announce.failure(str(exc)), 404
+        except _Refused as exc:
+            body, status = announce.failure(exc.reason), exc.status
         except asyncio.TimeoutError:
             body, status = announce.failure("the tracker is busy; try again later"), 200
         except Exception as exc:   # a bug here must not become aiohttp's 500 page with a traceback
@@ -199,7 +199,7 @@ class HttpDoor:
 
     async def _answer(self, request: web.BaseRequest) -> bytes:
         if request.method != "GET":
-            raise _NotFound(f"{request.method[:16]} is not offered; use GET /announce or GET /scrape")
+            raise _Refused(405, f"{request.method[:16]} is not offered; use GET /announce or GET /scrape")
         raw = request.rel_url.raw_query_string
         if request.path == "/announce":
             query = announce.parse_announce(raw, announce.normal_host(request.remote or ""),
@@ -209,7 +209,7 @@ class HttpDoor:
         if request.path == "/scrape":
             msg = announce.parse_scrape(raw, config.HTTP_MAX_QUERY_BYTES, config.HTTP_MAX_SCRAPE)
             return announce.scrape_reply(await self._ask(msg))
-        raise _NotFound(f"no such path {request.path[:64]!r}; use /announce or /scrape")
+        raise _Refused(404, f"no such path {request.path[:64]!r}; use /announce or /scrape")
 
     async def _ask(self, msg: m.Message) -> m.Message:
         reply = await self.bridge.request(msg, config.HTTP_REPLY_TIMEOUT_S)
@@ -218,5 +218,7 @@ class HttpDoor:
         return reply
 
 
-class _NotFound(Exception):
-    pass
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason

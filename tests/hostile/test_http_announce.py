@@ -103,7 +103,7 @@ def test_bad_paths_methods_and_scrapes(shared_door):
     status, body = door.get("/admin")
     assert (status, fastbencode.bdecode(body)) == (404, {b"failure reason": b"no such path '/admin'; use /announce or /scrape"})
     status, body = door.get("/announce?" + announce_query(), method="POST")
-    assert status == 404 and b"POST is not offered" in fastbencode.bdecode(body)[b"failure reason"]
+    assert status == 405 and b"POST is not offered" in fastbencode.bdecode(body)[b"failure reason"]
     for target, reason in [("/scrape", b"info_hash is missing (a full scrape is not offered)"),
                            ("/scrape?" + "&".join(["info_hash=" + quote_from_bytes(INFO_HASH)] * 33),
                             b"33 info_hashes in one scrape, limit 32"),
