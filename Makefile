@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test soak bench bench-quick bench-swarm fuzz install install-test install-bench system-deps clean
 
-# Debian packages the tests need: the namespace lab (ip, tc, nft, ethtool). Installed when
-# missing, as root (CI is root on a fresh Debian machine); apt-get update only then.
-DEBIAN_PACKAGES := iproute2 nftables ethtool
+# Debian packages the tests need, installed when missing (CI is root on a fresh Debian machine;
+# apt-get update only then): the namespace lab (ip, tc, nft, ethtool), mktorrent (folder
+# torrents made by another tool), aria2 (a standard client for the HTTP tracker).
+DEBIAN_PACKAGES := iproute2 nftables ethtool mktorrent aria2
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +26,6 @@ system-deps:
 
 install-test: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e '.[test]'
-	@command -v mktorrent >/dev/null || (apt-get update -qq && apt-get install -y -qq mktorrent) \
-		|| (sudo apt-get update -qq && sudo apt-get install -y -qq mktorrent)
 
 install-bench: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'

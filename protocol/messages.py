@@ -44,6 +44,11 @@ class MsgType(str, Enum):
     PEER_LIST = "peer_list"
     GET_METAINFO = "get_metainfo"      # tracker, and a peer's data port (magnet links)
     METAINFO = "metainfo"
+    # tracker: standard BitTorrent clients, through the HTTP door (BEP 3, 48)
+    CLIENT_ANNOUNCE = "client_announce"
+    CLIENT_SWARM = "client_swarm"
+    SCRAPE = "scrape"
+    SCRAPE_REPLY = "scrape_reply"
     # peer data plane
     GET_BLOCK = "get_block"
     BLOCK = "block"
@@ -108,6 +113,24 @@ class PeerInfo:
     port: int
     bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0
     have: int              # number of set bits
+    kind: str = "zorrent"  # "bittorrent": a standard client (no bitfield; it speaks BEP 3, not ZeroMQ)
+
+
+@dataclass(frozen=True)
+class ClientPeer:
+    """A standard client, as the HTTP tracker hands it to other standard clients."""
+
+    peer_id: str           # hex of its 20-byte BEP 3 peer id
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ScrapeEntry:
+    info_hash: str
+    complete: int          # seeders
+    incomplete: int        # leechers
+    downloaded: int        # completions reported
 
 
 @dataclass(frozen=True)
@@ -230,6 +253,7 @@ class Forget(Message):
 @message(MsgType.GET_PEERS)
 class GetPeers(Message):
     info_hash: str
+    standard_clients: bool = False   # also list standard clients (kind "bittorrent"); `get` asks, peers don't
 
 
 @message(MsgType.PEER_LIST)
@@ -253,6 +277,37 @@ class GetMetainfo(Message):
 class MetainfoReply(Message):
     info_hash: str
     metainfo: bytes        # untrusted until SHA-1 of its info dict equals the magnet's btih
+
+@message(MsgType.CLIENT_ANNOUNCE)
+class ClientAnnounce(Message):
+    """A BEP 3 announce, as the HTTP door parsed it. Only the door sends it (it vouches for ``host``)."""
+
+    info_hash: str         # hex
+    peer_id: str           # hex of the client's 20-byte peer id
+    host: str              # the address the request came from (the ``ip`` parameter is ignored)
+    port: int
+    left: int
+    event: str             # "", "started", "completed" or "stopped"
+    numwant: int
+
+
+@message(MsgType.CLIENT_SWARM)
+class ClientSwarm(Message):
+    interval_s: int
+    min_interval_s: int
+    complete: int
+    incomplete: int
+    peers: list[ClientPeer]
+
+
+@message(MsgType.SCRAPE)
+class Scrape(Message):
+    info_hashes: list[str]  # hex
+
+
+@message(MsgType.SCRAPE_REPLY)
+class ScrapeReply(Message):
+    files: list[ScrapeEntry]
 
 
 # ---------------------------------------------------------------- peer data plane

@@ -1,6 +1,9 @@
 """BEP-3 metainfo (.torrent), single-file and multi-file (``files``, BEP 47 pad files):
 create, read, validate, info-hash.
 
+A BEP 52 hybrid torrent is read through its v1 part (its info-hash is the v1, SHA-1 one);
+a v2-only torrent is refused with one line that says so.
+
 Bencode is fastbencode's, which already rejects truncated input, trailing bytes,
 unsorted dict keys and leading zeros, so the info dict re-encodes to exactly the
 bytes that were read and the info-hash matches libtorrent's and transmission's.
@@ -182,6 +185,9 @@ def parse(raw: bytes) -> Metainfo:
     if not isinstance(top, dict):
         raise MetainfoError(f"top level must be dict, not {type(top).__name__}")
     info = _need(top, b"info", dict, "")
+    if info.get(b"meta version", 1) != 1 and b"pieces" not in info:   # hybrids keep a v1 part: read that
+        raise MetainfoError("v2-only torrents (BEP 52) are not supported; zorrent reads v1 and hybrid "
+                            "torrents (make one with v1 piece hashes)")
     try:
         name = _need(info, b"name", bytes, "['info']").decode("utf-8")
     except UnicodeDecodeError:
@@ -253,13 +259,26 @@ def _check_piece_length(plen: int) -> None:
         raise MetainfoError(f"piece size must be a power of two from 16 KiB to 16 MiB, not {plen}")
 
 
-def _top(info: dict, announce: str) -> bytes:
-    return fastbencode.bencode({
+def announce_list(*urls: str) -> list[list[str]]:
+    """BEP 12 ``announce-list``: one tier per URL, in order of preference; empty and repeated
+    URLs are dropped. The first is the torrent's ``announce``, so clients without BEP 12 agree.
+    A single URL needs no list: then it is empty."""
+    tiers = [[url] for url in dict.fromkeys(u for u in urls if u)]
+    return tiers if len(tiers) > 1 else []
+
+
+def _top(info: dict, announce: str, tiers: list[list[str]] | None = None) -> bytes:
+    """The whole .torrent around ``info``; ``tiers``, if any, becomes the BEP 12
+    ``announce-list`` (see ``announce_list``)."""
+    top = {
         b"announce": announce.encode(),
         b"created by": CREATED_BY.encode(),
         b"creation date": int(time.time()),
         b"info": info,
-    })
+    }
+    if tiers:
+        top[b"announce-list"] = [[url.encode() for url in tier] for tier in tiers if tier]
+    return fastbencode.bencode(top)
 
 
 def folder_files(folder: Path) -> list[tuple[tuple[str, ...], Path]]:
@@ -275,7 +294,8 @@ def folder_files(folder: Path) -> list[tuple[tuple[str, ...], Path]]:
     return sorted(found)
 
 
-def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None) -> Metainfo:
+def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None,
+                  tiers: list[list[str]] | None = None) -> Metainfo:
     """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``).
     One file is open at a time, however many the folder holds."""
     folder = Path(folder)
@@ -313,10 +333,11 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
     check_name(name)
     files = [{b"length": n, b"path": [c.encode() for c in rel]} for (rel, _), n in zip(found, lengths)]
     info = {b"files": files, b"name": name.encode(), b"piece length": plen, b"pieces": pieces}
-    return parse(_top(info, announce))
+    return parse(_top(info, announce, tiers))
 
 
-def create(path: str | os.PathLike, announce: str, piece_length: int | None = None) -> Metainfo:
+def create(path: str | os.PathLike, announce: str, piece_length: int | None = None,
+           tiers: list[list[str]] | None = None) -> Metainfo:
     """Hash ``path`` and build its metainfo (not yet written anywhere)."""
     path = Path(path)
     try:
@@ -334,7 +355,7 @@ def create(path: str | os.PathLike, announce: str, piece_length: int | None = No
         os.close(fd)
     check_name(path.name)
     info = {b"length": length, b"name": path.name.encode(), b"piece length": plen, b"pieces": pieces}
-    return parse(_top(info, announce))
+    return parse(_top(info, announce, tiers))
 
 
 def write(meta: Metainfo, path: str | os.PathLike) -> None:

@@ -13,7 +13,7 @@ from ctl import client, nodes, render, supervisor
 from ctl.cli import command, commands, handle_errors
 from node import config
 from protocol import messages as m
-from protocol.errors import TransportError, ZorrentError
+from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 app = commands()
 
@@ -26,12 +26,24 @@ def tracker(
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = config.DEFAULT_TRACKER_PORT,
     store: Annotated[Optional[str], typer.Option(
         help=f"Store URI: sqlite:///PATH (default output/tracker.db) or {config.MONGO_EXAMPLE_URI}.")] = None,
+    http_port: Annotated[Optional[int], typer.Option(
+        help=f"Port of the HTTP tracker for standard BitTorrent clients (default {config.DEFAULT_HTTP_PORT}, "
+             "or a free one when --port is 0; 0 turns it off).")] = None,
+    http_host: Annotated[Optional[str], typer.Option(
+        help="Address of the HTTP tracker (default: --host), e.g. ::1 or 0.0.0.0.")] = None,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the tracker in the foreground. Start it before anything else."""
     from node.tracker.main import run
 
-    run(host, port, store, ready_file)
+    if http_port is not None and not 0 <= http_port < 65536:
+        raise ZorrentError(f"--http-port {http_port} is out of range", ErrorCode.BAD_INPUT)
+    strict = http_port is not None
+    if http_port is None:
+        http_port = 0 if port == 0 else config.DEFAULT_HTTP_PORT
+    elif http_port == 0:
+        http_port = None
+    run(host, port, store, ready_file, http_port, strict, http_host)
 
 
 @command(app, "peer")
