@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,50 @@ REGIMES = [
 class Result:
     seconds: float
     seed_upload: float        # bytes the seed's link sent, as a multiple of F
+    trace: list = None        # [(t, {host: bytes sent so far})] every TRACE_S, with --trace
+
+
+TRACE_S = 0.5
+
+
+class Tracer:
+    """Samples every capped link's byte counter, to show when each uplink was busy."""
+
+    def __init__(self, hosts: list[Host], on: bool) -> None:
+        self.hosts, self.samples, self.stop = hosts, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True) if on else None
+
+    def __enter__(self) -> "Tracer":
+        if self.thread:
+            self.t0 = time.time()
+            self.samples.append((0.0, {h.name: _link_bytes(h) for h in self.hosts}))
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.wait(TRACE_S):
+            self.samples.append((time.time() - self.t0, {h.name: _link_bytes(h) for h in self.hosts}))
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread:
+            self.thread.join()
+
+
+def show_trace(res: Result, regime: Regime) -> None:
+    """Per second: each uplink's use as a percent of its cap, and the swarm's total."""
+    if not res.trace:
+        return
+    cap = {"seed": regime.seed_mbit}
+    names = list(res.trace[0][1])
+    print("    t(s)  " + " ".join(f"{n[-6:]:>6s}" for n in names) + "   all")
+    prev_t, prev = 0.0, res.trace[0][1]
+    for t, sample in res.trace[1:]:
+        used = {n: (sample[n] - prev[n]) * 8 / 1e6 / (t - prev_t) for n in names}
+        pct = {n: 100 * used[n] / cap.get(n, regime.leech_mbit) for n in names}
+        total = 100 * sum(used.values()) / (regime.seed_mbit + regime.leechers * regime.leech_mbit)
+        print(f"    {t:5.1f} " + " ".join(f"{pct[n]:5.0f}%" for n in names) + f" {total:5.0f}%")
+        prev_t, prev = t, sample
 
 
 def _link_bytes(host: Host) -> int:
@@ -97,7 +142,7 @@ def _spawn(host: Host, work: Path, name: str, argv: list[str]) -> subprocess.Pop
     return host.popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def run_zorrent(work: Path, src: Path, regime: Regime) -> Result:
+def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False) -> Result:
     os.environ["ZORRENT_OUTPUT"] = str(work / "output")        # the control sockets live there
     with Lab() as lab:
         tracker, seed, leeches = build(lab, regime)
@@ -122,9 +167,17 @@ def run_zorrent(work: Path, src: Path, regime: Regime) -> Result:
                  >= j.have, timeout_s=30, what="the seed's pieces at the tracker")
         seed_bytes = _link_bytes(seed)
         sent, done = {}, {}
-        for host in leeches:
+        tracer = Tracer([seed, *leeches], trace).__enter__()
+
+        def start(host: Host) -> None:      # all at once, as libtorrent's leechers start on one go file
             sent[host.name] = time.time()
             client.peer_control(host.name, m.Download(metainfo=meta.raw, output=str(work / "out" / host.name)))
+
+        starters = [threading.Thread(target=start, args=(h,)) for h in leeches]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
 
         def all_done() -> bool:
             for host in leeches:
@@ -137,16 +190,17 @@ def run_zorrent(work: Path, src: Path, regime: Regime) -> Result:
             return len(done) == len(leeches)
 
         wait_for(all_done, timeout_s=20 * regime.t_min() + 60, what="zorrent downloads", interval_s=0.05)
+        tracer.__exit__()
         seconds = max(done.values()) - min(sent.values())
         upload = (_link_bytes(seed) - seed_bytes) / src.stat().st_size
         for host in leeches:
             if not filecmp.cmp(src, work / "out" / host.name, shallow=False):
                 raise SystemExit(f"zorrent wrote a wrong file on {host.name}")
     os.environ.pop("ZORRENT_OUTPUT", None)
-    return Result(seconds, upload)
+    return Result(seconds, upload, tracer.samples)
 
 
-def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime) -> Result:
+def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool = False) -> Result:
     node = [PY, str(REPO / "bench" / "lt_node.py"), "--torrent", str(torrent)]
     with Lab() as lab:
         _, seed, leeches = build(lab, regime)
@@ -165,16 +219,17 @@ def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime) -> Resu
         for host in leeches:
             wait_for((work / f"{host.name}.port").exists, timeout_s=30, what=f"libtorrent on {host.name}")
         seed_bytes = _link_bytes(seed)
-        go.write_text(json.dumps([f"{h.ip}:{PEER_PORT}" for h in [seed, *leeches]]))
-        wait_for(lambda: all(r.exists() for r in results), timeout_s=20 * regime.t_min() + 60,
-                 what="libtorrent downloads", interval_s=0.05)
+        with Tracer([seed, *leeches], trace) as tracer:
+            go.write_text(json.dumps([f"{h.ip}:{PEER_PORT}" for h in [seed, *leeches]]))
+            wait_for(lambda: all(r.exists() for r in results), timeout_s=20 * regime.t_min() + 60,
+                     what="libtorrent downloads", interval_s=0.05)
         times = [json.loads(r.read_text()) for r in results]
         seconds = max(t["finished"] for t in times) - min(t["started"] for t in times)
         upload = (_link_bytes(seed) - seed_bytes) / src.stat().st_size
         for host in leeches:
             if not filecmp.cmp(src, work / host.name / src.name, shallow=False):
                 raise SystemExit(f"libtorrent wrote a wrong file on {host.name}")
-    return Result(seconds, upload)
+    return Result(seconds, upload, tracer.samples)
 
 
 def main() -> int:
@@ -184,6 +239,7 @@ def main() -> int:
     ap.add_argument("--regime", action="append", choices=[r.name for r in REGIMES], help="only these regimes")
     ap.add_argument("--only", choices=["zorrent", "libtorrent"], help="run one side (for tuning)")
     ap.add_argument("--dir", help="work directory (default: a temp dir)")
+    ap.add_argument("--trace", action="store_true", help="print each uplink's use, second by second")
     args = ap.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     regimes = [r for r in REGIMES if not args.regime or r.name in args.regime]
@@ -208,12 +264,13 @@ def main() -> int:
                     work = root / f"regime{number}-run{run}-{impl}"
                     shutil.rmtree(work, ignore_errors=True)
                     work.mkdir(parents=True)
-                    res = run_zorrent(work, src, regime) if impl == "zorrent" else \
-                        run_libtorrent(work, src, torrent, regime)
+                    res = run_zorrent(work, src, regime, args.trace) if impl == "zorrent" else \
+                        run_libtorrent(work, src, torrent, regime, args.trace)
                     table[regime.name][impl].append(res)
                     shutil.rmtree(work, ignore_errors=True)
                     print(f"  run {run + 1} {impl:10s} {res.seconds:7.2f} s = {res.seconds / regime.t_min():.3f}x "
                           f"T_min; the seed uploaded {res.seed_upload:.2f}x F", flush=True)
+                    show_trace(res, regime)
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)

@@ -22,13 +22,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 
 import psutil
 
+from ctl.nodes import stop_processes
 from protocol.errors import ErrorCode, ZorrentError
 
 PREFIX = "zl"
@@ -183,22 +182,13 @@ class Lab:
 
 
 def _kill_ns_pids(ns: str, timeout_s: float) -> None:
-    pids = [int(p) for p in _run("ip", "netns", "pids", ns, check=False).stdout.split()]
     procs = []
-    for pid in pids:
+    for pid in _run("ip", "netns", "pids", ns, check=False).stdout.split():
         try:
-            proc = psutil.Process(pid)
-            proc.send_signal(signal.SIGTERM)
-            procs.append(proc)
+            procs.append(psutil.Process(int(pid)))
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=timeout_s)
+    stop_processes(procs, timeout_s)
 
 
 def namespaces() -> list[str]:
@@ -227,11 +217,3 @@ def sweep(everything: bool = False) -> list[str]:
             _run("ip", "link", "del", name, check=False)
             removed.append(name)
     return removed
-
-
-def wait_link(host: Host, target: str, timeout_s: float = 10.0) -> None:
-    """Poll until ``host`` reaches ``target`` (an address) with one ping packet."""
-    deadline = time.monotonic() + timeout_s
-    while _run(*host.argv("ping", "-c", "1", "-W", "1", target), check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise LabError(f"{host.name} ({host.ip}) cannot reach {target}")

@@ -14,6 +14,7 @@ from protocol.errors import ErrorCode, ZorrentError
 # ---------------------------------------------------------------- endpoints
 DEFAULT_TRACKER_HOST = "127.0.0.1"
 DEFAULT_TRACKER_PORT = 6969
+DEFAULT_HTTP_PORT = 6970          # the tracker's HTTP door for standard BitTorrent clients (BEP 3)
 DEFAULT_PEER_HOST = "127.0.0.1"
 DEFAULT_PEERS_CONFIG = "peers.json"
 MONGO_EXAMPLE_URI = "mongodb://localhost:27017/bittorrent"
@@ -31,14 +32,40 @@ def default_tracker_endpoint() -> str:
     return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
 
 
+def http_announce_url(tracker_endpoint: str, port: int = DEFAULT_HTTP_PORT) -> str:
+    """The HTTP announce URL of the tracker at ``tcp://HOST:PORT`` (its HTTP door on ``port``)."""
+    host = tracker_endpoint.removeprefix("tcp://").rpartition(":")[0] or DEFAULT_TRACKER_HOST
+    return f"http://{host}:{port}/announce"
+
+
+def parse_endpoint(text: str, what: str = "tracker endpoint") -> tuple[str, int]:
+    """(host, port) of ``tcp://HOST:PORT``."""
+    host, _, port = text.removeprefix("tcp://").rpartition(":")
+    try:
+        if host and 0 < int(port) < 65536:
+            return host, int(port)
+    except ValueError:
+        pass
+    raise ZorrentError(f"{what} {text!r} is not tcp://HOST:PORT", ErrorCode.BAD_INPUT)
+
+
 def default_tracker_address() -> tuple[str, int]:
     """(host, port) of ``default_tracker_endpoint()``."""
-    host, _, port = default_tracker_endpoint().removeprefix("tcp://").rpartition(":")
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ZorrentError(f"tracker endpoint {default_tracker_endpoint()!r} is not tcp://HOST:PORT",
-                           ErrorCode.BAD_INPUT) from None
+    return parse_endpoint(default_tracker_endpoint())
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "*", "::", "[::]")
+
+
+def advertised_host(bind: str, advertise: str | None) -> str:
+    """The address other peers are told to reach a peer at: its bind address, unless it
+    binds every interface, which needs an explicit one."""
+    if advertise:
+        return advertise
+    if bind in WILDCARD_HOSTS:
+        raise ZorrentError(f"a peer that binds {bind} needs --advertise IP (\"ip\" in peers.json): "
+                           f"the address other peers reach it at", ErrorCode.BAD_INPUT)
+    return bind
 
 
 # ---------------------------------------------------------------- paths
@@ -111,6 +138,8 @@ REQUEST_TIMEOUT_S = 2.0                       # one try of a control/tracker req
 REQUEST_RETRIES = 3                           # Lazy Pirate: tries before giving up
 ANNOUNCE_BATCH_S = 0.05                       # verified pieces wait at most this long
 PEER_REFRESH_S = 1.0                          # a downloading job re-reads the peer list
+PEER_REFRESH_MIN_S = 0.2                      # ... sooner while the job is young (half its age): peers that
+                                              # start together find each other at once
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
 STATUS_POLL_S = 0.2                           # ctl progress refresh
 DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress this long
@@ -119,6 +148,7 @@ READY_TIMEOUT_S = 15.0                        # a started node must answer a pin
 
 STATE_SAVE_S = 1.0                            # a peer saves resume state this often (if changed)
 FILE_CHECK_S = 1.0                            # a peer stats the files it holds this often (size, mtime, inode)
+FILE_CHECK_BATCH = 256                        # files of one torrent checked per sweep (a big folder takes several)
 RECHECK_TRIES = 3                             # a file that keeps changing while re-hashed is given up on
 SNUB_AFTER_TIMEOUTS = 2                       # consecutive timeouts before a peer is rested
 SNUB_S = 10.0                                 # how long a timed-out peer gets no requests
@@ -138,6 +168,8 @@ ENDGAME_AFTER_S = 1.0                         # duplicate a piece only once it i
 CREDIT_WINDOW_S = 0.5                         # credit: about this long of a peer's measured rate in flight
 SEND_ONCE_RESEND_S = 30.0                     # a seed sends a piece again after this long (its first taker may be gone)
 SEND_ONCE_SUGGEST = 4                         # unsent pieces a seed offers with each redirect
+WATCH_S = 10.0                                # a parked WATCH is answered (empty) after this long
+WATCH_PARKED_MAX = 256                        # parked WATCHes per torrent; more are answered at once
 ELSEWHERE_RETRY_S = 5.0                       # a redirected piece is not asked of that seed again for this long
 MAX_HASH_FAILURES = 3                         # pieces failed as sole sender before a ban
 HASH_THREADS = 2                              # per peer: SHA-1 of arrived pieces (one per core)
@@ -147,3 +179,16 @@ CHECK_THREADS = 1                             # per peer: re-hashes of files tha
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit
+
+# ---------------------------------------------------------------- HTTP tracker (standard clients)
+HTTP_ANNOUNCE_INTERVAL_S = 300                # BEP 3 `interval` (libtorrent never announces more often)
+HTTP_MIN_INTERVAL_S = 60                      # `min interval`
+HTTP_PEER_EXPIRY_S = 2 * HTTP_ANNOUNCE_INTERVAL_S + 60   # a client that missed two announces is gone
+HTTP_DEFAULT_NUMWANT = 50
+HTTP_MAX_NUMWANT = 200                        # a larger numwant is clamped to this
+HTTP_MAX_QUERY_BYTES = 4096                   # a longer query string gets a failure reason
+HTTP_MAX_LINE_BYTES = 16384                   # request line / header cap in the HTTP parser (400 beyond)
+HTTP_MAX_SCRAPE = 32                          # info_hashes in one scrape
+HTTP_CONNECTION_S = 5.0                       # a connection is closed this long after it opened (slow clients)
+HTTP_MAX_CONNECTIONS = 512                    # more at once are closed on arrival
+HTTP_REPLY_TIMEOUT_S = 5.0                    # the store must answer an HTTP request by then

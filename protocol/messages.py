@@ -42,10 +42,19 @@ class MsgType(str, Enum):
     FORGET = "forget"
     GET_PEERS = "get_peers"
     PEER_LIST = "peer_list"
+    GET_METAINFO = "get_metainfo"      # tracker, and a peer's data port (magnet links)
+    METAINFO = "metainfo"
+    # tracker: standard BitTorrent clients, through the HTTP door (BEP 3, 48)
+    CLIENT_ANNOUNCE = "client_announce"
+    CLIENT_SWARM = "client_swarm"
+    SCRAPE = "scrape"
+    SCRAPE_REPLY = "scrape_reply"
     # peer data plane
     GET_BLOCK = "get_block"
     BLOCK = "block"
     ELSEWHERE = "elsewhere"
+    WATCH = "watch"
+    HAVES = "haves"
     # peer control plane
     UPLOAD = "upload"
     UPLOADED = "uploaded"
@@ -107,6 +116,24 @@ class PeerInfo:
     port: int
     bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0
     have: int              # number of set bits
+    kind: str = "zorrent"  # "bittorrent": a standard client (no bitfield; it speaks BEP 3, not ZeroMQ)
+
+
+@dataclass(frozen=True)
+class ClientPeer:
+    """A standard client, as the HTTP tracker hands it to other standard clients."""
+
+    peer_id: str           # hex of its 20-byte BEP 3 peer id
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ScrapeEntry:
+    info_hash: str
+    complete: int          # seeders
+    incomplete: int        # leechers
+    downloaded: int        # completions reported
 
 
 @dataclass(frozen=True)
@@ -229,6 +256,7 @@ class Forget(Message):
 @message(MsgType.GET_PEERS)
 class GetPeers(Message):
     info_hash: str
+    standard_clients: bool = False   # also list standard clients (kind "bittorrent"); `get` asks, peers don't
 
 
 @message(MsgType.PEER_LIST)
@@ -238,6 +266,51 @@ class PeerList(Message):
     num_pieces: int
     length: int
     peers: list[PeerInfo]
+
+
+@message(MsgType.GET_METAINFO)
+class GetMetainfo(Message):
+    """The .torrent of ``info_hash``, for a magnet link (BEP 9). The tracker answers from its
+    ``torrents`` collection, a peer's data port for a torrent it holds."""
+
+    info_hash: str
+
+
+@message(MsgType.METAINFO)
+class MetainfoReply(Message):
+    info_hash: str
+    metainfo: bytes        # untrusted until SHA-1 of its info dict equals the magnet's btih
+
+@message(MsgType.CLIENT_ANNOUNCE)
+class ClientAnnounce(Message):
+    """A BEP 3 announce, as the HTTP door parsed it. Only the door sends it (it vouches for ``host``)."""
+
+    info_hash: str         # hex
+    peer_id: str           # hex of the client's 20-byte peer id
+    host: str              # the address the request came from (the ``ip`` parameter is ignored)
+    port: int
+    left: int
+    event: str             # "", "started", "completed" or "stopped"
+    numwant: int
+
+
+@message(MsgType.CLIENT_SWARM)
+class ClientSwarm(Message):
+    interval_s: int
+    min_interval_s: int
+    complete: int
+    incomplete: int
+    peers: list[ClientPeer]
+
+
+@message(MsgType.SCRAPE)
+class Scrape(Message):
+    info_hashes: list[str]  # hex
+
+
+@message(MsgType.SCRAPE_REPLY)
+class ScrapeReply(Message):
+    files: list[ScrapeEntry]
 
 
 # ---------------------------------------------------------------- peer data plane
@@ -271,12 +344,28 @@ class Elsewhere(Message):
     suggest: list[int]     # pieces this seed has sent to nobody, reserved for the asker
 
 
+@message(MsgType.WATCH)
+class Watch(Message):
+    """Long poll on a peer's data port for the pieces it verifies: answered at once when it
+    has verified more than ``since`` pieces, else as soon as it does (or empty after a while)."""
+
+    info_hash: str
+    since: int             # the ``seq`` of the last HAVES from this peer; -1: just tell me seq
+
+
+@message(MsgType.HAVES)
+class Haves(Message):
+    info_hash: str
+    seq: int               # how many pieces this peer has verified in this run
+    pieces: list[int]      # the ones after ``since``
+
+
 # ---------------------------------------------------------------- peer control plane
 
 
 @message(MsgType.UPLOAD)
 class Upload(Message):
-    path: str              # absolute path of the file to seed, on the peer's host
+    path: str              # absolute path of the file (or a multi-file torrent's folder) to seed, on the peer's host
     metainfo: bytes
 
 
@@ -289,7 +378,7 @@ class Uploaded(Message):
 @message(MsgType.DOWNLOAD)
 class Download(Message):
     metainfo: bytes
-    output: str            # absolute path of the file to write
+    output: str            # absolute path of the file to write (a multi-file torrent: of its folder)
 
 
 @message(MsgType.REMOVE)

@@ -13,7 +13,7 @@ from ctl import client, nodes, render, supervisor
 from ctl.cli import command, commands, handle_errors
 from node import config
 from protocol import messages as m
-from protocol.errors import TransportError, ZorrentError
+from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 app = commands()
 
@@ -26,18 +26,33 @@ def tracker(
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = config.DEFAULT_TRACKER_PORT,
     store: Annotated[Optional[str], typer.Option(
         help=f"Store URI: sqlite:///PATH (default output/tracker.db) or {config.MONGO_EXAMPLE_URI}.")] = None,
+    http_port: Annotated[Optional[int], typer.Option(
+        help=f"Port of the HTTP tracker for standard BitTorrent clients (default {config.DEFAULT_HTTP_PORT}, "
+             "or a free one when --port is 0; 0 turns it off).")] = None,
+    http_host: Annotated[Optional[str], typer.Option(
+        help="Address of the HTTP tracker (default: --host), e.g. ::1 or 0.0.0.0.")] = None,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the tracker in the foreground. Start it before anything else."""
     from node.tracker.main import run
 
-    run(host, port, store, ready_file)
+    if http_port is not None and not 0 <= http_port < 65536:
+        raise ZorrentError(f"--http-port {http_port} is out of range", ErrorCode.BAD_INPUT)
+    strict = http_port is not None
+    if http_port is None:
+        http_port = 0 if port == 0 else config.DEFAULT_HTTP_PORT
+    elif http_port == 0:
+        http_port = None
+    run(host, port, store, ready_file, http_port, strict, http_host)
 
 
 @command(app, "peer")
 def peer(
     peer_id: Annotated[str, typer.Option(help="This peer's unique id.")],
-    host: Annotated[str, typer.Option(help="Address to serve pieces on.")] = config.DEFAULT_PEER_HOST,
+    host: Annotated[str, typer.Option(help="Address to serve pieces on (0.0.0.0: every interface).")] =
+        config.DEFAULT_PEER_HOST,
+    advertise: Annotated[Optional[str], typer.Option(
+        help="Address the tracker gives other peers for this one (default: --host).")] = None,
     port: Annotated[int, typer.Option(help="Port to serve pieces on (0 picks a free one).")] = 6881,
     tracker: Annotated[str, typer.Option(help="Tracker endpoint.")] = config.default_tracker_endpoint(),
     upload_rate: Annotated[int, typer.Option(help="Upload limit in bytes/s (0: none).")] = 0,
@@ -49,13 +64,21 @@ def peer(
     """Run one peer in the foreground (what start-peer runs for each peer)."""
     from node.peer.main import run
 
-    run(peer_id, host, port, tracker, upload_rate, ready_file, disk_io.value)
+    run(peer_id, host, port, tracker, upload_rate, ready_file, disk_io.value, advertise)
 
 
 PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]
 TrackerHost = Annotated[str, typer.Option(help="The tracker's address.")]
 TrackerPort = Annotated[int, typer.Option(help="The tracker's port.")]
 StoreUri = Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")]
+TrackerEndpoint = Annotated[Optional[str], typer.Option(
+    "--tracker", help="The tracker as tcp://HOST:PORT, e.g. on another host (overrides --tracker-host/--tracker-port).")]
+
+
+def _tracker_spec(tracker: str | None, host: str, port: int, store: str | None) -> supervisor.TrackerSpec:
+    if tracker:
+        host, port = config.parse_endpoint(tracker)
+    return supervisor.TrackerSpec(host, port, store)
 
 
 @command(app, "start-peer")
@@ -65,17 +88,19 @@ def start_peer(
     tracker_host: TrackerHost = config.default_tracker_address()[0],
     tracker_port: TrackerPort = config.default_tracker_address()[1],
     store: StoreUri = None,
+    tracker_endpoint: TrackerEndpoint = None,
     foreground: Annotated[bool, typer.Option(
         "--foreground", help="Run the peers as children of this command instead of under supervisord.")] = False,
 ) -> None:
-    """Start every peer of peers.json, each its own process, and return once all answer.
+    """Start the peers of peers.json on this host (whose "ip" is one of its addresses), each
+    its own process, and return once all answer. The others are named and skipped.
 
     By default supervisord keeps them alive: the config is written to
     supervisor_conf/supervisord.conf and supervisord is started (or told to reread and
     update). Manage them with: supervisorctl -c supervisor_conf/supervisord.conf status
     """
-    specs = nodes.load_peers(config_path)
-    tracker = supervisor.TrackerSpec(tracker_host, tracker_port, store)
+    specs = nodes.split_local(nodes.load_peers(config_path), config_path)
+    tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
         _run_foreground(ctx, specs, tracker.endpoint)
         return
@@ -165,10 +190,11 @@ def swarm_up(
     tracker_host: TrackerHost = config.default_tracker_address()[0],
     tracker_port: TrackerPort = config.default_tracker_address()[1],
     store: StoreUri = None,
+    tracker_endpoint: TrackerEndpoint = None,
 ) -> None:
-    """Bring up the tracker and every peer of peers.json under supervisord."""
-    _supervise(ctx, nodes.load_peers(config_path), supervisor.TrackerSpec(tracker_host, tracker_port, store),
-               start_tracker=True)
+    """Bring up the tracker and every peer of peers.json (those on this host) under supervisord."""
+    _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
+               _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store), start_tracker=True)
 
 
 @swarm.command("status")

@@ -7,6 +7,8 @@
   CREDIT_WINDOW_S of the peer's measured rate (its score), between two pieces and
   PIPELINE_BYTES: enough to keep its link busy, and no deep queue of requests at a slow
   link that others could have served sooner.
+- Each remote is watched (a long-polled WATCH): the pieces it verifies arrive within
+  one announce batch, not at the next tracker refresh, and are relayed at once.
 - An origin seed that already sent a piece to another peer answers ``Elsewhere`` with
   pieces nobody has (node/peer/seeding.py): the piece waits for the swarm, and the
   offered pieces are asked for first.
@@ -91,6 +93,9 @@ class RemotePeer:
     refused: set = field(default_factory=set)      # pieces it said it does not have: not asked again
     deferred: dict = field(default_factory=dict)   # piece -> until when: it sent us Elsewhere
     suggested: deque = field(default_factory=deque)  # pieces it offered (nobody else has them)
+    seen: int = -1                  # the seq of its last HAVES (node/peer/watch.py)
+    watching: bool = False          # a WATCH is outstanding
+    watch_after: float = 0.0        # after a failed WATCH, not before this
     rested_until: float = 0.0       # no requests before this (it kept timing out)
     banned: bool = False
     first_request: float = 0.0
@@ -170,6 +175,8 @@ class DownloadJob:
                 remote = RemotePeer(info.peer_id, endpoint,
                                     Channel(self.node.zctx, endpoint, self.node.reactor), bits)
                 self.remotes[info.peer_id] = remote
+            else:
+                bits = bits | remote.bitfield   # what it told us itself (WATCH) may be newer
             remote.bitfield = bits
         for remote in self.remotes.values():
             remote.listed = remote.peer_id in listed
@@ -294,6 +301,35 @@ class DownloadJob:
         if fetch.received == fetch.size:
             self._verify_and_write(fetch)
 
+    def _watch(self, remote: RemotePeer) -> None:
+        if remote.bitfield.complete or remote.banned or self.finished is not None:
+            return
+        remote.watching = True
+        remote.channel.request(m.Watch(info_hash=self.meta.info_hash, since=remote.seen),
+                               lambda env, err, r=remote: self._on_haves(r, env, err),
+                               timeout_s=config.WATCH_S + config.REQUEST_TIMEOUT_S, tries=1)
+
+    def _on_haves(self, remote: RemotePeer, env: Envelope | None, err: ZorrentError | None) -> None:
+        remote.watching = False
+        if self.finished is not None or self.remotes.get(remote.peer_id) is not remote:
+            return
+        msg = env.msg if err is None else None
+        if not isinstance(msg, m.Haves) or msg.info_hash != self.meta.info_hash:
+            remote.watch_after = time.monotonic() + config.PEER_REFRESH_S   # not yet (or never): the tracker tells
+            return
+        remote.seen = msg.seq
+        news = False
+        for i in msg.pieces:
+            if 0 <= i < self.meta.num_pieces and i not in remote.bitfield:
+                remote.bitfield.add(i)
+                if i in self.pending and i not in remote.refused:
+                    news = True
+                    if not any(i in r.bitfield for r in self.remotes.values() if r is not remote):
+                        self.order.appendleft(i)     # the rarest: only this peer has it
+        self._watch(remote)
+        if news:
+            self.schedule()
+
     def _elsewhere(self, fetch: Fetch, suggest: list[int]) -> None:
         """A send-once seed sent this piece to someone else: not its fault, no failure.
         The piece waits for the swarm (not asked of this seed for ELSEWHERE_RETRY_S);
@@ -301,7 +337,7 @@ class DownloadJob:
         remote = fetch.remote
         self.redirected += 1
         remote.deferred[fetch.piece_index] = time.monotonic() + config.ELSEWHERE_RETRY_S
-        remote.suggested.extend(i for i in suggest if 0 <= i < self.meta.num_pieces)
+        remote.suggested.extend([i for i in suggest if 0 <= i < self.meta.num_pieces][:config.SEND_ONCE_SUGGEST])
         self._abandon(fetch, count=False)
         self.schedule()
 
@@ -418,7 +454,10 @@ class DownloadJob:
             return
         for remote in list(self.remotes.values()):
             remote.channel.expire(now)
-        if now - self.last_refresh >= config.PEER_REFRESH_S:
+            if not remote.watching and now >= remote.watch_after and remote.listed:
+                self._watch(remote)
+        interval = min(config.PEER_REFRESH_S, max(config.PEER_REFRESH_MIN_S, (now - self.started) / 2))
+        if now - self.last_refresh >= interval:
             self.refresh()
         self.schedule()
 

@@ -11,6 +11,7 @@ from node.peer.integrity import SUSPENDED
 from node.peer.main import PeerNode
 from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead
+from node.peer.watch import Park, answer
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, ZorrentError
@@ -54,6 +55,26 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
     except ZorrentError as exc:
         node.watch.read_failed(holding.file, exc)
         raise
+
+
+@data.handles(m.MsgType.GET_METAINFO)
+def get_metainfo(node: PeerNode, msg: m.GetMetainfo) -> m.MetainfoReply:
+    """A magnet link's metainfo, for a torrent held here (the asker checks its hash)."""
+    holding = node.holdings.get(msg.info_hash)
+    if holding is None:
+        raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
+    return m.MetainfoReply(info_hash=holding.meta.info_hash, metainfo=holding.meta.raw)
+
+
+@data.handles(m.MsgType.WATCH)
+def watch(node: PeerNode, msg: m.Watch) -> m.Haves | tuple[m.Haves, Park]:
+    holding = node.holdings.get(msg.info_hash)
+    if holding is None:
+        raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
+    reply = answer(msg.info_hash, holding.have_log, msg.since)
+    if reply is not None:
+        return reply
+    return m.Haves(info_hash=msg.info_hash, seq=msg.since, pieces=[]), Park(msg.info_hash, msg.since)
 
 
 def _absolute(path: str, what: str) -> Path:

@@ -24,10 +24,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from node import config
 from node.peer import state
+from node.peer.layout import Layout
 from node.peer.storage import FileChanged, PieceFile, StorageError
 from protocol import messages as m
 from protocol.errors import ZorrentError
@@ -56,14 +58,14 @@ def unchanged(saved: state.TorrentState, meta: Metainfo) -> bool:
     """May the resume state's verified pieces be trusted? A complete file (or a seed) must
     have the size, mtime and inode saved; a download in progress (written after the last
     save) only the inode, and room for its verified pieces."""
-    size, mtime_ns, ino = state.file_stamp(saved.path)
+    size, mtime_ns, ino = Layout(meta, Path(saved.path)).stamp()
     trusted = Bitfield(meta.num_pieces, saved.verified_bits)
     if saved.role == "seed" or trusted.complete:
         return (size, mtime_ns, ino) == (saved.size, saved.mtime_ns, saved.ino)
     return ino == saved.ino and size >= extent(meta, trusted)
 
 
-class Watch:
+class IntegrityWatch:
     """The peer's watch over the files it holds (one per PeerNode)."""
 
     def __init__(self, node: "PeerNode") -> None:
@@ -75,17 +77,24 @@ class Watch:
         self.closing = True            # a re-hash under way stops at its next piece
 
     def sweep(self) -> None:
+        """Each held torrent, FILE_CHECK_BATCH of its files at a time (a folder of thousands
+        of files is covered over several sweeps, not in one long pause of the event loop)."""
         for holding in list(self.node.holdings.values()):
-            self.check(holding)
+            f = holding.file
+            count = min(len(f.fds), config.FILE_CHECK_BATCH)
+            files = [(f.sweep_at + k) % len(f.fds) for k in range(count)]
+            f.sweep_at = (f.sweep_at + count) % max(1, len(f.fds))
+            self.check(holding, files)
 
-    def check(self, h: "Holding") -> "Holding":
-        """Notice a change now; the holding's record as it is then (``checking`` if it changed)."""
+    def check(self, h: "Holding", files: list[int] | None = None) -> "Holding":
+        """Notice a change now (in ``files``, default all); the holding's record as it is
+        then (``checking`` if it changed)."""
         if h.state in SUSPENDED:
             return h
         f = h.file
         if h.state == m.JobState.SEEDING and not f.sealed and f.holds == 0:
             f.seal()                   # a finished download: its last write has landed
-        why = f.change(extent(h.meta, h.bitfield))
+        why = f.change(extent(h.meta, h.bitfield), files)
         return self.noticed(h, why) if why else h
 
     def read_failed(self, piece_file: PieceFile, err: BaseException) -> None:

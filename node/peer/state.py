@@ -12,7 +12,6 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from node import config
 
@@ -88,11 +87,3 @@ def save(peer_id: str, token: str, torrents: list[TorrentState]) -> None:
     finally:
         os.close(dir_fd)
 
-
-def file_stamp(path: Path) -> tuple[int, int, int]:
-    """(size, mtime_ns, inode) of the file at ``path``; (-1, 0, 0) if there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return -1, 0, 0
-    return st.st_size, st.st_mtime_ns, st.st_ino

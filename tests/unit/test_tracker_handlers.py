@@ -4,7 +4,7 @@ import pytest
 
 from node import config
 from node.dispatch import Dispatcher
-from node.tracker.handlers import TrackerContext, tracker
+from node.tracker.handlers import TrackerContext, standard, tracker
 from node.tracker.store import open_store
 from protocol import messages as m
 from protocol.codec import decode, encode
@@ -132,3 +132,49 @@ def test_a_live_record_is_taken_over_only_with_its_token(ctx):
     # p1 restarted with its saved token takes its record back
     again = ask(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=token))
     assert isinstance(again, m.Registered) and again.token != token
+
+
+# ---------------------------------------------------------------- standard clients (the HTTP door)
+def ask_door(ctx, msg):
+    reply = decode(standard.dispatch(ctx, encode(msg, 6)))
+    ctx.commit()
+    return reply.msg
+
+
+def client_announce(info_hash, peer_id="aa" * 20, host="127.0.0.1", port=51413, left=0, event="started",
+                    numwant=50):
+    return m.ClientAnnounce(info_hash=info_hash, peer_id=peer_id, host=host, port=port, left=left,
+                            event=event, numwant=numwant)
+
+
+def test_standard_clients_meet_each_other_not_zorrent_peers(ctx, meta):
+    token = register(ctx)
+    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash, pieces=[0, 1]))
+    seed = ask_door(ctx, client_announce(meta.info_hash, "aa" * 20, left=0))
+    assert (seed.complete, seed.incomplete, seed.peers) == (1, 0, [])     # p1 is not handed out
+    leech = ask_door(ctx, client_announce(meta.info_hash, "bb" * 20, host="::1", port=6000, left=50_000))
+    assert leech.peers == [m.ClientPeer("aa" * 20, "127.0.0.1", 51413)]
+    assert ask_door(ctx, client_announce(meta.info_hash, "aa" * 20)).peers == [m.ClientPeer("bb" * 20, "::1", 6000)]
+    # zorrent peers (the download engine) see p1 only; the CLI asks for the clients too, flagged
+    assert [p.peer_id for p in ask(ctx, m.GetPeers(info_hash=meta.info_hash)).peers] == ["p1"]
+    every = ask(ctx, m.GetPeers(info_hash=meta.info_hash, standard_clients=True)).peers
+    assert [(p.peer_id, p.kind, p.have, p.bitfield) for p in every] == [
+        ("p1", "zorrent", 2, b"\xc0"), ("bt:" + "aa" * 20, "bittorrent", 7, b""),
+        ("bt:" + "bb" * 20, "bittorrent", 3, b"")]   # 50,000 bytes left of 100,000: 4 pieces to go
+
+
+def test_standard_clients_expire_on_their_own_clock(ctx, meta):
+    ask_door(ctx, client_announce(meta.info_hash))
+    ctx.clock_obj.now += config.PEER_EXPIRY_S + 1
+    assert ctx.expire_peers() == []                       # zorrent peers' expiry is not theirs
+    ctx.clock_obj.now += config.HTTP_PEER_EXPIRY_S
+    assert ctx.expire_peers() == ["bt:" + "aa" * 20]
+    assert ask_door(ctx, m.Scrape(info_hashes=[meta.info_hash])).files == [m.ScrapeEntry(meta.info_hash, 0, 0, 0)]
+
+
+def test_the_http_door_cannot_reach_zorrent_handlers(ctx, meta):
+    reply = ask_door(ctx, m.RegisterPeer(peer_id="p9", host="127.0.0.1", port=1, token=""))
+    assert reply.code == ErrorCode.UNKNOWN_TYPE
+    reply = decode(tracker.dispatch(ctx, encode(client_announce(meta.info_hash), 7))).msg
+    assert reply.code == ErrorCode.UNKNOWN_TYPE          # nor can ZeroMQ forge an HTTP client's address

@@ -5,7 +5,14 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-from node.tracker.store.base import PeerRecord, StoreError, TorrentRecord, TrackerStore
+from node.tracker.store.base import (
+    ZORRENT,
+    ClientEntry,
+    PeerRecord,
+    StoreError,
+    TorrentRecord,
+    TrackerStore,
+)
 from protocol.pieces import Bitfield
 
 SCHEMA = """
@@ -14,7 +21,8 @@ CREATE TABLE IF NOT EXISTS peers (
     host      TEXT NOT NULL,
     port      INTEGER NOT NULL,
     token     TEXT NOT NULL,
-    last_seen REAL NOT NULL
+    last_seen REAL NOT NULL,
+    kind      TEXT NOT NULL DEFAULT 'zorrent'
 );
 CREATE TABLE IF NOT EXISTS torrents (
     info_hash    TEXT PRIMARY KEY,
@@ -25,14 +33,25 @@ CREATE TABLE IF NOT EXISTS torrents (
     metainfo     BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS files (          -- one row per (file, peer): that peer's bitfield
-    info_hash TEXT NOT NULL REFERENCES torrents(info_hash),
-    peer_id   TEXT NOT NULL REFERENCES peers(peer_id),
-    bitfield  BLOB NOT NULL,
-    have      INTEGER NOT NULL,
+    info_hash  TEXT NOT NULL,                -- a standard client's torrent need not be registered
+    peer_id    TEXT NOT NULL REFERENCES peers(peer_id),
+    bitfield   BLOB NOT NULL,
+    have       INTEGER NOT NULL,
+    bytes_left INTEGER,                      -- standard clients only (no bitfield); NULL for zorrent peers
     PRIMARY KEY (info_hash, peer_id)
 );
 CREATE INDEX IF NOT EXISTS files_by_peer ON files(peer_id);
+CREATE TABLE IF NOT EXISTS completions (    -- per file: standard clients' event=completed (BEP 48)
+    info_hash  TEXT PRIMARY KEY,
+    downloaded INTEGER NOT NULL
+);
 """
+
+# columns added since the first schema: (table, column, definition) for stores made before them
+MIGRATIONS = [
+    ("peers", "kind", "TEXT NOT NULL DEFAULT 'zorrent'"),
+    ("files", "bytes_left", "INTEGER"),
+]
 
 
 class SqliteStore(TrackerStore):
@@ -49,6 +68,9 @@ class SqliteStore(TrackerStore):
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
+            for table, column, definition in MIGRATIONS:
+                if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {uri}: {exc}") from None
         self._bits: dict[tuple[str, str], Bitfield] = {}   # write-through cache of `files`
@@ -87,13 +109,13 @@ class SqliteStore(TrackerStore):
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
-        self._write("INSERT INTO peers VALUES (?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET "
-                    "host=excluded.host, port=excluded.port, token=excluded.token, "
-                    "last_seen=excluded.last_seen",
-                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen))
+        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, kind) VALUES (?,?,?,?,?,?) "
+                    "ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, port=excluded.port, "
+                    "token=excluded.token, last_seen=excluded.last_seen, kind=excluded.kind",
+                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.kind))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
-        row = self.db.execute("SELECT peer_id, host, port, token, last_seen FROM peers "
+        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, kind FROM peers "
                               "WHERE peer_id=?", (peer_id,)).fetchone()
         return PeerRecord(*row) if row else None
 
@@ -106,8 +128,9 @@ class SqliteStore(TrackerStore):
         for key in [k for k in self._bits if k[1] == peer_id]:
             del self._bits[key]
 
-    def peers_seen_before(self, when: float) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT peer_id FROM peers WHERE last_seen < ?", (when,))]
+    def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT peer_id FROM peers WHERE last_seen < ? AND kind = ?",
+                                              (when, kind))]
 
     # torrents
     def put_torrent(self, torrent: TorrentRecord) -> None:
@@ -130,16 +153,18 @@ class SqliteStore(TrackerStore):
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
         key = (info_hash, peer_id)
         bits = self._bits.get(key)
+        changed = False
         if bits is None:
             row = self.db.execute("SELECT bitfield FROM files WHERE info_hash=? AND peer_id=?",
                                   key).fetchone()
             bits = Bitfield(self._num_pieces(info_hash), row[0] if row else None)
-        changed = False
+            changed = row is None          # a member with no pieces yet is listed too
         for i in pieces:
             changed |= bits.add(i)
         self._bits[key] = bits
         if changed:
-            self._write("INSERT INTO files VALUES (?,?,?,?) ON CONFLICT(info_hash, peer_id) "
+            self._write("INSERT INTO files (info_hash, peer_id, bitfield, have) VALUES (?,?,?,?) "
+                        "ON CONFLICT(info_hash, peer_id) "
                         "DO UPDATE SET bitfield=excluded.bitfield, have=excluded.have",
                         (info_hash, peer_id, bits.to_bytes(), len(bits)))
 
@@ -150,7 +175,28 @@ class SqliteStore(TrackerStore):
     def holders(self, info_hash: str) -> dict[str, Bitfield]:
         size = self._num_pieces(info_hash)
         return {pid: Bitfield(size, blob) for pid, blob in self.db.execute(
-            "SELECT peer_id, bitfield FROM files WHERE info_hash=? ORDER BY peer_id", (info_hash,))}
+            "SELECT peer_id, bitfield FROM files WHERE info_hash=? AND bytes_left IS NULL ORDER BY peer_id",
+            (info_hash,))}
 
     def held_by(self, peer_id: str) -> dict[str, int]:
         return dict(self.db.execute("SELECT info_hash, have FROM files WHERE peer_id=?", (peer_id,)))
+
+    # files: standard clients
+    def put_client(self, info_hash: str, peer_id: str, left: int) -> None:
+        self._write("INSERT INTO files (info_hash, peer_id, bitfield, have, bytes_left) VALUES (?,?,?,0,?) "
+                    "ON CONFLICT(info_hash, peer_id) DO UPDATE SET bytes_left=excluded.bytes_left",
+                    (info_hash, peer_id, b"", left))
+
+    def clients(self, info_hash: str) -> list[ClientEntry]:
+        return [ClientEntry(PeerRecord(*row[:6]), row[6]) for row in self.db.execute(
+            "SELECT p.peer_id, p.host, p.port, p.token, p.last_seen, p.kind, f.bytes_left "
+            "FROM files f JOIN peers p ON p.peer_id = f.peer_id "
+            "WHERE f.info_hash=? AND f.bytes_left IS NOT NULL ORDER BY p.peer_id", (info_hash,))]
+
+    def add_completed(self, info_hash: str) -> None:
+        self._write("INSERT INTO completions VALUES (?, 1) ON CONFLICT(info_hash) "
+                    "DO UPDATE SET downloaded = downloaded + 1", (info_hash,))
+
+    def completed(self, info_hash: str) -> int:
+        row = self.db.execute("SELECT downloaded FROM completions WHERE info_hash=?", (info_hash,)).fetchone()
+        return row[0] if row else 0
