@@ -141,3 +141,31 @@ def test_restart_does_not_trust_a_file_whose_inode_changed(swarm, tmp_path):
     job = wait_state(swarm, "p2", info, "seeding")
     assert job["resumed"] == info["num_pieces"] - 1, job     # re-hashed, not trusted: one piece fetched again
     assert filecmp.cmp(src, out, shallow=False)
+
+
+def test_a_file_of_a_folder_torrent_deleted_or_modified(swarm, tmp_path):
+    """One file of a folder goes missing: the whole torrent is `missing` (as qBittorrent's
+    "missing files"), and `download` again restores the folder. A seed's file modified: only
+    the pieces over it are dropped."""
+    from tests.integration.test_multifile_magnet import diff_r, make_folder
+
+    swarm.tracker()
+    swarm.peer("p1")
+    swarm.peer("p2")
+    src = make_folder(tmp_path / "in" / "folder")
+    swarm.cli("create", "--input", str(src), "--one-torrent", "--piece-size", "32768")
+    info = swarm.cli_json("upload", "--input", str(src), "--one-torrent",
+                          "--peer-id", "p1", "--peer-port", str(swarm.peer_ports["p1"]))[0]
+    n = info["num_pieces"]
+    download(swarm, info["torrent"], tmp_path / "dl", "p2")
+    out = tmp_path / "dl" / "folder"
+    (out / "sub" / "deep" / "b.bin").unlink()
+    job = wait_state(swarm, "p2", info, "missing")
+    assert "sub/deep/b.bin is missing" in job["error"], job
+    wait_for(lambda: "p2" not in holders(swarm, info), what="the tracker to forget p2")
+    download(swarm, info["torrent"], tmp_path / "dl", "p2")
+    assert diff_r(src, out).returncode == 0
+    with open(src / "zz" / "last.bin", "r+b") as f:      # its first bytes: one piece
+        f.write(os.urandom(10))
+    job = wait_state(swarm, "p1", info, "changed")
+    assert job["have"] == n - 1 and "zz/last.bin was modified" in job["error"], job
