@@ -53,7 +53,7 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
     try:                                # the file is checked before and after (integrity.py)
         return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
     except ZorrentError as exc:
-        node.watch.read_failed(holding.file, exc)
+        node.integrity.read_failed(holding.file, exc)
         raise
 
 
