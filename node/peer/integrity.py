@@ -62,7 +62,7 @@ def unchanged(saved: state.TorrentState, meta: Metainfo) -> bool:
     trusted = Bitfield(meta.num_pieces, saved.verified_bits)
     if saved.role == "seed" or trusted.complete:
         return (size, mtime_ns, ino) == (saved.size, saved.mtime_ns, saved.ino)
-    return ino == saved.ino and size >= extent(meta, trusted)
+    return ino == saved.ino and (meta.multi_file or size >= extent(meta, trusted))  # a folder's: on the first sweep
 
 
 class IntegrityWatch:
@@ -94,7 +94,7 @@ class IntegrityWatch:
         f = h.file
         if h.state == m.JobState.SEEDING and not f.sealed and f.holds == 0:
             f.seal()                   # a finished download: its last write has landed
-        why = f.change(extent(h.meta, h.bitfield), files)
+        why = f.change(files, lambda i: f.needed(i, h.bitfield))
         return self.noticed(h, why) if why else h
 
     def read_failed(self, piece_file: PieceFile, err: BaseException) -> None:

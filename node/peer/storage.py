@@ -9,7 +9,7 @@ import mmap
 import os
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from node.peer.layout import FileChanged, Layout, Stamp, StorageError, file_change, moved
 from node.peer.layout import why as _why
@@ -84,18 +84,30 @@ class PieceFile:
         stay as our last write left them (so a change made since then is noticed)."""
         self.sealed = True
 
-    def change(self, min_size: int = 0, files: Sequence[int] | None = None) -> str:
+    def change(self, files: Sequence[int] | None = None, need: Callable[[int], int] | None = None) -> str:
         """Why the data on disk is no longer what was verified ("" if it still is), checking
-        ``files`` (default: all). An unsealed file (being downloaded) must keep the bytes of
-        the stream's first ``min_size`` that fall in it."""
+        ``files`` (default: all). An unsealed file (being downloaded) must still hold
+        ``need(i)`` bytes (the end of its last verified piece, or of the block being read)."""
         for i in range(len(self.fds)) if files is None else files:
-            fd, entry = self.fds[i], self.layout.entries[i]
+            fd = self.fds[i]
             if fd >= 0:
-                need = min(entry.length, max(0, min_size - entry.offset))
-                why = file_change(fd, self.layout.path_of(i), self.stamps[i], self.sealed, self.follow, need)
+                at_least = need(i) if need and not self.sealed else 0
+                why = file_change(fd, self.layout.path_of(i), self.stamps[i], self.sealed, self.follow, at_least)
                 if why:
                     return why
         return ""
+
+    def needed(self, i: int, have: Bitfield) -> int:
+        """Bytes file ``i`` must hold for the verified pieces ``have``: up to the end of the
+        last of them that covers it (pieces land in any order)."""
+        entry, piece_length = self.layout.entries[i], self.meta.piece_length
+        if entry.length == 0:
+            return 0
+        first, last = entry.offset // piece_length, (entry.offset + entry.length - 1) // piece_length
+        for piece in range(last, first - 1, -1):
+            if piece in have:
+                return min(entry.length, (piece + 1) * piece_length - entry.offset)
+        return 0
 
     @classmethod
     def open_download(cls, meta: Metainfo, path: Path, resuming: bool = False) -> "PieceFile":
@@ -141,8 +153,9 @@ class PieceFile:
         once sealed, their own stamps after it too: a write updates mtime before it changes
         any byte, so data read from a file that changed meanwhile is never returned."""
         offset = piece_index * self.meta.piece_length + block_offset
-        files = [i for i, _, _ in self.layout.spans(offset, length)]
-        if why := self.change(offset + length, files):
+        spans = self.layout.spans(offset, length)
+        files = [i for i, _, _ in spans]
+        if why := self.change(files, {i: at + n for i, at, n in spans}.get):
             raise FileChanged(why)
         try:
             data = self._read_range(offset, length)

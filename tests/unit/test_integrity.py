@@ -77,9 +77,29 @@ def test_a_download_in_progress_must_keep_its_verified_extent(tmp_path, seed):
     have = Bitfield(meta.num_pieces)
     have.add(0)
     have.add(2)
-    assert extent(meta, have) == 3 * PIECE and d.change(3 * PIECE) == ""
+    assert extent(meta, have) == 3 * PIECE and d.needed(0, have) == 3 * PIECE
+    assert d.change(need=lambda i: d.needed(i, have)) == ""
     os.truncate(d.path, PIECE)
-    assert "shrank" in d.change(3 * PIECE)
+    assert "shrank" in d.change(need=lambda i: d.needed(i, have))
     d.close()
     full = Bitfield.full(meta.num_pieces)
     assert extent(meta, full) == meta.length and extent(meta, Bitfield(meta.num_pieces)) == 0
+
+
+def test_a_folder_download_needs_in_each_file_only_what_its_own_verified_pieces_cover(tmp_path):
+    """Pieces land in any order: a later file complete says nothing about an earlier one's size."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(3 * PIECE))
+    (src / "b.bin").write_bytes(os.urandom(2 * PIECE + 10))
+    meta = metainfo.create_folder(src, "tcp://127.0.0.1:1", PIECE)
+    d = PieceFile.open_download(meta, tmp_path / "out")
+    have = Bitfield(meta.num_pieces)
+    have.add(meta.num_pieces - 1)                  # only b.bin's last piece
+    d.write_piece(meta.num_pieces - 1, [(src / "b.bin").read_bytes()[2 * PIECE:]])
+    a, b = (next(i for i, e in enumerate(meta.files) if e.path[-1] == name) for name in ("a.bin", "b.bin"))
+    assert d.needed(a, have) == 0 and d.needed(b, have) == 2 * PIECE + 10
+    assert d.change(need=lambda i: d.needed(i, have)) == ""
+    have.add(1)                                    # a.bin's middle piece: a.bin must reach 2 pieces
+    assert "a.bin shrank to 0 bytes" in d.change(need=lambda i: d.needed(i, have))
+    d.close()
