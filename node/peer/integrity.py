@@ -114,7 +114,8 @@ class IntegrityWatch:
         # a new record: a piece the stopped job's disk threads still finish lands in the old one
         h = self.node.holdings[old.meta.info_hash] = dataclasses.replace(
             old, job=None, state=m.JobState.CHECKING, error=why, finished=None,
-            bitfield=Bitfield(old.meta.num_pieces), unannounced=set(), announced=0, announcing=False)
+            bitfield=Bitfield(old.meta.num_pieces), unannounced=set(), announced=0, announcing=False,
+            have_log=[])               # watchers start over (node/peer/watch.py)
         self.node.state_dirty = True
         self.node.forgotten.add(h.meta.info_hash)     # the tracker drops every piece it listed for us
         self.node._flush_announces()
@@ -168,6 +169,7 @@ class IntegrityWatch:
                 h.state = m.JobState.CHANGED
                 h.error = f"{why}: {n - have} of {n} pieces no longer verify ({again} again to restore it)"
             h.unannounced, h.announced = set(h.bitfield.indexes()), 0
+            h.have_log.extend(sorted(h.unannounced))      # watchers learn what verifies again
             log.warning("%s: re-hashed after a change: %d of %d pieces verify", h.meta.name, have, n)
         self.node.state_dirty = True
         self.node._flush_announces()
