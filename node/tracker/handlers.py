@@ -9,6 +9,7 @@ from typing import Callable
 
 from node import config
 from node.dispatch import Context, Dispatcher
+from node.tracker.stats import TrackerCounters
 from node.tracker.store import PeerRecord, TorrentRecord, TrackerStore
 from protocol import messages as m
 from protocol import metainfo
@@ -22,12 +23,16 @@ class TrackerContext(Context):
     store: TrackerStore
     clock: Callable[[], float] = time.time
     started: float = field(default_factory=time.time)
+    counters: TrackerCounters = field(default_factory=TrackerCounters)
 
     def scope(self):
         return self.store.savepoint()
 
     def commit(self) -> None:
         self.store.commit()
+
+    def observe(self, requests: int, elapsed_s: float) -> None:
+        self.counters.observe(requests, elapsed_s)
 
     def expire_peers(self) -> list[str]:
         """Forget peers silent longer than PEER_EXPIRY_S (not before that long after start)."""
@@ -114,6 +119,7 @@ def announce(ctx: TrackerContext, msg: m.Announce) -> m.Ok:
     if bad is not None:
         raise ZorrentError(f"piece {bad} is out of range 0..{size - 1}", ErrorCode.BAD_FIELD)
     ctx.store.add_pieces(msg.info_hash, msg.peer_id, msg.pieces)   # liveness is the heartbeat's job
+    ctx.counters.announced(len(msg.pieces))
     return m.Ok()
 
 
@@ -136,3 +142,14 @@ def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
                                     bitfield=bits.to_bytes(), have=len(bits)))
     return m.PeerList(info_hash=torrent.info_hash, name=torrent.name,
                       num_pieces=torrent.num_pieces, length=torrent.length, peers=peers)
+
+
+@tracker.handles(m.MsgType.GET_SWARM)
+def get_swarm(ctx: TrackerContext, msg: m.GetSwarm) -> m.Swarm:
+    """Read-only, for the web view: peers not yet expired, every torrent, the counters."""
+    now = ctx.clock()
+    peers = [m.SwarmPeer(peer_id=p.peer_id, host=p.host, port=p.port, seen_s_ago=round(max(0.0, now - p.last_seen), 3))
+             for p in ctx.store.list_peers() if p.last_seen > now - config.PEER_EXPIRY_S]
+    torrents = [m.SwarmTorrent(info_hash=t.info_hash, name=t.name, num_pieces=t.num_pieces, length=t.length,
+                               piece_length=t.piece_length) for t in ctx.store.list_torrents()]
+    return m.Swarm(peers=peers, torrents=torrents, stats=ctx.counters.snapshot())

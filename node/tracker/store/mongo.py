@@ -62,6 +62,10 @@ class MongoStore(TrackerStore):
     def peers_seen_before(self, when: float) -> list[str]:
         return [d["_id"] for d in self._do(self.peers.find, {"last_seen": {"$lt": when}}, {"_id": 1})]
 
+    def list_peers(self) -> list[PeerRecord]:
+        return [PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"])
+                for d in self._do(self.peers.find, {}, sort=[("_id", 1)])]
+
     # torrents
     def put_torrent(self, torrent: TorrentRecord) -> None:
         if self.get_torrent(torrent.info_hash) is not None:
@@ -75,10 +79,10 @@ class MongoStore(TrackerStore):
 
     def get_torrent(self, info_hash: str) -> TorrentRecord | None:
         d = self._do(self.torrents.find_one, {"_id": info_hash})
-        if not d:
-            return None
-        return TorrentRecord(d["_id"], d["name"], d["length"], d["piece_length"],
-                             d["num_pieces"], bytes(d["metainfo"]))
+        return _torrent(d) if d else None
+
+    def list_torrents(self) -> list[TorrentRecord]:
+        return [_torrent(d) for d in self._do(self.torrents.find, {}, sort=[("_id", 1)])]
 
     # files
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
@@ -103,3 +107,7 @@ class MongoStore(TrackerStore):
     def held_by(self, peer_id: str) -> dict[str, int]:
         return {d["_id"]: len(d["peers"][peer_id]) for d in self._do(
             self.files.find, {f"peers.{peer_id}": {"$exists": True}}, {f"peers.{peer_id}": 1})}
+
+
+def _torrent(d: dict) -> TorrentRecord:
+    return TorrentRecord(d["_id"], d["name"], d["length"], d["piece_length"], d["num_pieces"], bytes(d["metainfo"]))
