@@ -41,13 +41,16 @@ function drawChart(history) {
   for (const p of history) top = Math.max(top, p[1], p[2]);
   const x = (t) => ((t - t0) / Math.max(t1 - t0, 1e-6)) * (w - 2) + 1;
   const y = (v) => h - 2 - (v / top) * (h - 14);
-  for (const [col, color] of [[1, "#1c7ed6"], [2, "#e8590c"]]) {
+  // in a closed swarm every byte down is a byte up: download wide underneath, upload dashed on top
+  for (const [col, color, width, dash] of [[1, "#1c7ed6", 4, []], [2, "#e8590c", 1.5, [5, 3]]]) {
     ctx.beginPath();
     ctx.strokeStyle = color;
-    ctx.lineWidth = 1.5;
+    ctx.lineWidth = width;
+    ctx.setLineDash(dash);
     history.forEach((p, i) => (i ? ctx.lineTo(x(p[0]), y(p[col])) : ctx.moveTo(x(p[0]), y(p[col]))));
     ctx.stroke();
   }
+  ctx.setLineDash([]);
   ctx.fillStyle = "#6b7280";
   ctx.font = "10px system-ui";
   ctx.fillText("max " + rate(top), 4, 10);
