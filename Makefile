@@ -12,8 +12,11 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
+# the web view's browser tests drive Debian's chromium + chromium-driver (apt-get only when missing)
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi
 
 install-bench: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'

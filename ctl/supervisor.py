@@ -34,6 +34,17 @@ class TrackerSpec:
         return config.endpoint(self.host, self.port)
 
 
+@dataclass(frozen=True)
+class WebSpec:
+    host: str = config.DEFAULT_WEB_HOST
+    port: int = config.DEFAULT_WEB_PORT
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+
 def _program(name: str, args: list[str], workdir: Path, autostart: bool) -> str:
     log = (config.logs_dir() / f"{name}.log").resolve()
     command = " ".join([sys.executable, "-m", "ctl", *args])
@@ -58,9 +69,9 @@ stdout_logfile_backups={config.SUPERVISOR_LOG_BACKUPS}
 """
 
 
-def render(peers: list[PeerSpec], tracker: TrackerSpec, tracker_autostart: bool) -> str:
-    """The whole supervisord.conf. The tracker program is always there; start-peer leaves
-    it stopped (a foreground tracker may own the port), ``swarm up`` starts it."""
+def render(peers: list[PeerSpec], tracker: TrackerSpec, tracker_autostart: bool, web: WebSpec = WebSpec()) -> str:
+    """The whole supervisord.conf. The tracker and web programs are always there; start-peer
+    leaves them stopped (a foreground tracker may own the port), ``swarm up`` starts them."""
     workdir = Path.cwd()
     sock = config.supervisor_socket().resolve()
     logs = config.logs_dir().resolve()
@@ -88,9 +99,11 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://{sock}
 """, _program("tracker", tracker_args, workdir, tracker_autostart)]
+    parts.append(_program("web", ["web", "--host", web.host, "--port", str(web.port), "--tracker", tracker.endpoint],
+                          workdir, autostart=False))
     for spec in peers:
         parts.append(_program(spec.peer_id, peer_args(spec, tracker.endpoint), workdir, autostart=True))
-    names = ",".join(["tracker", *(p.peer_id for p in peers)])
+    names = ",".join(["tracker", "web", *(p.peer_id for p in peers)])
     parts.append(f"\n[group:{config.SUPERVISOR_GROUP}]\nprograms={names}\n")
     return "".join(parts)
 
