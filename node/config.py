@@ -152,6 +152,7 @@ DEFAULT_WEB_HOST = "127.0.0.1"                # never all interfaces unless aske
 DEFAULT_WEB_PORT = 8080
 WEB_POLL_S = 0.5                              # tracker + every peer's status, then a push to each page
 WEB_STATUS_TIMEOUT_S = 0.4                    # a peer that does not answer a poll by then shows "no answer"
+WEB_TRACKER_TIMEOUT_S = 1.0                   # the tracker may be busy with a group commit: wait longer
 WEB_PIECE_BUCKETS = 1000                      # piece map columns at most (qBittorrent's piecesbar idea)
 WEB_HISTORY_POINTS = 240                      # rate-over-time samples kept (2 minutes at WEB_POLL_S)
 WEB_EVENTS_KEPT = 200                         # newest swarm events kept and shown

@@ -30,12 +30,13 @@ MAX_EVENT_LINES = 100        # events read from the file per look
 
 class Poller:
     def __init__(self, tracker_endpoint: str, events_path: Path | None = None,
-                 timeout_s: float = config.WEB_STATUS_TIMEOUT_S) -> None:
+                 timeout_s: float = config.WEB_STATUS_TIMEOUT_S,
+                 tracker_timeout_s: float = config.WEB_TRACKER_TIMEOUT_S) -> None:
         self.zctx = zmq.Context()
         self.tracker_endpoint = tracker_endpoint
         self.tracker = Channel(self.zctx, tracker_endpoint)
         self.peers: dict[str, Channel] = {}
-        self.timeout_s = timeout_s
+        self.timeout_s, self.tracker_timeout_s = timeout_s, tracker_timeout_s
         self.events_path = events_path
         self._events_offset = 0
         self._torrents: list[str] = []
@@ -52,9 +53,9 @@ class Poller:
         ids = set(local_peer_ids())
         for peer_id in ids:
             self._ask(self._peer(peer_id), ("status", peer_id), m.Status(info_hash=""), results)
-        self._ask(self.tracker, ("swarm",), m.GetSwarm(), results)
+        self._ask(self.tracker, ("swarm",), m.GetSwarm(), results, self.tracker_timeout_s)
         for ih in self._torrents:          # last look's torrents; new ones are asked next time
-            self._ask(self.tracker, ("peers", ih), m.GetPeers(info_hash=ih), results)
+            self._ask(self.tracker, ("peers", ih), m.GetPeers(info_hash=ih), results, self.tracker_timeout_s)
         self._wait(results)
         swarm = results.get(("swarm",))
         obs = Observation(at=at, tracker=swarm if isinstance(swarm, m.Swarm) else None,
@@ -79,13 +80,13 @@ class Poller:
         for peer_id in [p for p in self.peers if p not in ids]:
             self.peers.pop(peer_id).close()
 
-    def _ask(self, chan: Channel, key: tuple, msg: m.Message, results: dict) -> None:
+    def _ask(self, chan: Channel, key: tuple, msg: m.Message, results: dict, timeout_s: float = 0.0) -> None:
         results[key] = None
 
         def done(env, err) -> None:
             results[key] = err.message if err is not None else env.msg
 
-        chan.request(msg, done, timeout_s=self.timeout_s, tries=1)
+        chan.request(msg, done, timeout_s=timeout_s or self.timeout_s, tries=1)
 
     def _wait(self, results: dict) -> None:
         chans = [self.tracker, *self.peers.values()]

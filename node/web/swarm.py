@@ -20,6 +20,7 @@ from node.web import availability
 from protocol import messages as m
 
 RATE_SMOOTHING = 0.5        # weight of the newest sample in a peer's rate
+TRACKER_DOWN_AFTER = 2      # missed polls in a row before the tracker shows as down (a busy one is late)
 
 # the Prometheus counters this model keeps: name -> help
 COUNTERS = {
@@ -79,6 +80,7 @@ class SwarmView:
         self.events: deque = deque(maxlen=config.WEB_EVENTS_KEPT)
         self.totals: dict[tuple[str, str, str], float] = {}   # (counter, peer_id, info_hash) -> total
         self._event_id = 0
+        self._tracker_misses = 0
         self._last: dict[tuple, object] = {}                  # previous raw values, for deltas
 
     # ------------------------------------------------------------------ helpers
@@ -121,7 +123,9 @@ class SwarmView:
 
     def _tracker(self, obs: Observation) -> None:
         was_up = self.tracker_up
-        self.tracker_up, self.tracker_error = obs.tracker is not None, obs.tracker_error
+        self._tracker_misses = 0 if obs.tracker is not None else self._tracker_misses + 1
+        if obs.tracker is not None or self._tracker_misses >= TRACKER_DOWN_AFTER or self.seq == 1:
+            self.tracker_up, self.tracker_error = obs.tracker is not None, obs.tracker_error
         if was_up != self.tracker_up and self.seq > 1:
             self.event(obs.at, "tracker", "tracker answers again" if self.tracker_up
                        else f"tracker does not answer: {obs.tracker_error}")

@@ -100,6 +100,8 @@ def test_rates_totals_and_events_from_successive_observations():
 
     # the tracker goes away: the last peers and torrents stay, the event says so
     view.apply(Observation(at=t0 + 3, tracker=None, tracker_error="no answer", statuses={}))
+    assert view.snapshot()["tracker"]["up"]              # one late reply is a busy tracker, not a dead one
+    view.apply(Observation(at=t0 + 4, tracker=None, tracker_error="no answer", statuses={}))
     assert not view.snapshot()["tracker"]["up"] and view.snapshot()["summary"]["torrents"] == 1
     assert view.snapshot()["events"][-1]["kind"] == "tracker"
 

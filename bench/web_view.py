@@ -1,0 +1,104 @@
+"""The web view at scale: N real peers, rate-limited downloads, headless Chromium.
+
+    python bench/web_view.py --peers 20 --screenshot /tmp/swarm20.png
+    python bench/web_view.py --peers 100 --no-browser
+
+Starts a tracker, N peers (one process each), seeds a few files from a few peers
+(upload-rate limited so downloads last), starts downloads on the rest, runs `web`, then
+reports the size of /metrics and /api/swarm, and, with a browser, the page's update
+latency (server snapshot time to the page having drawn it) and a screenshot.
+Everything it started is stopped, and its work directory removed, at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.procs import Swarm, wait_for, write_random  # noqa: E402
+
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,2200")
+
+
+def fetch(url: str) -> bytes:
+    return urllib.request.urlopen(url, timeout=10).read()
+
+
+def browse(url: str, shot: Path | None, seconds: float, workdir: Path) -> list[float]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in (*CHROMIUM_ARGS, f"--user-data-dir={workdir / 'chromium-profile'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        driver.get(url)
+        time.sleep(seconds)          # a measurement window, not a synchronisation
+        latencies = driver.execute_script("return window.zorrentLatencies")[1:]
+        if shot:
+            driver.save_screenshot(str(shot))
+        return latencies
+    finally:
+        driver.quit()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--peers", type=int, default=20)
+    ap.add_argument("--files", type=int, default=3)
+    ap.add_argument("--size", type=int, default=8_000_000)
+    ap.add_argument("--upload-rate", type=int, default=1_000_000)
+    ap.add_argument("--screenshot", type=Path)
+    ap.add_argument("--watch-s", type=float, default=10.0)
+    ap.add_argument("--no-browser", action="store_true")
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="zorrent-web-"))
+    s = Swarm(workdir)
+    failed = True
+    try:
+        s.tracker()
+        ids = [f"peer{i:03d}" for i in range(1, args.peers + 1)]
+        seeders = ids[: max(1, args.files)]
+        for peer_id in ids:
+            extra = ("--upload-rate", str(args.upload_rate)) if peer_id in seeders else ()
+            s.peer_start_unregistered(peer_id, *extra)
+        wait_for(lambda: all(s.status(p)["registered"] for p in seeders), timeout_s=120, what="seeders registered")
+        ready = workdir / "web.ready"
+        proc = s.spawn("web", "web", "--port", "0", "--tracker", s.tracker_endpoint, "--ready-file", str(ready))
+        url = s._ready("web", proc, ready)
+        torrents = []
+        for k in range(args.files):
+            src = write_random(workdir / "in" / f"file{k}.bin", args.size, k)
+            torrents.append(s.upload(src, seeders[k % len(seeders)])["torrent"])
+        for i, peer_id in enumerate(ids[len(seeders):]):
+            s.spawn(f"dl-{peer_id}", "download", "--torrent", torrents[i % len(torrents)], "--output",
+                    str(workdir / "out" / peer_id), "--peer-id", peer_id, "--peer-port", str(s.peer_ports[peer_id]))
+        wait_for(lambda: b'"peers_live":%d' % args.peers in fetch(url + "api/swarm"), timeout_s=120,
+                 what="every peer live on the view")
+        time.sleep(2)
+        metrics, api = fetch(url + "metrics"), fetch(url + "api/swarm")
+        print(f"{args.peers} peers, {args.files} torrents: /metrics {len(metrics)} bytes "
+              f"({sum(1 for line in metrics.splitlines() if not line.startswith(b'#'))} samples), "
+              f"/api/swarm {len(api)} bytes")
+        if not args.no_browser:
+            latencies = browse(url, args.screenshot, args.watch_s, workdir)
+            print(f"page update latency over {len(latencies)} pushes: median {statistics.median(latencies):.1f} ms, "
+                  f"max {max(latencies):.1f} ms" + (f"; screenshot {args.screenshot}" if args.screenshot else ""))
+        failed = False
+    finally:
+        s.close(failed)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
