@@ -12,6 +12,7 @@ WIDTH, HEIGHT = 960, 320
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
 MARK_COLOURS = {"kill": "#c92a2a", "restart": "#f08c00", "partition": "#7048e8", "heal": "#2f9e44"}
 MIB = 1024 * 1024
+WINDOW_S = 5.0              # throughput is averaged over this long
 
 
 @dataclass
@@ -28,10 +29,15 @@ class Timeline:
     def mark(self, kind: str, node: str) -> None:
         self.marks.append((round(time.time() - self.started, 3), kind, node))
 
-    def throughput(self) -> list[tuple[float, float]]:
-        """(seconds, MiB/s) between successive samples; a drop (a recycled file) counts as 0."""
-        out = []
-        for (t0, b0), (t1, b1) in zip(self.samples, self.samples[1:]):
+    def throughput(self, window_s: float = WINDOW_S) -> list[tuple[float, float]]:
+        """(seconds, MiB/s over the last ``window_s``) at each sample; a drop (pieces lost
+        in a kill) counts as 0. The soak samples about once a second, and a download that
+        finishes between two samples would otherwise make the line jump from 0 to a peak."""
+        out, start = [], 0
+        for t1, b1 in self.samples[1:]:
+            while self.samples[start + 1][0] <= t1 - window_s:
+                start += 1
+            t0, b0 = self.samples[start]
             if t1 > t0:
                 out.append((t1, max(0, b1 - b0) / MIB / (t1 - t0)))
         return out
