@@ -195,11 +195,17 @@ function renderEvents(events) {
 }
 
 // ---------------------------------------------------------------- the stream
+const renderMs = [];             // ms the page spent drawing each update
+window.zorrentRenderMs = renderMs;
+
 function render(s) {
+  const started = performance.now();
   renderSummary(s);
   renderTorrents(s.torrents);
   renderPeers(s.peers);
   renderEvents(s.events);
+  renderMs.push(performance.now() - started);
+  if (renderMs.length > 1000) renderMs.shift();
   const ms = Date.now() - s.ts_ms;
   latencies.push(ms);
   if (latencies.length > 1000) latencies.shift();
