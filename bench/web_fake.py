@@ -79,7 +79,7 @@ async def serve(peers: int, torrents: int, pieces: int, ready: str) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     allowed |= allowed_hosts("127.0.0.1", port, [])
     write_ready_file(ready, f"http://127.0.0.1:{port}/")
     await asyncio.Event().wait()

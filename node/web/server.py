@@ -42,10 +42,6 @@ SECURITY_HEADERS = {
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 SSE_KEEPALIVE_S = 15.0
 
-VIEW = web.AppKey("view", SwarmView)
-HUB = web.AppKey("hub", "Hub")
-ALLOWED = web.AppKey("allowed", set)
-REGISTRY = web.AppKey("registry", object)
 
 
 def allowed_hosts(host: str, port: int, names: list[str]) -> set[str]:
@@ -64,16 +60,6 @@ def allowed_hosts(host: str, port: int, names: list[str]) -> set[str]:
     return out
 
 
-@web.middleware
-async def guard(request: web.Request, handler):
-    if request.headers.get("Host", "").lower() not in request.app[ALLOWED]:
-        response = web.Response(status=421, text="421: this server does not answer to that Host name\n")
-    else:
-        response = await handler(request)
-    response.headers.update(SECURITY_HEADERS)
-    return response
-
-
 class Hub:
     """The latest snapshot, and a queue per connected page (only the newest one matters)."""
 
@@ -88,6 +74,25 @@ class Hub:
             if queue.full():
                 queue.get_nowait()    # a slow page skips to the newest snapshot
             queue.put_nowait((seq, data))
+
+
+VIEW = web.AppKey("view", SwarmView)
+HUB = web.AppKey("hub", Hub)
+ALLOWED = web.AppKey("allowed", set)
+REGISTRY = web.AppKey("registry", object)
+
+
+@web.middleware
+async def guard(request: web.Request, handler):
+    if request.headers.get("Host", "").lower() not in request.app[ALLOWED]:
+        response = web.Response(status=421, text="421: this server does not answer to that Host name\n")
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:        # 404 and friends get the same headers
+            response = web.Response(status=exc.status, text=exc.text)
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 async def page(request: web.Request) -> web.Response:
@@ -128,8 +133,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 await response.write(_sse(seq, data))
             except asyncio.TimeoutError:
                 await response.write(b": keepalive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass                      # the page went away
     finally:
         hub.pages.discard(queue)
     return response
@@ -201,7 +206,7 @@ async def _serve(host: str, port: int, tracker_endpoint: str, names: list[str], 
     except OSError as exc:
         await runner.cleanup()
         raise ZorrentError(f"cannot listen on {host}:{port}: {exc.strerror}", ErrorCode.BAD_INPUT) from None
-    bound = site._server.sockets[0].getsockname()[1]
+    bound = runner.addresses[0][1]
     allowed |= allowed_hosts(host, bound, names)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{bound}/"
     log.info("web view on %s (tracker %s)", url, tracker_endpoint)

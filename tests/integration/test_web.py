@@ -74,6 +74,8 @@ def test_a_foreign_host_header_is_refused(web):
     csp = headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert b"<script>" not in body and b"onerror" not in body     # no inline script on the page
+    status, headers, _ = get(url, "/static/../../etc/passwd", host=f"127.0.0.1:{port}")
+    assert status == 404 and "Content-Security-Policy" in headers
 
 
 def test_metrics_counters_grow_during_a_download(web):
