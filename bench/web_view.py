@@ -62,6 +62,10 @@ def browse(url: str, shot: Path | None, seconds: float, workdir: Path) -> tuple[
         driver.quit()
 
 
+def registered(peer_id: str) -> bool:
+    return client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=5, tries=1).registered
+
+
 def report(url: str, args, workdir: Path) -> None:
     metrics, api = fetch(url + "metrics"), fetch(url + "api/swarm")
     print(f"{args.peers} peers, {args.files} torrents: /metrics {len(metrics)} bytes "
@@ -109,7 +113,6 @@ def main() -> None:
         return
     os.environ["ZORRENT_OUTPUT"] = str(workdir / "output")     # the peers' control sockets
     s = Swarm(workdir)
-    failed = True
     try:
         s.tracker()
         ids = [f"peer{i:03d}" for i in range(1, args.peers + 1)]
@@ -117,7 +120,7 @@ def main() -> None:
         for peer_id in ids:
             extra = ("--upload-rate", str(args.upload_rate)) if peer_id in seeders else ()
             s.peer_start_unregistered(peer_id, *extra)
-        wait_for(lambda: all(s.status(p)["registered"] for p in seeders), timeout_s=120, what="seeders registered")
+        wait_for(lambda: all(registered(p) for p in seeders), timeout_s=120, what="seeders registered")
         ready = workdir / "web.ready"
         proc = s.spawn("web", "web", "--port", "0", "--tracker", s.tracker_endpoint, "--ready-file", str(ready))
         url = s._ready("web", proc, ready)
@@ -125,18 +128,17 @@ def main() -> None:
         for k in range(args.files):
             src = write_random(workdir / "in" / f"file{k}.bin", args.size, k)
             torrents.append(s.upload(src, seeders[k % len(seeders)])["torrent"])
-        wait_for(lambda: all(s.status(p)["registered"] for p in ids), timeout_s=180, what="every peer registered")
+        wait_for(lambda: all(registered(p) for p in ids), timeout_s=180, what="every peer registered")
         for i, peer_id in enumerate(ids[len(seeders):]):
-            raw = Path(torrents[i % len(torrents)]).read_bytes()
+            raw = (workdir / torrents[i % len(torrents)]).read_bytes()
             client.peer_control(peer_id, m.Download(metainfo=raw, output=str(workdir / "out" / peer_id)),
                                 timeout_s=10)
         wait_for(lambda: b'"peers_live":%d' % args.peers in fetch(url + "api/swarm"), timeout_s=120,
                  what="every peer live on the view")
         time.sleep(2)              # a few polls with the downloads running
         report(url, args, workdir)
-        failed = False
     finally:
-        s.close(failed)
+        s.close(failed=False)       # a failure shows as the exception; the logs go with the directory
         shutil.rmtree(workdir, ignore_errors=True)
 
 
