@@ -138,7 +138,15 @@ def main() -> None:
         time.sleep(2)              # a few polls with the downloads running
         report(url, args, workdir)
     finally:
-        s.close(failed=False)       # a failure shows as the exception; the logs go with the directory
+        for _, proc, _ in s.procs:  # SIGTERM to all at once: a hundred one by one takes minutes
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc, _ in s.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        s.close(failed=False)       # kills what is left; a failure shows as the exception
         shutil.rmtree(workdir, ignore_errors=True)
 
 
