@@ -7,12 +7,14 @@ supervisorctl addresses them as ``swarm:peer1`` (or ``swarm:*``).
 """
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from supervisor.xmlrpc import SupervisorTransport
 
@@ -45,9 +47,12 @@ class WebSpec:
         return f"http://{host}:{self.port}/"
 
 
-def _program(name: str, args: list[str], workdir: Path, autostart: bool) -> str:
+Launcher = Callable[[str], list[str]]    # program name -> argv prefix (a lab's ``ip netns exec NS``)
+
+
+def _program(name: str, args: list[str], workdir: Path, autostart: bool, prefix: list[str]) -> str:
     log = (config.logs_dir() / f"{name}.log").resolve()
-    command = " ".join([sys.executable, "-m", "ctl", *args])
+    command = shlex.join([*prefix, sys.executable, "-m", "ctl", *args])
     output = config.output_dir().resolve()
     return f"""
 [program:{name}]
@@ -69,9 +74,12 @@ stdout_logfile_backups={config.SUPERVISOR_LOG_BACKUPS}
 """
 
 
-def render(peers: list[PeerSpec], tracker: TrackerSpec, tracker_autostart: bool, web: WebSpec = WebSpec()) -> str:
+def render(peers: list[PeerSpec], tracker: TrackerSpec, tracker_autostart: bool,
+           launcher: Launcher | None = None, web: WebSpec = WebSpec()) -> str:
     """The whole supervisord.conf. The tracker and web programs are always there; start-peer
-    leaves them stopped (a foreground tracker may own the port), ``swarm up`` starts them."""
+    leaves them stopped (a foreground tracker may own the port), ``swarm up`` starts them.
+    The web view runs in this namespace (a lab's bridge reaches every host from here)."""
+    launcher = launcher or (lambda name: [])
     workdir = Path.cwd()
     sock = config.supervisor_socket().resolve()
     logs = config.logs_dir().resolve()
@@ -98,11 +106,11 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 
 [supervisorctl]
 serverurl=unix://{sock}
-""", _program("tracker", tracker_args, workdir, tracker_autostart)]
+""", _program("tracker", tracker_args, workdir, tracker_autostart, launcher("tracker"))]
     parts.append(_program("web", ["web", "--host", web.host, "--port", str(web.port), "--tracker", tracker.endpoint],
-                          workdir, autostart=False))
+                          workdir, False, []))
     for spec in peers:
-        parts.append(_program(spec.peer_id, peer_args(spec, tracker.endpoint), workdir, autostart=True))
+        parts.append(_program(spec.peer_id, peer_args(spec, tracker.endpoint), workdir, True, launcher(spec.peer_id)))
     names = ",".join(["tracker", "web", *(p.peer_id for p in peers)])
     parts.append(f"\n[group:{config.SUPERVISOR_GROUP}]\nprograms={names}\n")
     return "".join(parts)

@@ -37,7 +37,10 @@ def tracker(
 @command(app, "peer")
 def peer(
     peer_id: Annotated[str, typer.Option(help="This peer's unique id.")],
-    host: Annotated[str, typer.Option(help="Address to serve pieces on.")] = config.DEFAULT_PEER_HOST,
+    host: Annotated[str, typer.Option(help="Address to serve pieces on (0.0.0.0: every interface).")] =
+        config.DEFAULT_PEER_HOST,
+    advertise: Annotated[Optional[str], typer.Option(
+        help="Address the tracker gives other peers for this one (default: --host).")] = None,
     port: Annotated[int, typer.Option(help="Port to serve pieces on (0 picks a free one).")] = 6881,
     tracker: Annotated[str, typer.Option(help="Tracker endpoint.")] = config.default_tracker_endpoint(),
     upload_rate: Annotated[int, typer.Option(help="Upload limit in bytes/s (0: none).")] = 0,
@@ -49,13 +52,21 @@ def peer(
     """Run one peer in the foreground (what start-peer runs for each peer)."""
     from node.peer.main import run
 
-    run(peer_id, host, port, tracker, upload_rate, ready_file, disk_io.value)
+    run(peer_id, host, port, tracker, upload_rate, ready_file, disk_io.value, advertise)
 
 
 PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]
 TrackerHost = Annotated[str, typer.Option(help="The tracker's address.")]
 TrackerPort = Annotated[int, typer.Option(help="The tracker's port.")]
 StoreUri = Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")]
+TrackerEndpoint = Annotated[Optional[str], typer.Option(
+    "--tracker", help="The tracker as tcp://HOST:PORT, e.g. on another host (overrides --tracker-host/--tracker-port).")]
+
+
+def _tracker_spec(tracker: str | None, host: str, port: int, store: str | None) -> supervisor.TrackerSpec:
+    if tracker:
+        host, port = config.parse_endpoint(tracker)
+    return supervisor.TrackerSpec(host, port, store)
 
 
 @command(app, "start-peer")
@@ -65,17 +76,19 @@ def start_peer(
     tracker_host: TrackerHost = config.default_tracker_address()[0],
     tracker_port: TrackerPort = config.default_tracker_address()[1],
     store: StoreUri = None,
+    tracker_endpoint: TrackerEndpoint = None,
     foreground: Annotated[bool, typer.Option(
         "--foreground", help="Run the peers as children of this command instead of under supervisord.")] = False,
 ) -> None:
-    """Start every peer of peers.json, each its own process, and return once all answer.
+    """Start the peers of peers.json on this host (whose "ip" is one of its addresses), each
+    its own process, and return once all answer. The others are named and skipped.
 
     By default supervisord keeps them alive: the config is written to
     supervisor_conf/supervisord.conf and supervisord is started (or told to reread and
     update). Manage them with: supervisorctl -c supervisor_conf/supervisord.conf status
     """
-    specs = nodes.load_peers(config_path)
-    tracker = supervisor.TrackerSpec(tracker_host, tracker_port, store)
+    specs = nodes.split_local(nodes.load_peers(config_path), config_path)
+    tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
         _run_foreground(ctx, specs, tracker.endpoint)
         return
@@ -168,12 +181,14 @@ def swarm_up(
     tracker_host: TrackerHost = config.default_tracker_address()[0],
     tracker_port: TrackerPort = config.default_tracker_address()[1],
     store: StoreUri = None,
+    tracker_endpoint: TrackerEndpoint = None,
     web_host: Annotated[str, typer.Option(help="Address of the web view.")] = config.DEFAULT_WEB_HOST,
     web_port: Annotated[int, typer.Option(help="Port of the web view.")] = config.DEFAULT_WEB_PORT,
 ) -> None:
-    """Bring up the tracker, the web view and every peer of peers.json under supervisord."""
-    _supervise(ctx, nodes.load_peers(config_path), supervisor.TrackerSpec(tracker_host, tracker_port, store),
-               start_tracker=True, web=supervisor.WebSpec(web_host, web_port))
+    """Bring up the tracker, the web view and every peer of peers.json (those on this host) under supervisord."""
+    _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
+               _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store), start_tracker=True,
+               web=supervisor.WebSpec(web_host, web_port))
 
 
 @swarm.command("status")
