@@ -20,6 +20,7 @@ from node.web import availability
 from protocol import messages as m
 
 RATE_SMOOTHING = 0.5        # weight of the newest sample in a peer's rate
+RATE_FLOOR_BPS = 1024       # a smoothed rate this low with nothing moving shows as 0
 TRACKER_DOWN_AFTER = 2      # missed polls in a row before the tracker shows as down (a busy one is late)
 
 # the Prometheus counters this model keeps: name -> help
@@ -256,4 +257,6 @@ class SwarmView:
 
 
 def _smooth(old: float, new: float) -> float:
-    return old + RATE_SMOOTHING * (new - old)
+    """Smoothed rate; an idle peer settles at 0 instead of halving forever."""
+    value = old + RATE_SMOOTHING * (new - old)
+    return 0.0 if new == 0 and value < RATE_FLOOR_BPS else value
