@@ -493,6 +493,8 @@ class DownloadJob:
 
     def peer_stats(self) -> list[m.PeerStat]:
         end = self.finished or time.monotonic()
+        now = time.monotonic()
         return [m.PeerStat(peer_id=r.peer_id, pieces=r.pieces, bytes=r.bytes, failures=r.failures,
-                           score=round(r.score(end), 3), banned=r.banned)
+                           score=round(r.score(end), 3), banned=r.banned, hash_failures=r.hash_failures,
+                           rested=r.rested_until > now)
                 for r in sorted(self.remotes.values(), key=lambda r: r.peer_id)]
