@@ -474,6 +474,8 @@ class DownloadJob:
         self.holding.finish(error)
         if not error:
             self._log_disk()
+            if self.redirected:
+                log.info("%s: %d requests sent elsewhere by send-once seeds", self.meta.name, self.redirected)
         self.node.state_dirty = True   # the state saver fsyncs the file, off the event loop
 
     def _log_disk(self) -> None:
