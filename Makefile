@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 
 # Debian packages the tests need, installed when missing (CI is root on a fresh Debian machine;
 # apt-get update only then): the namespace lab (ip, tc, nft, ethtool), mktorrent (folder
-# torrents made by another tool), aria2 (a standard client for the HTTP tracker).
-DEBIAN_PACKAGES := iproute2 nftables ethtool mktorrent aria2
+# torrents made by another tool), aria2 (a standard client for the HTTP tracker), and the web
+# view's browser tests (chromium, chromium-driver).
+DEBIAN_PACKAGES := iproute2 nftables ethtool mktorrent aria2 chromium chromium-driver
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -18,6 +18,7 @@ from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 REPO = Path(__file__).resolve().parents[1]
+RESERVED_NAMES = ("tracker", "web")        # supervisord programs beside the peers
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
     specs, seen = [], set()
     for peer_id, entry in raw.items():
         config.check_peer_id(peer_id)
+        if peer_id in RESERVED_NAMES:
+            raise ZorrentError(f"{path}: {peer_id!r} names a supervisord program; choose another peer id",
+                               ErrorCode.BAD_INPUT)
         if not isinstance(entry, dict) or not isinstance(entry.get("ip"), str) \
                 or not isinstance(entry.get("port"), int) or not 0 < entry["port"] < 65536:
             raise ZorrentError(f"{path}: {peer_id} needs \"ip\" (string) and \"port\" (1-65535)",
@@ -192,3 +196,22 @@ def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S) -> No
             if time.monotonic() > deadline:
                 raise TransportError(f"the tracker did not answer on {endpoint} within {timeout_s:g}s "
                                      f"(see {config.logs_dir() / 'tracker.log'})") from None
+
+
+def wait_web(url: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+    """The web view answers /api/swarm."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url + "api/swarm", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TransportError(f"the web view did not answer on {url} within {timeout_s:g}s "
+                                 f"(see {config.logs_dir() / 'web.log'})")
+        time.sleep(0.1)

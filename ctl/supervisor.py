@@ -36,6 +36,17 @@ class TrackerSpec:
         return config.endpoint(self.host, self.port)
 
 
+@dataclass(frozen=True)
+class WebSpec:
+    host: str = config.DEFAULT_WEB_HOST
+    port: int = config.DEFAULT_WEB_PORT
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+
 Launcher = Callable[[str], list[str]]    # program name -> argv prefix (a lab's ``ip netns exec NS``)
 
 
@@ -64,9 +75,10 @@ stdout_logfile_backups={config.SUPERVISOR_LOG_BACKUPS}
 
 
 def render(peers: list[PeerSpec], tracker: TrackerSpec, tracker_autostart: bool,
-           launcher: Launcher | None = None) -> str:
-    """The whole supervisord.conf. The tracker program is always there; start-peer leaves
-    it stopped (a foreground tracker may own the port), ``swarm up`` starts it."""
+           launcher: Launcher | None = None, web: WebSpec = WebSpec()) -> str:
+    """The whole supervisord.conf. The tracker and web programs are always there; start-peer
+    leaves them stopped (a foreground tracker may own the port), ``swarm up`` starts them.
+    The web view runs in this namespace (a lab's bridge reaches every host from here)."""
     launcher = launcher or (lambda name: [])
     workdir = Path.cwd()
     sock = config.supervisor_socket().resolve()
@@ -95,9 +107,11 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://{sock}
 """, _program("tracker", tracker_args, workdir, tracker_autostart, launcher("tracker"))]
+    parts.append(_program("web", ["web", "--host", web.host, "--port", str(web.port), "--tracker", tracker.endpoint],
+                          workdir, False, []))
     for spec in peers:
         parts.append(_program(spec.peer_id, peer_args(spec, tracker.endpoint), workdir, True, launcher(spec.peer_id)))
-    names = ",".join(["tracker", *(p.peer_id for p in peers)])
+    names = ",".join(["tracker", "web", *(p.peer_id for p in peers)])
     parts.append(f"\n[group:{config.SUPERVISOR_GROUP}]\nprograms={names}\n")
     return "".join(parts)
 

@@ -106,6 +106,11 @@ def supervisor_socket() -> Path:
     return run_dir() / "supervisor.sock"
 
 
+def events_path() -> Path:
+    """Swarm events from outside the nodes (a soak's kills and restarts), one JSON object a line."""
+    return output_dir() / "events.jsonl"
+
+
 def peer_state_path(peer_id: str) -> Path:
     return state_dir() / f"{check_peer_id(peer_id)}.json"
 
@@ -192,3 +197,16 @@ HTTP_MAX_SCRAPE = 32                          # info_hashes in one scrape
 HTTP_CONNECTION_S = 5.0                       # a connection is closed this long after it opened (slow clients)
 HTTP_MAX_CONNECTIONS = 512                    # more at once are closed on arrival
 HTTP_REPLY_TIMEOUT_S = 5.0                    # the store must answer an HTTP request by then
+
+TRACKER_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+# ---------------------------------------------------------------- web view (read-only)
+DEFAULT_WEB_HOST = "127.0.0.1"                # never all interfaces unless asked
+DEFAULT_WEB_PORT = 8080
+WEB_POLL_S = 0.5                              # tracker + every peer's status, then a push to each page
+WEB_STATUS_TIMEOUT_S = 0.4                    # a peer that does not answer a poll by then shows "no answer"
+WEB_TRACKER_TIMEOUT_S = 1.0                   # the tracker may be busy with a group commit: wait longer
+WEB_PIECE_BUCKETS = 1000                      # piece map columns at most (qBittorrent's piecesbar idea)
+WEB_HISTORY_POINTS = 240                      # rate-over-time samples kept (2 minutes at WEB_POLL_S)
+WEB_EVENTS_KEPT = 200                         # newest swarm events kept and shown
+WEB_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")   # Host names a loopback-bound view accepts

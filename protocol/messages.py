@@ -49,6 +49,9 @@ class MsgType(str, Enum):
     CLIENT_SWARM = "client_swarm"
     SCRAPE = "scrape"
     SCRAPE_REPLY = "scrape_reply"
+
+    GET_SWARM = "get_swarm"
+    SWARM = "swarm"
     # peer data plane
     GET_BLOCK = "get_block"
     BLOCK = "block"
@@ -146,6 +149,8 @@ class PeerStat:
     failures: int
     score: float
     banned: bool
+    hash_failures: int = 0     # of ``failures``, the pieces that failed their SHA-1
+    rested: bool = False       # gets no requests for now (it kept timing out)
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,38 @@ class JobStatus:
     elapsed_s: float
     error: str
     peers: list[PeerStat] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SwarmPeer:
+    """One peer the tracker knows, live or not yet expired."""
+
+    peer_id: str
+    host: str
+    port: int
+    seen_s_ago: float      # since its last heartbeat
+
+
+@dataclass(frozen=True)
+class SwarmTorrent:
+    info_hash: str
+    name: str
+    num_pieces: int
+    length: int
+    piece_length: int
+
+
+@dataclass(frozen=True)
+class TrackerStats:
+    """Running totals since the tracker process started (they restart at 0 with it)."""
+
+    started_s_ago: float
+    requests: int
+    announces: int
+    pieces_announced: int
+    latency_buckets_s: list[float]   # upper bounds of the request-latency histogram
+    latency_counts: list[int]        # requests per bucket (not cumulative); one more for +Inf
+    latency_sum_s: float
 
 
 # ---------------------------------------------------------------- generic
@@ -281,6 +318,7 @@ class MetainfoReply(Message):
     info_hash: str
     metainfo: bytes        # untrusted until SHA-1 of its info dict equals the magnet's btih
 
+
 @message(MsgType.CLIENT_ANNOUNCE)
 class ClientAnnounce(Message):
     """A BEP 3 announce, as the HTTP door parsed it. Only the door sends it (it vouches for ``host``)."""
@@ -311,6 +349,18 @@ class Scrape(Message):
 @message(MsgType.SCRAPE_REPLY)
 class ScrapeReply(Message):
     files: list[ScrapeEntry]
+
+
+@message(MsgType.GET_SWARM)
+class GetSwarm(Message):
+    """Read-only: every peer and torrent the tracker knows, and its own counters."""
+
+
+@message(MsgType.SWARM)
+class Swarm(Message):
+    peers: list[SwarmPeer]
+    torrents: list[SwarmTorrent]
+    stats: TrackerStats
 
 
 # ---------------------------------------------------------------- peer data plane

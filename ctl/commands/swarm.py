@@ -108,24 +108,29 @@ def start_peer(
 
 
 def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
-               start_tracker: bool) -> None:
+               start_tracker: bool, web: supervisor.WebSpec = supervisor.WebSpec()) -> None:
     """Write the config, start or update supervisord, and return once supervisord says
-    RUNNING for every node and every node answers a ping."""
-    conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False))
+    RUNNING for every node and every node answers."""
+    conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False, web=web))
     what = supervisor.start_or_update(conf)
     if start_tracker:
         supervisor.start("tracker")
         nodes.wait_tracker(tracker.endpoint)
+        supervisor.start("web")
     supervisor.wait_running([spec.peer_id for spec in specs])
     for spec in specs:
         nodes.wait_peer(spec, None)
-    _show_swarm(ctx, specs, f"supervisord {what}: {conf}")
+    if start_tracker:
+        nodes.wait_web(web.url)
+    _show_swarm(ctx, specs, f"supervisord {what}: {conf}", web.url)
+    if start_tracker and not ctx.obj.json:
+        render.out.print(f"web view: {web.url}  (also {web.url}api/swarm and {web.url}metrics)")
 
 
-def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], title: str) -> None:
+def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], title: str, web_url: str) -> None:
     info = {p["name"]: p for p in supervisor.process_info()}
     rows = []
-    for name, address in [("tracker", ""), *((s.peer_id, f"{s.ip}:{s.port}") for s in specs)]:
+    for name, address in [("tracker", ""), ("web", web_url), *((s.peer_id, f"{s.ip}:{s.port}") for s in specs)]:
         p = info.get(name, {})
         rows.append([name, address, p.get("statename", "-"), p.get("pid") or "-", p.get("description", "")])
     if ctx.obj.json:
@@ -191,10 +196,13 @@ def swarm_up(
     tracker_port: TrackerPort = config.default_tracker_address()[1],
     store: StoreUri = None,
     tracker_endpoint: TrackerEndpoint = None,
+    web_host: Annotated[str, typer.Option(help="Address of the web view.")] = config.DEFAULT_WEB_HOST,
+    web_port: Annotated[int, typer.Option(help="Port of the web view.")] = config.DEFAULT_WEB_PORT,
 ) -> None:
-    """Bring up the tracker and every peer of peers.json (those on this host) under supervisord."""
+    """Bring up the tracker, the web view and every peer of peers.json (those on this host) under supervisord."""
     _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
-               _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store), start_tracker=True)
+               _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store), start_tracker=True,
+               web=supervisor.WebSpec(web_host, web_port))
 
 
 @swarm.command("status")

@@ -22,6 +22,7 @@ from typing import Callable
 
 from node import config
 from node.dispatch import Context, Dispatcher
+from node.tracker.stats import TrackerCounters
 from node.tracker.store import BITTORRENT, ZORRENT, ClientEntry, PeerRecord, TorrentRecord, TrackerStore
 from protocol import messages as m
 from protocol import metainfo
@@ -38,12 +39,16 @@ class TrackerContext(Context):
     store: TrackerStore
     clock: Callable[[], float] = time.time
     started: float = field(default_factory=time.time)
+    counters: TrackerCounters = field(default_factory=TrackerCounters)
 
     def scope(self):
         return self.store.savepoint()
 
     def commit(self) -> None:
         self.store.commit()
+
+    def observe(self, requests: int, elapsed_s: float) -> None:
+        self.counters.observe(requests, elapsed_s)
 
     def expire_peers(self) -> list[str]:
         """Forget peers silent longer than their kind's expiry (not before that long after start)."""
@@ -140,6 +145,7 @@ def announce(ctx: TrackerContext, msg: m.Announce) -> m.Ok:
     if bad is not None:
         raise ZorrentError(f"piece {bad} is out of range 0..{size - 1}", ErrorCode.BAD_FIELD)
     ctx.store.add_pieces(msg.info_hash, msg.peer_id, msg.pieces)   # liveness is the heartbeat's job
+    ctx.counters.announced(len(msg.pieces))
     return m.Ok()
 
 
@@ -172,6 +178,7 @@ def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
 def get_metainfo(ctx: TrackerContext, msg: m.GetMetainfo) -> m.MetainfoReply:
     torrent = _torrent(ctx, msg.info_hash)
     return m.MetainfoReply(info_hash=torrent.info_hash, metainfo=torrent.metainfo)
+
 
 @standard.handles(m.MsgType.CLIENT_ANNOUNCE)
 def client_announce(ctx: TrackerContext, msg: m.ClientAnnounce) -> m.ClientSwarm:
@@ -216,3 +223,14 @@ def scrape(ctx: TrackerContext, msg: m.Scrape) -> m.ScrapeReply:
         seeders = sum(1 for c in swarm if c.left == 0)
         files.append(m.ScrapeEntry(info_hash, seeders, len(swarm) - seeders, ctx.store.completed(info_hash)))
     return m.ScrapeReply(files=files)
+
+
+@tracker.handles(m.MsgType.GET_SWARM)
+def get_swarm(ctx: TrackerContext, msg: m.GetSwarm) -> m.Swarm:
+    """Read-only, for the web view: peers not yet expired, every torrent, the counters."""
+    now = ctx.clock()
+    peers = [m.SwarmPeer(peer_id=p.peer_id, host=p.host, port=p.port, seen_s_ago=round(max(0.0, now - p.last_seen), 3))
+             for p in ctx.store.list_peers() if p.last_seen > now - config.PEER_EXPIRY_S]
+    torrents = [m.SwarmTorrent(info_hash=t.info_hash, name=t.name, num_pieces=t.num_pieces, length=t.length,
+                               piece_length=t.piece_length) for t in ctx.store.list_torrents()]
+    return m.Swarm(peers=peers, torrents=torrents, stats=ctx.counters.snapshot())

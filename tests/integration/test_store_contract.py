@@ -164,3 +164,16 @@ def test_old_sqlite_store_gains_the_new_columns(tmp_path):
         store.commit()
     finally:
         store.close()
+
+
+def test_listings_for_the_swarm_view(store):
+    assert store.list_peers() == [] and store.list_torrents() == []
+    other = TorrentRecord("cd" * 20, "<b>g</b>.bin", 5, 16384, 1, b"d4:infodee")
+    store.put_torrent(other)
+    store.put_torrent(TORRENT)
+    store.put_peer(PeerRecord("p2", "127.0.0.1", 6882, "t2", 5.0))
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t1", 7.0))
+    store.commit()
+    assert store.list_torrents() == [TORRENT, other]
+    assert store.list_peers() == [PeerRecord("p1", "127.0.0.1", 6881, "t1", 7.0),
+                                  PeerRecord("p2", "127.0.0.1", 6882, "t2", 5.0)]

@@ -30,7 +30,7 @@ def supervised(swarm, tmp_path, monkeypatch):
             {p: {"ip": "127.0.0.1", "port": ports[p], "upload_rate": rate} for p, rate in peers.items()}))
         tport = free_port()
         swarm.tracker_endpoint = f"tcp://127.0.0.1:{tport}"
-        swarm.cli("swarm", "up", "--config", "peers.json", "--tracker-port", str(tport))
+        swarm.cli("swarm", "up", "--config", "peers.json", "--tracker-port", str(tport), "--web-port", str(free_port()))
         swarm.peer_ports.update(ports)
         for p in peers:
             wait_for(lambda: swarm.status(p)["registered"], what=f"{p} registered")
@@ -83,7 +83,7 @@ def test_supervisorctl_sees_the_swarm(supervised, swarm, tmp_path):
                          env=swarm.env(), cwd=tmp_path)
     assert "swarm:p1" in out.stdout and "RUNNING" in out.stdout and "swarm:tracker" in out.stdout, out.stdout
     status = swarm.cli_json("swarm", "status", "--config", "peers.json")
-    assert {r["name"]: r["state"] for r in status} == {"tracker": "RUNNING", "p1": "RUNNING"}
+    assert {r["name"]: r["state"] for r in status} == {"tracker": "RUNNING", "web": "RUNNING", "p1": "RUNNING"}
     stop = subprocess.run([SUPERVISORCTL, "-c", str(conf), "stop", "swarm:p1"], capture_output=True,
                           text=True, env=swarm.env(), cwd=tmp_path)
     assert "stopped" in stop.stdout
@@ -171,7 +171,7 @@ def test_start_peer_and_swarm_up_return_only_once_supervisord_says_running(swarm
         return {p["name"]: p["statename"] for p in supervisor.process_info()}
 
     swarm.cli("start-peer", "--config", "peers.json", "--tracker-port", str(tport))
-    assert states() == {"tracker": "STOPPED", "p1": "RUNNING", "p2": "RUNNING"}
+    assert states() == {"tracker": "STOPPED", "web": "STOPPED", "p1": "RUNNING", "p2": "RUNNING"}
     for p, port in ports.items():
         client.check_peer(p, "127.0.0.1", port, timeout_s=1.0)
     conf = tmp_path / "supervisor_conf" / "supervisord.conf"
@@ -179,7 +179,7 @@ def test_start_peer_and_swarm_up_return_only_once_supervisord_says_running(swarm
                          text=True, env=swarm.env(), cwd=tmp_path)
     assert "stopped" in out.stdout
     swarm.cli("swarm", "up", "--config", "peers.json", "--tracker-port", str(tport))
-    assert states() == {"tracker": "RUNNING", "p1": "RUNNING", "p2": "RUNNING"}   # p2 started again
+    assert states() == {"tracker": "RUNNING", "web": "RUNNING", "p1": "RUNNING", "p2": "RUNNING"}  # p2 again
     out = subprocess.run([SUPERVISORCTL, "-c", str(conf), "status"], capture_output=True, text=True,
                          env=swarm.env(), cwd=tmp_path)
-    assert "STARTING" not in out.stdout and out.stdout.count("RUNNING") == 3, out.stdout
+    assert "STARTING" not in out.stdout and out.stdout.count("RUNNING") == 4, out.stdout

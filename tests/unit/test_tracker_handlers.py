@@ -178,3 +178,19 @@ def test_the_http_door_cannot_reach_zorrent_handlers(ctx, meta):
     assert reply.code == ErrorCode.UNKNOWN_TYPE
     reply = decode(tracker.dispatch(ctx, encode(client_announce(meta.info_hash), 7))).msg
     assert reply.code == ErrorCode.UNKNOWN_TYPE          # nor can ZeroMQ forge an HTTP client's address
+
+
+def test_get_swarm_lists_live_peers_torrents_and_counters(ctx, meta):
+    token = register(ctx, "p1", 6881)
+    register(ctx, "p2", 6882)
+    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash, pieces=[0, 1, 2]))
+    ctx.observe(4, 0.002)
+    swarm = ask(ctx, m.GetSwarm())
+    assert [(p.peer_id, p.port, p.seen_s_ago) for p in swarm.peers] == [("p1", 6881, 0.0), ("p2", 6882, 0.0)]
+    assert [(t.info_hash, t.name, t.num_pieces) for t in swarm.torrents] == [(meta.info_hash, "f.bin", 7)]
+    stats = swarm.stats
+    assert (stats.requests, stats.announces, stats.pieces_announced, stats.latency_sum_s) == (4, 1, 3, 0.008)
+    assert len(stats.latency_counts) == len(stats.latency_buckets_s) + 1 and sum(stats.latency_counts) == 4
+    ctx.clock_obj.now += config.PEER_EXPIRY_S + 1          # silent peers drop out before expiry runs
+    assert ask(ctx, m.GetSwarm()).peers == []

@@ -76,12 +76,20 @@ class TrackerStore(ABC):
     @abstractmethod
     def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]: ...
 
+    @abstractmethod
+    def list_peers(self) -> list[PeerRecord]:
+        """Every peer record, by peer id."""
+
     # torrents
     @abstractmethod
     def put_torrent(self, torrent: TorrentRecord) -> None: ...
 
     @abstractmethod
     def get_torrent(self, info_hash: str) -> TorrentRecord | None: ...
+
+    @abstractmethod
+    def list_torrents(self) -> list[TorrentRecord]:
+        """Every torrent, by info-hash."""
 
     def num_pieces(self, info_hash: str) -> int | None:
         """Piece count of a known torrent (immutable, so cached), or None."""

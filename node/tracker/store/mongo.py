@@ -77,6 +77,10 @@ class MongoStore(TrackerStore):
         of_kind = {"kind": BITTORRENT} if kind == BITTORRENT else {"kind": {"$ne": BITTORRENT}}
         return [d["_id"] for d in self._do(self.peers.find, {"last_seen": {"$lt": when}, **of_kind}, {"_id": 1})]
 
+    def list_peers(self) -> list[PeerRecord]:
+        return [PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"])
+                for d in self._do(self.peers.find, {}, sort=[("_id", 1)])]
+
     # torrents
     def put_torrent(self, torrent: TorrentRecord) -> None:
         if self.get_torrent(torrent.info_hash) is not None:
@@ -89,10 +93,10 @@ class MongoStore(TrackerStore):
 
     def get_torrent(self, info_hash: str) -> TorrentRecord | None:
         d = self._do(self.torrents.find_one, {"_id": info_hash})
-        if not d:
-            return None
-        return TorrentRecord(d["_id"], d["name"], d["length"], d["piece_length"],
-                             d["num_pieces"], bytes(d["metainfo"]))
+        return _torrent(d) if d else None
+
+    def list_torrents(self) -> list[TorrentRecord]:
+        return [_torrent(d) for d in self._do(self.torrents.find, {}, sort=[("_id", 1)])]
 
     # files
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
@@ -144,3 +148,7 @@ class MongoStore(TrackerStore):
     def completed(self, info_hash: str) -> int:
         d = self._do(self.files.find_one, {"_id": info_hash}, {"downloaded": 1})
         return (d or {}).get("downloaded", 0)
+
+
+def _torrent(d: dict) -> TorrentRecord:
+    return TorrentRecord(d["_id"], d["name"], d["length"], d["piece_length"], d["num_pieces"], bytes(d["metainfo"]))

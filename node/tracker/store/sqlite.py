@@ -132,6 +132,10 @@ class SqliteStore(TrackerStore):
         return [r[0] for r in self.db.execute("SELECT peer_id FROM peers WHERE last_seen < ? AND kind = ?",
                                               (when, kind))]
 
+    def list_peers(self) -> list[PeerRecord]:
+        return [PeerRecord(*row) for row in self.db.execute(
+            "SELECT peer_id, host, port, token, last_seen FROM peers ORDER BY peer_id")]
+
     # torrents
     def put_torrent(self, torrent: TorrentRecord) -> None:
         self._write("INSERT OR IGNORE INTO torrents VALUES (?,?,?,?,?,?)",
@@ -142,6 +146,10 @@ class SqliteStore(TrackerStore):
         row = self.db.execute("SELECT info_hash, name, length, piece_length, num_pieces, metainfo "
                               "FROM torrents WHERE info_hash=?", (info_hash,)).fetchone()
         return TorrentRecord(*row) if row else None
+
+    def list_torrents(self) -> list[TorrentRecord]:
+        return [TorrentRecord(*row) for row in self.db.execute(
+            "SELECT info_hash, name, length, piece_length, num_pieces, metainfo FROM torrents ORDER BY info_hash")]
 
     # files
     def _num_pieces(self, info_hash: str) -> int:
