@@ -1,19 +1,20 @@
 """Held files that change on disk: noticed, never served, re-hashed, announced again.
 
 A peer vouches for a piece only while the file it hashed is still there, unchanged. What
-says so is cheap: the path still names the open inode, a regular file, and (once the file is
-complete, "sealed") its size, mtime and ctime are as they were (storage.PieceFile.change).
+says so is cheap, per file of the torrent: the path still names the open inode, a regular
+file, and (once complete, "sealed") its size, mtime and ctime are as our last write left
+them; before that, it still holds its verified pieces (storage.PieceFile.change).
 
-- Noticed: every FILE_CHECK_S for each held file, before and after each block is read for
-  the data port, and on any read error.
+- Noticed: every FILE_CHECK_S (FILE_CHECK_BATCH files of a torrent at a time), before and
+  after each block is read for the data port, and on any read error.
 - Then at once: its download stops, nothing of it is served (get_block refuses a suspended
   holding), nothing announced, and the tracker is told to forget its pieces (FORGET).
 - Re-hashed on a check thread (never the event loop): whatever is at the path now, if it is
   a regular file. Only the pieces that still verify are served and announced again.
 - Shown in ``status``: ``checking`` during the re-hash, then ``seeding`` (the content was
   intact: a touch), ``changed`` (some pieces no longer verify) or ``missing`` (gone, or not a
-  regular file). ``download`` (or ``upload``) again on the same torrent fetches (or checks)
-  it anew.
+  regular file; in a folder, any one file). ``download`` (or ``upload``) again on the same
+  torrent fetches (or checks) it anew.
 
 A file that keeps changing while it is re-hashed is given up on after RECHECK_TRIES (missing).
 Out of reach: bytes changed in place without moving mtime or ctime (through mmap, by a
