@@ -40,6 +40,7 @@ class Metainfo:
     announce: str
     info_hash: str         # hex SHA-1 of the bencoded info dict
     raw: bytes             # the bencoded .torrent
+    announce_list: tuple[tuple[str, ...], ...] = ()   # BEP 12 tiers, as read
 
     @property
     def num_pieces(self) -> int:
@@ -108,14 +109,44 @@ def parse(raw: bytes) -> Metainfo:
     announce = top.get(b"announce", b"")
     if not isinstance(announce, bytes):
         raise MetainfoError(f"['announce'] must be str, not {type(announce).__name__}")
+    tiers = _announce_tiers(top.get(b"announce-list", []))
     encoded_info = fastbencode.bencode(info)
     if encoded_info not in raw:  # cannot happen with canonical input; guards the info-hash
         raise MetainfoError("info dict is not canonically encoded")
     return Metainfo(
         name=name, length=length, piece_length=plen, pieces=pieces,
         announce=announce.decode("utf-8", "replace"),
-        info_hash=hashlib.sha1(encoded_info).hexdigest(), raw=raw,
+        info_hash=hashlib.sha1(encoded_info).hexdigest(), raw=raw, announce_list=tiers,
     )
+
+
+def _announce_tiers(value) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(value, list):
+        raise MetainfoError(f"['announce-list'] must be list, not {type(value).__name__}")
+    tiers = []
+    for i, tier in enumerate(value):
+        if not isinstance(tier, list):
+            raise MetainfoError(f"['announce-list'][{i}] must be list, not {type(tier).__name__}")
+        for j, url in enumerate(tier):
+            if not isinstance(url, bytes):
+                raise MetainfoError(f"['announce-list'][{i}][{j}] must be str, not {type(url).__name__}")
+        tiers.append(tuple(url.decode("utf-8", "replace") for url in tier))
+    return tuple(tiers)
+
+
+def announce_list(trackers: list[str]) -> list[list[str]]:
+    """BEP 12 ``announce-list`` for the trackers a torrent is made with: the one place
+    that builds it. Trackers on one store are interchangeable, so they share one tier
+    (a client may try them in any order); ours prefer the listed order."""
+    return [list(trackers)] if trackers else []
+
+
+def tracker_urls(meta: Metainfo) -> list[str]:
+    """Every tracker the torrent names, announce-list tiers first (BEP 12), without repeats."""
+    urls = [url for tier in meta.announce_list for url in tier]
+    if meta.announce:
+        urls.append(meta.announce)
+    return list(dict.fromkeys(urls))
 
 
 def read(path: str | os.PathLike) -> Metainfo:
@@ -132,8 +163,10 @@ def read(path: str | os.PathLike) -> Metainfo:
         raise MetainfoError(f"{path}: {exc.message}") from None
 
 
-def create(path: str | os.PathLike, announce: str, piece_length: int | None = None) -> Metainfo:
-    """Hash ``path`` and build its metainfo (not yet written anywhere)."""
+def create(path: str | os.PathLike, announce: str | list[str], piece_length: int | None = None) -> Metainfo:
+    """Hash ``path`` and build its metainfo (not yet written anywhere). ``announce`` is
+    one tracker or several; with several, all go in ``announce-list`` (BEP 12)."""
+    trackers = [announce] if isinstance(announce, str) else list(announce)
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -152,11 +185,13 @@ def create(path: str | os.PathLike, announce: str, piece_length: int | None = No
     check_name(path.name)
     info = {b"length": length, b"name": path.name.encode(), b"piece length": plen, b"pieces": pieces}
     top = {
-        b"announce": announce.encode(),
+        b"announce": (trackers[0] if trackers else "").encode(),
         b"created by": CREATED_BY.encode(),
         b"creation date": int(time.time()),
         b"info": info,
     }
+    if len(trackers) > 1:
+        top[b"announce-list"] = [[url.encode() for url in tier] for tier in announce_list(trackers)]
     return parse(fastbencode.bencode(top))
 
 

@@ -39,7 +39,9 @@ def peer(
     peer_id: Annotated[str, typer.Option(help="This peer's unique id.")],
     host: Annotated[str, typer.Option(help="Address to serve pieces on.")] = config.DEFAULT_PEER_HOST,
     port: Annotated[int, typer.Option(help="Port to serve pieces on (0 picks a free one).")] = 6881,
-    tracker: Annotated[str, typer.Option(help="Tracker endpoint.")] = config.default_tracker_endpoint(),
+    tracker: Annotated[Optional[list[str]], typer.Option(
+        help="Tracker endpoint; repeat it or comma-separate several, preferred first "
+             "(default: $ZORRENT_TRACKER or tcp://127.0.0.1:6969).")] = None,
     upload_rate: Annotated[int, typer.Option(help="Upload limit in bytes/s (0: none).")] = 0,
     disk_io: Annotated[DiskIo, typer.Option(
         help="direct: write verified pieces with O_DIRECT, bypassing the page cache (buffered where the "
@@ -49,7 +51,7 @@ def peer(
     """Run one peer in the foreground (what start-peer runs for each peer)."""
     from node.peer.main import run
 
-    run(peer_id, host, port, tracker, upload_rate, ready_file, disk_io.value)
+    run(peer_id, host, port, config.tracker_endpoints(tracker), upload_rate, ready_file, disk_io.value)
 
 
 PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]

@@ -35,7 +35,7 @@ def torrent_path(name: str) -> Path:
 
 
 def _create(path: Path, piece_size: int | None, announce: str) -> tuple[metainfo.Metainfo, Path]:
-    meta = metainfo.create(path, announce, piece_size)
+    meta = metainfo.create(path, config.tracker_endpoints(announce), piece_size)
     dest = torrent_path(meta.name)
     metainfo.write(meta, dest)
     return meta, dest
@@ -54,7 +54,8 @@ def create(
     input: Annotated[str, typer.Option("--input", help="A file, or a folder: one torrent per file.")],
     piece_size: Annotated[Optional[int], typer.Option(
         help="Piece size in bytes (power of two, 16 KiB-16 MiB). Default: chosen from the file size.")] = None,
-    announce: Annotated[str, typer.Option(help="Tracker endpoint written into the torrent.")] =
+    announce: Annotated[str, typer.Option(
+        help="Tracker endpoint written into the torrent; several, comma-separated, all go in announce-list.")] =
         config.default_tracker_endpoint(),
 ) -> None:
     """Write output/torrents/NAME.torrent for a file (or each file of a folder)."""
@@ -208,12 +209,13 @@ class _NoProgress:
 def get(
     ctx: typer.Context,
     torrent: Annotated[str, typer.Option(help="The .torrent file.")],
-    tracker: Annotated[Optional[str], typer.Option(help="Tracker endpoint (default: the torrent's).")] = None,
+    tracker: Annotated[Optional[list[str]], typer.Option(
+        help="Tracker endpoint; repeat it or comma-separate several (default: the torrent's trackers).")] = None,
 ) -> None:
     """List the torrent's peers and what each holds."""
     meta = metainfo.read(torrent)
-    endpoint = tracker or client.tracker_endpoint_for(meta.announce)
-    reply = client.tracker(endpoint, m.GetPeers(info_hash=meta.info_hash), timeout_s=ctx.obj.timeout_s)
+    endpoints = config.tracker_endpoints(tracker) if tracker else client.tracker_endpoints_for(meta)
+    reply = client.tracker(endpoints, m.GetPeers(info_hash=meta.info_hash), timeout_s=ctx.obj.timeout_s)
     if ctx.obj.json:
         render.emit_json({"name": reply.name, "info_hash": reply.info_hash, "num_pieces": reply.num_pieces,
                           "peers": [{"peer_id": p.peer_id, "host": p.host, "port": p.port, "have": p.have,

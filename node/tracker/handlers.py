@@ -30,13 +30,18 @@ class TrackerContext(Context):
         self.store.commit()
 
     def expire_peers(self) -> list[str]:
-        """Forget peers silent longer than PEER_EXPIRY_S (not before that long after start)."""
+        """Forget peers silent longer than PEER_EXPIRY_S (not before that long after start).
+
+        Expiry reads only the store: a peer's last heartbeat is its stored ``last_seen``,
+        whichever tracker took it, and each delete re-checks it atomically, so every
+        tracker on a shared store may run this. ``started`` (process memory) only holds
+        expiry back after a start, which can keep a peer a little longer, never shorter.
+        """
         now = self.clock()
         if now - self.started < config.PEER_EXPIRY_S:
             return []
-        gone = self.store.peers_seen_before(now - config.PEER_EXPIRY_S)
-        for peer_id in gone:
-            self.store.delete_peer(peer_id)
+        cutoff = now - config.PEER_EXPIRY_S
+        gone = [pid for pid in self.store.peers_seen_before(cutoff) if self.store.expire_peer(pid, cutoff)]
         self.store.commit()
         return gone
 

@@ -51,7 +51,9 @@ class TrackerStore(ABC):
     def get_peer(self, peer_id: str) -> PeerRecord | None: ...
 
     @abstractmethod
-    def touch_peer(self, peer_id: str, now: float) -> None: ...
+    def touch_peer(self, peer_id: str, now: float) -> None:
+        """Record a heartbeat. ``last_seen`` never moves back, so heartbeats landing on
+        trackers with slightly different clocks cannot shorten a peer's life."""
 
     @abstractmethod
     def delete_peer(self, peer_id: str) -> None:
@@ -59,6 +61,12 @@ class TrackerStore(ABC):
 
     @abstractmethod
     def peers_seen_before(self, when: float) -> list[str]: ...
+
+    @abstractmethod
+    def expire_peer(self, peer_id: str, before: float) -> bool:
+        """Delete the peer and what it held only if its stored ``last_seen`` is still
+        before ``before``: one atomic check against the store, so a heartbeat that reached
+        another tracker since ``peers_seen_before`` keeps the peer alive. True if deleted."""
 
     # torrents
     @abstractmethod
@@ -68,7 +76,13 @@ class TrackerStore(ABC):
     def get_torrent(self, info_hash: str) -> TorrentRecord | None: ...
 
     def num_pieces(self, info_hash: str) -> int | None:
-        """Piece count of a known torrent (immutable, so cached), or None."""
+        """Piece count of a known torrent, or None.
+
+        The one cache a tracker keeps, and it stays right with any number of trackers on
+        one store: the info-hash is the SHA-1 of the info dict, which fixes the piece
+        count, so a cached count can never go stale. Only hits are cached: a torrent
+        another tracker registers later is read from the store on its first use here.
+        """
         cache = self.__dict__.setdefault("_num_pieces_cache", {})
         if info_hash not in cache:
             torrent = self.get_torrent(info_hash)

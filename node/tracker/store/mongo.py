@@ -52,7 +52,7 @@ class MongoStore(TrackerStore):
         return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"]) if d else None
 
     def touch_peer(self, peer_id: str, now: float) -> None:
-        self._do(self.peers.update_one, {"_id": peer_id}, {"$set": {"last_seen": now}})
+        self._do(self.peers.update_one, {"_id": peer_id}, {"$max": {"last_seen": now}})
 
     def delete_peer(self, peer_id: str) -> None:
         self._do(self.files.update_many, {f"peers.{peer_id}": {"$exists": True}},
@@ -61,6 +61,16 @@ class MongoStore(TrackerStore):
 
     def peers_seen_before(self, when: float) -> list[str]:
         return [d["_id"] for d in self._do(self.peers.find, {"last_seen": {"$lt": when}}, {"_id": 1})]
+
+    def expire_peer(self, peer_id: str, before: float) -> bool:
+        # The peer document goes first, atomically on its stored last_seen; its pieces
+        # after. Between the two, get_peers already skips it (no peer record).
+        gone = self._do(self.peers.delete_one, {"_id": peer_id, "last_seen": {"$lt": before}})
+        if not gone.deleted_count:
+            return False
+        self._do(self.files.update_many, {f"peers.{peer_id}": {"$exists": True}},
+                 {"$unset": {f"peers.{peer_id}": ""}})
+        return True
 
     # torrents
     def put_torrent(self, torrent: TorrentRecord) -> None:
