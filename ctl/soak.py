@@ -1,5 +1,6 @@
-"""The soak swarm: a tracker and N peers under supervisord, random downloads, and a
-random node SIGKILLed every K seconds (the tracker included). Every finished download
+"""The soak swarm: a tracker (or several on one MongoDB store) and N peers under
+supervisord, random downloads, and a random node SIGKILLed every K seconds (trackers
+included). Every finished download
 is checked by sha256 against its input. The run fails if any file is wrong, or if any
 download never finishes.
 
@@ -50,6 +51,7 @@ class Report:
     minutes: float
     kill_every_s: float
     upload_rate: int = 0
+    trackers: int = 1
     downloads_started: int = 0
     downloads_completed: int = 0
     downloads_verified: int = 0
@@ -92,14 +94,16 @@ def _rss_mib(pid: int) -> float:
 
 class Soak:
     def __init__(self, workdir: Path, peers: int, files: int, minutes: float, kill_every_s: float,
-                 min_size: int, max_size: int, seed: int, upload_rate: int = 0, say=print) -> None:
+                 min_size: int, max_size: int, seed: int, upload_rate: int = 0, say=print,
+                 trackers: int = 1, store_uri: str | None = None) -> None:
         self.workdir = workdir
         self.rng = random.Random(seed)
         self.say = say
         self.minutes, self.kill_every_s = minutes, kill_every_s
         self.min_size, self.max_size = min_size, max_size
         self.report = Report(peers=peers, files=files, minutes=minutes, kill_every_s=kill_every_s,
-                             upload_rate=upload_rate)
+                             upload_rate=upload_rate, trackers=trackers)
+        self.tracker = supervisor.TrackerSpec("127.0.0.1", _free_ports(trackers), store_uri, trackers)
         self.peer_ids = [f"soak{i:02d}" for i in range(1, peers + 1)]
         self.nfiles = files
         self.upload_rate = upload_rate
@@ -112,17 +116,18 @@ class Soak:
     def up(self) -> None:
         os.environ["ZORRENT_OUTPUT"] = str(self.workdir / "output")
         os.environ["ZORRENT_SUPERVISOR_CONF"] = str(self.workdir / "supervisor_conf")
-        tracker = supervisor.TrackerSpec("127.0.0.1", _free_port())
-        os.environ["ZORRENT_TRACKER"] = tracker.endpoint
+        tracker = self.tracker
+        os.environ["ZORRENT_TRACKER"] = ",".join(tracker.endpoints)
         self.specs = [nodes.PeerSpec(p, "127.0.0.1", _free_port(), self.upload_rate) for p in self.peer_ids]
         conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False))
         supervisor.start_or_update(conf)
-        supervisor.start("tracker")
-        nodes.wait_tracker(tracker.endpoint)
+        for name, endpoint in zip(tracker.names, tracker.endpoints):
+            supervisor.start(name)
+            nodes.wait_tracker(endpoint, log_name=name)
         for spec in self.specs:
             nodes.wait_peer(spec, None, timeout_s=60)
         self.pids = _pids()
-        self.say(f"up: tracker {tracker.endpoint} and {len(self.specs)} peers under supervisord ({conf})")
+        self.say(f"up: tracker {', '.join(tracker.endpoints)} and {len(self.specs)} peers under supervisord ({conf})")
 
     def seed(self) -> None:
         inputs = self.workdir / "inputs"
@@ -204,7 +209,7 @@ class Soak:
                     self.say(f"  CORRUPT: {job.output}")
 
     def kill_one(self) -> None:
-        victims = [n for n in ["tracker", *self.peer_ids] if n in self.pids]
+        victims = [n for n in [*self.tracker.names, *self.peer_ids] if n in self.pids]
         name = self.rng.choice(victims)
         try:
             os.kill(self.pids[name], signal.SIGKILL)
@@ -251,8 +256,24 @@ class Soak:
 
 
 def _free_port() -> int:
+    return _free_ports(1)
+
+
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count > 65535:
+            continue
+        try:
+            for port in range(base + 1, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise ZorrentError(f"no {count} consecutive free ports")

@@ -34,6 +34,8 @@ def soak(
     upload_rate: Annotated[str, typer.Option(help="Upload limit of every peer, so kills land mid-download (0: none).")] = "4M",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workdir: Annotated[Optional[str], typer.Option(help="Work directory (default output/soak-TIME).")] = None,
+    trackers: Annotated[int, typer.Option(min=1, help="Trackers on one store (more than 1 needs --store mongodb://...).")] = 1,
+    store: Annotated[Optional[str], typer.Option(help="Tracker store URI (default: SQLite in the work directory).")] = None,
 ) -> None:
     """Run a soak swarm under supervisord, kill nodes at random, then report.
 
@@ -43,7 +45,8 @@ def soak(
     where.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _stop)   # a clean stop: the swarm always goes down
     run = Soak(where, peers, files, minutes, kill_every, parse_size(min_size), parse_size(max_size), seed,
-               parse_size(upload_rate) if upload_rate != "0" else 0, say=lambda s: render.err.print(s, markup=False, highlight=False))
+               parse_size(upload_rate) if upload_rate != "0" else 0, say=lambda s: render.err.print(s, markup=False, highlight=False),
+               trackers=trackers, store_uri=store)
     try:
         run.up()
         run.seed()

@@ -90,17 +90,20 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False))
     what = supervisor.start_or_update(conf)
     if start_tracker:
-        supervisor.start("tracker")
-        nodes.wait_tracker(tracker.endpoint)
+        for name, endpoint in zip(tracker.names, tracker.endpoints):
+            supervisor.start(name)
+            nodes.wait_tracker(endpoint, log_name=name)
     for spec in specs:
         nodes.wait_peer(spec, None)
-    _show_swarm(ctx, specs, f"supervisord {what}: {conf}")
+    _show_swarm(ctx, specs, tracker, f"supervisord {what}: {conf}")
 
 
-def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], title: str) -> None:
+def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
+                title: str) -> None:
     info = {p["name"]: p for p in supervisor.process_info()}
     rows = []
-    for name, address in [("tracker", ""), *((s.peer_id, f"{s.ip}:{s.port}") for s in specs)]:
+    for name, address in [*zip(tracker.names, (e.removeprefix("tcp://") for e in tracker.endpoints)),
+                          *((s.peer_id, f"{s.ip}:{s.port}") for s in specs)]:
         p = info.get(name, {})
         rows.append([name, address, p.get("statename", "-"), p.get("pid") or "-", p.get("description", "")])
     if ctx.obj.json:
@@ -165,10 +168,13 @@ def swarm_up(
     tracker_host: TrackerHost = config.default_tracker_address()[0],
     tracker_port: TrackerPort = config.default_tracker_address()[1],
     store: StoreUri = None,
+    trackers: Annotated[int, typer.Option(
+        help="Trackers to run on one mongodb:// store (ports --tracker-port, +1, ...); peers fail over "
+             "between them.")] = 1,
 ) -> None:
-    """Bring up the tracker and every peer of peers.json under supervisord."""
-    _supervise(ctx, nodes.load_peers(config_path), supervisor.TrackerSpec(tracker_host, tracker_port, store),
-               start_tracker=True)
+    """Bring up the tracker(s) and every peer of peers.json under supervisord."""
+    _supervise(ctx, nodes.load_peers(config_path),
+               supervisor.TrackerSpec(tracker_host, tracker_port, store, trackers), start_tracker=True)
 
 
 @swarm.command("status")
