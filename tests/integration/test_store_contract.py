@@ -162,3 +162,14 @@ def test_sqlite_on_a_network_filesystem_is_refused(tmp_path):
     assert filesystem_type(str(tmp_path / "local" / "tracker.db"), str(mounts)) == "ext4"
     with pytest.raises(StoreError, match=r"network filesystem \(nfs4\)"):
         refuse_network_fs(str(tmp_path / "nfs" / "tracker.db"), str(mounts))
+
+
+def test_reads_see_this_batchs_writes_before_commit(store):
+    """MongoDB queues a batch's piece updates for one bulk write at commit: reads must not miss them."""
+    store.put_torrent(TORRENT)
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    store.add_pieces(TORRENT.info_hash, "p1", [0, 5])
+    assert store.holders(TORRENT.info_hash)["p1"].indexes() == [0, 5]
+    store.add_pieces(TORRENT.info_hash, "p1", [6])
+    assert store.held_by("p1") == {TORRENT.info_hash: 3}
+    store.commit()

@@ -4,12 +4,19 @@
 - ``torrents`` {_id: info_hash, name, length, piece_length, num_pieces, metainfo}
 - ``files``    {_id: info_hash, name, num_pieces, peers: {peer_id: [piece indexes]}}
 
-Each write is acknowledged by the server before the tracker replies. Add
+Every write is acknowledged by the server before the tracker replies. Announced pieces
+are group-committed: ``add_pieces`` queues its update, and ``commit()`` (once per batch
+of requests, before any reply) sends the batch's updates as one ordered bulk write.
+Any other call sends the queue first, so reads see every earlier write. Add
 ``journal=true`` to the URI for on-disk durability on a real mongod.
+
+Nothing here is kept between batches except the piece-count cache of the base class,
+so any number of trackers can share one database.
 """
 from __future__ import annotations
 
 import pymongo
+from pymongo import UpdateOne
 from bson.binary import Binary
 from pymongo.errors import PyMongoError
 
@@ -31,14 +38,29 @@ class MongoStore(TrackerStore):
         self.peers = self.db["peers"]
         self.torrents = self.db["torrents"]
         self.files = self.db["files"]
+        self._queued: list[UpdateOne] = []       # this batch's piece updates, sent at commit()
 
     def _do(self, fn, *args, **kwargs):
+        if self._queued:
+            self._send_queued()
         try:
             return fn(*args, **kwargs)
         except PyMongoError as exc:
             raise StoreError(f"MongoDB: {exc}") from None
 
+    def _send_queued(self) -> None:
+        ops, self._queued = self._queued, []
+        try:
+            self.files.bulk_write(ops, ordered=True)
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB: {exc}") from None
+
+    def commit(self) -> None:
+        if self._queued:
+            self._send_queued()
+
     def close(self) -> None:
+        self._queued.clear()
         self.client.close()
 
     # peers
@@ -92,8 +114,8 @@ class MongoStore(TrackerStore):
 
     # files
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
-        self._do(self.files.update_one, {"_id": info_hash},
-                 {"$addToSet": {f"peers.{peer_id}": {"$each": list(pieces)}}})
+        self._queued.append(UpdateOne({"_id": info_hash},
+                                      {"$addToSet": {f"peers.{peer_id}": {"$each": list(pieces)}}}))
 
     def remove_pieces(self, info_hash: str, peer_id: str) -> None:
         self._do(self.files.update_one, {"_id": info_hash}, {"$unset": {f"peers.{peer_id}": ""}})
