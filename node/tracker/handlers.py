@@ -76,14 +76,21 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
     old = ctx.store.get_peer(msg.peer_id)
     if old is not None:
         alive = old.last_seen > now - config.PEER_EXPIRY_S
-        same_session = (old.host, old.port) == (msg.host, msg.port) and secrets.compare_digest(old.token, msg.token)
+        same_session = (old.host, old.port) == (msg.host, msg.port) and bool(msg.token) and (
+            secrets.compare_digest(old.token, msg.token)
+            # a register replayed on another tracker after the first copy was taken: the
+            # peer still presents the token it had before, which the record remembers
+            or secrets.compare_digest(old.prev_token, msg.token))
         if alive and not same_session:   # only the live peer itself (it has the token) may take it over
             raise ZorrentError(
                 f"peer id {msg.peer_id!r} is already in use by {old.host}:{old.port}",
                 ErrorCode.PEER_ID_TAKEN)
-        ctx.store.delete_peer(msg.peer_id)  # a restart: the peer re-announces what it holds
     token = secrets.token_hex(16)
-    ctx.store.put_peer(PeerRecord(msg.peer_id, msg.host, msg.port, token, now))
+    if not ctx.store.swap_peer(PeerRecord(msg.peer_id, msg.host, msg.port, token, now, msg.token), old):
+        raise ZorrentError(f"peer id {msg.peer_id!r} was registered through another tracker at the same "
+                           f"moment; retry", ErrorCode.PEER_ID_TAKEN)
+    if old is not None:
+        ctx.store.drop_pieces(msg.peer_id)  # a restart: the peer re-announces what it holds
     return m.Registered(token=token, heartbeat_interval_s=config.HEARTBEAT_INTERVAL_S)
 
 

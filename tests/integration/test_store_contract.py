@@ -173,3 +173,14 @@ def test_reads_see_this_batchs_writes_before_commit(store):
     store.add_pieces(TORRENT.info_hash, "p1", [6])
     assert store.held_by("p1") == {TORRENT.info_hash: 3}
     store.commit()
+
+
+def test_swap_peer_is_a_compare_and_swap(store):
+    """Two trackers registering one peer id at once: only the first write wins."""
+    assert store.swap_peer(PeerRecord("p1", "h", 1, "tA", 1.0), None)
+    assert not store.swap_peer(PeerRecord("p1", "h", 1, "tB", 1.0), None)          # it read "absent" too
+    old = store.get_peer("p1")
+    assert store.swap_peer(PeerRecord("p1", "h", 1, "tC", 2.0, "tA"), old)
+    assert not store.swap_peer(PeerRecord("p1", "h", 1, "tD", 2.0, "tA"), old)      # old is stale now
+    store.commit()
+    assert store.get_peer("p1") == PeerRecord("p1", "h", 1, "tC", 2.0, "tA")

@@ -28,6 +28,7 @@ class PeerRecord:
     port: int
     token: str
     last_seen: float
+    prev_token: str = ""     # the token the peer proved it held when it got this one
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,16 @@ class TrackerStore(ABC):
 
     @abstractmethod
     def get_peer(self, peer_id: str) -> PeerRecord | None: ...
+
+    @abstractmethod
+    def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
+        """Write ``new`` only if the stored record is still ``expected`` (same token, or
+        still absent): a compare-and-swap, so two trackers registering one peer id at once
+        cannot both win. False if the record changed since it was read."""
+
+    @abstractmethod
+    def drop_pieces(self, peer_id: str) -> None:
+        """The peer holds nothing any more (it restarted and re-announces)."""
 
     @abstractmethod
     def touch_peer(self, peer_id: str, now: float) -> None:

@@ -18,12 +18,17 @@ from __future__ import annotations
 import pymongo
 from pymongo import UpdateOne
 from bson.binary import Binary
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from node.tracker.store.base import PeerRecord, StoreError, TorrentRecord, TrackerStore
 from protocol.pieces import Bitfield
 
 SERVER_TIMEOUT_MS = 3000
+
+
+def _peer_doc(peer: PeerRecord) -> dict:
+    return {"host": peer.host, "port": peer.port, "token": peer.token, "last_seen": peer.last_seen,
+            "prev_token": peer.prev_token}
 
 
 class MongoStore(TrackerStore):
@@ -65,20 +70,34 @@ class MongoStore(TrackerStore):
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
-        self._do(self.peers.replace_one, {"_id": peer.peer_id},
-                 {"host": peer.host, "port": peer.port, "token": peer.token,
-                  "last_seen": peer.last_seen}, upsert=True)
+        self._do(self.peers.replace_one, {"_id": peer.peer_id}, _peer_doc(peer), upsert=True)
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
         d = self._do(self.peers.find_one, {"_id": peer_id})
-        return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"]) if d else None
+        return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"],
+                          d.get("prev_token", "")) if d else None
+
+    def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
+        if expected is None:
+            try:
+                self._do(self.peers.insert_one, {"_id": new.peer_id, **_peer_doc(new)})
+            except StoreError as exc:
+                if "E11000" in exc.message or "duplicate key" in exc.message.lower():
+                    return False
+                raise
+            return True
+        done = self._do(self.peers.replace_one, {"_id": new.peer_id, "token": expected.token}, _peer_doc(new))
+        return done.matched_count == 1
+
+    def drop_pieces(self, peer_id: str) -> None:
+        self._do(self.files.update_many, {f"peers.{peer_id}": {"$exists": True}},
+                 {"$unset": {f"peers.{peer_id}": ""}})
 
     def touch_peer(self, peer_id: str, now: float) -> None:
         self._do(self.peers.update_one, {"_id": peer_id}, {"$max": {"last_seen": now}})
 
     def delete_peer(self, peer_id: str) -> None:
-        self._do(self.files.update_many, {f"peers.{peer_id}": {"$exists": True}},
-                 {"$unset": {f"peers.{peer_id}": ""}})
+        self.drop_pieces(peer_id)
         self._do(self.peers.delete_one, {"_id": peer_id})
 
     def peers_seen_before(self, when: float) -> list[str]:
@@ -90,8 +109,7 @@ class MongoStore(TrackerStore):
         gone = self._do(self.peers.delete_one, {"_id": peer_id, "last_seen": {"$lt": before}})
         if not gone.deleted_count:
             return False
-        self._do(self.files.update_many, {f"peers.{peer_id}": {"$exists": True}},
-                 {"$unset": {f"peers.{peer_id}": ""}})
+        self.drop_pieces(peer_id)
         return True
 
     # torrents

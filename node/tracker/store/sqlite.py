@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS peers (
     host      TEXT NOT NULL,
     port      INTEGER NOT NULL,
     token     TEXT NOT NULL,
-    last_seen REAL NOT NULL
+    last_seen REAL NOT NULL,
+    prev_token TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS torrents (
     info_hash    TEXT PRIMARY KEY,
@@ -60,6 +61,8 @@ class SqliteStore(TrackerStore):
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
+            if "prev_token" not in {row[1] for row in self.db.execute("PRAGMA table_info(peers)")}:
+                self.db.execute("ALTER TABLE peers ADD COLUMN prev_token TEXT NOT NULL DEFAULT ''")
         except sqlite3.Error as exc:
             self._unlock()
             raise StoreError(f"cannot open store {uri}: {exc}") from None
@@ -107,24 +110,34 @@ class SqliteStore(TrackerStore):
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
-        self._write("INSERT INTO peers VALUES (?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET "
-                    "host=excluded.host, port=excluded.port, token=excluded.token, "
-                    "last_seen=excluded.last_seen",
-                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen))
+        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, prev_token) VALUES (?,?,?,?,?,?) "
+                    "ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, port=excluded.port, "
+                    "token=excluded.token, last_seen=excluded.last_seen, prev_token=excluded.prev_token",
+                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.prev_token))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
-        row = self.db.execute("SELECT peer_id, host, port, token, last_seen FROM peers "
+        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, prev_token FROM peers "
                               "WHERE peer_id=?", (peer_id,)).fetchone()
         return PeerRecord(*row) if row else None
+
+    def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
+        current = self.get_peer(new.peer_id)   # one writer: nothing changes it between here and the write
+        if (current is None) != (expected is None) or (current is not None and current.token != expected.token):
+            return False
+        self.put_peer(new)
+        return True
+
+    def drop_pieces(self, peer_id: str) -> None:
+        self._write("DELETE FROM files WHERE peer_id=?", (peer_id,))
+        for key in [k for k in self._bits if k[1] == peer_id]:
+            del self._bits[key]
 
     def touch_peer(self, peer_id: str, now: float) -> None:
         self._write("UPDATE peers SET last_seen=MAX(last_seen, ?) WHERE peer_id=?", (now, peer_id))
 
     def delete_peer(self, peer_id: str) -> None:
-        self._write("DELETE FROM files WHERE peer_id=?", (peer_id,))
+        self.drop_pieces(peer_id)
         self._write("DELETE FROM peers WHERE peer_id=?", (peer_id,))
-        for key in [k for k in self._bits if k[1] == peer_id]:
-            del self._bits[key]
 
     def peers_seen_before(self, when: float) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT peer_id FROM peers WHERE last_seen < ?", (when,))]
