@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import PY, REPO, wait_for, write_random
 
-pytestmark = pytest.mark.mongo
 MIB = 1024 * 1024
 _dbs = itertools.count()
 
@@ -45,6 +44,7 @@ def holders(swarm, torrent, tracker: str) -> dict:
     return {p["peer_id"]: p["have"] for p in got["peers"]}
 
 
+@pytest.mark.mongo
 def test_get_agrees_through_either_tracker(swarm, two_trackers, tmp_path):
     a, b, _ = two_trackers
     swarm.peer("seeder")
@@ -61,6 +61,7 @@ def test_get_agrees_through_either_tracker(swarm, two_trackers, tmp_path):
     assert holders(swarm, info["torrent"], b) == holders(swarm, info["torrent"], a)
 
 
+@pytest.mark.mongo
 def test_tracker_killed_mid_download_then_back(swarm, two_trackers, tmp_path):
     a, b, store = two_trackers
     swarm.peer("seeder", "--upload-rate", str(2 * MIB))     # the download lasts a few seconds
@@ -77,6 +78,8 @@ def test_tracker_killed_mid_download_then_back(swarm, two_trackers, tmp_path):
     n = info["num_pieces"]
     wait_for(lambda: holders(swarm, info["torrent"], b).get("leecher") == n, what="tracker B lists the leecher complete")
     assert "failing over to " + b in swarm.log("leecher")
+    default = swarm.cli_json("get", "--torrent", info["torrent"])   # the torrent's trackers: A times out, B answers
+    assert {p["peer_id"]: p["have"] for p in default["peers"]} == {"seeder": n, "leecher": n}
 
     port = int(a.rsplit(":", 1)[1])
     assert start_tracker(swarm, "tracker_a2", store, port) == a
@@ -89,6 +92,7 @@ def test_tracker_killed_mid_download_then_back(swarm, two_trackers, tmp_path):
     assert holders(swarm, info["torrent"], a) == {"seeder": n, "leecher": n}
 
 
+@pytest.mark.mongo
 @pytest.mark.timeout(300)
 def test_soak_with_two_trackers_and_kills(tmp_path, mongo_uri):
     store = f"{mongo_uri}/soak{next(_dbs)}?retryWrites=false"
@@ -104,3 +108,29 @@ def test_soak_with_two_trackers_and_kills(tmp_path, mongo_uri):
     assert report["ok"] and report["downloads_corrupt"] == 0 and report["downloads_unfinished"] == 0
     assert report["downloads_verified"] == report["downloads_completed"] >= 1
     assert {"tracker", "tracker2"} & set(report["kills_by_node"]), report["kills_by_node"]
+
+
+def test_one_tracker_per_sqlite_file(swarm):
+    swarm.tracker()                                           # the default store: output/tracker.db
+    res = swarm.cli("tracker", "--port", "0", check=False, timeout_s=30)
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another tracker already uses" in lines[0] and "mongodb://" in lines[0], lines
+
+
+def test_several_trackers_need_a_shared_store(swarm, tmp_path):
+    (tmp_path / "peers.json").write_text('{"p1": {"ip": "127.0.0.1", "port": 1}}')
+    res = swarm.cli("swarm", "up", "--config", str(tmp_path / "peers.json"), "--trackers", "2", check=False)
+    assert res.returncode == 2 and "need one shared store" in res.stderr, res.stderr
+    assert swarm.supervisor_pid() is None
+
+
+def test_tracker_lists_are_parsed_once():
+    from node import config
+    from protocol.errors import ZorrentError
+
+    assert config.tracker_endpoints("tcp://a:1, b:2,tcp://a:1") == ["tcp://a:1", "tcp://b:2"]
+    assert config.tracker_endpoints(["tcp://a:1", "c:3,b:2"]) == ["tcp://a:1", "tcp://c:3", "tcp://b:2"]
+    for bad in ("http://a:1", "a", "tcp://a:0", "tcp://:5", ","):
+        with pytest.raises(ZorrentError):
+            config.tracker_endpoints(bad)
