@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test soak bench bench-quick fuzz install install-test install-bench clean
+.PHONY: demo test soak bench bench-quick bench-swarm fuzz install install-test install-bench system-deps clean
+
+# Debian packages the tests need: the namespace lab (ip, tc, nft, ethtool). Installed when
+# missing, as root (CI is root on a fresh Debian machine); apt-get update only then.
+DEBIAN_PACKAGES := iproute2 nftables ethtool
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +16,14 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
-install-test: $(BIN)/python
+system-deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+install-test: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e '.[test]'
 
 install-bench: $(BIN)/python
@@ -36,6 +47,10 @@ bench: install-bench
 bench-quick: install-bench
 	$(BIN)/python bench/bench.py --quick
 	$(BIN)/python bench/tracker_rate.py --announces 20000
+
+# zorrent and libtorrent on the same namespace topology with capped links, as ratios to T_min (root)
+bench-swarm: install-bench system-deps
+	$(BIN)/python bench/swarm.py
 
 # 100,000 hypothesis-generated frames to the decoder, the tracker and both peer sockets
 fuzz: install-bench

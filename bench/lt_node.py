@@ -5,6 +5,9 @@ A seeder adds the torrent in seed_mode (its data is known good, like a zorrent u
 
     python bench/lt_node.py --role seeder  --torrent T --dir D --ready R
     python bench/lt_node.py --role leecher --torrent T --dir D --ready R --go G --result OUT
+
+``--listen IP:PORT`` (default 127.0.0.1:0) is for bench/swarm.py's namespace lab, where
+each node has its own address; the go file then lists "IP:PORT" strings, not ports.
 """
 from __future__ import annotations
 
@@ -33,8 +36,11 @@ def main() -> None:
     ap.add_argument("--ready", required=True)
     ap.add_argument("--go")
     ap.add_argument("--result")
+    ap.add_argument("--listen", default="127.0.0.1:0")
     args = ap.parse_args()
-    ses = lt.session(SETTINGS)
+    settings = {**lt.high_performance_seed(), **SETTINGS, "listen_interfaces": args.listen} \
+        if args.listen != "127.0.0.1:0" else SETTINGS
+    ses = lt.session(settings)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.dir
@@ -49,11 +55,14 @@ def main() -> None:
     go = Path(args.go)
     while not go.exists():
         time.sleep(0.005)
-    ports = [int(p) for p in json.loads(go.read_text()) if int(p) != ses.listen_port()]
+    me = args.listen.rsplit(":", 1)[0]
+    peers = [("127.0.0.1", int(p)) if isinstance(p, int) else (p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1]))
+             for p in json.loads(go.read_text())]
+    peers = [peer for peer in peers if peer != (me, ses.listen_port())]
     started = time.time()
     handle = ses.add_torrent(params)
-    for port in ports:
-        handle.connect_peer(("127.0.0.1", port))
+    for peer in peers:
+        handle.connect_peer(peer)
     while not handle.status().is_seeding:
         ses.pop_alerts()
         time.sleep(0.01)

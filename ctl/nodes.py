@@ -1,13 +1,17 @@
 """Starting node processes from the CLI and waiting until they answer."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from ctl import client
 from node import config
@@ -23,6 +27,7 @@ class PeerSpec:
     port: int
     upload_rate: int = 0     # bytes/s, 0 for no limit (optional "upload_rate" in peers.json)
     disk_io: str = config.DISK_IO   # optional "disk_io" in peers.json: "direct" or "buffered"
+    bind: str = ""                  # optional "bind" in peers.json (e.g. 0.0.0.0); "ip" is then advertised
 
 
 def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
@@ -50,21 +55,63 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
         if disk_io not in config.DISK_IO_MODES:
             raise ZorrentError(f"{path}: {peer_id} \"disk_io\" must be one of {', '.join(config.DISK_IO_MODES)}",
                                ErrorCode.BAD_INPUT)
+        bind = entry.get("bind", "")
+        if not isinstance(bind, str):
+            raise ZorrentError(f"{path}: {peer_id} \"bind\" must be an address string", ErrorCode.BAD_INPUT)
+        if entry["ip"] in config.WILDCARD_HOSTS:
+            raise ZorrentError(f"{path}: {peer_id} \"ip\" is the address other peers reach it at, not "
+                               f"{entry['ip']} (bind every interface with \"bind\": \"0.0.0.0\")", ErrorCode.BAD_INPUT)
         if (entry["ip"], entry["port"]) in seen:
             raise ZorrentError(f"{path}: {entry['ip']}:{entry['port']} is listed twice", ErrorCode.BAD_INPUT)
         seen.add((entry["ip"], entry["port"]))
-        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io))
+        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io, bind))
     return specs
 
 
-def check_listed(peer_id: str, path: str | os.PathLike) -> None:
-    """If there is a peers.json, the peer id must be in it."""
+def local_addresses() -> set[str]:
+    """Every IP address of this host (of this network namespace)."""
+    return {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family in (socket.AF_INET, socket.AF_INET6)}
+
+
+def is_local(ip: str, addresses: set[str]) -> bool:
+    try:
+        ipaddress.ip_address(ip)
+        candidates = {ip}
+    except ValueError:           # a host name: whatever it resolves to
+        try:
+            candidates = {info[4][0] for info in socket.getaddrinfo(ip, None)}
+        except OSError:
+            return False
+    return any(ipaddress.ip_address(a).is_loopback or a in addresses for a in candidates)
+
+
+def split_local(specs: list[PeerSpec], path: str | os.PathLike) -> list[PeerSpec]:
+    """The entries of peers.json whose ip is an address of this host; the others are
+    named on stderr. None at all is an error: this is the wrong host or the wrong file."""
+    from ctl import render
+
+    addresses = local_addresses()
+    local = [s for s in specs if is_local(s.ip, addresses)]
+    for spec in specs:
+        if spec not in local:
+            render.err.print(f"skipping {spec.peer_id}: {spec.ip} is not an address of this host", markup=False)
+    if not local:
+        raise ZorrentError(f"none of the peers in {path} is on this host (its addresses: "
+                           f"{', '.join(sorted(addresses)) or 'none'})", ErrorCode.BAD_INPUT)
+    return local
+
+
+def listed_host(peer_id: str, path: str | os.PathLike, host: str | None) -> str:
+    """The address to reach a peer at: ``host`` if given, else its ``ip`` in peers.json
+    (the peer id must be listed there, if the file exists), else the default."""
     config.check_peer_id(peer_id)
     if not Path(path).exists():
-        return
-    ids = [s.peer_id for s in load_peers(path)]
-    if peer_id not in ids:
-        raise ZorrentError(f"peer {peer_id!r} is not in {path} (it lists {', '.join(ids)})", ErrorCode.UNKNOWN_PEER)
+        return host or config.DEFAULT_PEER_HOST
+    specs = {s.peer_id: s for s in load_peers(path)}
+    if peer_id not in specs:
+        raise ZorrentError(f"peer {peer_id!r} is not in {path} (it lists {', '.join(specs)})", ErrorCode.UNKNOWN_PEER)
+    return host or specs[peer_id].ip
 
 
 def node_argv(*args: str) -> list[str]:
@@ -78,7 +125,10 @@ def node_env() -> dict[str, str]:
 
 
 def peer_args(spec: PeerSpec, tracker: str) -> list[str]:
-    args = ["peer", "--peer-id", spec.peer_id, "--host", spec.ip, "--port", str(spec.port), "--tracker", tracker]
+    args = ["peer", "--peer-id", spec.peer_id, "--host", spec.bind or spec.ip, "--port", str(spec.port),
+            "--tracker", tracker]
+    if spec.bind:
+        args += ["--advertise", spec.ip]
     if spec.upload_rate:
         args += ["--upload-rate", str(spec.upload_rate)]
     if spec.disk_io != config.DISK_IO:

@@ -6,6 +6,11 @@ download never finishes.
 
 It runs in its own work directory, with its own output/ and supervisor_conf/, so it
 never touches the swarm of the directory it is started from.
+
+With ``Links`` (``soak --netns``) every node is a host of its own in a lab of network
+namespaces (ctl/lab.py): upload caps, random loss, and partitions (a host's link goes
+down for a while, then comes back) on top of the kills. The lab is removed on the way
+out, and a crashed soak's lab is swept at the next start.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from ctl import client, nodes, supervisor
+from ctl.lab import Lab
 from ctl.commands.inputs import write_random_file
 from node import config
 from protocol import messages as m
@@ -28,6 +34,18 @@ from protocol import metainfo
 from protocol.errors import ZorrentError
 
 POLL_S = 1.0
+LAB_PEER_PORT = 6881
+
+
+@dataclass
+class Links:
+    """The lab's links (``soak --netns``)."""
+
+    up_mbit: float = 32.0
+    seed_up_mbit: float = 32.0
+    loss_pct: float = 0.0
+    partition_every_s: float = 0.0
+    partition_s: float = 10.0
 DRAIN_S = 180.0             # after the last minute, unfinished downloads get this long
 
 
@@ -59,6 +77,9 @@ class Report:
     downloads_unfinished: int = 0
     downloads_recycled: int = 0
     kills: int = 0
+    partitions: int = 0
+    partitions_by_host: dict = field(default_factory=dict)
+    links: dict = field(default_factory=dict)        # the lab's caps and loss (soak --netns)
     restarts_seen: int = 0
     pieces_redownloaded_after_restart: int = 0
     pieces_verified_before_kills: int = 0
@@ -95,7 +116,7 @@ def _rss_mib(pid: int) -> float:
 class Soak:
     def __init__(self, workdir: Path, peers: int, files: int, minutes: float, kill_every_s: float,
                  min_size: int, max_size: int, seed: int, upload_rate: int = 0, say=print,
-                 trackers: int = 1, store_uri: str | None = None) -> None:
+                 links: Links | None = None, trackers: int = 1, store_uri: str | None = None) -> None:
         self.workdir = workdir
         self.rng = random.Random(seed)
         self.say = say
@@ -111,15 +132,36 @@ class Soak:
         self.inputs: dict[str, tuple[Path, str, metainfo.Metainfo]] = {}   # name -> (path, sha256, meta)
         self.pids: dict[str, int] = {}
         self.seeded: set[tuple[str, str]] = set()                               # (peer, file)
+        self.seeders = self.peer_ids[: max(2, len(self.peer_ids) // 5)]
+        self.links, self.lab = links, None
+        self.cut: dict[str, float] = {}          # partitioned host -> when it comes back
+        if links:
+            self.report.links = asdict(links)
 
     # ------------------------------------------------------------------ setup
     def up(self) -> None:
         os.environ["ZORRENT_OUTPUT"] = str(self.workdir / "output")
         os.environ["ZORRENT_SUPERVISOR_CONF"] = str(self.workdir / "supervisor_conf")
-        tracker = self.tracker
+        launcher = None
+        if self.links:
+            self.lab = Lab()
+            loss = self.links.loss_pct
+            tracker_host = self.lab.add_host("tracker", None, loss)
+            tracker = supervisor.TrackerSpec(tracker_host.ip, config.DEFAULT_TRACKER_PORT, self.tracker.store_uri,
+                                             self.tracker.count)
+            self.specs = []
+            for p in self.peer_ids:
+                cap = self.links.seed_up_mbit if p in self.seeders else self.links.up_mbit
+                self.specs.append(nodes.PeerSpec(p, self.lab.add_host(p, cap, loss).ip, LAB_PEER_PORT, self.upload_rate))
+            # every tracker program runs on the lab's tracker host
+            launcher = lambda name: self.lab.hosts["tracker" if name in tracker.names else name].argv()   # noqa: E731
+            self.say(f"lab: {len(self.lab.hosts)} hosts on {self.lab.bridge} ({self.lab.address(0)}/24)")
+        else:
+            tracker = self.tracker
+            self.specs = [nodes.PeerSpec(p, "127.0.0.1", _free_port(), self.upload_rate) for p in self.peer_ids]
+        self.tracker = tracker
         os.environ["ZORRENT_TRACKER"] = ",".join(tracker.endpoints)
-        self.specs = [nodes.PeerSpec(p, "127.0.0.1", _free_port(), self.upload_rate) for p in self.peer_ids]
-        conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False))
+        conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False, launcher=launcher))
         supervisor.start_or_update(conf)
         for name, endpoint in zip(tracker.names, tracker.endpoints):
             supervisor.start(name)
@@ -132,7 +174,7 @@ class Soak:
     def seed(self) -> None:
         inputs = self.workdir / "inputs"
         inputs.mkdir(parents=True, exist_ok=True)
-        seeders = self.peer_ids[: max(2, len(self.peer_ids) // 5)]
+        seeders = self.seeders
         for i in range(1, self.nfiles + 1):
             path = inputs / f"soak_{i:03d}.bin"
             write_random_file(path, self.rng.randint(self.min_size, self.max_size), self.rng)
@@ -219,9 +261,30 @@ class Soak:
         self.report.kills_by_node[name] = self.report.kills_by_node.get(name, 0) + 1
         self.say(f"  kill -9 {name} (pid {self.pids[name]})")
 
+    def heal(self, now: float) -> None:
+        for name, until in list(self.cut.items()):
+            if now >= until:
+                self.lab.hosts[name].partition(False)
+                del self.cut[name]
+                self.say(f"  {name} is back on the network")
+
+    def partitions(self, now: float) -> None:
+        """Heal the partitions that are due; cut a random host off when it is time."""
+        self.heal(now)
+        if now >= self.next_partition:
+            self.next_partition = now + self.links.partition_every_s
+            name = self.rng.choice([n for n in self.lab.hosts if n not in self.cut])
+            self.lab.hosts[name].partition(True)
+            self.cut[name] = now + self.links.partition_s
+            self.report.partitions += 1
+            self.report.partitions_by_host[name] = self.report.partitions_by_host.get(name, 0) + 1
+            self.say(f"  partition: {name} is cut off for {self.links.partition_s:g} s")
+
     def run(self) -> Report:
         end = time.monotonic() + self.minutes * 60
         next_kill = time.monotonic() + self.kill_every_s if self.kill_every_s else float("inf")
+        every = self.links.partition_every_s if self.links else 0
+        self.next_partition = time.monotonic() + every if every else float("inf")
         concurrency = max(2, len(self.peer_ids) // 4)
         last_line = 0.0
         while time.monotonic() < end:
@@ -231,12 +294,17 @@ class Soak:
             if time.monotonic() >= next_kill:
                 self.kill_one()
                 next_kill += self.kill_every_s
+            if self.lab:
+                self.partitions(time.monotonic())
             if time.monotonic() - last_line > 30:
                 last_line = time.monotonic()
                 r = self.report
                 self.say(f"  {r.downloads_started} started, {r.downloads_completed} done, "
-                         f"{r.downloads_corrupt} corrupt, {r.kills} kills, {r.restarts_seen} restarts")
+                         f"{r.downloads_corrupt} corrupt, {r.kills} kills, {r.partitions} partitions, "
+                         f"{r.restarts_seen} restarts")
             time.sleep(POLL_S)
+        if self.lab:
+            self.heal(float("inf"))                      # every host back before the drain
         drain_end = time.monotonic() + DRAIN_S
         while any(not j.done for j in self.jobs) and time.monotonic() < drain_end:
             self.poll()
@@ -252,6 +320,9 @@ class Soak:
             supervisor.shutdown()
         except ZorrentError as exc:
             self.say(f"  swarm down: {exc.message}")
+        finally:
+            if self.lab:
+                self.lab.close()
         (self.workdir / "soak-report.json").write_text(json.dumps(asdict(self.report), indent=2))
 
 

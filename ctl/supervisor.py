@@ -8,12 +8,14 @@ and one per peer id, all in ``[group:swarm]``, so supervisorctl addresses them a
 """
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from supervisor.xmlrpc import SupervisorTransport
 
@@ -33,6 +35,7 @@ class TrackerSpec:
     port: int
     store_uri: str | None = None
     count: int = 1
+    others: tuple[str, ...] = ()     # trackers run elsewhere (other hosts) that the peers use too
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -51,7 +54,9 @@ class TrackerSpec:
 
     @property
     def endpoints(self) -> list[str]:
-        return [config.endpoint(self.host, self.port + i) for i in range(self.count)]
+        """Every tracker the peers use: the ones run here, then the others."""
+        local = [config.endpoint(self.host, self.port + i) for i in range(self.count)]
+        return local + [e for e in self.others if e not in local]
 
     def args(self, i: int) -> list[str]:
         args = ["tracker", "--host", self.host, "--port", str(self.port + i)]
@@ -64,9 +69,12 @@ class TrackerSpec:
         return ",".join(eps[k:] + eps[:k])
 
 
-def _program(name: str, args: list[str], workdir: Path, autostart: bool) -> str:
+Launcher = Callable[[str], list[str]]    # program name -> argv prefix (a lab's ``ip netns exec NS``)
+
+
+def _program(name: str, args: list[str], workdir: Path, autostart: bool, prefix: list[str]) -> str:
     log = (config.logs_dir() / f"{name}.log").resolve()
-    command = " ".join([sys.executable, "-m", "ctl", *args])
+    command = shlex.join([*prefix, sys.executable, "-m", "ctl", *args])
     output = config.output_dir().resolve()
     return f"""
 [program:{name}]
@@ -88,9 +96,11 @@ stdout_logfile_backups={config.SUPERVISOR_LOG_BACKUPS}
 """
 
 
-def render(peers: list[PeerSpec], tracker: TrackerSpec, tracker_autostart: bool) -> str:
+def render(peers: list[PeerSpec], tracker: TrackerSpec, tracker_autostart: bool,
+           launcher: Launcher | None = None) -> str:
     """The whole supervisord.conf. The tracker program is always there; start-peer leaves
     it stopped (a foreground tracker may own the port), ``swarm up`` starts it."""
+    launcher = launcher or (lambda name: [])
     workdir = Path.cwd()
     sock = config.supervisor_socket().resolve()
     logs = config.logs_dir().resolve()
@@ -116,9 +126,10 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl=unix://{sock}
 """]
     for i, name in enumerate(tracker.names):
-        parts.append(_program(name, tracker.args(i), workdir, tracker_autostart))
+        parts.append(_program(name, tracker.args(i), workdir, tracker_autostart, launcher(name)))
     for i, spec in enumerate(peers):
-        parts.append(_program(spec.peer_id, peer_args(spec, tracker.endpoints_for(i)), workdir, autostart=True))
+        parts.append(_program(spec.peer_id, peer_args(spec, tracker.endpoints_for(i)), workdir, True,
+                              launcher(spec.peer_id)))
     names = ",".join([*tracker.names, *(p.peer_id for p in peers)])
     parts.append(f"\n[group:{config.SUPERVISOR_GROUP}]\nprograms={names}\n")
     return "".join(parts)

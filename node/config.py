@@ -32,6 +32,17 @@ def default_tracker_endpoint() -> str:
     return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
 
 
+def parse_endpoint(text: str, what: str = "tracker endpoint") -> tuple[str, int]:
+    """(host, port) of ``tcp://HOST:PORT``."""
+    host, _, port = text.removeprefix("tcp://").rpartition(":")
+    try:
+        if host and 0 < int(port) < 65536:
+            return host, int(port)
+    except ValueError:
+        pass
+    raise ZorrentError(f"{what} {text!r} is not tcp://HOST:PORT", ErrorCode.BAD_INPUT)
+
+
 def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
     """The tracker endpoints, preferred first: ``tcp://a:6969,tcp://b:6969`` (or a list of
     such strings, e.g. a repeated ``--tracker``); None reads ``$ZORRENT_TRACKER``.
@@ -49,11 +60,11 @@ def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
             if not part:
                 continue
             ep = part if "://" in part else f"tcp://{part}"
-            host, _, port = ep.removeprefix("tcp://").rpartition(":")
-            if not ep.startswith("tcp://") or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if not ep.startswith("tcp://"):
                 raise ZorrentError(f"tracker endpoint {part[:80]!r} is not tcp://HOST:PORT", ErrorCode.BAD_INPUT)
-            if ep not in out:
-                out.append(ep)
+            host, port = parse_endpoint(ep)
+            if endpoint(host, port) not in out:
+                out.append(endpoint(host, port))
     if not out:
         raise ZorrentError("no tracker endpoint given (tcp://HOST:PORT, comma-separated)", ErrorCode.BAD_INPUT)
     return out
@@ -61,8 +72,21 @@ def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
 
 def default_tracker_address() -> tuple[str, int]:
     """(host, port) of the first of ``tracker_endpoints()``."""
-    host, _, port = tracker_endpoints()[0].removeprefix("tcp://").rpartition(":")
-    return host, int(port)
+    return parse_endpoint(tracker_endpoints()[0])
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "*", "::", "[::]")
+
+
+def advertised_host(bind: str, advertise: str | None) -> str:
+    """The address other peers are told to reach a peer at: its bind address, unless it
+    binds every interface, which needs an explicit one."""
+    if advertise:
+        return advertise
+    if bind in WILDCARD_HOSTS:
+        raise ZorrentError(f"a peer that binds {bind} needs --advertise IP (\"ip\" in peers.json): "
+                           f"the address other peers reach it at", ErrorCode.BAD_INPUT)
+    return bind
 
 
 # ---------------------------------------------------------------- paths
@@ -135,6 +159,8 @@ REQUEST_TIMEOUT_S = 2.0                       # one try of a control/tracker req
 REQUEST_RETRIES = 3                           # Lazy Pirate: tries before giving up
 ANNOUNCE_BATCH_S = 0.05                       # verified pieces wait at most this long
 PEER_REFRESH_S = 1.0                          # a downloading job re-reads the peer list
+PEER_REFRESH_MIN_S = 0.2                      # ... sooner while the job is young (half its age): peers that
+                                              # start together find each other at once
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
 STATUS_POLL_S = 0.2                           # ctl progress refresh
 DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress this long
@@ -158,6 +184,12 @@ PIPELINE_BYTES = 8 * 1024 * 1024              # block bytes in flight to one rem
 MIN_PIPELINE_REQUESTS = 2
 MAX_PIPELINE_REQUESTS = 64                    # pieces in flight to one remote peer
 ENDGAME_AFTER_S = 1.0                         # duplicate a piece only once it is this late
+CREDIT_WINDOW_S = 0.5                         # credit: about this long of a peer's measured rate in flight
+SEND_ONCE_RESEND_S = 30.0                     # a seed sends a piece again after this long (its first taker may be gone)
+SEND_ONCE_SUGGEST = 4                         # unsent pieces a seed offers with each redirect
+WATCH_S = 10.0                                # a parked WATCH is answered (empty) after this long
+WATCH_PARKED_MAX = 256                        # parked WATCHes per torrent; more are answered at once
+ELSEWHERE_RETRY_S = 5.0                       # a redirected piece is not asked of that seed again for this long
 MAX_HASH_FAILURES = 3                         # pieces failed as sole sender before a ban
 HASH_THREADS = 2                              # per peer: SHA-1 of arrived pieces (one per core)
 WRITE_THREADS = 2                             # per peer: writes of verified pieces (keeps the device's queue full)

@@ -45,6 +45,9 @@ class MsgType(str, Enum):
     # peer data plane
     GET_BLOCK = "get_block"
     BLOCK = "block"
+    ELSEWHERE = "elsewhere"
+    WATCH = "watch"
+    HAVES = "haves"
     # peer control plane
     UPLOAD = "upload"
     UPLOADED = "uploaded"
@@ -245,6 +248,7 @@ class GetBlock(Message):
     piece_index: int
     block_offset: int
     length: int
+    requester: str = ""    # the asking peer's id: a seed sends each piece to one peer first
 
 
 @message(MsgType.BLOCK)
@@ -254,6 +258,32 @@ class Block(Message):
     info_hash: str
     piece_index: int
     block_offset: int
+
+
+@message(MsgType.ELSEWHERE)
+class Elsewhere(Message):
+    """Reply to GET_BLOCK from a seed that already sent that piece to another peer while
+    pieces nobody has are left: fetch it from the swarm, and take these from the seed."""
+
+    info_hash: str
+    piece_index: int
+    suggest: list[int]     # pieces this seed has sent to nobody, reserved for the asker
+
+
+@message(MsgType.WATCH)
+class Watch(Message):
+    """Long poll on a peer's data port for the pieces it verifies: answered at once when it
+    has verified more than ``since`` pieces, else as soon as it does (or empty after a while)."""
+
+    info_hash: str
+    since: int             # the ``seq`` of the last HAVES from this peer; -1: just tell me seq
+
+
+@message(MsgType.HAVES)
+class Haves(Message):
+    info_hash: str
+    seq: int               # how many pieces this peer has verified in this run
+    pieces: list[int]      # the ones after ``since``
 
 
 # ---------------------------------------------------------------- peer control plane

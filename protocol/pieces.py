@@ -112,6 +112,11 @@ class Bitfield:
     def __len__(self) -> int:
         return self._count
 
+    def __or__(self, other: "Bitfield") -> "Bitfield":
+        """The pieces in either (both of the same size)."""
+        n = len(self._bits)
+        return Bitfield(self.size, (int.from_bytes(self._bits, "big") | int.from_bytes(other._bits, "big")).to_bytes(n, "big"))
+
     @property
     def complete(self) -> bool:
         return self._count == self.size

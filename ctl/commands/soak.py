@@ -11,7 +11,7 @@ import typer
 from ctl import render
 from ctl.cli import command, commands
 from ctl.commands.inputs import parse_size
-from ctl.soak import Soak
+from ctl.soak import Links, Soak
 from node import config
 from protocol.errors import ZorrentError
 
@@ -34,6 +34,13 @@ def soak(
     upload_rate: Annotated[str, typer.Option(help="Upload limit of every peer, so kills land mid-download (0: none).")] = "4M",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workdir: Annotated[Optional[str], typer.Option(help="Work directory (default output/soak-TIME).")] = None,
+    netns: Annotated[bool, typer.Option("--netns", help="Each node a host of its own: network namespaces on a "
+                                        "bridge, 198.18.0.0/15 (needs root).")] = False,
+    up_mbit: Annotated[float, typer.Option(min=0.1, help="With --netns: every peer's upload cap, Mbit/s.")] = 32.0,
+    seed_up_mbit: Annotated[Optional[float], typer.Option(min=0.1, help="With --netns: the seeders' cap (default --up-mbit).")] = None,
+    loss: Annotated[float, typer.Option(min=0, max=50, help="With --netns: percent of packets every host drops.")] = 0.0,
+    partition_every: Annotated[float, typer.Option(min=0, help="With --netns: cut a random host off every this many seconds (0: never).")] = 0.0,
+    partition_s: Annotated[float, typer.Option(min=0.5, help="With --netns: how long a partition lasts.")] = 10.0,
     trackers: Annotated[int, typer.Option(min=1, help="Trackers on one store (more than 1 needs --store mongodb://...).")] = 1,
     store: Annotated[Optional[str], typer.Option(help="Tracker store URI (default: SQLite in the work directory).")] = None,
 ) -> None:
@@ -44,8 +51,10 @@ def soak(
     where = Path(workdir or config.output_dir() / f"soak-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     where.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _stop)   # a clean stop: the swarm always goes down
-    run = Soak(where, peers, files, minutes, kill_every, parse_size(min_size), parse_size(max_size), seed,
-               parse_size(upload_rate) if upload_rate != "0" else 0, say=lambda s: render.err.print(s, markup=False, highlight=False),
+    links = Links(up_mbit, seed_up_mbit or up_mbit, loss, partition_every, partition_s) if netns else None
+    rate = 0 if netns or upload_rate == "0" else parse_size(upload_rate)    # in a lab the links are the limit
+    run = Soak(where, peers, files, minutes, kill_every, parse_size(min_size), parse_size(max_size), seed, rate,
+               say=lambda s: render.err.print(s, markup=False, highlight=False), links=links,
                trackers=trackers, store_uri=store)
     try:
         run.up()
@@ -56,11 +65,13 @@ def soak(
     if ctx.obj.json:
         render.emit_json({**report.__dict__, "ok": report.ok})
     else:
-        rows = [[k.replace("_", " "), v] for k, v in report.__dict__.items() if k not in ("rss_mib", "kills_by_node")]
+        rows = [[k.replace("_", " "), v] for k, v in report.__dict__.items() if k not in ("rss_mib", "kills_by_node", "partitions_by_host", "links")]
         render.out.print(render.table(f"Soak report ({where})", ["", ""], rows))
         render.out.print(render.table("RSS (MiB)", ["Process", "Start", "End"],
                                       [[n, a, b] for n, (a, b) in sorted(report.rss_mib.items())]))
         render.out.print(f"kills by node: {report.kills_by_node}")
+        if netns:
+            render.out.print(f"partitions by host: {report.partitions_by_host}; links: {report.links}")
     if not report.ok:
         raise ZorrentError(f"soak failed: {report.downloads_corrupt} corrupt, "
                            f"{report.downloads_unfinished} unfinished downloads")

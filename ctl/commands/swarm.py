@@ -37,7 +37,10 @@ def tracker(
 @command(app, "peer")
 def peer(
     peer_id: Annotated[str, typer.Option(help="This peer's unique id.")],
-    host: Annotated[str, typer.Option(help="Address to serve pieces on.")] = config.DEFAULT_PEER_HOST,
+    host: Annotated[str, typer.Option(help="Address to serve pieces on (0.0.0.0: every interface).")] =
+        config.DEFAULT_PEER_HOST,
+    advertise: Annotated[Optional[str], typer.Option(
+        help="Address the tracker gives other peers for this one (default: --host).")] = None,
     port: Annotated[int, typer.Option(help="Port to serve pieces on (0 picks a free one).")] = 6881,
     tracker: Annotated[Optional[list[str]], typer.Option(
         help="Tracker endpoint; repeat it or comma-separate several, preferred first "
@@ -51,13 +54,26 @@ def peer(
     """Run one peer in the foreground (what start-peer runs for each peer)."""
     from node.peer.main import run
 
-    run(peer_id, host, port, config.tracker_endpoints(tracker), upload_rate, ready_file, disk_io.value)
+    run(peer_id, host, port, config.tracker_endpoints(tracker), upload_rate, ready_file, disk_io.value, advertise)
 
 
 PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]
 TrackerHost = Annotated[str, typer.Option(help="The tracker's address.")]
 TrackerPort = Annotated[int, typer.Option(help="The tracker's port.")]
 StoreUri = Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")]
+TrackerEndpoint = Annotated[Optional[str], typer.Option(
+    "--tracker", help="The tracker as tcp://HOST:PORT, e.g. on another host (overrides --tracker-host/--tracker-port); "
+                      "several, comma-separated: the peers fail over between them.")]
+
+
+def _tracker_spec(tracker: str | None, host: str, port: int, store: str | None,
+                  count: int = 1) -> supervisor.TrackerSpec:
+    others: tuple[str, ...] = ()
+    if tracker:
+        first, *rest = config.tracker_endpoints(tracker)
+        host, port = config.parse_endpoint(first)
+        others = tuple(rest)
+    return supervisor.TrackerSpec(host, port, store, count, others)
 
 
 @command(app, "start-peer")
@@ -67,17 +83,19 @@ def start_peer(
     tracker_host: TrackerHost = config.default_tracker_address()[0],
     tracker_port: TrackerPort = config.default_tracker_address()[1],
     store: StoreUri = None,
+    tracker_endpoint: TrackerEndpoint = None,
     foreground: Annotated[bool, typer.Option(
         "--foreground", help="Run the peers as children of this command instead of under supervisord.")] = False,
 ) -> None:
-    """Start every peer of peers.json, each its own process, and return once all answer.
+    """Start the peers of peers.json on this host (whose "ip" is one of its addresses), each
+    its own process, and return once all answer. The others are named and skipped.
 
     By default supervisord keeps them alive: the config is written to
     supervisor_conf/supervisord.conf and supervisord is started (or told to reread and
     update). Manage them with: supervisorctl -c supervisor_conf/supervisord.conf status
     """
-    specs = nodes.load_peers(config_path)
-    tracker = supervisor.TrackerSpec(tracker_host, tracker_port, store)
+    specs = nodes.split_local(nodes.load_peers(config_path), config_path)
+    tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
         _run_foreground(ctx, specs, tracker.endpoint)
         return
@@ -168,13 +186,14 @@ def swarm_up(
     tracker_host: TrackerHost = config.default_tracker_address()[0],
     tracker_port: TrackerPort = config.default_tracker_address()[1],
     store: StoreUri = None,
+    tracker_endpoint: TrackerEndpoint = None,
     trackers: Annotated[int, typer.Option(
         help="Trackers to run on one mongodb:// store (ports --tracker-port, +1, ...); peers fail over "
              "between them.")] = 1,
 ) -> None:
-    """Bring up the tracker(s) and every peer of peers.json under supervisord."""
-    _supervise(ctx, nodes.load_peers(config_path),
-               supervisor.TrackerSpec(tracker_host, tracker_port, store, trackers), start_tracker=True)
+    """Bring up the tracker(s) and every peer of peers.json (those on this host) under supervisord."""
+    _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
+               _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store, trackers), start_tracker=True)
 
 
 @swarm.command("status")

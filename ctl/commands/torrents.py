@@ -47,6 +47,8 @@ def _meta_rows(items: list[tuple[metainfo.Metainfo, Path]]) -> list[list]:
 
 
 app = commands()
+PeerHost = Annotated[Optional[str], typer.Option(
+    help="That peer's address (default: its \"ip\" in peers.json, else 127.0.0.1).")]
 
 @command(app, "create")
 def create(
@@ -85,7 +87,7 @@ def upload(
     input: Annotated[str, typer.Option("--input", help="A file, or a folder of files, to seed.")],
     peer_id: Annotated[str, typer.Option(help="The running peer that seeds.")],
     peer_port: Annotated[int, typer.Option(help="That peer's port.")],
-    peer_host: Annotated[str, typer.Option(help="That peer's address.")] = config.DEFAULT_PEER_HOST,
+    peer_host: PeerHost = None,
     announce: Annotated[str, typer.Option(help="Tracker endpoint for torrents made here.")] =
         config.default_tracker_endpoint(),
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
@@ -96,8 +98,7 @@ def upload(
     Creates the torrent first if there is none; returns once the tracker has every piece.
     """
     files = _inputs(input)
-    nodes.check_listed(peer_id, peers_config)
-    client.check_peer(peer_id, peer_host, peer_port)
+    client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
     done = []
     for path in files:
         meta, dest = _torrent_for(path, announce)
@@ -143,7 +144,7 @@ def download(
     peer_id: Annotated[str, typer.Option(help="The running peer that downloads.")],
     peer_port: Annotated[int, typer.Option(help="That peer's port.")],
     output: Annotated[Optional[str], typer.Option(help="Where to write the file.")] = None,
-    peer_host: Annotated[str, typer.Option(help="That peer's address.")] = config.DEFAULT_PEER_HOST,
+    peer_host: PeerHost = None,
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
         config.DEFAULT_PEERS_CONFIG,
 ) -> None:
@@ -155,8 +156,7 @@ def download(
     out_path = Path(output) if output else config.downloads_dir() / meta.name
     if out_path.is_dir() and not out_path.is_symlink():
         out_path = out_path / meta.name          # a folder: the file goes inside it
-    nodes.check_listed(peer_id, peers_config)
-    client.check_peer(peer_id, peer_host, peer_port)
+    client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
     # abspath, not resolve(): a symlink planted at the output is refused by the peer, not followed
     client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=os.path.abspath(out_path)),
                         timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
@@ -227,7 +227,7 @@ def get(
     render.out.print(render.table(f"{reply.name} ({reply.info_hash})",
                                   ["Peer ID", "Address", "Pieces", "Done", "Seeder"], rows))
     if not rows:
-        render.out.print("No live peer holds any piece of it.")
+        render.out.print("No live peer seeds or downloads it.")
 
 
 @command(app, "remove")

@@ -3,8 +3,15 @@
 - Peers come from the tracker's list (refreshed every PEER_REFRESH_S) with bitfields.
 - Pieces are picked rarest-first (ties broken at random) from what each peer has.
 - Credit-based pipelining (zguide ch. 7): each remote peer gets at most its credit in
-  block bytes in flight; every verified or failed piece returns its credit. Credit
-  scales with the peer's score, so better peers get more requests.
+  block bytes in flight; every verified or failed piece returns its credit. Credit is
+  CREDIT_WINDOW_S of the peer's measured rate (its score), between two pieces and
+  PIPELINE_BYTES: enough to keep its link busy, and no deep queue of requests at a slow
+  link that others could have served sooner.
+- Each remote is watched (a long-polled WATCH): the pieces it verifies arrive within
+  one announce batch, not at the next tracker refresh, and are relayed at once.
+- An origin seed that already sent a piece to another peer answers ``Elsewhere`` with
+  pieces nobody has (node/peer/seeding.py): the piece waits for the swarm, and the
+  offered pieces are asked for first.
 - A piece comes from one peer, block by block in order, hashed as the blocks arrive;
   only a verified piece is written (pwritev straight from the received frames) and
   announced. A piece that fails its hash or times out counts as a failed attempt,
@@ -26,18 +33,44 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from node import config
 from node.channel import Channel
-from node.peer.storage import sha1_of
+from node.peer.disk import DiskWorker
+from node.peer.storage import PieceFile, sha1_of
+from node.reactor import Reactor
 from protocol import messages as m
 from protocol.codec import Envelope
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
+from protocol.metainfo import Metainfo
 from protocol.pieces import Bitfield
 
-if TYPE_CHECKING:
-    from node.peer.main import Holding, PeerNode
+
+class Holding(Protocol):
+    """The torrent a job fills in: what the engine reads and updates of it."""
+
+    meta: Metainfo
+    file: PieceFile
+    bitfield: Bitfield
+    fetched: int
+
+    def finish(self, error: str = "") -> None: ...
+
+
+class Host(Protocol):
+    """The narrow part of the peer node a job uses (the node hands itself in)."""
+
+    peer_id: str
+    zctx: Any
+    reactor: Reactor
+    tracker: Channel
+    disk: DiskWorker
+    holdings: dict
+    state_dirty: bool
+
+    def queue_announce(self, info_hash: str, piece: int) -> None: ...
+
 
 log = logging.getLogger("zorrent.engine")
 MIB = 1024 * 1024
@@ -58,6 +91,11 @@ class RemotePeer:
     hash_failures: int = 0
     timeouts_in_a_row: int = 0
     refused: set = field(default_factory=set)      # pieces it said it does not have: not asked again
+    deferred: dict = field(default_factory=dict)   # piece -> until when: it sent us Elsewhere
+    suggested: deque = field(default_factory=deque)  # pieces it offered (nobody else has them)
+    seen: int = -1                  # the seq of its last HAVES (node/peer/watch.py)
+    watching: bool = False          # a WATCH is outstanding
+    watch_after: float = 0.0        # after a failed WATCH, not before this
     rested_until: float = 0.0       # no requests before this (it kept timing out)
     banned: bool = False
     first_request: float = 0.0
@@ -86,7 +124,7 @@ class Fetch:
 
 
 class DownloadJob:
-    def __init__(self, node: "PeerNode", holding: "Holding") -> None:
+    def __init__(self, node: Host, holding: Holding) -> None:
         self.node = node
         self.holding = holding
         self.meta = holding.meta
@@ -98,6 +136,7 @@ class DownloadJob:
         self.bad_from: dict[int, set[str]] = {}       # piece -> peers whose copy failed
         self.failed_attempts = 0
         self.unexpected = 0                           # blocks nobody asked for, ignored
+        self.redirected = 0                           # Elsewhere replies from a send-once seed
         self.started = time.monotonic()
         self.finished: float | None = None
         self.refreshing = False
@@ -136,6 +175,8 @@ class DownloadJob:
                 remote = RemotePeer(info.peer_id, endpoint,
                                     Channel(self.node.zctx, endpoint, self.node.reactor), bits)
                 self.remotes[info.peer_id] = remote
+            else:
+                bits = bits | remote.bitfield   # what it told us itself (WATCH) may be newer
             remote.bitfield = bits
         for remote in self.remotes.values():
             remote.listed = remote.peer_id in listed
@@ -159,18 +200,25 @@ class DownloadJob:
         self.retry.clear()
 
     # ------------------------------------------------------------------ scheduling
-    def _credit(self, remote: RemotePeer, score: float, best: float) -> int:
-        """Bytes this peer may have in flight: the pipeline scaled by its share of the best score."""
-        share = 1.0 if not remote.first_request or best <= 0 else max(0.25, score / best)
-        return max(config.MIN_PIPELINE_REQUESTS * self.meta.piece_length, int(config.PIPELINE_BYTES * share))
+    def _credit(self, score: float) -> int:
+        """Bytes a peer may have in flight: CREDIT_WINDOW_S of its score (MiB/s, less
+        failures), at least two pieces (all it gets before its first piece), at most
+        PIPELINE_BYTES."""
+        floor = config.MIN_PIPELINE_REQUESTS * self.meta.piece_length
+        return max(floor, min(config.PIPELINE_BYTES, int(score * MIB * config.CREDIT_WINDOW_S)))
 
-    def _pick(self, remote: RemotePeer) -> int | None:
+    def _pick(self, remote: RemotePeer, now: float) -> int | None:
+        while remote.suggested:
+            i = remote.suggested.popleft()
+            if i in self.pending and i in remote.bitfield:
+                self.pending.discard(i)
+                return i
         for source in (self.retry, self.order):
             while source and source[0] not in self.pending:
                 source.popleft()
             for i in source:
                 if (i in self.pending and i in remote.bitfield and i not in remote.refused
-                        and self._may_fetch(remote, i)):
+                        and remote.deferred.get(i, 0.0) <= now and self._may_fetch(remote, i)):
                     self.pending.discard(i)
                     return i
         return None
@@ -200,14 +248,12 @@ class DownloadJob:
         if self.finished is not None:
             return
         now = time.monotonic()
-        scores = {r.peer_id: r.score(now) for r in self.remotes.values()}   # once per pass, not per peer
-        best = max(scores.values(), default=0.0)
         for remote in self.remotes.values():
             if not remote.listed or remote.banned or remote.rested_until > now:
                 continue
-            credit = self._credit(remote, scores[remote.peer_id], best)
+            credit = self._credit(remote.score(now))
             while remote.inflight_bytes < credit and len(remote.fetches) < config.MAX_PIPELINE_REQUESTS:
-                piece = self._pick(remote)
+                piece = self._pick(remote, now)
                 if piece is None and not self.pending:
                     piece = self._pick_endgame(remote, now)
                 if piece is None:
@@ -224,7 +270,7 @@ class DownloadJob:
         for offset in range(0, size, m.MAX_BLOCK_BYTES):
             length = min(m.MAX_BLOCK_BYTES, size - offset)
             req = m.GetBlock(info_hash=self.meta.info_hash, piece_index=piece,
-                             block_offset=offset, length=length)
+                             block_offset=offset, length=length, requester=self.node.peer_id)
             fetch.request_ids.append(remote.channel.request(
                 req, lambda env, err, f=fetch, o=offset, n=length: self._on_block(f, o, n, env, err),
                 timeout_s=config.BLOCK_TIMEOUT_S, tries=1))
@@ -238,6 +284,10 @@ class DownloadJob:
             self._fail(fetch, err)
             return
         msg, payload = env.msg, env.payload
+        if (isinstance(msg, m.Elsewhere) and msg.piece_index == fetch.piece_index
+                and msg.info_hash == self.meta.info_hash):
+            self._elsewhere(fetch, msg.suggest)
+            return
         if (not isinstance(msg, m.Block) or payload is None or msg.piece_index != fetch.piece_index
                 or msg.block_offset != offset or msg.info_hash != self.meta.info_hash
                 or len(payload) != length):
@@ -250,6 +300,46 @@ class DownloadJob:
         fetch.received += len(payload)
         if fetch.received == fetch.size:
             self._verify_and_write(fetch)
+
+    def _watch(self, remote: RemotePeer) -> None:
+        if remote.bitfield.complete or remote.banned or self.finished is not None:
+            return
+        remote.watching = True
+        remote.channel.request(m.Watch(info_hash=self.meta.info_hash, since=remote.seen),
+                               lambda env, err, r=remote: self._on_haves(r, env, err),
+                               timeout_s=config.WATCH_S + config.REQUEST_TIMEOUT_S, tries=1)
+
+    def _on_haves(self, remote: RemotePeer, env: Envelope | None, err: ZorrentError | None) -> None:
+        remote.watching = False
+        if self.finished is not None or self.remotes.get(remote.peer_id) is not remote:
+            return
+        msg = env.msg if err is None else None
+        if not isinstance(msg, m.Haves) or msg.info_hash != self.meta.info_hash:
+            remote.watch_after = time.monotonic() + config.PEER_REFRESH_S   # not yet (or never): the tracker tells
+            return
+        remote.seen = msg.seq
+        news = False
+        for i in msg.pieces:
+            if 0 <= i < self.meta.num_pieces and i not in remote.bitfield:
+                remote.bitfield.add(i)
+                if i in self.pending and i not in remote.refused:
+                    news = True
+                    if not any(i in r.bitfield for r in self.remotes.values() if r is not remote):
+                        self.order.appendleft(i)     # the rarest: only this peer has it
+        self._watch(remote)
+        if news:
+            self.schedule()
+
+    def _elsewhere(self, fetch: Fetch, suggest: list[int]) -> None:
+        """A send-once seed sent this piece to someone else: not its fault, no failure.
+        The piece waits for the swarm (not asked of this seed for ELSEWHERE_RETRY_S);
+        the pieces it offered instead come first."""
+        remote = fetch.remote
+        self.redirected += 1
+        remote.deferred[fetch.piece_index] = time.monotonic() + config.ELSEWHERE_RETRY_S
+        remote.suggested.extend([i for i in suggest if 0 <= i < self.meta.num_pieces][:config.SEND_ONCE_SUGGEST])
+        self._abandon(fetch, count=False)
+        self.schedule()
 
     def _verify_and_write(self, fetch: Fetch) -> None:
         """SHA-1 of the received frames on a hash thread; only a match goes on to a write thread."""
@@ -364,7 +454,10 @@ class DownloadJob:
             return
         for remote in list(self.remotes.values()):
             remote.channel.expire(now)
-        if now - self.last_refresh >= config.PEER_REFRESH_S:
+            if not remote.watching and now >= remote.watch_after and remote.listed:
+                self._watch(remote)
+        interval = min(config.PEER_REFRESH_S, max(config.PEER_REFRESH_MIN_S, (now - self.started) / 2))
+        if now - self.last_refresh >= interval:
             self.refresh()
         self.schedule()
 

@@ -3,11 +3,14 @@ the local-only ipc socket (upload, download, status, shutdown)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from node.dispatch import Dispatcher
 from node.peer.main import PeerNode
+from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead
+from node.peer.watch import Park, answer
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, ZorrentError
@@ -23,7 +26,7 @@ def ping(node: PeerNode, msg: m.Ping) -> m.Pong:
 
 
 @data.handles(m.MsgType.GET_BLOCK)
-def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead]:
+def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead] | m.Elsewhere:
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
@@ -38,10 +41,26 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
                            ErrorCode.BAD_FIELD)
     if msg.piece_index not in holding.bitfield:
         raise ZorrentError(f"piece {msg.piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
+    if holding.role == "seed":
+        holding.send_once = holding.send_once or SendOnce(meta.num_pieces)
+        suggest = holding.send_once.admit(msg.piece_index, msg.requester, time.monotonic())
+        if suggest is not None:
+            return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
     block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)
     if holding.file.cache_bypassed:     # not in the page cache: a read thread waits for the device
         return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)
     return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
+
+
+@data.handles(m.MsgType.WATCH)
+def watch(node: PeerNode, msg: m.Watch) -> m.Haves | tuple[m.Haves, Park]:
+    holding = node.holdings.get(msg.info_hash)
+    if holding is None:
+        raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
+    reply = answer(msg.info_hash, holding.have_log, msg.since)
+    if reply is not None:
+        return reply
+    return m.Haves(info_hash=msg.info_hash, seq=msg.since, pieces=[]), Park(msg.info_hash, msg.since)
 
 
 def _absolute(path: str, what: str) -> Path:

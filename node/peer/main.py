@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,10 @@ from node.failover import FailoverChannel
 from node.peer import state
 from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
+from node.peer.pacer import Pacer
+from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead, PieceFile
+from node.peer.watch import Park, Watchers
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
 from protocol import messages as m
@@ -53,6 +55,9 @@ class Holding:
     announced: int = 0
     unannounced: set = field(default_factory=set)
     announcing: bool = False
+    joined: bool = False               # an announce (even of no pieces) acknowledged: the tracker lists us
+    send_once: SendOnce | None = None  # an origin seed's record of who was sent which piece
+    have_log: list = field(default_factory=list)   # pieces verified in this run, in order (node/peer/watch.py)
 
     def finish(self, error: str = "") -> None:
         self.finished = time.monotonic()
@@ -84,46 +89,12 @@ class Holding:
             error=self.error, peers=job.peer_stats() if job else [])
 
 
-class Pacer:
-    """Upload rate limit: replies leave in order, no faster than ``rate_bps`` payload bytes/s."""
-
-    def __init__(self, sock: zmq.Socket, reactor: Reactor, rate_bps: int) -> None:
-        self.sock, self.reactor, self.rate_bps = sock, reactor, rate_bps
-        self.queue: deque = deque()
-        self.next_free = 0.0
-        self.timer = None
-
-    def _send(self, ident: bytes, frames: list[Any]) -> None:
-        try:
-            self.sock.send_multipart([ident, *frames], copy=False)
-        except zmq.ZMQError:
-            pass
-
-    def __call__(self, ident: bytes, frames: list[Any]) -> None:
-        if not self.rate_bps or len(frames) < 2:   # only piece payloads are paced
-            self._send(ident, frames)
-            return
-        now = time.monotonic()
-        release = max(now, self.next_free)
-        self.next_free = release + len(frames[1]) / self.rate_bps
-        self.queue.append((release, ident, frames))
-        self._drain()
-
-    def _drain(self) -> None:
-        self.timer = None
-        now = time.monotonic()
-        while self.queue and self.queue[0][0] <= now:
-            _, ident, frames = self.queue.popleft()
-            self._send(ident, frames)
-        if self.queue and self.timer is None:
-            self.timer = self.reactor.call_later(self.queue[0][0] - now, self._drain)
-
-
 class PeerNode(Context):
     def __init__(self, peer_id: str, host: str, port: int, tracker_endpoint: str | list[str],
-                 upload_rate_bps: int = 0, disk_io: str = config.DISK_IO) -> None:
+                 upload_rate_bps: int = 0, disk_io: str = config.DISK_IO, advertise: str | None = None) -> None:
         self.peer_id = config.check_peer_id(peer_id)
         self.host, self.port = host, port
+        self.advertise = config.advertised_host(host, advertise)   # what the tracker tells other peers
         self.tracker_endpoints = config.tracker_endpoints(tracker_endpoint)   # preferred first
         self.upload_rate_bps = upload_rate_bps
         self.direct_io = disk_io == "direct"
@@ -158,6 +129,8 @@ class PeerNode(Context):
         self.tracker = FailoverChannel(self.zctx, self.tracker_endpoints, self.reactor)
         self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS)
         self.pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
+        self.watchers = Watchers(self.pacer, lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
+        self.reactor.call_every(config.ANNOUNCE_BATCH_S, lambda: self.watchers.flush(time.monotonic()))
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_block))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
         self.reactor.call_every(TICK_S, self._tick)
@@ -175,6 +148,8 @@ class PeerNode(Context):
         if len(frames) == 2 and isinstance(frames[1], PendingRead):
             header = frames[0]
             self.disk.read(frames[1], lambda data, err: self._send_read(ident, header, data, err))
+        elif len(frames) == 2 and isinstance(frames[1], Park):
+            self.watchers.park(ident, frames[:1], frames[1], time.monotonic())
         else:
             self.pacer(ident, frames)
 
@@ -230,7 +205,7 @@ class PeerNode(Context):
             return
         self.registering = True
         self.token = None
-        self.tracker.request(m.RegisterPeer(peer_id=self.peer_id, host=self.host, port=self.port,
+        self.tracker.request(m.RegisterPeer(peer_id=self.peer_id, host=self.advertise, port=self.port,
                                             token=self.last_token),
                              self._on_registered, timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
@@ -256,7 +231,7 @@ class PeerNode(Context):
         self.state_dirty = True
         log.info("registered with tracker %s", self.tracker.endpoint)
         for h in self.holdings.values():   # the tracker forgot us (or never knew): tell it all
-            h.tracker_known = False
+            h.tracker_known = h.joined = False
             h.announced = 0
             h.unannounced = set(h.bitfield.indexes())
         self._flush_announces()
@@ -274,6 +249,7 @@ class PeerNode(Context):
 
     def queue_announce(self, info_hash: str, piece: int) -> None:
         self.holdings[info_hash].unannounced.add(piece)
+        self.holdings[info_hash].have_log.append(piece)
         self.state_dirty = True
 
     # ------------------------------------------------------------------ resume state
@@ -364,7 +340,7 @@ class PeerNode(Context):
                 self.tracker.request(m.RegisterTorrent(metainfo=h.meta.raw),
                                      lambda env, err, h=h: self._on_torrent_registered(h, err),
                                      timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
-            elif h.unannounced:
+            elif h.unannounced or not h.joined:
                 batch, h.unannounced = sorted(h.unannounced), set()
                 h.announcing = True
                 self.tracker.request(
@@ -385,6 +361,7 @@ class PeerNode(Context):
         h.announcing = False
         if err is None:
             h.announced += len(batch)
+            h.joined = True
             return
         h.unannounced.update(batch)
         if isinstance(err, RemoteError):
@@ -475,9 +452,9 @@ class PeerNode(Context):
 
 
 def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], upload_rate_bps: int = 0,
-        ready_file: str | None = None, disk_io: str = config.DISK_IO) -> int:
+        ready_file: str | None = None, disk_io: str = config.DISK_IO, advertise: str | None = None) -> int:
     setup_logging(f"peer {peer_id}")
-    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io)
+    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io, advertise)
     try:
         endpoint = node.start()
     except Exception:

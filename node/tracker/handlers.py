@@ -143,7 +143,7 @@ def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
     peers = []
     for peer_id, bits in ctx.store.holders(msg.info_hash).items():
         peer = ctx.store.get_peer(peer_id)
-        if peer is not None and peer.last_seen > live_after and len(bits):
+        if peer is not None and peer.last_seen > live_after:
             peers.append(m.PeerInfo(peer_id=peer_id, host=peer.host, port=peer.port,
                                     bitfield=bits.to_bytes(), have=len(bits)))
     return m.PeerList(info_hash=torrent.info_hash, name=torrent.name,

@@ -17,7 +17,7 @@ def test_get_block_round_trip_exact_bytes():
     msg = m.GetBlock(info_hash="ab" * 20, piece_index=3, block_offset=0, length=16384)
     frames = encode(msg, 1)
     assert frames[0] == msgpack.packb({"v": 1, "id": 1, "type": "get_block", "body": {
-        "info_hash": "ab" * 20, "piece_index": 3, "block_offset": 0, "length": 16384}})
+        "info_hash": "ab" * 20, "piece_index": 3, "block_offset": 0, "length": 16384, "requester": ""}})
     assert decode(frames).msg == msg
 
 

@@ -132,6 +132,10 @@ class MongoStore(TrackerStore):
 
     # files
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
+        if not pieces:      # a member with no pieces yet is listed too
+            self._queued.append(UpdateOne({"_id": info_hash, f"peers.{peer_id}": {"$exists": False}},
+                                          {"$set": {f"peers.{peer_id}": []}}))
+            return
         self._queued.append(UpdateOne({"_id": info_hash},
                                       {"$addToSet": {f"peers.{peer_id}": {"$each": list(pieces)}}}))
 

@@ -170,11 +170,12 @@ class SqliteStore(TrackerStore):
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
         key = (info_hash, peer_id)
         bits = self._bits.get(key)
+        changed = False
         if bits is None:
             row = self.db.execute("SELECT bitfield FROM files WHERE info_hash=? AND peer_id=?",
                                   key).fetchone()
             bits = Bitfield(self._num_pieces(info_hash), row[0] if row else None)
-        changed = False
+            changed = row is None          # a member with no pieces yet is listed too
         for i in pieces:
             changed |= bits.add(i)
         self._bits[key] = bits

@@ -1,0 +1,228 @@
+"""A lab of hosts on one machine: each host is a Linux network namespace on a bridge, with
+its upload capped, random packet loss and partitions, in the manner of Mininet
+(``node.py``: a host owns its namespace; ``link.py``: links own their shaping; ``clean.py``:
+sweep leftovers by name). The product never knows it runs in a lab: nodes are started
+as usual, prefixed with ``ip netns exec``.
+
+- Addresses come from 198.18.0.0/15 (RFC 2544's benchmarking range): lab N uses
+  198.18.N.0/24, the bridge is .1 (so this namespace reaches every host), hosts .2 on.
+- Upload caps: HTB on the host's own side of its veth (its egress), with a bfifo of
+  LINK_QUEUE_S of the link's rate behind it. This kernel has no netem, fq_codel or
+  codel, so there is no delay qdisc: links add no latency of their own, only queueing.
+- Loss: an nftables ``numgen random`` drop rule on the host's egress, so every packet
+  crossing a link meets it exactly once. Segmentation offloads are off on the veths, so
+  a dropped packet is one wire packet, not a 64 KiB GSO burst.
+- Partitions: the bridge side of the host's veth goes down, then up.
+- Names carry the lab number and the owner's pid (``zl3-4711-seed``): ``sweep()``
+  removes every namespace whose owner is dead, and links of labs with no namespace
+  left, with no state from the run that made them.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+from dataclasses import dataclass, field
+
+import psutil
+
+from protocol.errors import ErrorCode, ZorrentError
+
+PREFIX = "zl"
+NETWORK = ipaddress.ip_network("198.18.0.0/15")
+MAX_LABS = 256                  # 198.18.0.0/24 .. 198.18.255.0/24
+LINK_QUEUE_S = 0.05             # a capped link queues at most this long before it drops
+MIN_QUEUE_BYTES = 64 * 1024
+NS_RE = re.compile(rf"^{PREFIX}(\d+)-(\d+)-(.+)$")
+LINK_RE = re.compile(rf"^{PREFIX}(\d+)(?:br|v\d+)$")
+
+
+class LabError(ZorrentError):
+    code = ErrorCode.BAD_INPUT
+
+
+def _run(*argv: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=30)
+    except FileNotFoundError:
+        raise LabError(f"{argv[0]} is not installed (the lab needs iproute2 and nftables)") from None
+    if check and res.returncode != 0:
+        raise LabError(f"`{' '.join(argv)}` failed: {(res.stderr or res.stdout).strip()[:300]}")
+    return res
+
+
+def check_privileges() -> None:
+    """Fail with one line (not a skip) where namespaces cannot be made."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (CAP_NET_ADMIN) to create network namespaces")
+    for tool in ("ip", "tc", "nft"):
+        _run(tool, "-V" if tool != "nft" else "--version")
+
+
+@dataclass
+class Host:
+    lab: "Lab"
+    name: str
+    index: int
+    ns: str
+    ip: str
+    veth: str                     # the bridge side, in the lab's namespace
+    up_mbit: float | None = None
+    loss_pct: float = 0.0
+    partitioned: bool = False
+
+    def argv(self, *cmd: str) -> list[str]:
+        """``cmd`` run inside this host's namespace."""
+        return ["ip", "netns", "exec", self.ns, *cmd]
+
+    def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
+        return subprocess.Popen(self.argv(*cmd), **kw)
+
+    def shape(self, up_mbit: float | None) -> None:
+        """Cap this host's upload (None: uncapped)."""
+        _run("tc", "-n", self.ns, "qdisc", "del", "dev", "eth0", "root", check=False)
+        self.up_mbit = up_mbit
+        if not up_mbit:
+            return
+        rate_bps = up_mbit * 1e6 / 8
+        burst = max(16 * 1024, int(rate_bps / 250))          # 4 ms of the rate
+        queue = max(MIN_QUEUE_BYTES, int(rate_bps * LINK_QUEUE_S))
+        _run("tc", "-n", self.ns, "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb", "default", "1")
+        _run("tc", "-n", self.ns, "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:1", "htb",
+             "rate", f"{up_mbit}mbit", "ceil", f"{up_mbit}mbit", "burst", str(burst), "cburst", str(burst))
+        _run("tc", "-n", self.ns, "qdisc", "add", "dev", "eth0", "parent", "1:1", "handle", "10:", "bfifo",
+             "limit", str(queue))
+
+    def set_loss(self, pct: float) -> None:
+        """Drop ``pct`` percent of the packets this host sends (nftables numgen)."""
+        _run("ip", "netns", "exec", self.ns, "nft", "delete", "table", "inet", "zlab", check=False)
+        self.loss_pct = pct
+        if pct <= 0:
+            return
+        per_10k = round(pct * 100)
+        _run("ip", "netns", "exec", self.ns, "nft", "-f", "-", input=(
+            "table inet zlab {\n chain egress {\n  type filter hook output priority 0; policy accept;\n"
+            f'  oifname "eth0" numgen random mod 10000 < {per_10k} counter drop\n }}\n}}\n'))
+
+    def partition(self, down: bool) -> None:
+        """Cut this host off the bridge (its link goes down), or bring it back."""
+        _run("ip", "link", "set", "dev", self.veth, "down" if down else "up")
+        self.partitioned = down
+
+    def kill_all(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM every process in the namespace, then SIGKILL what is left."""
+        _kill_ns_pids(self.ns, timeout_s)
+
+
+@dataclass
+class Lab:
+    """A bridge and its hosts. ``with Lab() as lab:`` removes everything on the way out."""
+
+    number: int = -1
+    bridge: str = ""
+    hosts: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_privileges()
+        sweep()
+        for n in range(MAX_LABS):
+            bridge = f"{PREFIX}{n}br"
+            if _run("ip", "link", "add", bridge, "type", "bridge", check=False).returncode == 0:
+                self.number, self.bridge = n, bridge
+                break
+        else:
+            raise LabError(f"no free lab number: {MAX_LABS} labs already exist (see `ip link`)")
+        _run("ip", "addr", "add", f"{self.address(1)}/24", "dev", self.bridge)
+        _run("ip", "link", "set", "dev", self.bridge, "up")
+
+    def address(self, index: int) -> str:
+        return str(NETWORK.network_address + self.number * 256 + index)
+
+    @property
+    def gateway(self) -> str:
+        """This (the root) namespace's address on the bridge."""
+        return self.address(1)
+
+    def add_host(self, name: str, up_mbit: float | None = None, loss_pct: float = 0.0) -> Host:
+        index = len(self.hosts) + 2
+        if index > 254:
+            raise LabError("a lab holds at most 253 hosts")
+        ns = f"{PREFIX}{self.number}-{os.getpid()}-{name}"
+        veth = f"{PREFIX}{self.number}v{index}"
+        host = Host(self, name, index, ns, self.address(index), veth)
+        self.hosts[name] = host
+        _run("ip", "netns", "add", ns)
+        _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _run("ip", "link", "set", "dev", veth, "master", self.bridge, "up")
+        _run("ip", "-n", ns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
+        _run("ip", "-n", ns, "link", "set", "dev", "eth0", "up")
+        _run("ip", "-n", ns, "link", "set", "dev", "lo", "up")
+        for dev, where in ((veth, ()), ("eth0", ("ip", "netns", "exec", ns))):
+            _run(*where, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", check=False)
+        host.shape(up_mbit)
+        host.set_loss(loss_pct)
+        return host
+
+    def close(self) -> None:
+        for host in self.hosts.values():
+            host.kill_all()
+            _run("ip", "netns", "del", host.ns, check=False)
+        self.hosts.clear()
+        if self.bridge:
+            _run("ip", "link", "del", self.bridge, check=False)
+            self.bridge = ""
+
+    def __enter__(self) -> "Lab":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _kill_ns_pids(ns: str, timeout_s: float) -> None:
+    pids = [int(p) for p in _run("ip", "netns", "pids", ns, check=False).stdout.split()]
+    procs = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            proc.send_signal(signal.SIGTERM)
+            procs.append(proc)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=timeout_s)
+
+
+def namespaces() -> list[str]:
+    return [line.split()[0] for line in _run("ip", "netns", "list", check=False).stdout.splitlines() if line.strip()]
+
+
+def sweep(everything: bool = False) -> list[str]:
+    """Remove what dead labs left: namespaces whose owner pid is gone (every lab
+    namespace with ``everything``), and bridges and veths of labs with no namespace left."""
+    removed, live_labs = [], set()
+    for ns in namespaces():
+        match = NS_RE.match(ns)
+        if not match:
+            continue
+        lab, owner = int(match.group(1)), int(match.group(2))
+        if not everything and psutil.pid_exists(owner) and owner != 0:
+            live_labs.add(lab)
+            continue
+        _kill_ns_pids(ns, 2.0)
+        _run("ip", "netns", "del", ns, check=False)
+        removed.append(ns)
+    for line in _run("ip", "-o", "link", "show", check=False).stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+        match = LINK_RE.match(name)
+        if match and int(match.group(1)) not in live_labs:
+            _run("ip", "link", "del", name, check=False)
+            removed.append(name)
+    return removed

@@ -1,0 +1,55 @@
+"""Send-once seeding: the origin seed is the swarm's only source of pieces nobody else
+has, so while such pieces remain it sends each piece to one peer only (BEP 16's aim,
+without its one-piece-at-a-time trickle).
+
+A seed that serves 6 leechers in turn sends a piece to whoever asks; each leecher
+picks the rarest pieces from a view up to a second old, so several ask for the same
+one, and a normal seed uploads 1.5-2x the torrent before a full copy exists (BEP 16;
+1.57x measured here, bench/RESULTS.md). With send-once a second asker gets an
+``Elsewhere`` reply: the piece is out there (its first taker will relay it), and here
+are pieces nobody has been sent, reserved for you. Once every piece has been sent at
+least once, the seed serves anything: every leecher still needs every piece, and
+the seed's upload is then as good as anyone's.
+
+A piece's first taker may die or drop it: after SEND_ONCE_RESEND_S anyone may have it
+again. Requests that name no requester are always served.
+"""
+from __future__ import annotations
+
+import random
+
+from node import config
+
+
+class SendOnce:
+    def __init__(self, num_pieces: int, rng: random.Random | None = None) -> None:
+        order = list(range(num_pieces))
+        (rng or random).shuffle(order)
+        self.unsent = order                           # never sent nor offered, in random order
+        self.fresh = set(order)
+        self.taken: dict[int, tuple[str, float]] = {}  # piece -> (first taker, when)
+
+    def admit(self, piece: int, requester: str, now: float) -> list[int] | None:
+        """None: serve ``piece`` to ``requester``. A list: don't; offer these instead."""
+        if not requester:
+            return None
+        taken = self.taken.get(piece)
+        if taken is None or now - taken[1] > config.SEND_ONCE_RESEND_S:
+            self._take(piece, requester, now)
+            return None
+        if taken[0] == requester or not self.fresh:
+            return None
+        return [self._take(q, requester, now) for q in self._next_fresh(config.SEND_ONCE_SUGGEST)]
+
+    def _take(self, piece: int, requester: str, now: float) -> int:
+        self.taken[piece] = (requester, now)
+        self.fresh.discard(piece)
+        return piece
+
+    def _next_fresh(self, n: int) -> list[int]:
+        out = []
+        while self.unsent and len(out) < n:
+            piece = self.unsent.pop()
+            if piece in self.fresh:
+                out.append(piece)
+        return out

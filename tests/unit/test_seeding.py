@@ -1,0 +1,35 @@
+"""Send-once seeding: a second asker is sent elsewhere while unsent pieces remain."""
+import random
+
+from node import config
+from node.peer.seeding import SendOnce
+
+
+def test_first_taker_is_served_a_second_asker_gets_unsent_pieces():
+    s = SendOnce(8, random.Random(1))
+    assert s.admit(3, "a", 0.0) is None
+    assert s.admit(3, "a", 0.1) is None                  # the same taker (a retry) is served
+    offered = s.admit(3, "b", 0.2)
+    assert offered and 3 not in offered and len(offered) == config.SEND_ONCE_SUGGEST
+    assert all(s.admit(q, "b", 0.3) is None for q in offered)   # reserved for b: served
+    assert s.admit(offered[0], "c", 0.4) is not None            # and not for c
+
+
+def test_once_every_piece_is_out_anything_is_served():
+    s = SendOnce(4, random.Random(2))
+    for piece in range(4):
+        assert s.admit(piece, "a", 0.0) is None
+    assert s.admit(0, "b", 0.1) is None
+
+
+def test_a_lost_first_copy_is_sent_again_after_the_resend_time():
+    s = SendOnce(8, random.Random(3))
+    assert s.admit(5, "a", 0.0) is None
+    assert s.admit(5, "b", 1.0) is not None
+    assert s.admit(5, "b", config.SEND_ONCE_RESEND_S + 0.1) is None
+
+
+def test_requests_without_a_requester_are_always_served():
+    s = SendOnce(8)
+    assert s.admit(1, "a", 0.0) is None
+    assert s.admit(1, "", 0.1) is None
