@@ -97,7 +97,7 @@ def start_peer(
     specs = nodes.split_local(nodes.load_peers(config_path), config_path)
     tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
-        _run_foreground(ctx, specs, tracker.endpoint)
+        _run_foreground(ctx, specs, ",".join(tracker.endpoints))
         return
     _supervise(ctx, specs, tracker, start_tracker=False)
 
