@@ -79,12 +79,14 @@ class MongoStore(TrackerStore):
 
     def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
         if expected is None:
+            if self._queued:
+                self._send_queued()
             try:
-                self._do(self.peers.insert_one, {"_id": new.peer_id, **_peer_doc(new)})
-            except StoreError as exc:
-                if "E11000" in exc.message or "duplicate key" in exc.message.lower():
-                    return False
-                raise
+                self.peers.insert_one({"_id": new.peer_id, **_peer_doc(new)})
+            except DuplicateKeyError:
+                return False            # another tracker inserted it since we read "absent"
+            except PyMongoError as exc:
+                raise StoreError(f"MongoDB: {exc}") from None
             return True
         done = self._do(self.peers.replace_one, {"_id": new.peer_id, "token": expected.token}, _peer_doc(new))
         return done.matched_count == 1
