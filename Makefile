@@ -5,9 +5,11 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test soak bench bench-quick bench-swarm fuzz install install-test install-bench system-deps clean
 
-# Debian packages the tests need: the namespace lab (ip, tc, nft, ethtool). Installed when
-# missing, as root (CI is root on a fresh Debian machine); apt-get update only then.
-DEBIAN_PACKAGES := iproute2 nftables ethtool
+# Debian packages the tests need, installed when missing (CI is root on a fresh Debian machine;
+# apt-get update only then): the namespace lab (ip, tc, nft, ethtool), mktorrent (folder
+# torrents made by another tool), aria2 (a standard client for the HTTP tracker), and the web
+# view's browser tests (chromium, chromium-driver).
+DEBIAN_PACKAGES := iproute2 nftables ethtool mktorrent aria2 chromium chromium-driver
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ctl.cli import EXIT_OK, EXIT_REMOTE, EXIT_TRANSPORT, EXIT_USAGE, Settings  # noqa: F401  (re-exported)
-from ctl.commands import inputs, soak, swarm, torrents
+from ctl.commands import inputs, soak, swarm, torrents, web
 from node import config
 
 app = typer.Typer(
@@ -25,7 +25,7 @@ def _global(
     ctx.obj = Settings(json=json_out, timeout_s=timeout)
 
 
-for module in (torrents, swarm, inputs, soak):
+for module in (torrents, swarm, inputs, soak, web):
     app.add_typer(module.app)
 
 

@@ -11,7 +11,6 @@ import shlex
 import subprocess
 import sys
 
-import psutil
 
 from ctl import nodes
 from node import config
@@ -44,18 +43,7 @@ def background(*args: str, log: str) -> subprocess.Popen:
 
 def stop(procs: list[subprocess.Popen]) -> None:
     for proc in reversed(procs):
-        try:
-            tree = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
-        except psutil.NoSuchProcess:
-            continue
-        for p in tree:
-            try:
-                p.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(tree, timeout=10)
-        for p in alive:
-            p.kill()
+        nodes.stop_processes(nodes.process_tree(proc.pid))
 
 
 def main() -> int:

@@ -22,12 +22,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import signal
 import subprocess
 from dataclasses import dataclass, field
 
 import psutil
 
+from ctl.nodes import stop_processes
 from protocol.errors import ErrorCode, ZorrentError
 
 PREFIX = "zl"
@@ -182,22 +182,13 @@ class Lab:
 
 
 def _kill_ns_pids(ns: str, timeout_s: float) -> None:
-    pids = [int(p) for p in _run("ip", "netns", "pids", ns, check=False).stdout.split()]
     procs = []
-    for pid in pids:
+    for pid in _run("ip", "netns", "pids", ns, check=False).stdout.split():
         try:
-            proc = psutil.Process(pid)
-            proc.send_signal(signal.SIGTERM)
-            procs.append(proc)
+            procs.append(psutil.Process(int(pid)))
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=timeout_s)
+    stop_processes(procs, timeout_s)
 
 
 def namespaces() -> list[str]:

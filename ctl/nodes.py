@@ -18,6 +18,7 @@ from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 REPO = Path(__file__).resolve().parents[1]
+RESERVED_NAMES = ("tracker", "web")        # supervisord programs beside the peers
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
     specs, seen = [], set()
     for peer_id, entry in raw.items():
         config.check_peer_id(peer_id)
+        if peer_id in RESERVED_NAMES:
+            raise ZorrentError(f"{path}: {peer_id!r} names a supervisord program; choose another peer id",
+                               ErrorCode.BAD_INPUT)
         if not isinstance(entry, dict) or not isinstance(entry.get("ip"), str) \
                 or not isinstance(entry.get("port"), int) or not 0 < entry["port"] < 65536:
             raise ZorrentError(f"{path}: {peer_id} needs \"ip\" (string) and \"port\" (1-65535)",
@@ -66,6 +70,31 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
         seen.add((entry["ip"], entry["port"]))
         specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io, bind))
     return specs
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and its descendants (empty if it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return root.children(recursive=True) + [root]
+    except psutil.Error:
+        return []
+
+
+def stop_processes(procs: list[psutil.Process], timeout_s: float = 10.0) -> None:
+    """SIGTERM each, wait up to ``timeout_s``, then SIGKILL what is left and reap it."""
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=timeout_s)
 
 
 def local_addresses() -> set[str]:
@@ -167,3 +196,22 @@ def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S, log_n
             if time.monotonic() > deadline:
                 raise TransportError(f"the tracker did not answer on {endpoint} within {timeout_s:g}s "
                                      f"(see {config.logs_dir() / (log_name + '.log')})") from None
+
+
+def wait_web(url: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+    """The web view answers /api/swarm."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url + "api/swarm", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TransportError(f"the web view did not answer on {url} within {timeout_s:g}s "
+                                 f"(see {config.logs_dir() / 'web.log'})")
+        time.sleep(0.1)

@@ -28,7 +28,9 @@ import psutil
 from ctl import client, nodes, supervisor
 from ctl.lab import Lab
 from ctl.commands.inputs import write_random_file
+from ctl.soak_report import Timeline, write_html
 from node import config
+from node.web.poller import append_event
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ZorrentError
@@ -57,6 +59,7 @@ class Job:
     output: Path
     started: float
     last_have: int = 0
+    last_bytes: int = 0
     done: bool = False
     recycled: bool = False      # verified, then removed so the pair can be downloaded again
     verified: bool | None = None
@@ -124,7 +127,8 @@ class Soak:
         self.min_size, self.max_size = min_size, max_size
         self.report = Report(peers=peers, files=files, minutes=minutes, kill_every_s=kill_every_s,
                              upload_rate=upload_rate, trackers=trackers)
-        self.tracker = supervisor.TrackerSpec("127.0.0.1", _free_ports(trackers), store_uri, trackers)
+        ports = _free_ports(2 * trackers if trackers > 1 else 1)     # several: their HTTP doors follow
+        self.tracker = supervisor.TrackerSpec("127.0.0.1", ports, store_uri, trackers)
         self.peer_ids = [f"soak{i:02d}" for i in range(1, peers + 1)]
         self.nfiles = files
         self.upload_rate = upload_rate
@@ -132,6 +136,7 @@ class Soak:
         self.inputs: dict[str, tuple[Path, str, metainfo.Metainfo]] = {}   # name -> (path, sha256, meta)
         self.pids: dict[str, int] = {}
         self.seeded: set[tuple[str, str]] = set()                               # (peer, file)
+        self.timeline = Timeline()
         self.seeders = self.peer_ids[: max(2, len(self.peer_ids) // 5)]
         self.links, self.lab = links, None
         self.cut: dict[str, float] = {}          # partitioned host -> when it comes back
@@ -161,15 +166,20 @@ class Soak:
             self.specs = [nodes.PeerSpec(p, "127.0.0.1", _free_port(), self.upload_rate) for p in self.peer_ids]
         self.tracker = tracker
         os.environ["ZORRENT_TRACKER"] = ",".join(tracker.endpoints)
-        conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False, launcher=launcher))
+        web = supervisor.WebSpec("127.0.0.1", _free_port())    # in this namespace: the lab's bridge reaches all
+        conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False, launcher=launcher,
+                                                  web=web))
         supervisor.start_or_update(conf)
         for name, endpoint in zip(tracker.names, tracker.endpoints):
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
+        supervisor.start("web")
         for spec in self.specs:
             nodes.wait_peer(spec, None, timeout_s=60)
+        nodes.wait_web(web.url)
         self.pids = _pids()
         self.say(f"up: tracker {', '.join(tracker.endpoints)} and {len(self.specs)} peers under supervisord ({conf})")
+        self.say(f"web view: {web.url}")
 
     def seed(self) -> None:
         inputs = self.workdir / "inputs"
@@ -223,6 +233,7 @@ class Soak:
         for name, pid in pids.items():
             if name in self.pids and self.pids[name] != pid:
                 self.report.restarts_seen += 1
+                self._mark("restart", name, f"supervisord restarted {name} (pid {pid})")
         restarted = {n for n, pid in pids.items() if self.pids.get(n) not in (None, pid)}
         self.pids.update(pids)
         for job in self.jobs:
@@ -239,7 +250,7 @@ class Soak:
                 self.report.pieces_verified_before_kills += job.last_have
                 self.say(f"  {job.peer_id} restarted mid-download: {job.name} had {job.last_have} verified "
                          f"pieces at the last poll, {status.resumed} found on restart ({status.state})")
-            job.last_have = status.have
+            job.last_have, job.last_bytes = status.have, status.bytes_done
             if status.state == m.JobState.SEEDING.value:
                 job.done = True
                 self.report.downloads_completed += 1
@@ -249,6 +260,15 @@ class Soak:
                 else:
                     self.report.downloads_corrupt += 1
                     self.say(f"  CORRUPT: {job.output}")
+        self.timeline.sample(sum(j.last_bytes for j in self.jobs))
+
+    def _mark(self, kind: str, node: str, text: str) -> None:
+        """On the report's picture, and in the web view's events."""
+        self.timeline.mark(kind, node)
+        try:
+            append_event(kind, node, text)
+        except OSError:
+            pass
 
     def kill_one(self) -> None:
         victims = [n for n in [*self.tracker.names, *self.peer_ids] if n in self.pids]
@@ -259,6 +279,7 @@ class Soak:
             return
         self.report.kills += 1
         self.report.kills_by_node[name] = self.report.kills_by_node.get(name, 0) + 1
+        self._mark("kill", name, f"soak SIGKILLed {name} (pid {self.pids[name]})")
         self.say(f"  kill -9 {name} (pid {self.pids[name]})")
 
     def heal(self, now: float) -> None:
@@ -267,6 +288,7 @@ class Soak:
                 self.lab.hosts[name].partition(False)
                 del self.cut[name]
                 self.say(f"  {name} is back on the network")
+                self._mark("heal", name, f"{name} is back on the network")
 
     def partitions(self, now: float) -> None:
         """Heal the partitions that are due; cut a random host off when it is time."""
@@ -279,6 +301,7 @@ class Soak:
             self.report.partitions += 1
             self.report.partitions_by_host[name] = self.report.partitions_by_host.get(name, 0) + 1
             self.say(f"  partition: {name} is cut off for {self.links.partition_s:g} s")
+            self._mark("partition", name, f"{name} is cut off for {self.links.partition_s:g} s")
 
     def run(self) -> Report:
         end = time.monotonic() + self.minutes * 60
@@ -324,6 +347,9 @@ class Soak:
             if self.lab:
                 self.lab.close()
         (self.workdir / "soak-report.json").write_text(json.dumps(asdict(self.report), indent=2))
+        page = write_html(self.workdir / "soak-report.html", asdict(self.report), self.timeline,
+                          f"zorrent soak: {self.report.peers} peers, {self.report.files} files, {self.report.minutes:g} min")
+        self.say(f"report: {self.workdir / 'soak-report.json'} and {page}")
 
 
 def _free_port() -> int:

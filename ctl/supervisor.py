@@ -59,7 +59,11 @@ class TrackerSpec:
         return local + [e for e in self.others if e not in local]
 
     def args(self, i: int) -> list[str]:
+        """Tracker ``i`` listens on ``port + i``; with several, its HTTP door is on
+        ``port + count + i`` (the default HTTP port would be the second tracker's)."""
         args = ["tracker", "--host", self.host, "--port", str(self.port + i)]
+        if self.count > 1:
+            args += ["--http-port", str(self.port + self.count + i)]
         return args + ["--store", self.store_uri] if self.store_uri else args
 
     def endpoints_for(self, i: int) -> str:
@@ -67,6 +71,17 @@ class TrackerSpec:
         eps = self.endpoints
         k = i % len(eps)
         return ",".join(eps[k:] + eps[:k])
+
+
+@dataclass(frozen=True)
+class WebSpec:
+    host: str = config.DEFAULT_WEB_HOST
+    port: int = config.DEFAULT_WEB_PORT
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
 
 
 Launcher = Callable[[str], list[str]]    # program name -> argv prefix (a lab's ``ip netns exec NS``)
@@ -97,9 +112,10 @@ stdout_logfile_backups={config.SUPERVISOR_LOG_BACKUPS}
 
 
 def render(peers: list[PeerSpec], tracker: TrackerSpec, tracker_autostart: bool,
-           launcher: Launcher | None = None) -> str:
-    """The whole supervisord.conf. The tracker program is always there; start-peer leaves
-    it stopped (a foreground tracker may own the port), ``swarm up`` starts it."""
+           launcher: Launcher | None = None, web: WebSpec = WebSpec()) -> str:
+    """The whole supervisord.conf. The tracker and web programs are always there; start-peer
+    leaves them stopped (a foreground tracker may own the port), ``swarm up`` starts them.
+    The web view runs in this namespace (a lab's bridge reaches every host from here)."""
     launcher = launcher or (lambda name: [])
     workdir = Path.cwd()
     sock = config.supervisor_socket().resolve()
@@ -127,10 +143,12 @@ serverurl=unix://{sock}
 """]
     for i, name in enumerate(tracker.names):
         parts.append(_program(name, tracker.args(i), workdir, tracker_autostart, launcher(name)))
+    parts.append(_program("web", ["web", "--host", web.host, "--port", str(web.port),
+                                  "--tracker", ",".join(tracker.endpoints)], workdir, False, []))
     for i, spec in enumerate(peers):
         parts.append(_program(spec.peer_id, peer_args(spec, tracker.endpoints_for(i)), workdir, True,
                               launcher(spec.peer_id)))
-    names = ",".join([*tracker.names, *(p.peer_id for p in peers)])
+    names = ",".join([*tracker.names, "web", *(p.peer_id for p in peers)])
     parts.append(f"\n[group:{config.SUPERVISOR_GROUP}]\nprograms={names}\n")
     return "".join(parts)
 

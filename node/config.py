@@ -14,6 +14,7 @@ from protocol.errors import ErrorCode, ZorrentError
 # ---------------------------------------------------------------- endpoints
 DEFAULT_TRACKER_HOST = "127.0.0.1"
 DEFAULT_TRACKER_PORT = 6969
+DEFAULT_HTTP_PORT = 6970          # the tracker's HTTP door for standard BitTorrent clients (BEP 3)
 DEFAULT_PEER_HOST = "127.0.0.1"
 DEFAULT_PEERS_CONFIG = "peers.json"
 MONGO_EXAMPLE_URI = "mongodb://localhost:27017/bittorrent"
@@ -30,6 +31,12 @@ def endpoint(host: str, port: int) -> str:
 def default_tracker_endpoint() -> str:
     """``$ZORRENT_TRACKER`` as given (it may list several endpoints), or the default one."""
     return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
+
+
+def http_announce_url(tracker_endpoint: str, port: int = DEFAULT_HTTP_PORT) -> str:
+    """The HTTP announce URL of the tracker at ``tcp://HOST:PORT`` (its HTTP door on ``port``)."""
+    host = tracker_endpoint.removeprefix("tcp://").rpartition(":")[0] or DEFAULT_TRACKER_HOST
+    return f"http://{host}:{port}/announce"
 
 
 def parse_endpoint(text: str, what: str = "tracker endpoint") -> tuple[str, int]:
@@ -127,6 +134,11 @@ def supervisor_socket() -> Path:
     return run_dir() / "supervisor.sock"
 
 
+def events_path() -> Path:
+    """Swarm events from outside the nodes (a soak's kills and restarts), one JSON object a line."""
+    return output_dir() / "events.jsonl"
+
+
 def peer_state_path(peer_id: str) -> Path:
     return state_dir() / f"{check_peer_id(peer_id)}.json"
 
@@ -197,3 +209,29 @@ READ_THREADS = 2                              # per peer: reads of the blocks it
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit
+
+# ---------------------------------------------------------------- HTTP tracker (standard clients)
+HTTP_ANNOUNCE_INTERVAL_S = 300                # BEP 3 `interval` (libtorrent never announces more often)
+HTTP_MIN_INTERVAL_S = 60                      # `min interval`
+HTTP_PEER_EXPIRY_S = 2 * HTTP_ANNOUNCE_INTERVAL_S + 60   # a client that missed two announces is gone
+HTTP_DEFAULT_NUMWANT = 50
+HTTP_MAX_NUMWANT = 200                        # a larger numwant is clamped to this
+HTTP_MAX_QUERY_BYTES = 4096                   # a longer query string gets a failure reason
+HTTP_MAX_LINE_BYTES = 16384                   # request line / header cap in the HTTP parser (400 beyond)
+HTTP_MAX_SCRAPE = 32                          # info_hashes in one scrape
+HTTP_CONNECTION_S = 5.0                       # a connection is closed this long after it opened (slow clients)
+HTTP_MAX_CONNECTIONS = 512                    # more at once are closed on arrival
+HTTP_REPLY_TIMEOUT_S = 5.0                    # the store must answer an HTTP request by then
+
+TRACKER_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+# ---------------------------------------------------------------- web view (read-only)
+DEFAULT_WEB_HOST = "127.0.0.1"                # never all interfaces unless asked
+DEFAULT_WEB_PORT = 8080
+WEB_POLL_S = 0.5                              # tracker + every peer's status, then a push to each page
+WEB_STATUS_TIMEOUT_S = 0.4                    # a peer that does not answer a poll by then shows "no answer"
+WEB_TRACKER_TIMEOUT_S = 1.0                   # the tracker may be busy with a group commit: wait longer
+WEB_PIECE_BUCKETS = 1000                      # piece map columns at most (qBittorrent's piecesbar idea)
+WEB_HISTORY_POINTS = 240                      # rate-over-time samples kept (2 minutes at WEB_POLL_S)
+WEB_EVENTS_KEPT = 200                         # newest swarm events kept and shown
+WEB_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")   # Host names a loopback-bound view accepts

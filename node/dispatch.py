@@ -8,6 +8,7 @@ and handler crashes become ERROR replies, never a dead loop.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import nullcontext
 from typing import Any, Callable
 
@@ -31,6 +32,9 @@ class Context:
 
     def commit(self) -> None:
         """Makes a batch of handled requests durable before any reply is sent."""
+
+    def observe(self, requests: int, elapsed_s: float) -> None:
+        """A batch of ``requests`` was answered ``elapsed_s`` after it was drained."""
 
 
 class Dispatcher:
@@ -105,6 +109,7 @@ def serve(sock: zmq.Socket, dispatcher: Dispatcher, ctx: Context, batch_max: int
     send = send or send_now
 
     def on_readable() -> None:
+        started = time.perf_counter()
         batch = []
         while len(batch) < batch_max:
             try:
@@ -124,5 +129,6 @@ def serve(sock: zmq.Socket, dispatcher: Dispatcher, ctx: Context, batch_max: int
                        for ident, frames in batch]
         for ident, frames in replies:
             send(ident, frames)
+        ctx.observe(len(batch), time.perf_counter() - started)
 
     return on_readable

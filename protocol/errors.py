@@ -52,7 +52,7 @@ class FieldError(ProtocolError):
 
 
 class MetainfoError(ZorrentError):
-    """A .torrent file that is not valid BEP-3 single-file metainfo."""
+    """A .torrent file that is not valid BEP-3 metainfo (or one zorrent refuses)."""
 
     code = ErrorCode.BAD_METAINFO
 

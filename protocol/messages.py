@@ -42,6 +42,16 @@ class MsgType(str, Enum):
     FORGET = "forget"
     GET_PEERS = "get_peers"
     PEER_LIST = "peer_list"
+    GET_METAINFO = "get_metainfo"      # tracker, and a peer's data port (magnet links)
+    METAINFO = "metainfo"
+    # tracker: standard BitTorrent clients, through the HTTP door (BEP 3, 48)
+    CLIENT_ANNOUNCE = "client_announce"
+    CLIENT_SWARM = "client_swarm"
+    SCRAPE = "scrape"
+    SCRAPE_REPLY = "scrape_reply"
+
+    GET_SWARM = "get_swarm"
+    SWARM = "swarm"
     # peer data plane
     GET_BLOCK = "get_block"
     BLOCK = "block"
@@ -106,6 +116,24 @@ class PeerInfo:
     port: int
     bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0
     have: int              # number of set bits
+    kind: str = "zorrent"  # "bittorrent": a standard client (no bitfield; it speaks BEP 3, not ZeroMQ)
+
+
+@dataclass(frozen=True)
+class ClientPeer:
+    """A standard client, as the HTTP tracker hands it to other standard clients."""
+
+    peer_id: str           # hex of its 20-byte BEP 3 peer id
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ScrapeEntry:
+    info_hash: str
+    complete: int          # seeders
+    incomplete: int        # leechers
+    downloaded: int        # completions reported
 
 
 @dataclass(frozen=True)
@@ -118,6 +146,8 @@ class PeerStat:
     failures: int
     score: float
     banned: bool
+    hash_failures: int = 0     # of ``failures``, the pieces that failed their SHA-1
+    rested: bool = False       # gets no requests for now (it kept timing out)
 
 
 @dataclass(frozen=True)
@@ -140,6 +170,38 @@ class JobStatus:
     elapsed_s: float
     error: str
     peers: list[PeerStat] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SwarmPeer:
+    """One peer the tracker knows, live or not yet expired."""
+
+    peer_id: str
+    host: str
+    port: int
+    seen_s_ago: float      # since its last heartbeat
+
+
+@dataclass(frozen=True)
+class SwarmTorrent:
+    info_hash: str
+    name: str
+    num_pieces: int
+    length: int
+    piece_length: int
+
+
+@dataclass(frozen=True)
+class TrackerStats:
+    """Running totals since the tracker process started (they restart at 0 with it)."""
+
+    started_s_ago: float
+    requests: int
+    announces: int
+    pieces_announced: int
+    latency_buckets_s: list[float]   # upper bounds of the request-latency histogram
+    latency_counts: list[int]        # requests per bucket (not cumulative); one more for +Inf
+    latency_sum_s: float
 
 
 # ---------------------------------------------------------------- generic
@@ -228,6 +290,7 @@ class Forget(Message):
 @message(MsgType.GET_PEERS)
 class GetPeers(Message):
     info_hash: str
+    standard_clients: bool = False   # also list standard clients (kind "bittorrent"); `get` asks, peers don't
 
 
 @message(MsgType.PEER_LIST)
@@ -237,6 +300,64 @@ class PeerList(Message):
     num_pieces: int
     length: int
     peers: list[PeerInfo]
+
+
+@message(MsgType.GET_METAINFO)
+class GetMetainfo(Message):
+    """The .torrent of ``info_hash``, for a magnet link (BEP 9). The tracker answers from its
+    ``torrents`` collection, a peer's data port for a torrent it holds."""
+
+    info_hash: str
+
+
+@message(MsgType.METAINFO)
+class MetainfoReply(Message):
+    info_hash: str
+    metainfo: bytes        # untrusted until SHA-1 of its info dict equals the magnet's btih
+
+
+@message(MsgType.CLIENT_ANNOUNCE)
+class ClientAnnounce(Message):
+    """A BEP 3 announce, as the HTTP door parsed it. Only the door sends it (it vouches for ``host``)."""
+
+    info_hash: str         # hex
+    peer_id: str           # hex of the client's 20-byte peer id
+    host: str              # the address the request came from (the ``ip`` parameter is ignored)
+    port: int
+    left: int
+    event: str             # "", "started", "completed" or "stopped"
+    numwant: int
+
+
+@message(MsgType.CLIENT_SWARM)
+class ClientSwarm(Message):
+    interval_s: int
+    min_interval_s: int
+    complete: int
+    incomplete: int
+    peers: list[ClientPeer]
+
+
+@message(MsgType.SCRAPE)
+class Scrape(Message):
+    info_hashes: list[str]  # hex
+
+
+@message(MsgType.SCRAPE_REPLY)
+class ScrapeReply(Message):
+    files: list[ScrapeEntry]
+
+
+@message(MsgType.GET_SWARM)
+class GetSwarm(Message):
+    """Read-only: every peer and torrent the tracker knows, and its own counters."""
+
+
+@message(MsgType.SWARM)
+class Swarm(Message):
+    peers: list[SwarmPeer]
+    torrents: list[SwarmTorrent]
+    stats: TrackerStats
 
 
 # ---------------------------------------------------------------- peer data plane
@@ -291,7 +412,7 @@ class Haves(Message):
 
 @message(MsgType.UPLOAD)
 class Upload(Message):
-    path: str              # absolute path of the file to seed, on the peer's host
+    path: str              # absolute path of the file (or a multi-file torrent's folder) to seed, on the peer's host
     metainfo: bytes
 
 
@@ -304,7 +425,7 @@ class Uploaded(Message):
 @message(MsgType.DOWNLOAD)
 class Download(Message):
     metainfo: bytes
-    output: str            # absolute path of the file to write
+    output: str            # absolute path of the file to write (a multi-file torrent: of its folder)
 
 
 @message(MsgType.REMOVE)

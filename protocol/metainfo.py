@@ -1,4 +1,8 @@
-"""BEP-3 single-file metainfo (.torrent): create, read, validate, info-hash.
+"""BEP-3 metainfo (.torrent), single-file and multi-file (``files``, BEP 47 pad files):
+create, read, validate, info-hash.
+
+A BEP 52 hybrid torrent is read through its v1 part (its info-hash is the v1, SHA-1 one);
+a v2-only torrent is refused with one line that says so.
 
 Bencode is fastbencode's, which already rejects truncated input, trailing bytes,
 unsorted dict keys and leading zeros, so the info dict re-encodes to exactly the
@@ -23,6 +27,7 @@ from protocol.pieces import (
     MIN_PIECE_BYTES,
     auto_piece_length,
     iter_piece_hashes,
+    iter_stream_hashes,
     piece_count,
     piece_size,
 )
@@ -31,15 +36,35 @@ CREATED_BY = "zorrent"
 MAX_TORRENT_BYTES = 64 * 1024 * 1024
 
 
+MAX_FILES = 100_000
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the torrent's byte stream. ``path`` is relative to the torrent's folder;
+    it is empty for a single-file torrent (the file is the output path itself)."""
+
+    path: tuple[str, ...]
+    length: int
+    offset: int            # where the file starts in the torrent's byte stream
+    pad: bool = False      # BEP 47 pad file: zeros, never written
+
+    @property
+    def shown(self) -> str:
+        return "/".join(self.path)
+
+
 @dataclass(frozen=True)
 class Metainfo:
     name: str
-    length: int
+    length: int            # total bytes, pad files included
     piece_length: int
     pieces: bytes          # concatenated 20-byte SHA-1s
     announce: str
     info_hash: str         # hex SHA-1 of the bencoded info dict
     raw: bytes             # the bencoded .torrent
+    files: tuple[FileEntry, ...] = ()
+    multi_file: bool = False
     announce_list: tuple[tuple[str, ...], ...] = ()   # BEP 12 tiers, as read
 
     @property
@@ -53,17 +78,92 @@ class Metainfo:
         return piece_size(index, self.length, self.piece_length)
 
 
-def check_name(name: str) -> None:
-    """Reject names that could escape the output directory; allow merely unusual ones."""
+def _name_problem(name: str) -> str | None:
     if not name:
-        raise MetainfoError("['info']['name'] is empty")
+        return "is empty"
     if name in (".", ".."):
-        raise MetainfoError(f"['info']['name'] {name!r} is a directory reference")
+        return "is a directory reference"
     for ch in name:
         if ch in "/\\":
-            raise MetainfoError(f"['info']['name'] {name!r} contains a path separator")
+            return "contains a path separator"
         if ch == "\x00" or unicodedata.category(ch) == "Cc":
-            raise MetainfoError(f"['info']['name'] {name!r} contains a control character")
+            return "contains a control character"
+    return None
+
+
+def check_name(name: str) -> None:
+    """Reject names that could escape the output directory; allow merely unusual ones."""
+    problem = _name_problem(name)
+    if problem == "is empty":
+        raise MetainfoError("['info']['name'] is empty")
+    if problem:
+        raise MetainfoError(f"['info']['name'] {name!r} {problem}")
+
+
+def _check_path(raw: list, where: str) -> tuple[str, ...]:
+    """A file's path list: every component is checked as the name is; the message names the path."""
+    if not raw:
+        raise MetainfoError(f"{where} is empty")
+    parts = []
+    for j, part in enumerate(raw):
+        if not isinstance(part, bytes):
+            raise MetainfoError(f"{where}[{j}] must be bytes, not {type(part).__name__}")
+        try:
+            parts.append(part.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise MetainfoError(f"{where}[{j}] is not UTF-8") from None
+    shown = "/".join(parts)
+    if parts[0] == "" or parts[0][:1] in ("/", "\\"):
+        raise MetainfoError(f"{where} {shown!r} is an absolute path")
+    for part in parts:
+        problem = _name_problem(part)
+        if problem:
+            raise MetainfoError(f"{where} {shown!r}: the component {part!r} {problem}")
+    return tuple(parts)
+
+
+def _parse_files(info: dict) -> tuple[FileEntry, ...]:
+    """BEP 3 ``files``: lengths, safe paths, no duplicates or case-fold collisions, BEP 47 pads."""
+    files = _need(info, b"files", list, "['info']")
+    if not files:
+        raise MetainfoError("['info']['files'] is empty")
+    if len(files) > MAX_FILES:
+        raise MetainfoError(f"['info']['files'] has {len(files)} files, limit {MAX_FILES}")
+    entries: list[FileEntry] = []
+    seen: dict[tuple[str, ...], str] = {}     # case-folded path -> the path as given
+    folders: dict[tuple[str, ...], str] = {}  # case-folded folder -> a file under it
+    offset = 0
+    for i, f in enumerate(files):
+        where = f"['info']['files'][{i}]"
+        if not isinstance(f, dict):
+            raise MetainfoError(f"{where} must be dict, not {type(f).__name__}")
+        length = _need(f, b"length", int, where)
+        if length < 0:
+            raise MetainfoError(f"{where}['length'] must not be negative, not {length}")
+        path = _check_path(_need(f, b"path", list, where), f"{where}['path']")
+        attr = f.get(b"attr", b"")
+        pad = isinstance(attr, bytes) and b"p" in attr
+        entry = FileEntry(path, length, offset, pad)
+        offset += length
+        entries.append(entry)
+        if pad:
+            continue
+        key = tuple(p.casefold() for p in path)
+        if key in seen:
+            other = seen[key]
+            if other == entry.shown:
+                raise MetainfoError(f"{where}['path'] {entry.shown!r} is listed twice")
+            raise MetainfoError(f"{where}['path'] {entry.shown!r} collides with {other!r} "
+                                f"when case is ignored")
+        if key in folders:
+            raise MetainfoError(f"{where}['path'] {entry.shown!r} is also a folder of {folders[key]!r}")
+        for n in range(1, len(key)):
+            if key[:n] in seen:
+                raise MetainfoError(f"{where}['path'] {entry.shown!r} is under {seen[key[:n]]!r}, "
+                                    f"which is a file")
+            folders.setdefault(key[:n], entry.shown)
+        seen[key] = entry.shown
+    return tuple(entries)
 
 
 def _need(d: dict, key: bytes, tp: type, where: str):
@@ -86,16 +186,27 @@ def parse(raw: bytes) -> Metainfo:
     if not isinstance(top, dict):
         raise MetainfoError(f"top level must be dict, not {type(top).__name__}")
     info = _need(top, b"info", dict, "")
-    if b"files" in info:
-        raise MetainfoError("multi-file torrents are not supported (make one torrent per file)")
+    if info.get(b"meta version", 1) != 1 and b"pieces" not in info:   # hybrids keep a v1 part: read that
+        raise MetainfoError("v2-only torrents (BEP 52) are not supported; zorrent reads v1 and hybrid "
+                            "torrents (make one with v1 piece hashes)")
     try:
         name = _need(info, b"name", bytes, "['info']").decode("utf-8")
     except UnicodeDecodeError:
         raise MetainfoError("['info']['name'] is not UTF-8") from None
     check_name(name)
-    length = _need(info, b"length", int, "['info']")
-    if length <= 0:
-        raise MetainfoError(f"['info']['length'] must be positive, not {length}")
+    multi_file = b"files" in info
+    if multi_file:
+        if b"length" in info:
+            raise MetainfoError("['info'] has both 'length' and 'files'")
+        files = _parse_files(info)
+        length = sum(f.length for f in files)
+        if length <= 0:
+            raise MetainfoError("['info']['files'] are all empty; nothing to share")
+    else:
+        length = _need(info, b"length", int, "['info']")
+        if length <= 0:
+            raise MetainfoError(f"['info']['length'] must be positive, not {length}")
+        files = (FileEntry((), length, 0),)
     plen = _need(info, b"piece length", int, "['info']")
     if plen < MIN_PIECE_BYTES or plen > MAX_PIECE_BYTES or plen & (plen - 1):
         raise MetainfoError(
@@ -116,7 +227,8 @@ def parse(raw: bytes) -> Metainfo:
     return Metainfo(
         name=name, length=length, piece_length=plen, pieces=pieces,
         announce=announce.decode("utf-8", "replace"),
-        info_hash=hashlib.sha1(encoded_info).hexdigest(), raw=raw, announce_list=tiers,
+        info_hash=hashlib.sha1(encoded_info).hexdigest(), raw=raw, files=files, multi_file=multi_file,
+        announce_list=tiers,
     )
 
 
@@ -134,19 +246,23 @@ def _announce_tiers(value) -> tuple[tuple[str, ...], ...]:
     return tuple(tiers)
 
 
-def announce_list(trackers: list[str]) -> list[list[str]]:
-    """BEP 12 ``announce-list`` for the trackers a torrent is made with: the one place
-    that builds it. Trackers on one store are interchangeable, so they share one tier
-    (a client may try them in any order); ours prefer the listed order."""
-    return [list(trackers)] if trackers else []
-
-
 def tracker_urls(meta: Metainfo) -> list[str]:
     """Every tracker the torrent names, announce-list tiers first (BEP 12), without repeats."""
     urls = [url for tier in meta.announce_list for url in tier]
     if meta.announce:
         urls.append(meta.announce)
     return list(dict.fromkeys(urls))
+
+
+def info_hash_of(raw: bytes) -> str:
+    """Hex SHA-1 of a torrent's info dict, computed before anything else about it is trusted."""
+    try:
+        top = fastbencode.bdecode(raw)
+    except Exception:
+        return ""
+    if not isinstance(top, dict) or not isinstance(top.get(b"info"), dict):
+        return ""
+    return hashlib.sha1(fastbencode.bencode(top[b"info"])).hexdigest()
 
 
 def read(path: str | os.PathLike) -> Metainfo:
@@ -163,10 +279,91 @@ def read(path: str | os.PathLike) -> Metainfo:
         raise MetainfoError(f"{path}: {exc.message}") from None
 
 
-def create(path: str | os.PathLike, announce: str | list[str], piece_length: int | None = None) -> Metainfo:
-    """Hash ``path`` and build its metainfo (not yet written anywhere). ``announce`` is
-    one tracker or several; with several, all go in ``announce-list`` (BEP 12)."""
-    trackers = [announce] if isinstance(announce, str) else list(announce)
+def _check_piece_length(plen: int) -> None:
+    if plen < MIN_PIECE_BYTES or plen > MAX_PIECE_BYTES or plen & (plen - 1):
+        raise MetainfoError(f"piece size must be a power of two from 16 KiB to 16 MiB, not {plen}")
+
+
+def announce_list(*urls: str) -> list[list[str]]:
+    """BEP 12 ``announce-list``: one tier per URL, in order of preference; empty and repeated
+    URLs are dropped. The first is the torrent's ``announce``, so clients without BEP 12 agree.
+    A single URL needs no list: then it is empty."""
+    tiers = [[url] for url in dict.fromkeys(u for u in urls if u)]
+    return tiers if len(tiers) > 1 else []
+
+
+def _top(info: dict, announce: str, tiers: list[list[str]] | None = None) -> bytes:
+    """The whole .torrent around ``info``; ``tiers``, if any, becomes the BEP 12
+    ``announce-list`` (see ``announce_list``)."""
+    top = {
+        b"announce": announce.encode(),
+        b"created by": CREATED_BY.encode(),
+        b"creation date": int(time.time()),
+        b"info": info,
+    }
+    if tiers:
+        top[b"announce-list"] = [[url.encode() for url in tier] for tier in tiers if tier]
+    return fastbencode.bencode(top)
+
+
+def folder_files(folder: Path) -> list[tuple[tuple[str, ...], Path]]:
+    """Every regular file under ``folder`` (symlinked folders are not followed), sorted by path."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        rel = Path(dirpath).relative_to(folder).parts
+        for fname in filenames:
+            p = Path(dirpath) / fname
+            if p.is_file():
+                found.append(((*rel, fname), p))
+    return sorted(found)
+
+
+def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None,
+                  tiers: list[list[str]] | None = None) -> Metainfo:
+    """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``).
+    One file is open at a time, however many the folder holds."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MetainfoError(f"{folder} is not a folder")
+    found = folder_files(folder)
+    try:
+        lengths = [p.stat().st_size for _, p in found]
+    except OSError as exc:
+        raise MetainfoError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    length = sum(lengths)
+    if length <= 0:
+        raise MetainfoError(f"{folder} has no data to share")
+    plen = piece_length or auto_piece_length(length)
+    _check_piece_length(plen)
+
+    def opened():
+        for (_, p), n in zip(found, lengths):
+            try:
+                fd = os.open(p, os.O_RDONLY)
+            except OSError as exc:
+                raise MetainfoError(f"cannot read {p}: {exc.strerror}") from None
+            try:
+                if os.fstat(fd).st_size != n:
+                    raise MetainfoError(f"{p} changed size while it was hashed")
+                yield fd, n
+            finally:
+                os.close(fd)
+
+    try:
+        pieces = b"".join(iter_stream_hashes(opened(), plen))
+    except OSError as exc:
+        raise MetainfoError(f"cannot read {folder}: {exc.strerror or exc}") from None
+    name = folder.resolve().name
+    check_name(name)
+    files = [{b"length": n, b"path": [c.encode() for c in rel]} for (rel, _), n in zip(found, lengths)]
+    info = {b"files": files, b"name": name.encode(), b"piece length": plen, b"pieces": pieces}
+    return parse(_top(info, announce, tiers))
+
+
+def create(path: str | os.PathLike, announce: str, piece_length: int | None = None,
+           tiers: list[list[str]] | None = None) -> Metainfo:
+    """Hash ``path`` and build its metainfo (not yet written anywhere)."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -177,22 +374,13 @@ def create(path: str | os.PathLike, announce: str | list[str], piece_length: int
         if length <= 0:
             raise MetainfoError(f"{path} is empty; nothing to share")
         plen = piece_length or auto_piece_length(length)
-        if plen < MIN_PIECE_BYTES or plen > MAX_PIECE_BYTES or plen & (plen - 1):
-            raise MetainfoError(f"piece size must be a power of two from 16 KiB to 16 MiB, not {plen}")
+        _check_piece_length(plen)
         pieces = b"".join(iter_piece_hashes(fd, length, plen))
     finally:
         os.close(fd)
     check_name(path.name)
     info = {b"length": length, b"name": path.name.encode(), b"piece length": plen, b"pieces": pieces}
-    top = {
-        b"announce": (trackers[0] if trackers else "").encode(),
-        b"created by": CREATED_BY.encode(),
-        b"creation date": int(time.time()),
-        b"info": info,
-    }
-    if len(trackers) > 1:
-        top[b"announce-list"] = [[url.encode() for url in tier] for tier in announce_list(trackers)]
-    return parse(fastbencode.bencode(top))
+    return parse(_top(info, announce, tiers))
 
 
 def write(meta: Metainfo, path: str | os.PathLike) -> None:

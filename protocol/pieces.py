@@ -5,7 +5,7 @@ import hashlib
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import Iterable, Iterator
 
 MIN_AUTO_PIECE_BYTES = 32 * 1024
 MAX_AUTO_PIECE_BYTES = 4 * 1024 * 1024
@@ -66,6 +66,34 @@ def iter_piece_hashes(fd: int, length: int, piece_length: int, workers: int = 0)
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
+
+
+def iter_stream_hashes(parts: Iterable[tuple[int, int]], piece_length: int) -> Iterator[bytes]:
+    """SHA-1 of each piece of several open files read as one stream, in order.
+
+    ``parts`` is (fd, length) per file; fd -1 reads as ``length`` zero bytes (a BEP 47 pad
+    file). One piece is in memory at a time.
+    """
+    buf = bytearray(piece_length)
+    view = memoryview(buf)
+    fill = 0
+    for fd, length in parts:
+        done = 0
+        while done < length:
+            n = min(piece_length - fill, length - done)
+            if fd < 0:
+                view[fill:fill + n] = bytes(n)
+                got = n
+            else:
+                got = os.preadv(fd, [view[fill:fill + n]], done)
+                if got == 0:
+                    raise OSError(f"file ended at byte {done}, expected {length}")
+            fill, done = fill + got, done + got
+            if fill == piece_length:
+                yield hashlib.sha1(view).digest()
+                fill = 0
+    if fill:
+        yield hashlib.sha1(view[:fill]).digest()
 
 
 class Bitfield:

@@ -13,6 +13,8 @@ from typing import Callable
 
 import psutil
 
+from ctl.nodes import process_tree, stop_processes
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 DEADLINE_S = 20.0
@@ -37,22 +39,7 @@ def free_port() -> int:
 
 
 def kill_tree(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
-    try:
-        root = psutil.Process(proc.pid)
-        tree = root.children(recursive=True) + [root]
-    except psutil.NoSuchProcess:
-        return
-    for p in tree:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(tree, timeout=timeout_s)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    stop_processes(process_tree(proc.pid), timeout_s)
     try:
         proc.wait(timeout=1)
     except subprocess.TimeoutExpired:

@@ -34,5 +34,38 @@ HOSTILE = [
     ("pieces-short", torrent(pieces=b"\x00" * 59),
      "['info']['pieces'] is 59 bytes, expected 60 for 40000 bytes in 16384-byte pieces"),
     ("length-0", torrent(length=0), "['info']['length'] must be positive, not 0"),
-    ("multi-file", torrent(files=[]), "multi-file torrents are not supported (make one torrent per file)"),
+    ("length-and-files", torrent(files=[]), "['info'] has both 'length' and 'files'"),
 ]
+
+
+def multi(*paths: list, length: int = 1000, **info_changes) -> bytes:
+    """A valid multi-file torrent, one ``length``-byte file per path list."""
+    files = [{b"length": length, b"path": list(p)} for p in paths]
+    total = length * len(paths)
+    info = {b"files": files, b"name": b"folder", b"piece length": 16384,
+            b"pieces": b"\x00" * (20 * max(1, -(-total // 16384)))}
+    info.update({k.replace("_", " ").encode(): v for k, v in info_changes.items()})
+    return fastbencode.bencode({b"announce": b"tcp://127.0.0.1:1", b"info": info})
+
+
+F0, F1 = "['info']['files'][0]['path']", "['info']['files'][1]['path']"
+HOSTILE_PATHS = [
+    ("dotdot", multi([b"a", b"..", b"x"]), f"{F0} 'a/../x': the component '..' is a directory reference"),
+    ("dot", multi([b".", b"x"]), f"{F0} './x': the component '.' is a directory reference"),
+    ("absolute", multi([b"", b"etc", b"passwd"]), f"{F0} '/etc/passwd' is an absolute path"),
+    ("absolute-component", multi([b"/etc/passwd"]), f"{F0} '/etc/passwd' is an absolute path"),
+    ("separator", multi([b"a", b"b/c"]), f"{F0} 'a/b/c': the component 'b/c' contains a path separator"),
+    ("backslash", multi([b"a", b"..\\x"]), f"{F0} 'a/..\\\\x': the component '..\\\\x' contains a path separator"),
+    ("control", multi([b"a\nb"]), f"{F0} 'a\\nb': the component 'a\\nb' contains a control character"),
+    ("empty-component", multi([b"a", b"", b"b"]), f"{F0} 'a//b': the component '' is empty"),
+    ("empty-path", multi([]), f"{F0} is empty"),
+    ("not-utf8", multi([b"a", b"\xff"]), f"{F0}[1] is not UTF-8"),
+    ("duplicate", multi([b"a", b"b"], [b"a", b"b"]), f"{F1} 'a/b' is listed twice"),
+    ("case-fold", multi([b"A", b"b"], [b"a", b"B"]), f"{F1} 'a/B' collides with 'A/b' when case is ignored"),
+    ("file-then-folder", multi([b"a"], [b"a", b"b"]), f"{F1} 'a/b' is under 'a', which is a file"),
+    ("folder-then-file", multi([b"a", b"b"], [b"a"]), f"{F1} 'a' is also a folder of 'a/b'"),
+    ("negative-length", multi([b"a"], length=-1), "['info']['files'][0]['length'] must not be negative, not -1"),
+    ("all-empty", multi([b"a"], length=0), "['info']['files'] are all empty; nothing to share"),
+    ("no-files", multi(), "['info']['files'] is empty"),
+]
+

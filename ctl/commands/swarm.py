@@ -13,7 +13,7 @@ from ctl import client, nodes, render, supervisor
 from ctl.cli import command, commands, handle_errors
 from node import config
 from protocol import messages as m
-from protocol.errors import TransportError, ZorrentError
+from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 app = commands()
 
@@ -26,12 +26,24 @@ def tracker(
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = config.DEFAULT_TRACKER_PORT,
     store: Annotated[Optional[str], typer.Option(
         help=f"Store URI: sqlite:///PATH (default output/tracker.db) or {config.MONGO_EXAMPLE_URI}.")] = None,
+    http_port: Annotated[Optional[int], typer.Option(
+        help=f"Port of the HTTP tracker for standard BitTorrent clients (default {config.DEFAULT_HTTP_PORT}, "
+             "or a free one when --port is 0; 0 turns it off).")] = None,
+    http_host: Annotated[Optional[str], typer.Option(
+        help="Address of the HTTP tracker (default: --host), e.g. ::1 or 0.0.0.0.")] = None,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the tracker in the foreground. Start it before anything else."""
     from node.tracker.main import run
 
-    run(host, port, store, ready_file)
+    if http_port is not None and not 0 <= http_port < 65536:
+        raise ZorrentError(f"--http-port {http_port} is out of range", ErrorCode.BAD_INPUT)
+    strict = http_port is not None
+    if http_port is None:
+        http_port = 0 if port == 0 else config.DEFAULT_HTTP_PORT
+    elif http_port == 0:
+        http_port = None
+    run(host, port, store, ready_file, http_port, strict, http_host)
 
 
 @command(app, "peer")
@@ -103,25 +115,30 @@ def start_peer(
 
 
 def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
-               start_tracker: bool) -> None:
+               start_tracker: bool, web: supervisor.WebSpec = supervisor.WebSpec()) -> None:
     """Write the config, start or update supervisord, and return once every node answers."""
-    conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False))
+    conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False, web=web))
     what = supervisor.start_or_update(conf)
     if start_tracker:
         for name, endpoint in zip(tracker.names, tracker.endpoints):
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
+        supervisor.start("web")
     for spec in specs:
         nodes.wait_peer(spec, None)
-    _show_swarm(ctx, specs, tracker, f"supervisord {what}: {conf}")
+    if start_tracker:
+        nodes.wait_web(web.url)
+    _show_swarm(ctx, specs, tracker, f"supervisord {what}: {conf}", web.url)
+    if start_tracker and not ctx.obj.json:
+        render.out.print(f"web view: {web.url}  (also {web.url}api/swarm and {web.url}metrics)")
 
 
-def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
-                title: str) -> None:
+def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec, title: str,
+                web_url: str) -> None:
     info = {p["name"]: p for p in supervisor.process_info()}
     rows = []
     for name, address in [*zip(tracker.names, (e.removeprefix("tcp://") for e in tracker.endpoints)),
-                          *((s.peer_id, f"{s.ip}:{s.port}") for s in specs)]:
+                          ("web", web_url), *((s.peer_id, f"{s.ip}:{s.port}") for s in specs)]:
         p = info.get(name, {})
         rows.append([name, address, p.get("statename", "-"), p.get("pid") or "-", p.get("description", "")])
     if ctx.obj.json:
@@ -190,10 +207,13 @@ def swarm_up(
     trackers: Annotated[int, typer.Option(
         help="Trackers to run on one mongodb:// store (ports --tracker-port, +1, ...); peers fail over "
              "between them.")] = 1,
+    web_host: Annotated[str, typer.Option(help="Address of the web view.")] = config.DEFAULT_WEB_HOST,
+    web_port: Annotated[int, typer.Option(help="Port of the web view.")] = config.DEFAULT_WEB_PORT,
 ) -> None:
-    """Bring up the tracker(s) and every peer of peers.json (those on this host) under supervisord."""
+    """Bring up the tracker(s), the web view and every peer of peers.json (those on this host) under supervisord."""
     _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
-               _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store, trackers), start_tracker=True)
+               _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store, trackers), start_tracker=True,
+               web=supervisor.WebSpec(web_host, web_port))
 
 
 @swarm.command("status")

@@ -8,12 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import client, nodes, render
+from ctl import client, magnets, nodes, render
 from ctl.cli import command, commands
 from node import config
+from protocol import magnet
 from protocol import messages as m
 from protocol import metainfo
-from protocol.errors import ErrorCode, TransportError, ZorrentError
+from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 HASH_RATE_FLOOR_BPS = 100 * 1024 * 1024   # slowest recheck we wait for before a retry
 
@@ -30,25 +31,60 @@ def _inputs(path: str) -> list[Path]:
     raise ZorrentError(f"input not found: {p}", ErrorCode.BAD_INPUT)
 
 
+def _folder(path: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise ZorrentError(f"--one-torrent needs a folder, and {p} is not one", ErrorCode.BAD_INPUT)
+    return p
+
+
 def torrent_path(name: str) -> Path:
     return config.torrents_dir() / f"{name}.torrent"
 
 
-def _create(path: Path, piece_size: int | None, announce: str) -> tuple[metainfo.Metainfo, Path]:
-    meta = metainfo.create(path, config.tracker_endpoints(announce), piece_size)
+def _trackers(announce: str) -> list[str]:
+    """``--announce``: ZeroMQ tracker endpoints (comma-separated, preferred first), or a URL as given."""
+    parts = [p.strip() for p in announce.split(",") if p.strip()]
+    if parts and all(p.startswith("tcp://") or "://" not in p for p in parts):
+        return config.tracker_endpoints(announce)
+    return parts or [announce]
+
+
+def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
+    """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients."""
+    if http_announce is None:
+        http_announce = config.http_announce_url(trackers[0]) if trackers[0].startswith("tcp://") else ""
+    return metainfo.announce_list(*trackers, http_announce)
+
+
+def _create(path: Path, piece_size: int | None, announce: str, http_announce: str | None = None,
+            folder: bool = False) -> tuple[metainfo.Metainfo, Path]:
+    make = metainfo.create_folder if folder else metainfo.create
+    trackers = _trackers(announce)
+    meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce))
     dest = torrent_path(meta.name)
     metainfo.write(meta, dest)
     return meta, dest
 
 
 def _meta_rows(items: list[tuple[metainfo.Metainfo, Path]]) -> list[list]:
-    return [[meta.name, render.mib(meta.length), meta.num_pieces, f"{meta.piece_length // 1024} KiB",
-             meta.info_hash, dest] for meta, dest in items]
+    return [[meta.name + ("/" if meta.multi_file else ""), render.mib(meta.length), meta.num_pieces,
+             f"{meta.piece_length // 1024} KiB", meta.info_hash, dest] for meta, dest in items]
+
+
+def _print_made(title: str, items: list[tuple[metainfo.Metainfo, Path]]) -> None:
+    render.out.print(render.table(title, ["Name", "Size", "Pieces", "Piece size", "Info hash", "Torrent"],
+                                  _meta_rows(items)))
+    for meta, _ in items:
+        render.out.print(magnet.link(meta), soft_wrap=True, highlight=False)
 
 
 app = commands()
 PeerHost = Annotated[Optional[str], typer.Option(
     help="That peer's address (default: its \"ip\" in peers.json, else 127.0.0.1).")]
+HttpAnnounce = Annotated[Optional[str], typer.Option(
+    help=f"HTTP announce URL for standard BitTorrent clients, put in the torrent's announce-list "
+         f"(default: the tracker's host, port {config.DEFAULT_HTTP_PORT}; \"\" leaves it out).")]
 
 @command(app, "create")
 def create(
@@ -59,26 +95,50 @@ def create(
     announce: Annotated[str, typer.Option(
         help="Tracker endpoint written into the torrent; several, comma-separated, all go in announce-list.")] =
         config.default_tracker_endpoint(),
+    http_announce: HttpAnnounce = None,
+    one_torrent: Annotated[bool, typer.Option("--one-torrent", help=
+        "A folder as ONE multi-file torrent: output/torrents/FOLDER.torrent.")] = False,
 ) -> None:
-    """Write output/torrents/NAME.torrent for a file (or each file of a folder)."""
-    made = [_create(p, piece_size, announce) for p in _inputs(input)]
+    """Write output/torrents/NAME.torrent for a file (or each file of a folder), and print its magnet link."""
+    if one_torrent:
+        made = [_create(_folder(input), piece_size, announce, http_announce, folder=True)]
+    else:
+        made = [_create(p, piece_size, announce, http_announce) for p in _inputs(input)]
     if ctx.obj.json:
         render.emit_json([{"name": mi.name, "length": mi.length, "num_pieces": mi.num_pieces,
                            "piece_length": mi.piece_length, "info_hash": mi.info_hash,
-                           "torrent": str(d)} for mi, d in made])
+                           "files": len(mi.files), "torrent": str(d), "magnet": magnet.link(mi)}
+                          for mi, d in made])
         return
-    render.out.print(render.table("Torrents created", ["Name", "Size", "Pieces", "Piece size",
-                                                       "Info hash", "Torrent"], _meta_rows(made)))
+    _print_made("Torrents created", made)
 
 
-def _torrent_for(path: Path, announce: str) -> tuple[metainfo.Metainfo, Path]:
+def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
     """The existing torrent for ``path`` if it describes it, else a new one."""
     dest = torrent_path(path.name)
     if dest.exists():
         meta = metainfo.read(dest)
-        if meta.length == path.stat().st_size:
+        if not meta.multi_file and meta.length == path.stat().st_size:
             return meta, dest
-    return _create(path, None, announce)
+    return _create(path, None, announce, http_announce)
+
+
+def _folder_torrent_for(folder: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+    """The existing torrent for ``folder`` (ours or, say, mktorrent's) if its files are there
+    with their sizes, else a new one."""
+    dest = torrent_path(folder.resolve().name)
+    if dest.exists():
+        meta = metainfo.read(dest)
+        if meta.multi_file and all(f.pad or _size(folder.joinpath(*f.path)) == f.length for f in meta.files):
+            return meta, dest
+    return _create(folder, None, announce, http_announce, folder=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else -1
+    except OSError:
+        return -1
 
 
 @command(app, "upload")
@@ -90,18 +150,22 @@ def upload(
     peer_host: PeerHost = None,
     announce: Annotated[str, typer.Option(help="Tracker endpoint for torrents made here.")] =
         config.default_tracker_endpoint(),
+    http_announce: HttpAnnounce = None,
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
         config.DEFAULT_PEERS_CONFIG,
+    one_torrent: Annotated[bool, typer.Option("--one-torrent", help=
+        "Seed a folder as ONE multi-file torrent (output/torrents/FOLDER.torrent, made if missing).")] = False,
 ) -> None:
-    """Have a running peer seed a file (or every file in a folder).
+    """Have a running peer seed a file (or every file in a folder), and print the magnet links.
 
     Creates the torrent first if there is none; returns once the tracker has every piece.
     """
-    files = _inputs(input)
+    files = [_folder(input)] if one_torrent else _inputs(input)
     client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
     done = []
     for path in files:
-        meta, dest = _torrent_for(path, announce)
+        meta, dest = (_folder_torrent_for(path, announce, http_announce) if one_torrent
+                      else _torrent_for(path, announce, http_announce))
         timeout_s = max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS)
         client.peer_control(peer_id, m.Upload(path=os.path.abspath(path), metainfo=meta.raw),
                             timeout_s=timeout_s)
@@ -110,10 +174,9 @@ def upload(
         _wait_announced(peer_id, meta)
     if ctx.obj.json:
         render.emit_json([{"name": mi.name, "info_hash": mi.info_hash, "num_pieces": mi.num_pieces,
-                           "torrent": str(d), "peer_id": peer_id} for mi, d in done])
+                           "torrent": str(d), "peer_id": peer_id, "magnet": magnet.link(mi)} for mi, d in done])
         return
-    render.out.print(render.table(f"Seeding on {peer_id}", ["Name", "Size", "Pieces", "Piece size",
-                                                             "Info hash", "Torrent"], _meta_rows(done)))
+    _print_made(f"Seeding on {peer_id}", done)
 
 
 def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
@@ -140,23 +203,39 @@ def _wait_announced(peer_id: str, meta: metainfo.Metainfo) -> None:
 @command(app, "download")
 def download(
     ctx: typer.Context,
-    torrent: Annotated[str, typer.Option(help="The .torrent file.")],
     peer_id: Annotated[str, typer.Option(help="The running peer that downloads.")],
     peer_port: Annotated[int, typer.Option(help="That peer's port.")],
-    output: Annotated[Optional[str], typer.Option(help="Where to write the file.")] = None,
+    torrent: Annotated[Optional[str], typer.Option(help="The .torrent file.")] = None,
+    magnet_link: Annotated[Optional[str], typer.Option("--magnet", help=
+        "A magnet link (BEP 9) instead of --torrent: the metainfo comes from the tracker or a peer.")] = None,
+    tracker: Annotated[Optional[str], typer.Option(help=
+        "Tracker to ask for a magnet's metainfo (default: the magnet's tcp:// tr, else the default).")] = None,
+    output: Annotated[Optional[str], typer.Option(help=
+        "Where to write the file (a multi-file torrent: the folder NAME goes inside it).")] = None,
     peer_host: PeerHost = None,
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
         config.DEFAULT_PEERS_CONFIG,
 ) -> None:
-    """Have a running peer download a torrent from every peer that has pieces.
+    """Have a running peer download a torrent (or a magnet link) from every peer that has pieces.
 
     Shows progress, then the Download Statistics. Run it again to re-attach to a job.
     """
-    meta = metainfo.read(torrent)
-    out_path = Path(output) if output else config.downloads_dir() / meta.name
-    if out_path.is_dir() and not out_path.is_symlink():
-        out_path = out_path / meta.name          # a folder: the file goes inside it
-    client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
+    if (torrent is None) == (magnet_link is None):
+        raise ZorrentError("give exactly one of --torrent and --magnet", ErrorCode.BAD_INPUT)
+    host = nodes.listed_host(peer_id, peers_config, peer_host)
+    if torrent is not None:
+        meta = metainfo.read(torrent)
+    else:
+        meta = magnets.fetch(magnet_link, tracker)
+        if not torrent_path(meta.name).exists():     # for `get` and `remove --torrent` later
+            metainfo.write(meta, torrent_path(meta.name))
+    if meta.multi_file:
+        out_path = Path(output or config.downloads_dir()) / meta.name   # the folder goes under --output
+    else:
+        out_path = Path(output) if output else config.downloads_dir() / meta.name
+        if out_path.is_dir() and not out_path.is_symlink():
+            out_path = out_path / meta.name          # a folder: the file goes inside it
+    client.check_peer(peer_id, host, peer_port)
     # abspath, not resolve(): a symlink planted at the output is refused by the peer, not followed
     client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=os.path.abspath(out_path)),
                         timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
@@ -212,22 +291,44 @@ def get(
     tracker: Annotated[Optional[list[str]], typer.Option(
         help="Tracker endpoint; repeat it or comma-separate several (default: the torrent's trackers).")] = None,
 ) -> None:
-    """List the torrent's peers and what each holds."""
+    """List the torrent's peers and what each holds (standard BitTorrent clients too)."""
     meta = metainfo.read(torrent)
     endpoints = config.tracker_endpoints(tracker) if tracker else client.tracker_endpoints_for(meta)
-    reply = client.tracker(endpoints, m.GetPeers(info_hash=meta.info_hash), timeout_s=ctx.obj.timeout_s)
+    try:
+        reply = client.tracker(endpoints, m.GetPeers(info_hash=meta.info_hash, standard_clients=True),
+                               timeout_s=ctx.obj.timeout_s)
+    except RemoteError as exc:
+        if exc.code != ErrorCode.UNKNOWN_TORRENT:
+            raise
+        _scrape_only(ctx, endpoints, meta, exc)
+        return
     if ctx.obj.json:
         render.emit_json({"name": reply.name, "info_hash": reply.info_hash, "num_pieces": reply.num_pieces,
                           "peers": [{"peer_id": p.peer_id, "host": p.host, "port": p.port, "have": p.have,
-                                     "seeder": p.have == reply.num_pieces} for p in reply.peers]})
+                                     "seeder": p.have == reply.num_pieces, "kind": p.kind} for p in reply.peers]})
         return
     rows = [[p.peer_id, f"{p.host}:{p.port}", f"{p.have}/{reply.num_pieces}",
-             f"{100 * p.have / reply.num_pieces:.0f}%", "yes" if p.have == reply.num_pieces else "no"]
+             f"{100 * p.have / reply.num_pieces:.0f}%", "yes" if p.have == reply.num_pieces else "no", p.kind]
             for p in reply.peers]
     render.out.print(render.table(f"{reply.name} ({reply.info_hash})",
-                                  ["Peer ID", "Address", "Pieces", "Done", "Seeder"], rows))
+                                  ["Peer ID", "Address", "Pieces", "Done", "Seeder", "Client"], rows))
     if not rows:
         render.out.print("No live peer seeds or downloads it.")
+
+
+def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: metainfo.Metainfo, unknown: RemoteError) -> None:
+    """No zorrent peer registered the torrent; standard clients may still share it (BEP 48 counts)."""
+    swarm = client.tracker(endpoint, m.Scrape(info_hashes=[meta.info_hash]), timeout_s=ctx.obj.timeout_s).files[0]
+    if not swarm.complete + swarm.incomplete:
+        raise unknown
+    if ctx.obj.json:
+        render.emit_json({"name": meta.name, "info_hash": meta.info_hash, "num_pieces": meta.num_pieces,
+                          "peers": [], "standard_clients": {"seeders": swarm.complete,
+                                                            "leechers": swarm.incomplete,
+                                                            "completed": swarm.downloaded}})
+        return
+    render.out.print(f"{meta.name} ({meta.info_hash}): no zorrent peer holds it; standard BitTorrent clients: "
+                     f"{swarm.complete} seeding, {swarm.incomplete} downloading, {swarm.downloaded} completed")
 
 
 @command(app, "remove")
@@ -235,7 +336,7 @@ def remove(
     ctx: typer.Context,
     torrent: Annotated[str, typer.Option(help="The .torrent file.")],
     peer_id: Annotated[str, typer.Option(help="The running peer that holds it.")],
-    delete: Annotated[bool, typer.Option("--delete", help="Also delete the downloaded file (never an uploaded one).")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="Also delete the downloaded file or folder (never an uploaded one).")] = False,
 ) -> None:
     """Have a peer stop seeding or downloading a torrent."""
     meta = metainfo.read(torrent)

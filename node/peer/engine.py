@@ -474,6 +474,8 @@ class DownloadJob:
         self.holding.finish(error)
         if not error:
             self._log_disk()
+            if self.redirected:
+                log.info("%s: %d requests sent elsewhere by send-once seeds", self.meta.name, self.redirected)
         self.node.state_dirty = True   # the state saver fsyncs the file, off the event loop
 
     def _log_disk(self) -> None:
@@ -493,6 +495,8 @@ class DownloadJob:
 
     def peer_stats(self) -> list[m.PeerStat]:
         end = self.finished or time.monotonic()
+        now = time.monotonic()
         return [m.PeerStat(peer_id=r.peer_id, pieces=r.pieces, bytes=r.bytes, failures=r.failures,
-                           score=round(r.score(end), 3), banned=r.banned)
+                           score=round(r.score(end), 3), banned=r.banned, hash_failures=r.hash_failures,
+                           rested=r.rested_until > now)
                 for r in sorted(self.remotes.values(), key=lambda r: r.peer_id)]

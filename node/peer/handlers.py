@@ -52,6 +52,15 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
     return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
 
 
+@data.handles(m.MsgType.GET_METAINFO)
+def get_metainfo(node: PeerNode, msg: m.GetMetainfo) -> m.MetainfoReply:
+    """A magnet link's metainfo, for a torrent held here (the asker checks its hash)."""
+    holding = node.holdings.get(msg.info_hash)
+    if holding is None:
+        raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
+    return m.MetainfoReply(info_hash=holding.meta.info_hash, metainfo=holding.meta.raw)
+
+
 @data.handles(m.MsgType.WATCH)
 def watch(node: PeerNode, msg: m.Watch) -> m.Haves | tuple[m.Haves, Park]:
     holding = node.holdings.get(msg.info_hash)

@@ -69,7 +69,7 @@ class Holding:
             log.info("%s: complete", self.meta.name)
 
     def saved(self) -> state.TorrentState:
-        size, mtime_ns = state.file_stamp(self.file.path)
+        size, mtime_ns = self.file.stamp()
         return state.TorrentState(
             info_hash=self.meta.info_hash, metainfo=state.b64(self.meta.raw), path=str(self.file.path),
             role=self.role, verified=state.b64(self.bitfield.to_bytes()), size=size, mtime_ns=mtime_ns,
@@ -272,8 +272,8 @@ class PeerNode(Context):
         for h in self.holdings.values():
             try:
                 snapshot.append(h.saved())
-                if h.file.writable and h.file.fd >= 0:
-                    fds.append(os.dup(h.file.fd))
+                if h.file.writable:
+                    fds.extend(h.file.dup_fds())
             except OSError as exc:
                 log.error("%s: cannot stat %s: %s", h.meta.name, h.file.path, exc.strerror or exc)
         if wait:
@@ -306,7 +306,7 @@ class PeerNode(Context):
                 trusted = Bitfield(meta.num_pieces, saved.verified_bits)
                 if saved.role == "seed":
                     piece_file = PieceFile.open_seed(meta, path)
-                    unchanged = state.file_stamp(path) == (saved.size, saved.mtime_ns)
+                    unchanged = piece_file.stamp() == (saved.size, saved.mtime_ns)
                     have = trusted if unchanged else piece_file.recheck()
                     holding = self._hold(meta, piece_file, have, m.JobState.SEEDING, "seed")
                     if not have.complete:
@@ -434,7 +434,7 @@ class PeerNode(Context):
             holding.job.close()
         holding.file.close()
         if delete_data and holding.role == "download":
-            holding.file.path.unlink(missing_ok=True)
+            holding.file.delete()
         self.state_dirty = True
         self._save_state(wait=True)
         self.forgotten.add(info_hash)

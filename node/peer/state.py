@@ -12,7 +12,6 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from node import config
 
@@ -87,7 +86,3 @@ def save(peer_id: str, token: str, torrents: list[TorrentState]) -> None:
     finally:
         os.close(dir_fd)
 
-
-def file_stamp(path: Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns

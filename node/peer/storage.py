@@ -1,5 +1,5 @@
-"""One torrent's file on disk. Pieces are read and written at their offsets; the
-peer never caches whole files in memory."""
+"""One torrent's data on disk (a file, or a folder of files). Pieces are read and written
+at their offsets; the peer never caches whole files in memory."""
 from __future__ import annotations
 
 import ctypes
@@ -7,22 +7,17 @@ import errno
 import hashlib
 import mmap
 import os
-import stat
 import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from protocol.errors import ErrorCode, ZorrentError
+from node.peer.layout import Layout, StorageError
+from node.peer.layout import why as _why
+from protocol.errors import ErrorCode
 from protocol.metainfo import Metainfo
-from protocol.pieces import Bitfield, iter_piece_hashes
+from protocol.pieces import Bitfield, iter_piece_hashes, iter_stream_hashes
 
-
-class StorageError(ZorrentError):
-    code = ErrorCode.BAD_INPUT
-
-
-def _why(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+__all__ = ["PieceFile", "PendingRead", "StorageError", "sha1_of"]
 
 
 DIRECT_ALIGN = 4096    # O_DIRECT offsets, lengths and buffer addresses are multiples of this
@@ -31,15 +26,24 @@ DIRECT_CHUNK = HUGE_PAGE   # bytes per O_DIRECT write: one huge page, one device
 
 
 class PieceFile:
-    def __init__(self, meta: Metainfo, path: Path, fd: int, writable: bool) -> None:
-        self.meta, self.path, self.fd, self.writable = meta, path, fd, writable
+    """A torrent's data on disk: one file, or a folder of files (see ``layout``). Pieces are
+    read and written as spans of the files they cover; pad files read as zeros."""
+
+    def __init__(self, meta: Metainfo, path: Path, fds: list[int], writable: bool) -> None:
+        self.meta, self.path, self.fds, self.writable = meta, path, fds, writable
+        self.layout = Layout(meta, path)
         self.fresh = False   # created empty just now: nothing on disk to recheck
-        self.direct_fd = -1  # the same file opened O_DIRECT: verified pieces bypass the page cache
+        self.direct_fds = [-1] * len(fds)  # the same files opened O_DIRECT: verified pieces bypass the page cache
         self.bounces = threading.local()       # per write thread: the page-aligned buffer O_DIRECT writes go from
         self.refused_fds: list[int] = []       # O_DIRECT descriptors the filesystem refused
         self.io_lock = threading.Lock()
         self.holds = 0                         # pieces with the disk threads (reads, hashes, writes); close() waits
         self.closing = False
+
+    @property
+    def fd(self) -> int:
+        """The first file's descriptor (-1 once closed)."""
+        return self.fds[0] if self.fds else -1
 
     def use_direct_io(self) -> bool:
         """Write pieces with O_DIRECT where the filesystem allows it; buffered otherwise.
@@ -47,61 +51,44 @@ class PieceFile:
         Reopening through /proc/self/fd reaches the inode already opened (no path lookup,
         so no symlink race).
         """
-        if self.direct_fd >= 0 or not hasattr(os, "O_DIRECT"):
-            return self.direct_fd >= 0
-        try:
-            self.direct_fd = os.open(f"/proc/self/fd/{self.fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
-        except OSError:
-            self.direct_fd = -1
-        return self.direct_fd >= 0
+        if not hasattr(os, "O_DIRECT"):
+            return False
+        for i, fd in enumerate(self.fds):
+            if fd < 0 or self.direct_fds[i] >= 0 or self.layout.entries[i].length == 0:
+                continue
+            try:
+                self.direct_fds[i] = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+            except OSError:
+                break
+        return self.cache_bypassed
 
     @classmethod
     def open_seed(cls, meta: Metainfo, path: Path) -> "PieceFile":
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {_why(exc)}") from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != meta.length:
-            os.close(fd)
-            what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
-            raise StorageError(f"{path} is {what}; the torrent says {meta.length} bytes")
-        return cls(meta, path, fd, writable=False)
+        return cls(meta, path, Layout(meta, path).open_seed(), writable=False)
 
     @classmethod
     def open_download(cls, meta: Metainfo, path: Path, resuming: bool = False) -> "PieceFile":
-        """Create (or reopen) the output file, never following a symlink planted in its place.
+        """Create (or reopen) the output file(s), never following a symlink planted in their place.
 
-        The file grows as verified pieces land, so a full disk shows up as a failed write
+        Files grow as verified pieces land, so a full disk shows up as a failed write
         mid-download. An existing file is taken only if it is our own partial download
-        (``resuming``) or already has the torrent's length (it is rechecked, not trusted).
+        (``resuming``) or already has its length (it is rechecked, not trusted).
         """
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise StorageError(f"refusing to write through the symlink {path}") from None
-            raise StorageError(f"cannot write {path}: {_why(exc)}") from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise StorageError(f"{path} is not a regular file")
-        fits = st.st_size <= meta.length if resuming else st.st_size in (0, meta.length)
-        if not fits:
-            os.close(fd)
-            raise StorageError(f"{path} already exists with {st.st_size} bytes; the torrent is "
-                               f"{meta.length} bytes (move it or choose another --output)")
-        piece_file = cls(meta, path, fd, writable=True)
-        piece_file.fresh = st.st_size == 0
+        fds, fresh = Layout(meta, path).open_download(resuming)
+        piece_file = cls(meta, path, fds, writable=True)
+        piece_file.fresh = fresh
         return piece_file
 
     def recheck(self, trusted: Bitfield | None = None) -> Bitfield:
         """Hash the pieces on disk that ``trusted`` does not vouch for; keep those that match."""
         have = Bitfield(self.meta.num_pieces, trusted.to_bytes() if trusted else None)
         try:
-            if trusted is None:
-                hashes = iter_piece_hashes(self.fd, self.meta.length, self.meta.piece_length)
+            if trusted is None and self.layout.sizes_complete(self.fds):
+                if self.meta.multi_file:
+                    hashes = iter_stream_hashes(
+                        [(fd, e.length) for fd, e in zip(self.fds, self.layout.entries)], self.meta.piece_length)
+                else:
+                    hashes = iter_piece_hashes(self.fd, self.meta.length, self.meta.piece_length)
                 for i, digest in enumerate(hashes):
                     if digest == self.meta.piece_hash(i):
                         have.add(i)
@@ -115,33 +102,60 @@ class PieceFile:
 
     def verify(self, piece_index: int) -> bool:
         size = self.meta.piece_size(piece_index)
-        data = os.pread(self.fd, size, piece_index * self.meta.piece_length)
-        return len(data) == size and hashlib.sha1(data).digest() == self.meta.piece_hash(piece_index)
+        data = self._read_range(piece_index * self.meta.piece_length, size)
+        return data is not None and hashlib.sha1(data).digest() == self.meta.piece_hash(piece_index)
 
     def read(self, piece_index: int, block_offset: int, length: int) -> bytes:
-        data = os.pread(self.fd, length, piece_index * self.meta.piece_length + block_offset)
-        if len(data) != length:
+        data = self._read_range(piece_index * self.meta.piece_length + block_offset, length)
+        if data is None:
             raise StorageError(f"{self.path} is shorter than the torrent says", ErrorCode.INTERNAL)
         return data
 
+    def _read_range(self, offset: int, length: int) -> bytes | None:
+        """The bytes at ``offset`` of the torrent's stream (None if a file is short)."""
+        spans = self.layout.spans(offset, length)
+        if len(spans) == 1:
+            i, at, n = spans[0]
+            if self.fds[i] >= 0:
+                data = os.pread(self.fds[i], n, at)
+                return data if len(data) == n else None
+        out = bytearray(length)
+        view, done = memoryview(out), 0
+        for i, at, n in spans:
+            if self.fds[i] >= 0:           # pad files stay zeros
+                got = os.preadv(self.fds[i], [view[done:done + n]], at)
+                if got != n:
+                    return None
+            done += n
+        return bytes(out)
+
     def write_piece(self, piece_index: int, buffers: Sequence[Any]) -> None:
         """Write a verified piece at its offset: O_DIRECT through an aligned bounce buffer,
-        or buffered (pwritev) straight from the received buffers."""
+        or buffered (pwritev) straight from the received buffers. A piece that spans
+        files is written file by file; pad files are never written."""
         offset = piece_index * self.meta.piece_length
-        direct_fd = self.direct_fd
-        if direct_fd >= 0:
+        spans = self.layout.spans(offset, self.meta.piece_size(piece_index))
+        parts = [buffers] if len(spans) == 1 else _cut(buffers, [n for _, _, n in spans])
+        for (i, at, _), part in zip(spans, parts):
+            if self.fds[i] >= 0:
+                self._write_span(i, at, part)
+
+    def _write_span(self, i: int, offset: int, buffers: Sequence[Any]) -> None:
+        direct_fd = self.direct_fds[i]
+        if direct_fd >= 0 and offset % DIRECT_ALIGN == 0:
             try:
-                self._write_direct(direct_fd, offset, buffers)
+                self._write_direct(direct_fd, self.fds[i], offset, buffers)
                 return
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
-                if self.direct_fd == direct_fd:   # the filesystem refuses O_DIRECT: buffered from now on
-                    self.direct_fd = -1
-                    self.refused_fds.append(direct_fd)  # closed with the file (another thread may be using it)
-        self._pwritev(self.fd, offset, list(buffers))
+                with self.io_lock:
+                    if self.direct_fds[i] == direct_fd:   # the filesystem refuses O_DIRECT: buffered from now on
+                        self.direct_fds[i] = -1
+                        self.refused_fds.append(direct_fd)  # closed with the file (another thread may be using it)
+        self._pwritev(self.fds[i], offset, list(buffers))
 
-    def _write_direct(self, direct_fd: int, offset: int, buffers: Sequence[Any]) -> None:
+    def _write_direct(self, direct_fd: int, fd: int, offset: int, buffers: Sequence[Any]) -> None:
         """Copy the piece into this thread's bounce buffer and write it O_DIRECT, one
         DIRECT_CHUNK at a time, so memory does not grow with the piece size."""
         view = getattr(self.bounces, "view", None)
@@ -160,8 +174,8 @@ class PieceFile:
         aligned = fill - fill % DIRECT_ALIGN
         if aligned:
             self._pwritev(direct_fd, offset, [view[:aligned]])
-        if aligned < fill:          # the file's last partial page goes through the page cache
-            self._pwritev(self.fd, offset + aligned, [view[aligned:fill]])
+        if aligned < fill:          # a span's last partial page goes through the page cache
+            self._pwritev(fd, offset + aligned, [view[aligned:fill]])
 
     @staticmethod
     def _pwritev(fd: int, offset: int, views: list) -> None:
@@ -189,7 +203,20 @@ class PieceFile:
     @property
     def cache_bypassed(self) -> bool:
         """Pieces were written O_DIRECT, so reading one back waits for the device."""
-        return self.direct_fd >= 0
+        return any(fd >= 0 for fd in self.direct_fds)
+
+    def dup_fds(self) -> list[int]:
+        """Duplicates of the open descriptors, for an fdatasync on another thread."""
+        with self.io_lock:
+            return [os.dup(fd) for fd in self.fds if fd >= 0]
+
+    def stamp(self) -> tuple[int, int]:
+        """(size, mtime) of the data on disk, as the resume state records it."""
+        return self.layout.stamp()
+
+    def delete(self) -> None:
+        """Delete the downloaded file, or the folder's files and the folders they leave empty."""
+        self.layout.delete()
 
     def read_later(self, piece_index: int, block_offset: int, length: int) -> "PendingRead":
         """A block to read on a read thread; the descriptors stay open until it is read."""
@@ -206,15 +233,13 @@ class PieceFile:
         self._close_fds()
 
     def _close_fds(self) -> None:
-        if self.direct_fd >= 0:
-            os.close(self.direct_fd)
-            self.direct_fd = -1
-        for fd in self.refused_fds:
+        with self.io_lock:
+            fds = [fd for fd in (*self.direct_fds, *self.refused_fds, *self.fds) if fd >= 0]
+            self.direct_fds = [-1] * len(self.direct_fds)
+            self.fds = [-1] * len(self.fds)
+            self.refused_fds.clear()   # bounce buffers unmap with this object (thread-local, one per write thread)
+        for fd in fds:
             os.close(fd)
-        self.refused_fds.clear()   # bounce buffers unmap with this object (thread-local, one per write thread)
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 class PendingRead:
@@ -251,6 +276,26 @@ def _huge_buffer(size: int) -> memoryview:
         except OSError:
             pass
     return view[start:start + length]
+
+
+def _cut(buffers: Sequence[Any], sizes: list[int]) -> list[list[memoryview]]:
+    """The received buffers split into consecutive runs of ``sizes`` bytes, without copying."""
+    views = [memoryview(b).cast("B") for b in buffers]
+    out: list[list[memoryview]] = []
+    k = 0
+    for size in sizes:
+        part: list[memoryview] = []
+        while size:
+            v = views[k]
+            n = min(size, len(v))
+            part.append(v[:n])
+            size -= n
+            if n == len(v):
+                k += 1
+            else:
+                views[k] = v[n:]
+        out.append(part)
+    return out
 
 
 def sha1_of(buffers: Sequence[Any]) -> bytes:

@@ -1,7 +1,20 @@
-"""Tracker request handlers: ``(ctx, msg) -> reply``, no sockets."""
+"""Tracker request handlers: ``(ctx, msg) -> reply``, no sockets.
+
+Two doors, one set of handlers over one store:
+- ``tracker``: the ZeroMQ ROUTER, for zorrent peers and the CLI;
+- ``standard``: the HTTP door (``node.tracker.http``), for standard BitTorrent clients. It
+  reaches the reactor over an inproc socket, so every store access stays on one thread and
+  in the same group commit.
+
+Standard clients are stored as peers of kind BITTORRENT under ids ``bt:<hex peer id>``,
+which no zorrent peer id can spell, so an HTTP announce never touches a zorrent peer's
+record; zorrent peers are never handed to standard clients, nor standard clients to
+zorrent peers (unless the CLI asks, flagged by kind).
+"""
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -9,12 +22,16 @@ from typing import Callable
 
 from node import config
 from node.dispatch import Context, Dispatcher
-from node.tracker.store import PeerRecord, TorrentRecord, TrackerStore
+from node.tracker.stats import TrackerCounters
+from node.tracker.store import BITTORRENT, ZORRENT, ClientEntry, PeerRecord, TorrentRecord, TrackerStore
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, ZorrentError
 
 tracker = Dispatcher("tracker")
+standard = Dispatcher("tracker http door")
+CLIENT_ID_PREFIX = "bt:"     # ':' is never in a zorrent peer id
+EXPIRY_S = {ZORRENT: config.PEER_EXPIRY_S, BITTORRENT: config.HTTP_PEER_EXPIRY_S}
 
 
 @dataclass
@@ -22,6 +39,7 @@ class TrackerContext(Context):
     store: TrackerStore
     clock: Callable[[], float] = time.time
     started: float = field(default_factory=time.time)
+    counters: TrackerCounters = field(default_factory=TrackerCounters)
 
     def scope(self):
         return self.store.savepoint()
@@ -29,8 +47,11 @@ class TrackerContext(Context):
     def commit(self) -> None:
         self.store.commit()
 
+    def observe(self, requests: int, elapsed_s: float) -> None:
+        self.counters.observe(requests, elapsed_s)
+
     def expire_peers(self) -> list[str]:
-        """Forget peers silent longer than PEER_EXPIRY_S (not before that long after start).
+        """Forget peers silent longer than their kind's expiry (not before that long after start).
 
         Expiry reads only the store: a peer's last heartbeat is its stored ``last_seen``,
         whichever tracker took it, and each delete re-checks it atomically, so every
@@ -38,10 +59,12 @@ class TrackerContext(Context):
         expiry back after a start, which can keep a peer a little longer, never shorter.
         """
         now = self.clock()
-        if now - self.started < config.PEER_EXPIRY_S:
-            return []
-        cutoff = now - config.PEER_EXPIRY_S
-        gone = [pid for pid in self.store.peers_seen_before(cutoff) if self.store.expire_peer(pid, cutoff)]
+        gone = []
+        for kind, expiry_s in EXPIRY_S.items():
+            if now - self.started >= expiry_s:
+                cutoff = now - expiry_s
+                gone += [pid for pid in self.store.peers_seen_before(cutoff, kind)
+                         if self.store.expire_peer(pid, cutoff)]
         self.store.commit()
         return gone
 
@@ -50,7 +73,7 @@ def _authorised(ctx: TrackerContext, peer_id: str, token: str) -> PeerRecord:
     peer = ctx.store.get_peer(peer_id)
     if peer is None:
         raise ZorrentError(f"unknown peer {peer_id!r}; register first", ErrorCode.UNKNOWN_PEER)
-    if not secrets.compare_digest(peer.token, token):
+    if peer.kind != ZORRENT or not peer.token or not secrets.compare_digest(peer.token, token):
         raise ZorrentError(f"only {peer_id} may change its own record", ErrorCode.NOT_AUTHORISED)
     return peer
 
@@ -62,7 +85,16 @@ def _torrent(ctx: TrackerContext, info_hash: str) -> TorrentRecord:
     return torrent
 
 
+def _alive(ctx: TrackerContext, peer: PeerRecord) -> bool:
+    return peer.last_seen > ctx.clock() - EXPIRY_S.get(peer.kind, config.PEER_EXPIRY_S)
+
+
+def _live_clients(ctx: TrackerContext, info_hash: str) -> list[ClientEntry]:
+    return [c for c in ctx.store.clients(info_hash) if c.peer.kind == BITTORRENT and _alive(ctx, c.peer)]
+
+
 @tracker.handles(m.MsgType.PING)
+@standard.handles(m.MsgType.PING)
 def ping(ctx: TrackerContext, msg: m.Ping) -> m.Pong:
     return m.Pong(node="tracker", peer_id="", pid=os.getpid())
 
@@ -86,7 +118,7 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
                 f"peer id {msg.peer_id!r} is already in use by {old.host}:{old.port}",
                 ErrorCode.PEER_ID_TAKEN)
     token = secrets.token_hex(16)
-    if not ctx.store.swap_peer(PeerRecord(msg.peer_id, msg.host, msg.port, token, now, msg.token), old):
+    if not ctx.store.swap_peer(PeerRecord(msg.peer_id, msg.host, msg.port, token, now, prev_token=msg.token), old):
         raise ZorrentError(f"peer id {msg.peer_id!r} was registered through another tracker at the same "
                            f"moment; retry", ErrorCode.PEER_ID_TAKEN)
     if old is not None:
@@ -126,6 +158,7 @@ def announce(ctx: TrackerContext, msg: m.Announce) -> m.Ok:
     if bad is not None:
         raise ZorrentError(f"piece {bad} is out of range 0..{size - 1}", ErrorCode.BAD_FIELD)
     ctx.store.add_pieces(msg.info_hash, msg.peer_id, msg.pieces)   # liveness is the heartbeat's job
+    ctx.counters.announced(len(msg.pieces))
     return m.Ok()
 
 
@@ -139,12 +172,78 @@ def forget(ctx: TrackerContext, msg: m.Forget) -> m.Ok:
 @tracker.handles(m.MsgType.GET_PEERS)
 def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
     torrent = _torrent(ctx, msg.info_hash)
-    live_after = ctx.clock() - config.PEER_EXPIRY_S
     peers = []
     for peer_id, bits in ctx.store.holders(msg.info_hash).items():
         peer = ctx.store.get_peer(peer_id)
-        if peer is not None and peer.last_seen > live_after:
+        if peer is not None and peer.kind == ZORRENT and _alive(ctx, peer):
             peers.append(m.PeerInfo(peer_id=peer_id, host=peer.host, port=peer.port,
                                     bitfield=bits.to_bytes(), have=len(bits)))
+    if msg.standard_clients:   # the CLI's view; the download engine never asks (it speaks only ZeroMQ)
+        for c in _live_clients(ctx, msg.info_hash):
+            missing = -(-c.left // torrent.piece_length)
+            peers.append(m.PeerInfo(peer_id=c.peer.peer_id, host=c.peer.host, port=c.peer.port, bitfield=b"",
+                                    have=max(0, torrent.num_pieces - missing), kind=BITTORRENT))
     return m.PeerList(info_hash=torrent.info_hash, name=torrent.name,
                       num_pieces=torrent.num_pieces, length=torrent.length, peers=peers)
+
+
+@tracker.handles(m.MsgType.GET_METAINFO)
+def get_metainfo(ctx: TrackerContext, msg: m.GetMetainfo) -> m.MetainfoReply:
+    torrent = _torrent(ctx, msg.info_hash)
+    return m.MetainfoReply(info_hash=torrent.info_hash, metainfo=torrent.metainfo)
+
+
+@standard.handles(m.MsgType.CLIENT_ANNOUNCE)
+def client_announce(ctx: TrackerContext, msg: m.ClientAnnounce) -> m.ClientSwarm:
+    """BEP 3: record the client in the torrent's swarm and hand it other standard clients."""
+    peer_id = CLIENT_ID_PREFIX + msg.peer_id
+    old = ctx.store.get_peer(peer_id)
+    if old is not None and _alive(ctx, old) and old.host != msg.host:
+        raise ZorrentError(f"peer_id {msg.peer_id} is in use from another address", ErrorCode.PEER_ID_TAKEN)
+    now = ctx.clock()
+    entries = ctx.store.clients(msg.info_hash)             # one read; the swarm after this announce follows
+    was = next((c.left for c in entries if c.peer.peer_id == peer_id), None)
+    if msg.left == 0 and was != 0 and (msg.event == "completed" or was is not None):
+        ctx.store.add_completed(msg.info_hash)   # said so, or seen leeching and now done (aria2 skips "completed")
+    swarm = [c for c in entries if c.peer.peer_id != peer_id and c.peer.kind == BITTORRENT and _alive(ctx, c.peer)]
+    if msg.event == "stopped":
+        ctx.store.remove_pieces(msg.info_hash, peer_id)
+        if old is not None and not ctx.store.held_by(peer_id):
+            ctx.store.delete_peer(peer_id)
+        others = []
+    else:
+        me = PeerRecord(peer_id, msg.host, msg.port, "", now, BITTORRENT)
+        ctx.store.put_peer(me)
+        ctx.store.put_client(msg.info_hash, peer_id, msg.left)
+        others = [c for c in swarm if c.left] if msg.left == 0 else swarm   # a seeder needs only leechers
+        swarm = [*swarm, ClientEntry(me, msg.left)]
+    chosen = random.sample(others, min(len(others), msg.numwant, config.HTTP_MAX_NUMWANT))
+    seeders = sum(1 for c in swarm if c.left == 0)
+    return m.ClientSwarm(
+        interval_s=config.HTTP_ANNOUNCE_INTERVAL_S, min_interval_s=config.HTTP_MIN_INTERVAL_S,
+        complete=seeders, incomplete=len(swarm) - seeders,
+        peers=[m.ClientPeer(c.peer.peer_id.removeprefix(CLIENT_ID_PREFIX), c.peer.host, c.peer.port)
+               for c in chosen])
+
+
+@tracker.handles(m.MsgType.SCRAPE)
+@standard.handles(m.MsgType.SCRAPE)
+def scrape(ctx: TrackerContext, msg: m.Scrape) -> m.ScrapeReply:
+    """BEP 48: seeders, leechers and completions among standard clients, per info-hash."""
+    files = []
+    for info_hash in dict.fromkeys(msg.info_hashes[:config.HTTP_MAX_SCRAPE]):
+        swarm = _live_clients(ctx, info_hash)
+        seeders = sum(1 for c in swarm if c.left == 0)
+        files.append(m.ScrapeEntry(info_hash, seeders, len(swarm) - seeders, ctx.store.completed(info_hash)))
+    return m.ScrapeReply(files=files)
+
+
+@tracker.handles(m.MsgType.GET_SWARM)
+def get_swarm(ctx: TrackerContext, msg: m.GetSwarm) -> m.Swarm:
+    """Read-only, for the web view: peers not yet expired, every torrent, the counters."""
+    now = ctx.clock()
+    peers = [m.SwarmPeer(peer_id=p.peer_id, host=p.host, port=p.port, seen_s_ago=round(max(0.0, now - p.last_seen), 3))
+             for p in ctx.store.list_peers() if p.last_seen > now - config.PEER_EXPIRY_S]
+    torrents = [m.SwarmTorrent(info_hash=t.info_hash, name=t.name, num_pieces=t.num_pieces, length=t.length,
+                               piece_length=t.piece_length) for t in ctx.store.list_torrents()]
+    return m.Swarm(peers=peers, torrents=torrents, stats=ctx.counters.snapshot())

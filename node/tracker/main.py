@@ -1,4 +1,8 @@
-"""Tracker process entry: one ROUTER, one store, expiry on a timer."""
+"""Tracker process entry: one ROUTER, one store, expiry on a timer, and the HTTP door.
+
+The HTTP door (``node.tracker.http``) runs on its own thread and reaches the store only
+through an inproc ROUTER served here, by the same loop as the ZeroMQ door.
+"""
 from __future__ import annotations
 
 import logging
@@ -10,25 +14,52 @@ from node import config
 from node.dispatch import bind_router, serve
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
-from node.tracker.handlers import TrackerContext, tracker
+from node.tracker.handlers import TrackerContext, standard, tracker
+from node.tracker.http import INPROC_ENDPOINT, HttpDoor
 from node.tracker.store import open_store
+from protocol.errors import ZorrentError
 
 log = logging.getLogger("zorrent.tracker")
 
 
-def run(host: str, port: int, store_uri: str | None = None, ready_file: str | None = None) -> None:
+def _open_http(zctx: zmq.Context, host: str, http_port: int | None, http_strict: bool) -> HttpDoor | None:
+    """The HTTP door on ``http_port`` (0: any free port; None: off). A busy port is an error only
+    if it was asked for (``http_strict``); the default one being busy is logged and skipped."""
+    if http_port is None:
+        return None
+    door = HttpDoor(zctx, host, http_port)
+    try:
+        door.start()
+    except ZorrentError as exc:
+        if http_strict:
+            raise
+        log.warning("%s; running without the HTTP tracker (choose one with --http-port)", exc)
+        return None
+    return door
+
+
+def run(host: str, port: int, store_uri: str | None = None, ready_file: str | None = None,
+        http_port: int | None = None, http_strict: bool = False, http_host: str | None = None) -> None:
     setup_logging("tracker")
     store = open_store(store_uri or config.default_store_uri())
     zctx = zmq.Context()
+    socks, door = [], None
     try:
         sock, bound = bind_router(zctx, config.endpoint(host, port))
+        socks.append(sock)
+        inproc, _ = bind_router(zctx, INPROC_ENDPOINT)
+        socks.append(inproc)
+        door = _open_http(zctx, http_host or host, http_port, http_strict)
     except Exception:
+        for s in socks:
+            s.close(linger=0)
         store.close()
         zctx.term()
         raise
     ctx = TrackerContext(store=store)
     reactor = Reactor()
     reactor.add(sock, serve(sock, tracker, ctx, batch_max=config.TRACKER_BATCH_MAX))
+    reactor.add(inproc, serve(inproc, standard, ctx, batch_max=config.TRACKER_BATCH_MAX))
 
     def expire() -> None:
         for peer_id in ctx.expire_peers():
@@ -38,11 +69,17 @@ def run(host: str, port: int, store_uri: str | None = None, ready_file: str | No
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: reactor.stop())
     log.info("tracker listening on %s, store %s", bound, store.uri)
+    if door is not None:
+        log.info("HTTP tracker (BEP 3) at %s", door.url)
+        write_ready_file(ready_file and f"{ready_file}.http", door.url)
     write_ready_file(ready_file, bound)
     try:
         reactor.run()
     finally:
-        sock.close(linger=0)
+        if door is not None:
+            door.stop()
+        for s in socks:
+            s.close(linger=0)
         store.close()
         zctx.term()
         log.info("tracker stopped")

@@ -21,3 +21,6 @@ def test_short_soak_loses_nothing(tmp_path):
     assert report["ok"] and report["downloads_corrupt"] == 0 and report["downloads_unfinished"] == 0
     assert report["downloads_verified"] == report["downloads_completed"] >= 1
     assert report["kills"] >= 5 and report["restarts_seen"] >= report["kills"] - 1
+    page = (tmp_path / "soak" / "soak-report.html").read_text()     # the picture beside the JSON
+    assert "<polyline" in page and page.count('class="mark mark-kill"') == report["kills"]
+    assert "web view: http://127.0.0.1:" in res.stderr

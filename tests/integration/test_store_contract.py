@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from node.tracker.store import PeerRecord, StoreError, TorrentRecord, open_store
+from node.tracker.store import BITTORRENT, ClientEntry, PeerRecord, StoreError, TorrentRecord, open_store
 from node.tracker.store.sqlite import filesystem_type, refuse_network_fs
 
 _db_names = itertools.count()
@@ -180,7 +180,68 @@ def test_swap_peer_is_a_compare_and_swap(store):
     assert store.swap_peer(PeerRecord("p1", "h", 1, "tA", 1.0), None)
     assert not store.swap_peer(PeerRecord("p1", "h", 1, "tB", 1.0), None)          # it read "absent" too
     old = store.get_peer("p1")
-    assert store.swap_peer(PeerRecord("p1", "h", 1, "tC", 2.0, "tA"), old)
-    assert not store.swap_peer(PeerRecord("p1", "h", 1, "tD", 2.0, "tA"), old)      # old is stale now
+    assert store.swap_peer(PeerRecord("p1", "h", 1, "tC", 2.0, prev_token="tA"), old)
+    assert not store.swap_peer(PeerRecord("p1", "h", 1, "tD", 2.0, prev_token="tA"), old)      # old is stale now
     store.commit()
-    assert store.get_peer("p1") == PeerRecord("p1", "h", 1, "tC", 2.0, "tA")
+    assert store.get_peer("p1") == PeerRecord("p1", "h", 1, "tC", 2.0, prev_token="tA")
+
+
+def test_standard_clients_share_the_collections_but_not_the_bitfields(store):
+    store.put_torrent(TORRENT)
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    store.add_pieces(TORRENT.info_hash, "p1", [0])
+    seeder = PeerRecord("bt:" + "aa" * 20, "127.0.0.2", 51413, "", 1.0, BITTORRENT)
+    leecher = PeerRecord("bt:" + "bb" * 20, "::1", 6000, "", 2.0, BITTORRENT)
+    for client, left in ((seeder, 0), (leecher, 500)):
+        store.put_peer(client)
+        store.put_client(TORRENT.info_hash, client.peer_id, left)
+    store.put_client("ee" * 20, leecher.peer_id, 7)         # a torrent nobody registered
+    store.put_client(TORRENT.info_hash, leecher.peer_id, 0)  # the leecher finished
+    store.add_completed(TORRENT.info_hash)
+    store.commit()
+    assert store.get_peer(seeder.peer_id) == seeder
+    assert store.clients(TORRENT.info_hash) == [ClientEntry(seeder, 0), ClientEntry(leecher, 0)]
+    assert [c.left for c in store.clients("ee" * 20)] == [7]
+    assert list(store.holders(TORRENT.info_hash)) == ["p1"]  # zorrent peers' bitfields only
+    assert (store.completed(TORRENT.info_hash), store.completed("ee" * 20)) == (1, 0)
+    assert store.peers_seen_before(5.0) == ["p1"]
+    assert sorted(store.peers_seen_before(5.0, BITTORRENT)) == [seeder.peer_id, leecher.peer_id]
+    assert store.held_by(leecher.peer_id) == {TORRENT.info_hash: 0, "ee" * 20: 0}
+    store.remove_pieces(TORRENT.info_hash, leecher.peer_id)  # event=stopped
+    store.delete_peer(seeder.peer_id)                        # expired
+    store.commit()
+    assert store.clients(TORRENT.info_hash) == []
+    assert store.held_by(leecher.peer_id) == {"ee" * 20: 0}
+
+
+def test_old_sqlite_store_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE peers (peer_id TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL,"
+                     " token TEXT NOT NULL, last_seen REAL NOT NULL);"
+                     "CREATE TABLE files (info_hash TEXT NOT NULL, peer_id TEXT NOT NULL, bitfield BLOB NOT NULL,"
+                     " have INTEGER NOT NULL, PRIMARY KEY (info_hash, peer_id));"
+                     "INSERT INTO peers VALUES ('p1', '127.0.0.1', 6881, 't', 1.0);")
+    db.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert store.get_peer("p1") == PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0)
+        store.put_client(TORRENT.info_hash, "p1", 3)
+        store.commit()
+    finally:
+        store.close()
+
+
+def test_listings_for_the_swarm_view(store):
+    assert store.list_peers() == [] and store.list_torrents() == []
+    other = TorrentRecord("cd" * 20, "<b>g</b>.bin", 5, 16384, 1, b"d4:infodee")
+    store.put_torrent(other)
+    store.put_torrent(TORRENT)
+    store.put_peer(PeerRecord("p2", "127.0.0.1", 6882, "t2", 5.0))
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t1", 7.0))
+    store.commit()
+    assert store.list_torrents() == [TORRENT, other]
+    assert store.list_peers() == [PeerRecord("p1", "127.0.0.1", 6881, "t1", 7.0),
+                                  PeerRecord("p2", "127.0.0.1", 6882, "t2", 5.0)]

@@ -30,7 +30,7 @@ def supervised(swarm, tmp_path, monkeypatch):
             {p: {"ip": "127.0.0.1", "port": ports[p], "upload_rate": rate} for p, rate in peers.items()}))
         tport = free_port()
         swarm.tracker_endpoint = f"tcp://127.0.0.1:{tport}"
-        swarm.cli("swarm", "up", "--config", "peers.json", "--tracker-port", str(tport))
+        swarm.cli("swarm", "up", "--config", "peers.json", "--tracker-port", str(tport), "--web-port", str(free_port()))
         swarm.peer_ports.update(ports)
         for p in peers:
             wait_for(lambda: swarm.status(p)["registered"], what=f"{p} registered")
@@ -83,7 +83,7 @@ def test_supervisorctl_sees_the_swarm(supervised, swarm, tmp_path):
                          env=swarm.env(), cwd=tmp_path)
     assert "swarm:p1" in out.stdout and "RUNNING" in out.stdout and "swarm:tracker" in out.stdout, out.stdout
     status = swarm.cli_json("swarm", "status", "--config", "peers.json")
-    assert {r["name"]: r["state"] for r in status} == {"tracker": "RUNNING", "p1": "RUNNING"}
+    assert {r["name"]: r["state"] for r in status} == {"tracker": "RUNNING", "web": "RUNNING", "p1": "RUNNING"}
     stop = subprocess.run([SUPERVISORCTL, "-c", str(conf), "stop", "swarm:p1"], capture_output=True,
                           text=True, env=swarm.env(), cwd=tmp_path)
     assert "stopped" in stop.stdout

@@ -175,4 +175,7 @@ def test_netns_soak_with_kills_loss_and_partitions_loses_nothing(tmp_path):
     assert report["ok"] and report["downloads_corrupt"] == 0 and report["downloads_unfinished"] == 0
     assert report["downloads_verified"] >= 1 and report["kills"] >= 2 and report["partitions"] >= 3
     assert report["links"]["loss_pct"] == 1.0
+    page = (tmp_path / "soak" / "soak-report.html").read_text()     # partitions are on the picture too
+    assert page.count('class="mark mark-partition"') == report["partitions"]
+    assert "web view: http://127.0.0.1:" in res.stderr
     assert set(labmod.namespaces()) <= before, "the soak's lab was left behind"

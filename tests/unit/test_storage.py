@@ -81,7 +81,7 @@ def test_disk_threads_write_concurrently_each_from_its_own_buffer(tmp_path, torr
 def test_a_filesystem_that_refuses_o_direct_gets_buffered_writes(tmp_path, torrent, monkeypatch):
     data, meta = torrent
     out = open_direct(meta, tmp_path / "out.bin")
-    refusing, real = out.direct_fd, os.pwritev
+    refusing, real = out.direct_fds[0], os.pwritev
 
     def pwritev(fd, buffers, offset):
         if fd == refusing:
@@ -91,7 +91,7 @@ def test_a_filesystem_that_refuses_o_direct_gets_buffered_writes(tmp_path, torre
     monkeypatch.setattr(os, "pwritev", pwritev)
     for i, piece in pieces_of(data):
         out.write_piece(i, [piece])
-    assert out.direct_fd == -1
+    assert out.direct_fds == [-1]
     out.close()
     assert (tmp_path / "out.bin").read_bytes() == data
 

@@ -4,7 +4,7 @@ import pytest
 
 from node import config
 from node.dispatch import Dispatcher
-from node.tracker.handlers import TrackerContext, tracker
+from node.tracker.handlers import TrackerContext, standard, tracker
 from node.tracker.store import open_store
 from protocol import messages as m
 from protocol.codec import decode, encode
@@ -145,3 +145,64 @@ def test_a_register_replayed_on_another_tracker_is_taken(ctx):
     assert isinstance(ask(ctx, m.Heartbeat(peer_id="p1", token=replay.token)), m.Ok)
     expect_error(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=""), ErrorCode.PEER_ID_TAKEN)
 
+
+# ---------------------------------------------------------------- standard clients (the HTTP door)
+def ask_door(ctx, msg):
+    reply = decode(standard.dispatch(ctx, encode(msg, 6)))
+    ctx.commit()
+    return reply.msg
+
+
+def client_announce(info_hash, peer_id="aa" * 20, host="127.0.0.1", port=51413, left=0, event="started",
+                    numwant=50):
+    return m.ClientAnnounce(info_hash=info_hash, peer_id=peer_id, host=host, port=port, left=left,
+                            event=event, numwant=numwant)
+
+
+def test_standard_clients_meet_each_other_not_zorrent_peers(ctx, meta):
+    token = register(ctx)
+    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash, pieces=[0, 1]))
+    seed = ask_door(ctx, client_announce(meta.info_hash, "aa" * 20, left=0))
+    assert (seed.complete, seed.incomplete, seed.peers) == (1, 0, [])     # p1 is not handed out
+    leech = ask_door(ctx, client_announce(meta.info_hash, "bb" * 20, host="::1", port=6000, left=50_000))
+    assert leech.peers == [m.ClientPeer("aa" * 20, "127.0.0.1", 51413)]
+    assert ask_door(ctx, client_announce(meta.info_hash, "aa" * 20)).peers == [m.ClientPeer("bb" * 20, "::1", 6000)]
+    # zorrent peers (the download engine) see p1 only; the CLI asks for the clients too, flagged
+    assert [p.peer_id for p in ask(ctx, m.GetPeers(info_hash=meta.info_hash)).peers] == ["p1"]
+    every = ask(ctx, m.GetPeers(info_hash=meta.info_hash, standard_clients=True)).peers
+    assert [(p.peer_id, p.kind, p.have, p.bitfield) for p in every] == [
+        ("p1", "zorrent", 2, b"\xc0"), ("bt:" + "aa" * 20, "bittorrent", 7, b""),
+        ("bt:" + "bb" * 20, "bittorrent", 3, b"")]   # 50,000 bytes left of 100,000: 4 pieces to go
+
+
+def test_standard_clients_expire_on_their_own_clock(ctx, meta):
+    ask_door(ctx, client_announce(meta.info_hash))
+    ctx.clock_obj.now += config.PEER_EXPIRY_S + 1
+    assert ctx.expire_peers() == []                       # zorrent peers' expiry is not theirs
+    ctx.clock_obj.now += config.HTTP_PEER_EXPIRY_S
+    assert ctx.expire_peers() == ["bt:" + "aa" * 20]
+    assert ask_door(ctx, m.Scrape(info_hashes=[meta.info_hash])).files == [m.ScrapeEntry(meta.info_hash, 0, 0, 0)]
+
+
+def test_the_http_door_cannot_reach_zorrent_handlers(ctx, meta):
+    reply = ask_door(ctx, m.RegisterPeer(peer_id="p9", host="127.0.0.1", port=1, token=""))
+    assert reply.code == ErrorCode.UNKNOWN_TYPE
+    reply = decode(tracker.dispatch(ctx, encode(client_announce(meta.info_hash), 7))).msg
+    assert reply.code == ErrorCode.UNKNOWN_TYPE          # nor can ZeroMQ forge an HTTP client's address
+
+
+def test_get_swarm_lists_live_peers_torrents_and_counters(ctx, meta):
+    token = register(ctx, "p1", 6881)
+    register(ctx, "p2", 6882)
+    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash, pieces=[0, 1, 2]))
+    ctx.observe(4, 0.002)
+    swarm = ask(ctx, m.GetSwarm())
+    assert [(p.peer_id, p.port, p.seen_s_ago) for p in swarm.peers] == [("p1", 6881, 0.0), ("p2", 6882, 0.0)]
+    assert [(t.info_hash, t.name, t.num_pieces) for t in swarm.torrents] == [(meta.info_hash, "f.bin", 7)]
+    stats = swarm.stats
+    assert (stats.requests, stats.announces, stats.pieces_announced, stats.latency_sum_s) == (4, 1, 3, 0.008)
+    assert len(stats.latency_counts) == len(stats.latency_buckets_s) + 1 and sum(stats.latency_counts) == 4
+    ctx.clock_obj.now += config.PEER_EXPIRY_S + 1          # silent peers drop out before expiry runs
+    assert ask(ctx, m.GetSwarm()).peers == []

@@ -1,7 +1,15 @@
 """Tracker state behind one interface; ``open_store(uri)`` picks the backend."""
 from __future__ import annotations
 
-from node.tracker.store.base import PeerRecord, StoreError, TorrentRecord, TrackerStore
+from node.tracker.store.base import (
+    BITTORRENT,
+    ZORRENT,
+    ClientEntry,
+    PeerRecord,
+    StoreError,
+    TorrentRecord,
+    TrackerStore,
+)
 
 
 def open_store(uri: str) -> TrackerStore:
@@ -16,4 +24,5 @@ def open_store(uri: str) -> TrackerStore:
     raise StoreError(f"unknown store URI {uri!r} (use sqlite:///PATH or mongodb://HOST:PORT/DB)")
 
 
-__all__ = ["open_store", "PeerRecord", "TorrentRecord", "TrackerStore", "StoreError"]
+__all__ = ["open_store", "PeerRecord", "TorrentRecord", "TrackerStore", "StoreError", "ClientEntry",
+           "ZORRENT", "BITTORRENT"]

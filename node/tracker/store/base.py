@@ -1,8 +1,10 @@
 """The narrow store interface, with the README's three collections:
 
-- ``peers``    each peer: address, session token, last heartbeat
+- ``peers``    each peer: address, session token, last heartbeat, and its kind: a zorrent
+               peer (ZeroMQ) or a standard BitTorrent client (HTTP announces)
 - ``torrents`` each torrent's metainfo
-- ``files``    each file and how its verified pieces are spread across peers
+- ``files``    each file and how its verified pieces are spread across zorrent peers, which
+               standard clients are in its swarm (bytes left), and their completions
 
 Piece bytes never enter the store. Writes become durable at ``commit()``, which the
 tracker calls once per batch of requests before it sends any reply (group commit).
@@ -21,6 +23,11 @@ class StoreError(ZorrentError):
     code = ErrorCode.STORE
 
 
+ZORRENT = "zorrent"        # a zorrent peer: registered over ZeroMQ, holds a session token
+BITTORRENT = "bittorrent"  # a standard client seen through the HTTP tracker: no token, no bitfield
+PEER_KINDS = (ZORRENT, BITTORRENT)
+
+
 @dataclass(frozen=True)
 class PeerRecord:
     peer_id: str
@@ -28,7 +35,16 @@ class PeerRecord:
     port: int
     token: str
     last_seen: float
-    prev_token: str = ""     # the token the peer proved it held when it got this one
+    kind: str = ZORRENT
+    prev_token: str = ""    # the token the peer proved it held when it got this one
+
+
+@dataclass(frozen=True)
+class ClientEntry:
+    """A standard client in one torrent's swarm: what BEP 3 announces tell."""
+
+    peer: PeerRecord
+    left: int              # bytes it still needs; 0 is a seeder
 
 
 @dataclass(frozen=True)
@@ -71,7 +87,11 @@ class TrackerStore(ABC):
         """Remove the peer and everything it held."""
 
     @abstractmethod
-    def peers_seen_before(self, when: float) -> list[str]: ...
+    def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]: ...
+
+    @abstractmethod
+    def list_peers(self) -> list[PeerRecord]:
+        """Every peer record, by peer id."""
 
     @abstractmethod
     def expire_peer(self, peer_id: str, before: float) -> bool:
@@ -85,6 +105,10 @@ class TrackerStore(ABC):
 
     @abstractmethod
     def get_torrent(self, info_hash: str) -> TorrentRecord | None: ...
+
+    @abstractmethod
+    def list_torrents(self) -> list[TorrentRecord]:
+        """Every torrent, by info-hash."""
 
     def num_pieces(self, info_hash: str) -> int | None:
         """Piece count of a known torrent, or None.
@@ -116,7 +140,23 @@ class TrackerStore(ABC):
 
     @abstractmethod
     def held_by(self, peer_id: str) -> dict[str, int]:
-        """info-hash -> number of pieces, for one peer."""
+        """info-hash -> number of pieces, for one peer (for a standard client: its torrents, 0)."""
+
+    # files: standard clients (the torrent need not be registered)
+    @abstractmethod
+    def put_client(self, info_hash: str, peer_id: str, left: int) -> None:
+        """The client is in this torrent's swarm with ``left`` bytes to go (remove_pieces ends it)."""
+
+    @abstractmethod
+    def clients(self, info_hash: str) -> list[ClientEntry]:
+        """Every standard client in this torrent's swarm, with its peer record."""
+
+    @abstractmethod
+    def add_completed(self, info_hash: str) -> None:
+        """A standard client reported event=completed (BEP 48 ``downloaded``)."""
+
+    @abstractmethod
+    def completed(self, info_hash: str) -> int: ...
 
     # batches
     @contextmanager

@@ -13,7 +13,14 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-from node.tracker.store.base import PeerRecord, StoreError, TorrentRecord, TrackerStore
+from node.tracker.store.base import (
+    ZORRENT,
+    ClientEntry,
+    PeerRecord,
+    StoreError,
+    TorrentRecord,
+    TrackerStore,
+)
 from protocol.pieces import Bitfield
 
 SCHEMA = """
@@ -23,6 +30,7 @@ CREATE TABLE IF NOT EXISTS peers (
     port      INTEGER NOT NULL,
     token     TEXT NOT NULL,
     last_seen REAL NOT NULL,
+    kind      TEXT NOT NULL DEFAULT 'zorrent',
     prev_token TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS torrents (
@@ -34,14 +42,26 @@ CREATE TABLE IF NOT EXISTS torrents (
     metainfo     BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS files (          -- one row per (file, peer): that peer's bitfield
-    info_hash TEXT NOT NULL REFERENCES torrents(info_hash),
-    peer_id   TEXT NOT NULL REFERENCES peers(peer_id),
-    bitfield  BLOB NOT NULL,
-    have      INTEGER NOT NULL,
+    info_hash  TEXT NOT NULL,                -- a standard client's torrent need not be registered
+    peer_id    TEXT NOT NULL REFERENCES peers(peer_id),
+    bitfield   BLOB NOT NULL,
+    have       INTEGER NOT NULL,
+    bytes_left INTEGER,                      -- standard clients only (no bitfield); NULL for zorrent peers
     PRIMARY KEY (info_hash, peer_id)
 );
 CREATE INDEX IF NOT EXISTS files_by_peer ON files(peer_id);
+CREATE TABLE IF NOT EXISTS completions (    -- per file: standard clients' event=completed (BEP 48)
+    info_hash  TEXT PRIMARY KEY,
+    downloaded INTEGER NOT NULL
+);
 """
+
+# columns added since the first schema: (table, column, definition) for stores made before them
+MIGRATIONS = [
+    ("peers", "kind", "TEXT NOT NULL DEFAULT 'zorrent'"),
+    ("peers", "prev_token", "TEXT NOT NULL DEFAULT ''"),
+    ("files", "bytes_left", "INTEGER"),
+]
 
 
 class SqliteStore(TrackerStore):
@@ -61,8 +81,9 @@ class SqliteStore(TrackerStore):
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
-            if "prev_token" not in {row[1] for row in self.db.execute("PRAGMA table_info(peers)")}:
-                self.db.execute("ALTER TABLE peers ADD COLUMN prev_token TEXT NOT NULL DEFAULT ''")
+            for table, column, definition in MIGRATIONS:
+                if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         except sqlite3.Error as exc:
             self._unlock()
             raise StoreError(f"cannot open store {uri}: {exc}") from None
@@ -110,13 +131,14 @@ class SqliteStore(TrackerStore):
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
-        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, prev_token) VALUES (?,?,?,?,?,?) "
-                    "ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, port=excluded.port, "
-                    "token=excluded.token, last_seen=excluded.last_seen, prev_token=excluded.prev_token",
-                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.prev_token))
+        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, kind, prev_token) "
+                    "VALUES (?,?,?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, "
+                    "port=excluded.port, token=excluded.token, last_seen=excluded.last_seen, kind=excluded.kind, "
+                    "prev_token=excluded.prev_token",
+                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.kind, peer.prev_token))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
-        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, prev_token FROM peers "
+        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, kind, prev_token FROM peers "
                               "WHERE peer_id=?", (peer_id,)).fetchone()
         return PeerRecord(*row) if row else None
 
@@ -139,8 +161,13 @@ class SqliteStore(TrackerStore):
         self.drop_pieces(peer_id)
         self._write("DELETE FROM peers WHERE peer_id=?", (peer_id,))
 
-    def peers_seen_before(self, when: float) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT peer_id FROM peers WHERE last_seen < ?", (when,))]
+    def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT peer_id FROM peers WHERE last_seen < ? AND kind = ?",
+                                              (when, kind))]
+
+    def list_peers(self) -> list[PeerRecord]:
+        return [PeerRecord(*row) for row in self.db.execute(
+            "SELECT peer_id, host, port, token, last_seen FROM peers ORDER BY peer_id")]
 
     def expire_peer(self, peer_id: str, before: float) -> bool:
         peer = self.get_peer(peer_id)
@@ -159,6 +186,10 @@ class SqliteStore(TrackerStore):
         row = self.db.execute("SELECT info_hash, name, length, piece_length, num_pieces, metainfo "
                               "FROM torrents WHERE info_hash=?", (info_hash,)).fetchone()
         return TorrentRecord(*row) if row else None
+
+    def list_torrents(self) -> list[TorrentRecord]:
+        return [TorrentRecord(*row) for row in self.db.execute(
+            "SELECT info_hash, name, length, piece_length, num_pieces, metainfo FROM torrents ORDER BY info_hash")]
 
     # files
     def _num_pieces(self, info_hash: str) -> int:
@@ -180,7 +211,8 @@ class SqliteStore(TrackerStore):
             changed |= bits.add(i)
         self._bits[key] = bits
         if changed:
-            self._write("INSERT INTO files VALUES (?,?,?,?) ON CONFLICT(info_hash, peer_id) "
+            self._write("INSERT INTO files (info_hash, peer_id, bitfield, have) VALUES (?,?,?,?) "
+                        "ON CONFLICT(info_hash, peer_id) "
                         "DO UPDATE SET bitfield=excluded.bitfield, have=excluded.have",
                         (info_hash, peer_id, bits.to_bytes(), len(bits)))
 
@@ -191,10 +223,31 @@ class SqliteStore(TrackerStore):
     def holders(self, info_hash: str) -> dict[str, Bitfield]:
         size = self._num_pieces(info_hash)
         return {pid: Bitfield(size, blob) for pid, blob in self.db.execute(
-            "SELECT peer_id, bitfield FROM files WHERE info_hash=? ORDER BY peer_id", (info_hash,))}
+            "SELECT peer_id, bitfield FROM files WHERE info_hash=? AND bytes_left IS NULL ORDER BY peer_id",
+            (info_hash,))}
 
     def held_by(self, peer_id: str) -> dict[str, int]:
         return dict(self.db.execute("SELECT info_hash, have FROM files WHERE peer_id=?", (peer_id,)))
+
+    # files: standard clients
+    def put_client(self, info_hash: str, peer_id: str, left: int) -> None:
+        self._write("INSERT INTO files (info_hash, peer_id, bitfield, have, bytes_left) VALUES (?,?,?,0,?) "
+                    "ON CONFLICT(info_hash, peer_id) DO UPDATE SET bytes_left=excluded.bytes_left",
+                    (info_hash, peer_id, b"", left))
+
+    def clients(self, info_hash: str) -> list[ClientEntry]:
+        return [ClientEntry(PeerRecord(*row[:6]), row[6]) for row in self.db.execute(
+            "SELECT p.peer_id, p.host, p.port, p.token, p.last_seen, p.kind, f.bytes_left "
+            "FROM files f JOIN peers p ON p.peer_id = f.peer_id "
+            "WHERE f.info_hash=? AND f.bytes_left IS NOT NULL ORDER BY p.peer_id", (info_hash,))]
+
+    def add_completed(self, info_hash: str) -> None:
+        self._write("INSERT INTO completions VALUES (?, 1) ON CONFLICT(info_hash) "
+                    "DO UPDATE SET downloaded = downloaded + 1", (info_hash,))
+
+    def completed(self, info_hash: str) -> int:
+        row = self.db.execute("SELECT downloaded FROM completions WHERE info_hash=?", (info_hash,)).fetchone()
+        return row[0] if row else 0
 
 
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs",

@@ -1,0 +1,90 @@
+"""Turning a magnet link into checked metainfo: ask the tracker's ``torrents`` collection,
+then the peers that hold the torrent, and trust only metainfo whose info dict hashes to
+the magnet's btih."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ctl import client, render
+from node import config
+from protocol import magnet as magnets
+from protocol import messages as m
+from protocol import metainfo
+from protocol.errors import ErrorCode, MetainfoError, RemoteError, TransportError, ZorrentError
+
+
+@dataclass
+class Fetch:
+    """One magnet's metainfo fetch: the sources asked and what each did."""
+
+    magnet: magnets.Magnet
+    tried: list[str] = field(default_factory=list)
+    answered: bool = False
+    liars: list[str] = field(default_factory=list)    # sent an info dict that is not the btih's
+
+    def ask(self, endpoint: str, who: str) -> metainfo.Metainfo | None:
+        """The metainfo ``who`` sends, if its info dict hashes to the btih; None otherwise.
+
+        A wrong info dict is treated like a bad piece: the sender is named, never asked
+        again, and the next source is tried."""
+        self.tried.append(who)
+        try:
+            reply = client.request(endpoint, m.GetMetainfo(info_hash=self.magnet.info_hash), who,
+                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+        except TransportError:
+            return None
+        except ZorrentError:              # it answered: it does not hold the torrent
+            self.answered = True
+            return None
+        self.answered = True
+        raw = getattr(reply, "metainfo", b"")
+        if metainfo.info_hash_of(raw) != self.magnet.info_hash:
+            self.liars.append(who)
+            render.err.print(f"warning: {who} sent metainfo whose info dict does not hash to btih "
+                             f"{self.magnet.info_hash}; ignored, as a bad piece is", markup=False, soft_wrap=True)
+            return None
+        try:
+            return metainfo.parse(raw)
+        except MetainfoError as exc:       # the right hash, but a torrent we refuse: say why
+            raise MetainfoError(f"the metainfo of {self.magnet.info_hash}: {exc.message}") from None
+
+
+def trackers(mag: magnets.Magnet, tracker: str | None) -> list[str]:
+    """The tracker endpoints to ask: --tracker, else the magnet's zorrent (tcp://) trackers,
+    else the default."""
+    if tracker:
+        return config.tracker_endpoints(tracker)
+    ours = [t for t in mag.trackers if t.startswith("tcp://")]
+    return ours or config.tracker_endpoints()
+
+
+def fetch(uri: str, tracker: str | None = None) -> metainfo.Metainfo:
+    """Checked metainfo for a magnet link, or one line saying who was asked."""
+    mag = magnets.parse(uri)
+    job = Fetch(mag)
+    holders: list[tuple[str, str]] = []
+    for endpoint in trackers(mag, tracker):
+        answered = job.answered
+        job.answered = False
+        meta = job.ask(endpoint, f"the tracker at {endpoint}")
+        if meta is not None:
+            return meta
+        if not job.answered:              # not there: do not wait for it twice
+            job.answered = answered
+            continue
+        try:
+            peers = client.tracker(endpoint, m.GetPeers(info_hash=mag.info_hash),
+                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1).peers
+            holders += [(config.endpoint(p.host, p.port), f"peer {p.peer_id}") for p in peers]
+        except ZorrentError:
+            pass
+    holders += [(config.endpoint(host, port), f"peer {host}:{port}") for host, port in mag.peers]
+    for endpoint, who in holders:
+        meta = job.ask(endpoint, who)
+        if meta is not None:
+            return meta
+    bad = f"; wrong metainfo from {', '.join(job.liars)}" if job.liars else ""
+    text = f"no source had the metainfo of btih {mag.info_hash} (asked {', '.join(job.tried)}){bad}"
+    if not job.answered:
+        raise TransportError(text + "; none answered (is the tracker running?)")
+    raise RemoteError(ErrorCode.UNKNOWN_TORRENT, text)
