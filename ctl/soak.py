@@ -188,7 +188,8 @@ class Soak:
         for i in range(1, self.nfiles + 1):
             path = inputs / f"soak_{i:03d}.bin"
             write_random_file(path, self.rng.randint(self.min_size, self.max_size), self.rng)
-            meta = metainfo.create(path, config.tracker_endpoints())
+            trackers = config.tracker_endpoints()
+            meta = metainfo.create(path, trackers[0], None, metainfo.announce_list(*trackers))
             self.inputs[path.name] = (path, sha256_of(path), meta)
             for peer_id in {seeders[i % len(seeders)], seeders[(i + 1) % len(seeders)]}:
                 self.seeded.add((peer_id, path.name))
