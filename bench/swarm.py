@@ -26,6 +26,7 @@ import argparse
 import filecmp
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -44,7 +45,8 @@ from ctl import client  # noqa: E402
 from ctl.lab import Host, Lab  # noqa: E402
 from protocol import messages as m  # noqa: E402
 from protocol import metainfo  # noqa: E402
-from tests.procs import PY, wait_for, write_random  # noqa: E402
+from ctl.commands.inputs import write_random_file  # noqa: E402
+from tests.procs import PY, wait_for  # noqa: E402
 
 MIB = 1024 * 1024
 GOODPUT = 1448 / 1514          # TCP payload per Ethernet frame (timestamps on, MTU 1500)
@@ -251,7 +253,9 @@ def main() -> int:
     table: dict[str, dict[str, list[Result]]] = {r.name: {i: [] for i in impls} for r in regimes}
     try:
         for number, regime in enumerate(regimes):
-            src = write_random(root / "inputs" / f"swarm-{regime.size_mib}MiB.bin", regime.size_mib * MIB, seed=14)
+            src = root / "inputs" / f"swarm-{regime.size_mib}MiB.bin"
+            src.parent.mkdir(parents=True, exist_ok=True)
+            write_random_file(src, regime.size_mib * MIB, random.Random(14))
             meta = metainfo.create(src, "tcp://127.0.0.1:1")
             torrent = root / f"{src.name}.torrent"
             metainfo.write(meta, torrent)

@@ -209,12 +209,34 @@ def process_info() -> list[dict]:
         return []
 
 
-def start(name: str) -> None:
+def start(name: str, wait: bool = True) -> None:
+    """``supervisorctl start``: with ``wait``, returns once the program is RUNNING (after startsecs)."""
     try:
-        rpc().supervisor.startProcess(f"{config.SUPERVISOR_GROUP}:{name}")
+        rpc().supervisor.startProcess(f"{config.SUPERVISOR_GROUP}:{name}", wait)
     except xmlrpc.client.Fault as fault:
         if "ALREADY_STARTED" not in fault.faultString:
             raise ZorrentError(f"supervisord could not start {name}: {fault.faultString}") from None
+
+
+def wait_running(names: list[str], timeout_s: float = config.READY_TIMEOUT_S) -> None:
+    """Start the programs not already starting, and return once supervisord says RUNNING
+    for each, that is once each has stayed up for startsecs (what ``supervisorctl start`` waits for)."""
+    states = {p["name"]: p["statename"] for p in process_info()}
+    for name in names:
+        if states.get(name) in ("STOPPED", "EXITED", "FATAL"):
+            start(name, wait=False)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = {p["name"]: p["statename"] for p in process_info()}
+        waiting = [n for n in names if states.get(n) != "RUNNING"]
+        if not waiting:
+            return
+        failed = [n for n in waiting if states.get(n) == "FATAL"]
+        if failed or time.monotonic() > deadline:
+            name = (failed or waiting)[0]
+            raise TransportError(f"supervisord says {name} is {states.get(name, 'unknown')} "
+                                 f"(see {config.logs_dir() / (name + '.log')})")
+        time.sleep(config.STATUS_POLL_S)
 
 
 def shutdown() -> None:

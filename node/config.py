@@ -181,6 +181,9 @@ READY_TIMEOUT_S = 15.0                        # a started node must answer a pin
 TRACKER_PROBE_S = 5.0                         # a peer failed over away from its first tracker pings it this often
 
 STATE_SAVE_S = 1.0                            # a peer saves resume state this often (if changed)
+FILE_CHECK_S = 1.0                            # a peer stats the files it holds this often (size, mtime, inode)
+FILE_CHECK_BATCH = 256                        # files of one torrent checked per sweep (a big folder takes several)
+RECHECK_TRIES = 3                             # a file that keeps changing while re-hashed is given up on
 SNUB_AFTER_TIMEOUTS = 2                       # consecutive timeouts before a peer is rested
 SNUB_S = 10.0                                 # how long a timed-out peer gets no requests
 
@@ -206,6 +209,7 @@ MAX_HASH_FAILURES = 3                         # pieces failed as sole sender bef
 HASH_THREADS = 2                              # per peer: SHA-1 of arrived pieces (one per core)
 WRITE_THREADS = 2                             # per peer: writes of verified pieces (keeps the device's queue full)
 READ_THREADS = 2                              # per peer: reads of the blocks it serves (off the event loop)
+CHECK_THREADS = 1                             # per peer: re-hashes of files that changed on disk
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit

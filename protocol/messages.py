@@ -102,6 +102,9 @@ class JobState(str, Enum):
     SEEDING = "seeding"            # every piece verified (uploaded, or a finished download)
     DOWNLOADING = "downloading"
     FAILED = "failed"              # stopped with an error; verified pieces stay on disk
+    CHECKING = "checking"          # the file changed on disk: re-hashing it, serving and announcing nothing
+    MISSING = "missing"            # the file is gone (or is no longer a regular file): nothing is served
+    CHANGED = "changed"            # re-hashed after a change: only the pieces that still verify are served
 
 
 # ---------------------------------------------------------------- nested records

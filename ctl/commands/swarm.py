@@ -116,7 +116,8 @@ def start_peer(
 
 def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
                start_tracker: bool, web: supervisor.WebSpec = supervisor.WebSpec()) -> None:
-    """Write the config, start or update supervisord, and return once every node answers."""
+    """Write the config, start or update supervisord, and return once supervisord says
+    RUNNING for every node and every node answers."""
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False, web=web))
     what = supervisor.start_or_update(conf)
     if start_tracker:
@@ -124,6 +125,7 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
+    supervisor.wait_running([spec.peer_id for spec in specs])
     for spec in specs:
         nodes.wait_peer(spec, None)
     if start_tracker:

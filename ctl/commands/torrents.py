@@ -240,8 +240,8 @@ def download(
     client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=os.path.abspath(out_path)),
                         timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
     job = _follow(peer_id, meta, quiet=ctx.obj.json)
-    if job.state == m.JobState.FAILED.value:
-        raise ZorrentError(f"download of {meta.name} failed: {job.error}", ErrorCode.BAD_INPUT)
+    if job.state != m.JobState.SEEDING.value:     # failed, or its file went missing or changed meanwhile
+        raise ZorrentError(f"download of {meta.name} {job.state}: {job.error}", ErrorCode.BAD_INPUT)
     if ctx.obj.json:
         render.emit_json(job)
         return
@@ -258,7 +258,7 @@ def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
         while True:
             job = _job(peer_id, meta.info_hash, start)
             bar.update(task, completed=job.bytes_done, pieces=f"{job.have}/{job.num_pieces}")
-            if job.state != m.JobState.DOWNLOADING.value:
+            if job.state not in (m.JobState.DOWNLOADING.value, m.JobState.CHECKING.value):
                 return job
             now = time.monotonic()
             if job.have != last_have:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from node.dispatch import Dispatcher
+from node.peer.integrity import SUSPENDED
 from node.peer.main import PeerNode
 from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead
@@ -39,7 +40,7 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
             and msg.block_offset + msg.length <= size):
         raise ZorrentError(f"block {msg.block_offset}+{msg.length} does not fit piece of {size} bytes",
                            ErrorCode.BAD_FIELD)
-    if msg.piece_index not in holding.bitfield:
+    if msg.piece_index not in holding.bitfield or holding.state in SUSPENDED:
         raise ZorrentError(f"piece {msg.piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
     if holding.role == "seed":
         holding.send_once = holding.send_once or SendOnce(meta.num_pieces)
@@ -49,7 +50,11 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
     block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)
     if holding.file.cache_bypassed:     # not in the page cache: a read thread waits for the device
         return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)
-    return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
+    try:                                # the file is checked before and after (integrity.py)
+        return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
+    except ZorrentError as exc:
+        node.integrity.read_failed(holding.file, exc)
+        raise
 
 
 @data.handles(m.MsgType.GET_METAINFO)

@@ -14,6 +14,7 @@ import errno
 import os
 import resource
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.errors import ErrorCode, ZorrentError
@@ -27,8 +28,65 @@ class StorageError(ZorrentError):
     code = ErrorCode.BAD_INPUT
 
 
+class FileChanged(StorageError):
+    """A file is no longer the one whose pieces were verified; nothing read from it is served."""
+
+    code = ErrorCode.PIECE_UNAVAILABLE
+
+
 def why(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What says an open file is still the one whose pieces were verified: its inode, its
+    size, and when its contents (mtime) or inode (ctime: a write that restores mtime) changed."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "Stamp":
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_change(fd: int, path: Path, stamp: Stamp, sealed: bool, follow: bool, need: int) -> str:
+    """Why the open file ``fd`` is no longer the one at ``path`` that was verified ("" if it
+    still is): the path is gone, not a regular file, or another inode; or the file moved."""
+    try:
+        now = os.fstat(fd)
+        here = os.stat(path, follow_symlinks=follow)
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except OSError as exc:
+        return f"cannot stat {path}: {why(exc)}"
+    if not stat.S_ISREG(here.st_mode):
+        return f"{path} is {kind(here.st_mode)} now, not a file"
+    if (here.st_dev, here.st_ino) != (now.st_dev, now.st_ino):
+        return f"{path} was replaced by another file"
+    return moved(path, now, stamp, sealed, need)
+
+
+def moved(path: Path, now: os.stat_result, stamp: Stamp, sealed: bool, need: int) -> str:
+    """The open file's own change: sealed (complete, no longer written), its size or times
+    moved; else it shrank below ``need`` bytes (the end of its verified pieces)."""
+    if sealed:
+        if now.st_size != stamp.size:
+            return f"{path} changed size ({stamp.size} -> {now.st_size} bytes)"
+        if now.st_mtime_ns != stamp.mtime_ns or now.st_ctime_ns != stamp.ctime_ns:
+            return f"{path} was modified"
+    elif now.st_size < need:
+        return f"{path} shrank to {now.st_size} bytes"
+    return ""
+
+
+def kind(mode: int) -> str:
+    return ("a directory" if stat.S_ISDIR(mode) else "a symlink" if stat.S_ISLNK(mode)
+            else "a regular file" if stat.S_ISREG(mode) else "a special file")
 
 
 class Layout:
@@ -119,17 +177,37 @@ class Layout:
         """Every file already has its full length (a stream recheck can read it all)."""
         return all(fd < 0 or os.fstat(fd).st_size >= e.length for fd, e in zip(fds, self.entries))
 
-    def stamp(self) -> tuple[int, int]:
-        """(total size, newest mtime) of the files: a change means a full recheck."""
-        if not self.meta.multi_file:
-            st = os.stat(self.root)
-            return st.st_size, st.st_mtime_ns
-        size = mtime = 0
-        for i, entry in enumerate(self.entries):
-            if not entry.pad:
-                st = os.stat(self.path_of(i))
-                size, mtime = size + st.st_size, max(mtime, st.st_mtime_ns)
-        return size, mtime
+    def stamp(self) -> tuple[int, int, int]:
+        """(total size, newest mtime, inode) of the files, (-1, 0, 0) if one is missing: a
+        change means a full recheck. A folder's "inode" is a digest of its files' inodes."""
+        try:
+            if not self.meta.multi_file:
+                st = os.stat(self.root)
+                return st.st_size, st.st_mtime_ns, st.st_ino
+            size = mtime = 0
+            inodes = []
+            for i, entry in enumerate(self.entries):
+                if not entry.pad:
+                    st = os.stat(self.path_of(i))
+                    size, mtime = size + st.st_size, max(mtime, st.st_mtime_ns)
+                    inodes.append(st.st_ino)
+        except OSError:
+            return -1, 0, 0
+        return size, mtime, hash(tuple(inodes)) & (2 ** 63 - 1)
+
+    def reopen(self, follow: bool) -> list[int]:
+        """Read-only descriptors of whatever is at the files' paths now, any size, to re-hash
+        them after a change (-1 for pad and empty files). A file that is missing or not a
+        regular file refuses the whole torrent, as qBittorrent's "missing files" does."""
+        paths = [None if e.pad or e.length == 0 else self.path_of(i) for i, e in enumerate(self.entries)]
+        fds: list[int] = []
+        try:
+            for path in paths:
+                fds.append(-1 if path is None else _open_any(path, follow))
+        except BaseException:
+            _close_all(fds)
+            raise
+        return fds
 
     def delete(self) -> None:
         """Delete the downloaded files, then the folders they leave empty; follow no symlink."""
@@ -180,6 +258,23 @@ def _close_all(fds) -> None:
     for fd in fds:
         if fd >= 0:
             os.close(fd)
+
+
+def _open_any(path: Path, follow: bool) -> int:
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)  # a FIFO must not hang
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise StorageError(f"{path} is missing") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StorageError(f"{path} is a symlink now; not following it") from None
+        raise StorageError(f"cannot read {path}: {why(exc)}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise StorageError(f"{path} is {kind(mode)} now, not a file")
+    return fd
 
 
 def _open_seed_file(path: Path, length: int) -> int:

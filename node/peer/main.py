@@ -20,6 +20,7 @@ from node.failover import FailoverChannel
 from node.peer import state
 from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
+from node.peer.integrity import RESTARTABLE, SUSPENDED, IntegrityWatch, unchanged
 from node.peer.pacer import Pacer
 from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead, PieceFile
@@ -69,11 +70,11 @@ class Holding:
             log.info("%s: complete", self.meta.name)
 
     def saved(self) -> state.TorrentState:
-        size, mtime_ns = self.file.stamp()
+        size, mtime_ns, ino = self.file.stamp()
         return state.TorrentState(
             info_hash=self.meta.info_hash, metainfo=state.b64(self.meta.raw), path=str(self.file.path),
             role=self.role, verified=state.b64(self.bitfield.to_bytes()), size=size, mtime_ns=mtime_ns,
-            fetched=self.fetched)
+            fetched=self.fetched, ino=ino)
 
     def status(self) -> m.JobStatus:
         job = self.job
@@ -104,7 +105,8 @@ class PeerNode(Context):
         self.token: str | None = None
         self.last_token = ""           # the previous session's, to take back our own live record
         self.refused_since: float | None = None
-        self.forgotten: set[str] = set()      # removed torrents the tracker has not yet acknowledged
+        self.forgotten: set[str] = set()      # torrents whose pieces the tracker must drop (FORGET to send)
+        self.forgetting: set[str] = set()     # FORGET sent, not yet acknowledged: announce none of them
         self.registering = False
         self.fatal: str | None = None
         self.state_dirty = False
@@ -127,7 +129,9 @@ class PeerNode(Context):
         self.port = int(self.data_endpoint.rsplit(":", 1)[1])
         self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
         self.tracker = FailoverChannel(self.zctx, self.tracker_endpoints, self.reactor)
-        self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS)
+        self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS,
+                               config.CHECK_THREADS)
+        self.integrity = IntegrityWatch(self)
         self.pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
         self.watchers = Watchers(self.pacer, lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
         self.reactor.call_every(config.ANNOUNCE_BATCH_S, lambda: self.watchers.flush(time.monotonic()))
@@ -146,17 +150,19 @@ class PeerNode(Context):
     def _send_block(self, ident: bytes, frames: list[Any]) -> None:
         """A data-port reply; a block is read on a read thread first."""
         if len(frames) == 2 and isinstance(frames[1], PendingRead):
-            header = frames[0]
-            self.disk.read(frames[1], lambda data, err: self._send_read(ident, header, data, err))
+            header, pending = frames
+            self.disk.read(pending, lambda data, err: self._send_read(ident, header, pending, data, err))
         elif len(frames) == 2 and isinstance(frames[1], Park):
             self.watchers.park(ident, frames[:1], frames[1], time.monotonic())
         else:
             self.pacer(ident, frames)
 
-    def _send_read(self, ident: bytes, header: bytes, data: bytes | None, err: BaseException | None) -> None:
+    def _send_read(self, ident: bytes, header: bytes, pending: PendingRead, data: bytes | None,
+                   err: BaseException | None) -> None:
         if err is None:
             self.pacer(ident, [header, data])
             return
+        self.integrity.read_failed(pending.file, err)
         if isinstance(err, ZorrentError):
             code, text = err.code, err.message
         else:
@@ -185,6 +191,7 @@ class PeerNode(Context):
             if h.job is not None and h.finished is None:
                 h.job.close()
         if hasattr(self, "disk"):
+            self.integrity.close()
             self.disk.close()          # pieces already with the disk threads are written first
         self.state_dirty = True
         self._save_state(wait=True)
@@ -303,11 +310,11 @@ class PeerNode(Context):
             try:
                 meta = parse(saved.metainfo_raw)
                 path = Path(saved.path)
-                trusted = Bitfield(meta.num_pieces, saved.verified_bits)
+                same = unchanged(saved, meta)
+                trusted = Bitfield(meta.num_pieces, saved.verified_bits if same else None)
                 if saved.role == "seed":
                     piece_file = PieceFile.open_seed(meta, path)
-                    unchanged = piece_file.stamp() == (saved.size, saved.mtime_ns)
-                    have = trusted if unchanged else piece_file.recheck()
+                    have = trusted if same else piece_file.recheck()
                     holding = self._hold(meta, piece_file, have, m.JobState.SEEDING, "seed")
                     if not have.complete:
                         holding.finish(f"{path} changed: {meta.num_pieces - len(have)} pieces no longer match")
@@ -328,12 +335,12 @@ class PeerNode(Context):
             return
         for info_hash in list(self.forgotten):
             self.forgotten.discard(info_hash)
+            self.forgetting.add(info_hash)
             self.tracker.request(m.Forget(peer_id=self.peer_id, token=self.token, info_hash=info_hash),
-                                 lambda env, err, ih=info_hash: err and not isinstance(err, RemoteError)
-                                 and self.forgotten.add(ih),
+                                 lambda env, err, ih=info_hash: self._on_forgot(ih, err),
                                  timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
         for h in self.holdings.values():
-            if h.announcing:
+            if h.announcing or h.state in SUSPENDED or h.meta.info_hash in self.forgetting:
                 continue
             if not h.tracker_known:
                 h.announcing = True
@@ -348,6 +355,13 @@ class PeerNode(Context):
                                pieces=batch),
                     lambda env, err, h=h, b=batch: self._on_announced(h, b, err),
                     timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+
+    def _on_forgot(self, info_hash: str, err) -> None:
+        self.forgetting.discard(info_hash)
+        if err is not None and not isinstance(err, RemoteError):
+            self.forgotten.add(info_hash)     # no answer: say it again (announces wait for it)
+        else:
+            self._flush_announces()
 
     def _on_torrent_registered(self, h: Holding, err) -> None:
         h.announcing = False
@@ -383,13 +397,18 @@ class PeerNode(Context):
         if held is not None:
             if held.state == m.JobState.DOWNLOADING:
                 raise ZorrentError(f"{meta.name} is being downloaded here already", ErrorCode.BAD_INPUT)
-            return held
+            held = self.integrity.check(held)
+            if held.state not in RESTARTABLE:
+                return held             # seeding it already; else its file is checked whole again
         piece_file = PieceFile.open_seed(meta, path)
         have = piece_file.recheck()
         if not have.complete:
             piece_file.close()
             raise ZorrentError(f"{meta.num_pieces - len(have)} of {meta.num_pieces} pieces of {path} "
                                f"do not match the torrent", ErrorCode.BAD_INPUT)
+        if held is not None:
+            self.holdings.pop(meta.info_hash)
+            held.file.close()
         return self._hold(meta, piece_file, have, m.JobState.SEEDING, "seed")
 
     def add_download(self, meta: Metainfo, path: Path) -> Holding:
@@ -398,11 +417,13 @@ class PeerNode(Context):
             if held.file.path != path:
                 raise ZorrentError(f"{self.peer_id} already holds {meta.name} at {held.file.path}",
                                    ErrorCode.BAD_INPUT)
-            if not (held.state == m.JobState.FAILED and held.file.writable):
+            held = self.integrity.check(held)   # a file gone or changed is noticed now, not at the next sweep
+            if not (held.state in RESTARTABLE and held.role == "download"):
                 return held   # re-attach to the running (or finished) job
-            del self.holdings[meta.info_hash]   # retry a failed job: its verified pieces carry over
-            held.file.close()
-            holding = self._start_download(meta, path, held.bitfield)
+            del self.holdings[meta.info_hash]   # retry: the verified pieces of a failed job carry over;
+            held.file.close()                   # a changed file's are all re-hashed
+            trusted = held.bitfield if held.state == m.JobState.FAILED else Bitfield(meta.num_pieces)
+            holding = self._start_download(meta, path, trusted)
             holding.fetched = held.fetched
             return holding
         return self._start_download(meta, path, None)

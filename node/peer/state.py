@@ -26,9 +26,10 @@ class TorrentState:
     path: str
     role: str              # "seed" (uploaded) or "download"
     verified: str          # base64 of the bitfield
-    size: int              # file size and mtime when saved: a mismatch means full recheck
-    mtime_ns: int
+    size: int              # file size, mtime and inode when saved: a mismatch means full recheck
+    mtime_ns: int          # (size -1: the file was missing)
     fetched: int = 0       # pieces received from the network, over every run
+    ino: int = 0           # 0 in a state written before inodes were recorded: rechecked once
 
     @property
     def metainfo_raw(self) -> bytes:

@@ -9,15 +9,15 @@ import mmap
 import os
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from node.peer.layout import Layout, StorageError
+from node.peer.layout import FileChanged, Layout, Stamp, StorageError, file_change, moved
 from node.peer.layout import why as _why
 from protocol.errors import ErrorCode
 from protocol.metainfo import Metainfo
 from protocol.pieces import Bitfield, iter_piece_hashes, iter_stream_hashes
 
-__all__ = ["PieceFile", "PendingRead", "StorageError", "sha1_of"]
+__all__ = ["FileChanged", "PieceFile", "PendingRead", "StorageError", "sha1_of"]
 
 
 DIRECT_ALIGN = 4096    # O_DIRECT offsets, lengths and buffer addresses are multiples of this
@@ -39,6 +39,10 @@ class PieceFile:
         self.io_lock = threading.Lock()
         self.holds = 0                         # pieces with the disk threads (reads, hashes, writes); close() waits
         self.closing = False
+        self.stamps = [Stamp.of(os.fstat(fd)) if fd >= 0 else None for fd in fds]  # as opened, then
+        self.sealed = False                    # as our last write left them; sealed: complete, no longer written
+        self.follow = not writable             # a seed may be reached through a symlink; a download never
+        self.sweep_at = 0                      # the next file a sweep checks (a big folder, a batch at a time)
 
     @property
     def fd(self) -> int:
@@ -64,7 +68,46 @@ class PieceFile:
 
     @classmethod
     def open_seed(cls, meta: Metainfo, path: Path) -> "PieceFile":
-        return cls(meta, path, Layout(meta, path).open_seed(), writable=False)
+        piece_file = cls(meta, path, Layout(meta, path).open_seed(), writable=False)
+        piece_file.sealed = True
+        return piece_file
+
+    @classmethod
+    def reopen(cls, meta: Metainfo, path: Path, follow: bool) -> "PieceFile":
+        """Whatever is at ``path`` now, read-only and sealed, to re-hash it after a change."""
+        piece_file = cls(meta, path, Layout(meta, path).reopen(follow), writable=False)
+        piece_file.sealed, piece_file.follow = True, follow
+        return piece_file
+
+    def seal(self) -> None:
+        """Complete, and nothing writes any more: from now on each file's size and times must
+        stay as our last write left them (so a change made since then is noticed)."""
+        self.sealed = True
+
+    def change(self, files: Sequence[int] | None = None, need: Callable[[int], int] | None = None) -> str:
+        """Why the data on disk is no longer what was verified ("" if it still is), checking
+        ``files`` (default: all). An unsealed file (being downloaded) must still hold
+        ``need(i)`` bytes (the end of its last verified piece, or of the block being read)."""
+        for i in range(len(self.fds)) if files is None else files:
+            fd = self.fds[i]
+            if fd >= 0:
+                at_least = need(i) if need and not self.sealed else 0
+                why = file_change(fd, self.layout.path_of(i), self.stamps[i], self.sealed, self.follow, at_least)
+                if why:
+                    return why
+        return ""
+
+    def needed(self, i: int, have: Bitfield) -> int:
+        """Bytes file ``i`` must hold for the verified pieces ``have``: up to the end of the
+        last of them that covers it (pieces land in any order)."""
+        entry, piece_length = self.layout.entries[i], self.meta.piece_length
+        if entry.length == 0:
+            return 0
+        first, last = entry.offset // piece_length, (entry.offset + entry.length - 1) // piece_length
+        for piece in range(last, first - 1, -1):
+            if piece in have:
+                return min(entry.length, (piece + 1) * piece_length - entry.offset)
+        return 0
 
     @classmethod
     def open_download(cls, meta: Metainfo, path: Path, resuming: bool = False) -> "PieceFile":
@@ -106,9 +149,29 @@ class PieceFile:
         return data is not None and hashlib.sha1(data).digest() == self.meta.piece_hash(piece_index)
 
     def read(self, piece_index: int, block_offset: int, length: int) -> bytes:
-        data = self._read_range(piece_index * self.meta.piece_length + block_offset, length)
+        """A block of a verified piece. Its files are checked (``change``) before the read and,
+        once sealed, their own stamps after it too: a write updates mtime before it changes
+        any byte, so data read from a file that changed meanwhile is never returned."""
+        offset = piece_index * self.meta.piece_length + block_offset
+        spans = self.layout.spans(offset, length)
+        files = [i for i, _, _ in spans]
+        if why := self.change(files, {i: at + n for i, at, n in spans}.get):
+            raise FileChanged(why)
+        try:
+            data = self._read_range(offset, length)
+        except OSError as exc:
+            raise FileChanged(self.change(files=files) or f"cannot read {self.path}: {_why(exc)}") from None
         if data is None:
-            raise StorageError(f"{self.path} is shorter than the torrent says", ErrorCode.INTERNAL)
+            raise FileChanged(self.change(files=files) or f"{self.path} is shorter than the torrent says")
+        if self.sealed:                  # what was read is what was verified only if nothing wrote since
+            for i in files:
+                if self.fds[i] >= 0:
+                    try:
+                        why = moved(self.layout.path_of(i), os.fstat(self.fds[i]), self.stamps[i], True, 0)
+                    except OSError as exc:
+                        why = f"cannot stat {self.path}: {_why(exc)}"
+                    if why:
+                        raise FileChanged(why)
         return data
 
     def _read_range(self, offset: int, length: int) -> bytes | None:
@@ -139,6 +202,8 @@ class PieceFile:
         for (i, at, _), part in zip(spans, parts):
             if self.fds[i] >= 0:
                 self._write_span(i, at, part)
+                with self.io_lock:         # the file as our write left it; the last fstat taken is the newest
+                    self.stamps[i] = Stamp.of(os.fstat(self.fds[i]))
 
     def _write_span(self, i: int, offset: int, buffers: Sequence[Any]) -> None:
         direct_fd = self.direct_fds[i]
@@ -210,8 +275,8 @@ class PieceFile:
         with self.io_lock:
             return [os.dup(fd) for fd in self.fds if fd >= 0]
 
-    def stamp(self) -> tuple[int, int]:
-        """(size, mtime) of the data on disk, as the resume state records it."""
+    def stamp(self) -> tuple[int, int, int]:
+        """(size, mtime, inode) of the data on disk, as the resume state records it."""
         return self.layout.stamp()
 
     def delete(self) -> None:

@@ -83,3 +83,20 @@ def test_libtorrent_reads_the_info_hash_zorrent_prints(swarm, tmp_path):
     printed = swarm.cli_json("create", "--input", "in/a.bin")[0]
     ti = lt.torrent_info(str(tmp_path / printed["torrent"]))
     assert str(ti.info_hashes().v1) == printed["info_hash"]
+
+
+def test_the_seeds_generator_command_is_make_inputs(swarm, tmp_path):
+    """`python -m app.tests.create_input_files --num_files 10 --path input_files`, verbatim
+    (plus small sizes, to stay quick), writes what make-inputs writes."""
+    small = ["--min-size", "1K", "--max-size", "8K"]
+    res = subprocess.run([sys.executable, "-m", "app.tests.create_input_files", "--num_files", "10",
+                          "--path", "input_files", *small], cwd=tmp_path, env=swarm.env(),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    swarm.cli("make-inputs", "--num_files", "10", "--path", "reference", *small)
+    made = sorted(p.name for p in (tmp_path / "input_files").iterdir())
+    assert made == [f"file_{i:03d}.bin" for i in range(1, 11)]
+    assert filecmp.cmpfiles(tmp_path / "input_files", tmp_path / "reference", made, shallow=False)[0] == made
+    bad = subprocess.run([sys.executable, "-m", "app.tests.create_input_files", "--num_files", "0"],
+                         cwd=tmp_path, env=swarm.env(), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

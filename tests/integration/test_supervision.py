@@ -156,3 +156,30 @@ def test_seeder_killed_mid_download_the_leecher_finishes(supervised, swarm, tmp_
     assert done["state"] == "seeding"
     assert filecmp.cmp(src, tmp_path / "out" / "s.bin", shallow=False)
     assert {p["peer_id"]: p["pieces"] for p in done["peers"]}["s2"] > 0
+
+
+def test_start_peer_and_swarm_up_return_only_once_supervisord_says_running(swarm, tmp_path, monkeypatch):
+    """Like `supervisorctl start`: right after start-peer (and swarm up) returns, every
+    program it started is RUNNING (past startsecs), not STARTING, and answers a ping."""
+    monkeypatch.chdir(tmp_path)
+    ports = {p: free_port() for p in ("p1", "p2")}
+    (tmp_path / "peers.json").write_text(json.dumps({p: {"ip": "127.0.0.1", "port": n} for p, n in ports.items()}))
+    tport = free_port()
+    swarm.tracker_endpoint = f"tcp://127.0.0.1:{tport}"
+
+    def states() -> dict[str, str]:
+        return {p["name"]: p["statename"] for p in supervisor.process_info()}
+
+    swarm.cli("start-peer", "--config", "peers.json", "--tracker-port", str(tport))
+    assert states() == {"tracker": "STOPPED", "web": "STOPPED", "p1": "RUNNING", "p2": "RUNNING"}
+    for p, port in ports.items():
+        client.check_peer(p, "127.0.0.1", port, timeout_s=1.0)
+    conf = tmp_path / "supervisor_conf" / "supervisord.conf"
+    out = subprocess.run([SUPERVISORCTL, "-c", str(conf), "stop", "swarm:p2"], capture_output=True,
+                         text=True, env=swarm.env(), cwd=tmp_path)
+    assert "stopped" in out.stdout
+    swarm.cli("swarm", "up", "--config", "peers.json", "--tracker-port", str(tport))
+    assert states() == {"tracker": "RUNNING", "web": "RUNNING", "p1": "RUNNING", "p2": "RUNNING"}  # p2 again
+    out = subprocess.run([SUPERVISORCTL, "-c", str(conf), "status"], capture_output=True, text=True,
+                         env=swarm.env(), cwd=tmp_path)
+    assert "STARTING" not in out.stdout and out.stdout.count("RUNNING") == 4, out.stdout
