@@ -159,8 +159,8 @@ def wall_shares(raw: Path) -> dict[str, float]:
         stack, _, num = line.rpartition(" ")
         frames = stack.split(";")
         leaf = frames[-1]
-        if any("periodic_executor" in f for f in frames):
-            continue             # pymongo's monitor threads, asleep: not the request path
+        if "_bootstrap" in frames[0]:
+            continue             # other threads (pymongo's monitors, the HTTP door): not the request path
         in_pymongo = any("pymongo" in f for f in frames)
         if in_pymongo and any(w in leaf for w in ("recv", "receive", "poll", "select", "wait_for_read")):
             counts["waiting for the store (pymongo socket read)"] += int(num)
@@ -179,7 +179,7 @@ def top_leaves(raw: Path, n: int = 8) -> list[tuple[str, float]]:
     counts: collections.Counter = collections.Counter()
     for line in raw.read_text().splitlines():
         stack, _, num = line.rpartition(" ")
-        if "periodic_executor" not in stack:
+        if "_bootstrap" not in stack.split(";")[0]:     # the main thread only
             counts[stack.split(";")[-1]] += int(num)
     total = sum(counts.values()) or 1
     return [(f, 100 * c / total) for f, c in counts.most_common(n)]
