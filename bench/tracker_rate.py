@@ -1,19 +1,26 @@
 """How many piece announces per second the tracker acknowledges, each one durable first.
 
-    python bench/tracker_rate.py [--announces 40000] [--mongo]
+    python bench/tracker_rate.py [--announces 40000] [--mongo [--trackers 1,2] [--spy]]
 
-Starts a real tracker (SQLite store; with --mongo also one on a SecantusDB server),
-registers 8 peers and a 65,536-piece torrent, then has the 8 peers pipeline ANNOUNCE
-requests (64 outstanding each; 1 on the slower MongoDB server, so that the peers'
-heartbeats are not queued past their expiry) and counts the acknowledgements. Reported twice: one
-piece per ANNOUNCE (the worst case) and 32 pieces per ANNOUNCE (what peers send when
-they batch within ANNOUNCE_BATCH_S).
+Starts a real tracker (SQLite store; with --mongo also 1 and then 2 trackers on one
+SecantusDB server), registers 8 peers and a 65,536-piece torrent, then has the 8 peers
+pipeline ANNOUNCE requests (64 outstanding each; 1 on the slower MongoDB server, so that
+the peers' heartbeats are not queued past their expiry) and counts the
+acknowledgements. With several trackers, peer i talks to tracker i mod N. Reported
+twice: one piece per ANNOUNCE (the worst case) and 32 pieces per ANNOUNCE (what peers
+send when they batch within ANNOUNCE_BATCH_S).
+
+For the MongoDB runs it also prints the CPU seconds each side spent per announce
+(trackers, server), and with --spy where each tracker's wall time went (py-spy, idle
+frames included): waiting for the store, waiting for requests, or its own work.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +28,7 @@ import time
 from pathlib import Path
 
 import fastbencode
+import psutil
 import zmq
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,9 +39,11 @@ from protocol import messages as m  # noqa: E402
 from protocol.codec import decode, encode  # noqa: E402
 from tests.procs import free_port, kill_tree, wait_for  # noqa: E402
 
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
 PEERS = 8
 WINDOW = 64          # announces outstanding per peer (SQLite)
 SLOW_WINDOW = 1      # for a slow store: heartbeats wait behind PEERS * window announces
+SLOW_BATCHED = 256   # 32-piece announces on SecantusDB, whose $addToSet slows as the arrays grow
 NUM_PIECES = 65536
 
 
@@ -43,12 +53,12 @@ def fake_torrent() -> bytes:
     return fastbencode.bencode({b"announce": b"tcp://127.0.0.1:1", b"info": info})
 
 
-def heartbeat(zctx: zmq.Context, endpoint: str, peers: list) -> None:
+def heartbeat(zctx: zmq.Context, peers: list) -> None:
     socks = []
     for p in peers:
         sock = zctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(endpoint)
+        sock.connect(p[5])
         sock.send_multipart(encode(m.Heartbeat(peer_id=p[0], token=p[1]), 1))
         socks.append(sock)
     for sock in socks:
@@ -60,19 +70,21 @@ def heartbeat(zctx: zmq.Context, endpoint: str, peers: list) -> None:
             raise SystemExit(f"heartbeat refused: {reply}")
 
 
-def measure(endpoint: str, total: int, per_msg: int, window: int) -> float:
+def measure(endpoints: list[str], total: int, per_msg: int, window: int) -> tuple[float, float]:
+    """(pieces acknowledged per second, seconds the announcing took)."""
     zctx = zmq.Context()
     raw = fake_torrent()
-    info_hash = call(zctx, endpoint, m.RegisterTorrent(metainfo=raw), timeout_s=5, tries=2).msg.info_hash
+    info_hash = call(zctx, endpoints[0], m.RegisterTorrent(metainfo=raw), timeout_s=5, tries=2).msg.info_hash
     peers = []
     for i in range(PEERS):
         pid = f"rate{per_msg}_{i}"
+        endpoint = endpoints[i % len(endpoints)]
         token = call(zctx, endpoint, m.RegisterPeer(peer_id=pid, host="127.0.0.1", port=20000 + i, token=""),
                      timeout_s=5, tries=2).msg.token
         sock = zctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(endpoint)
-        peers.append([pid, token, sock, 0, 0])     # id, token, socket, next piece, outstanding
+        peers.append([pid, token, sock, 0, 0, endpoint])  # id, token, socket, next piece, outstanding, tracker
     poller = zmq.Poller()
     for p in peers:
         poller.register(p[2], zmq.POLLIN)
@@ -94,7 +106,7 @@ def measure(endpoint: str, total: int, per_msg: int, window: int) -> float:
     while acked + errors < per_peer * PEERS:
         if time.monotonic() - last_beat > 1.0:     # stay alive, as real peers do: all at once
             last_beat = time.monotonic()
-            heartbeat(zctx, endpoint, peers)
+            heartbeat(zctx, peers)
         for sock, _ in poller.poll(5000):
             p = by_sock[sock]
             while True:
@@ -114,45 +126,150 @@ def measure(endpoint: str, total: int, per_msg: int, window: int) -> float:
     zctx.term()
     if errors:
         raise SystemExit(f"{errors} announces were refused")
-    return acked * per_msg / elapsed
+    return acked * per_msg / elapsed, elapsed
 
 
-def start_tracker(work: Path, store: str) -> tuple[subprocess.Popen, str]:
-    ready = work / "tracker.ready"
+def start_tracker(work: Path, store: str, name: str = "tracker") -> tuple[subprocess.Popen, str]:
+    ready = work / f"{name}.ready"
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "tracker", "--port", "0", "--store", store,
                              "--ready-file", str(ready)], cwd=work, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                            stdout=open(work / "tracker.log", "ab"), stderr=subprocess.STDOUT)
-    return proc, wait_for(lambda: ready.exists() and ready.read_text(), what="tracker")
+                            stdout=open(work / f"{name}.log", "ab"), stderr=subprocess.STDOUT)
+    return proc, wait_for(lambda: ready.exists() and ready.read_text(), what=name)
+
+
+def cpu_s(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds so far of these processes and their children."""
+    total = 0.0
+    for p in procs:
+        for q in [p, *p.children(recursive=True)]:
+            try:
+                t = q.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    return total
+
+
+def wall_shares(raw: Path) -> dict[str, float]:
+    """py-spy --idle collapsed stacks of one tracker -> % of wall time: waiting for the store
+    (inside pymongo, in a socket read), waiting for requests (the reactor's poll), or working."""
+    counts: collections.Counter = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, num = line.rpartition(" ")
+        frames = stack.split(";")
+        leaf = frames[-1]
+        if "_bootstrap" in frames[0]:
+            continue             # other threads (pymongo's monitors, the HTTP door): not the request path
+        in_pymongo = any("pymongo" in f for f in frames)
+        if in_pymongo and any(w in leaf for w in ("recv", "receive", "poll", "select", "wait_for_read")):
+            counts["waiting for the store (pymongo socket read)"] += int(num)
+        elif "reactor.py" in stack and ("poll" in leaf or "select" in leaf) and not in_pymongo:
+            counts["waiting for requests (reactor poll)"] += int(num)
+        elif in_pymongo:
+            counts["own work: pymongo (BSON, commands, send)"] += int(num)
+        else:
+            counts["own work: zorrent + pyzmq + msgpack"] += int(num)
+    total = sum(counts.values()) or 1
+    return {k: 100 * v / total for k, v in counts.most_common()}
+
+
+def top_leaves(raw: Path, n: int = 8) -> list[tuple[str, float]]:
+    """% of samples per leaf frame (idle included)."""
+    counts: collections.Counter = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, num = line.rpartition(" ")
+        if "_bootstrap" not in stack.split(";")[0]:     # the main thread only
+            counts[stack.split(";")[-1]] += int(num)
+    total = sum(counts.values()) or 1
+    return [(f, 100 * c / total) for f, c in counts.most_common(n)]
+
+
+def run_mongo(work: Path, uri_base: str, server: subprocess.Popen, trackers: int, total: int,
+              spy: bool) -> None:
+    uri = f"{uri_base}/rate{trackers}?retryWrites=false"
+    procs = [start_tracker(work, uri, f"tracker{i + 1}") for i in range(trackers)]
+    endpoints = [ep for _, ep in procs]
+    label = f"MongoDB protocol (SecantusDB), {trackers} tracker{'s' if trackers > 1 else ''}"
+    spies = []
+    try:
+        tracker_ps = [psutil.Process(p.pid) for p, _ in procs]
+        server_ps = [psutil.Process(server.pid)]
+        t0, s0 = cpu_s(tracker_ps), cpu_s(server_ps)
+        single, secs = measure(endpoints, total, 1, SLOW_WINDOW)
+        t1, s1 = cpu_s(tracker_ps), cpu_s(server_ps)
+        print(f"{label}: {single:,.0f} announces/s at 1 piece each ({total:,d} announces, {PEERS} peers x "
+              f"{SLOW_WINDOW} outstanding, {secs:.1f} s)", flush=True)
+        print(f"  CPU per announce: trackers {1e6 * (t1 - t0) / total:,.0f} us (all trackers together), "
+              f"server {1e6 * (s1 - s0) / total:,.0f} us; busy: trackers {100 * (t1 - t0) / secs:.0f}% "
+              f"of a core, server {100 * (s1 - s0) / secs:.0f}%", flush=True)
+        batched, _ = measure(endpoints, SLOW_BATCHED, 32, SLOW_WINDOW)
+        print(f"{label}: {batched:,.0f} pieces/s at 32 pieces per announce ({SLOW_BATCHED} announces)", flush=True)
+        if spy:                  # a third run under py-spy (it pauses the tracker to sample: no rates from it)
+            for i, (proc, _) in enumerate(procs):
+                out = work / f"spy{trackers}_{i + 1}.txt"
+                spies.append((subprocess.Popen([PY_SPY, "record", "--idle", "--format", "raw", "-r", "200",
+                                                "-o", str(out), "-p", str(proc.pid)],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
+            time.sleep(1.0)      # py-spy attaches
+            measure(endpoints, total, 1, SLOW_WINDOW)
+            for sp, out in spies:
+                sp.send_signal(signal.SIGINT)
+                sp.wait(timeout=30)
+                if out.exists():
+                    shares = ", ".join(f"{k} {v:.0f}%" for k, v in wall_shares(out).items())
+                    print(f"  {out.name} (py-spy, main thread wall time of one tracker): {shares}", flush=True)
+                    for frame, pct in top_leaves(out):
+                        print(f"      {pct:5.1f}%  {frame}", flush=True)
+            spies = []
+    finally:
+        for sp, _ in spies:
+            sp.kill()
+        for proc, _ in procs:
+            kill_tree(proc)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--announces", type=int, default=40000)
     ap.add_argument("--mongo", action="store_true", help="also measure the MongoDB store (SecantusDB)")
+    ap.add_argument("--trackers", default="1,2", help="with --mongo: tracker counts to measure, e.g. 1,2")
+    ap.add_argument("--spy", action="store_true", help="with --mongo: py-spy each tracker during the 1-piece run")
+    ap.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="zorrent-rate-"))
-    stores = [("SQLite (WAL, synchronous=FULL, group commit)", f"sqlite:///{work / 'tracker.db'}", args.announces,
-               WINDOW)]
     server = None
-    if args.mongo:
-        binary = shutil.which("secantusd-py", path=str(Path(sys.executable).parent))
-        port = free_port()
-        server = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
-                                   str(work / "mongo")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stores.append(("MongoDB protocol (SecantusDB)", f"mongodb://127.0.0.1:{port}/rate?retryWrites=false",
-                       max(1000, args.announces // 40), SLOW_WINDOW))
     try:
-        for name, uri, total, window in stores:
-            proc, endpoint = start_tracker(work, uri)
+        if not args.no_sqlite:
+            name = "SQLite (WAL, synchronous=FULL, group commit)"
+            proc, endpoint = start_tracker(work, f"sqlite:///{work / 'tracker.db'}")
             try:
-                single = measure(endpoint, total, 1, window)
+                single, _ = measure([endpoint], args.announces, 1, WINDOW)
                 print(f"{name}: {single:,.0f} announces/s at 1 piece each "
-                      f"({total:,d} announces, {PEERS} peers x {window} outstanding)", flush=True)
-                batched = measure(endpoint, total, 32, window)
+                      f"({args.announces:,d} announces, {PEERS} peers x {WINDOW} outstanding)", flush=True)
+                batched, _ = measure([endpoint], args.announces, 32, WINDOW)
                 print(f"{name}: {batched:,.0f} pieces/s at 32 pieces per announce", flush=True)
             finally:
                 kill_tree(proc)
+        if args.mongo:
+            binary = shutil.which("secantusd-py", path=str(Path(sys.executable).parent))
+            port = free_port()
+            server = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
+                                       str(work / "mongo")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            base = f"mongodb://127.0.0.1:{port}"
+
+            def up() -> bool:
+                import pymongo
+
+                try:
+                    pymongo.MongoClient(base, serverSelectionTimeoutMS=300).admin.command("ping")
+                    return True
+                except Exception:
+                    return False
+
+            wait_for(up, timeout_s=60, what="SecantusDB")
+            for n in (int(x) for x in args.trackers.split(",")):
+                run_mongo(work, base, server, n, max(1000, args.announces // 40), args.spy)
     finally:
         if server is not None:
             kill_tree(server)

@@ -11,7 +11,9 @@ import zmq
 
 from node import config
 from node.channel import call
+from node.failover import call_any
 from protocol import messages as m
+from protocol import metainfo
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 _zctx: zmq.Context | None = None
@@ -33,15 +35,25 @@ def request(endpoint: str, msg: m.Message, what: str, timeout_s: float = config.
                              f"of {timeout_s:g}s (is it running?)") from None
 
 
-def tracker_endpoint_for(announce: str | None) -> str:
-    """A zorrent torrent names its tracker; anything else falls back to the default."""
-    if announce and announce.startswith("tcp://"):
-        return announce
-    return config.default_tracker_endpoint()
+def tracker_endpoints_for(meta=None) -> list[str]:
+    """A zorrent torrent names its trackers (announce-list, then announce); anything else
+    falls back to ``$ZORRENT_TRACKER`` or the default."""
+    named = [url for url in (metainfo.tracker_urls(meta) if meta is not None else [])
+             if url.startswith("tcp://")]
+    return config.tracker_endpoints(named or None)
 
 
-def tracker(endpoint: str, msg: m.Message, **kw) -> m.Message:
-    return request(endpoint, msg, "the tracker", **kw)
+def tracker(endpoints: str | list[str], msg: m.Message, timeout_s: float = config.REQUEST_TIMEOUT_S,
+            tries: int = config.REQUEST_RETRIES) -> m.Message:
+    """A request to the first tracker that answers; on a timeout the next one is tried."""
+    endpoints = config.tracker_endpoints(endpoints)
+    tries = max(tries, len(endpoints))
+    try:
+        return call_any(zctx(), endpoints, msg, timeout_s=timeout_s, tries=tries).msg
+    except TransportError:
+        where = "at " + ", ".join(endpoints)
+        raise TransportError(f"no answer from the tracker {where} after {tries} tries "
+                             f"of {timeout_s:g}s (is it running?)") from None
 
 
 def check_peer(peer_id: str, host: str, port: int, timeout_s: float = 1.0) -> None:

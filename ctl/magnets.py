@@ -53,9 +53,9 @@ def trackers(mag: magnets.Magnet, tracker: str | None) -> list[str]:
     """The tracker endpoints to ask: --tracker, else the magnet's zorrent (tcp://) trackers,
     else the default."""
     if tracker:
-        return [tracker]
+        return config.tracker_endpoints(tracker)
     ours = [t for t in mag.trackers if t.startswith("tcp://")]
-    return ours or [config.default_tracker_endpoint()]
+    return ours or config.tracker_endpoints()
 
 
 def fetch(uri: str, tracker: str | None = None) -> metainfo.Metainfo:

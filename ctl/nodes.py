@@ -184,7 +184,7 @@ def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = 
                                      f"within {timeout_s:g}s") from None
 
 
-def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S, log_name: str = "tracker") -> None:
     from protocol import messages as m
 
     deadline = time.monotonic() + timeout_s
@@ -195,7 +195,7 @@ def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S) -> No
         except TransportError:
             if time.monotonic() > deadline:
                 raise TransportError(f"the tracker did not answer on {endpoint} within {timeout_s:g}s "
-                                     f"(see {config.logs_dir() / 'tracker.log'})") from None
+                                     f"(see {config.logs_dir() / (log_name + '.log')})") from None
 
 
 def wait_web(url: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:

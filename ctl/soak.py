@@ -1,5 +1,6 @@
-"""The soak swarm: a tracker and N peers under supervisord, random downloads, and a
-random node SIGKILLed every K seconds (the tracker included). Every finished download
+"""The soak swarm: a tracker (or several on one MongoDB store) and N peers under
+supervisord, random downloads, and a random node SIGKILLed every K seconds (trackers
+included). Every finished download
 is checked by sha256 against its input. The run fails if any file is wrong, or if any
 download never finishes.
 
@@ -71,6 +72,7 @@ class Report:
     minutes: float
     kill_every_s: float
     upload_rate: int = 0
+    trackers: int = 1
     downloads_started: int = 0
     downloads_completed: int = 0
     downloads_verified: int = 0
@@ -117,14 +119,16 @@ def _rss_mib(pid: int) -> float:
 class Soak:
     def __init__(self, workdir: Path, peers: int, files: int, minutes: float, kill_every_s: float,
                  min_size: int, max_size: int, seed: int, upload_rate: int = 0, say=print,
-                 links: Links | None = None) -> None:
+                 links: Links | None = None, trackers: int = 1, store_uri: str | None = None) -> None:
         self.workdir = workdir
         self.rng = random.Random(seed)
         self.say = say
         self.minutes, self.kill_every_s = minutes, kill_every_s
         self.min_size, self.max_size = min_size, max_size
         self.report = Report(peers=peers, files=files, minutes=minutes, kill_every_s=kill_every_s,
-                             upload_rate=upload_rate)
+                             upload_rate=upload_rate, trackers=trackers)
+        ports = _free_ports(2 * trackers if trackers > 1 else 1)     # several: their HTTP doors follow
+        self.tracker = supervisor.TrackerSpec("127.0.0.1", ports, store_uri, trackers)
         self.peer_ids = [f"soak{i:02d}" for i in range(1, peers + 1)]
         self.nfiles = files
         self.upload_rate = upload_rate
@@ -148,29 +152,33 @@ class Soak:
             self.lab = Lab()
             loss = self.links.loss_pct
             tracker_host = self.lab.add_host("tracker", None, loss)
-            tracker = supervisor.TrackerSpec(tracker_host.ip, config.DEFAULT_TRACKER_PORT)
+            tracker = supervisor.TrackerSpec(tracker_host.ip, config.DEFAULT_TRACKER_PORT, self.tracker.store_uri,
+                                             self.tracker.count)
             self.specs = []
             for p in self.peer_ids:
                 cap = self.links.seed_up_mbit if p in self.seeders else self.links.up_mbit
                 self.specs.append(nodes.PeerSpec(p, self.lab.add_host(p, cap, loss).ip, LAB_PEER_PORT, self.upload_rate))
-            launcher = lambda name: self.lab.hosts[name].argv()   # noqa: E731
+            # every tracker program runs on the lab's tracker host
+            launcher = lambda name: self.lab.hosts["tracker" if name in tracker.names else name].argv()   # noqa: E731
             self.say(f"lab: {len(self.lab.hosts)} hosts on {self.lab.bridge} ({self.lab.address(0)}/24)")
         else:
-            tracker = supervisor.TrackerSpec("127.0.0.1", _free_port())
+            tracker = self.tracker
             self.specs = [nodes.PeerSpec(p, "127.0.0.1", _free_port(), self.upload_rate) for p in self.peer_ids]
-        os.environ["ZORRENT_TRACKER"] = tracker.endpoint
+        self.tracker = tracker
+        os.environ["ZORRENT_TRACKER"] = ",".join(tracker.endpoints)
         web = supervisor.WebSpec("127.0.0.1", _free_port())    # in this namespace: the lab's bridge reaches all
         conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False, launcher=launcher,
                                                   web=web))
         supervisor.start_or_update(conf)
-        supervisor.start("tracker")
-        nodes.wait_tracker(tracker.endpoint)
+        for name, endpoint in zip(tracker.names, tracker.endpoints):
+            supervisor.start(name)
+            nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
         for spec in self.specs:
             nodes.wait_peer(spec, None, timeout_s=60)
         nodes.wait_web(web.url)
         self.pids = _pids()
-        self.say(f"up: tracker {tracker.endpoint} and {len(self.specs)} peers under supervisord ({conf})")
+        self.say(f"up: tracker {', '.join(tracker.endpoints)} and {len(self.specs)} peers under supervisord ({conf})")
         self.say(f"web view: {web.url}")
 
     def seed(self) -> None:
@@ -180,7 +188,8 @@ class Soak:
         for i in range(1, self.nfiles + 1):
             path = inputs / f"soak_{i:03d}.bin"
             write_random_file(path, self.rng.randint(self.min_size, self.max_size), self.rng)
-            meta = metainfo.create(path, config.default_tracker_endpoint())
+            trackers = config.tracker_endpoints()
+            meta = metainfo.create(path, trackers[0], None, metainfo.announce_list(*trackers))
             self.inputs[path.name] = (path, sha256_of(path), meta)
             for peer_id in {seeders[i % len(seeders)], seeders[(i + 1) % len(seeders)]}:
                 self.seeded.add((peer_id, path.name))
@@ -263,7 +272,7 @@ class Soak:
             pass
 
     def kill_one(self) -> None:
-        victims = [n for n in ["tracker", *self.peer_ids] if n in self.pids]
+        victims = [n for n in [*self.tracker.names, *self.peer_ids] if n in self.pids]
         name = self.rng.choice(victims)
         try:
             os.kill(self.pids[name], signal.SIGKILL)
@@ -345,8 +354,24 @@ class Soak:
 
 
 def _free_port() -> int:
+    return _free_ports(1)
+
+
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count > 65535:
+            continue
+        try:
+            for port in range(base + 1, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise ZorrentError(f"no {count} consecutive free ports")

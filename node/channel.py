@@ -66,6 +66,11 @@ class Channel:
             self.socket.close(linger=0)
             self.socket = None
 
+    def _reconnect(self) -> None:
+        """A deadline passed: a fresh socket (a FailoverChannel also moves to the next endpoint)."""
+        self._close_socket()
+        self._open()
+
     def close(self) -> None:
         self._close_socket()
         self.pending.clear()
@@ -119,8 +124,7 @@ class Channel:
         late = [msg_id for msg_id, p in self.pending.items() if p.deadline <= now]
         failed = [self.pending.pop(i) for i in late if self.pending[i].tries_left <= 0]
         if any(i in self.pending for i in late):
-            self._close_socket()   # a lost or stuck connection: start clean
-            self._open()
+            self._reconnect()      # a lost or stuck connection: start clean
             for msg_id, p in self.pending.items():
                 if p.deadline <= now:
                     p.tries_left -= 1
@@ -133,7 +137,12 @@ class Channel:
 def call(zctx: zmq.Context, endpoint: str, msg: Message, *, payload: Any = None,
          timeout_s: float, tries: int) -> Envelope:
     """Blocking request: the reply envelope, or raise RemoteError / TransportError."""
-    chan = Channel(zctx, endpoint)
+    return wait_reply(Channel(zctx, endpoint), msg, payload=payload, timeout_s=timeout_s, tries=tries)
+
+
+def wait_reply(chan: Channel, msg: Message, *, payload: Any = None, timeout_s: float,
+               tries: int) -> Envelope:
+    """Send one request on a reactor-less channel, poll it to the end, then close it."""
     box: list = []
     try:
         chan.request(msg, lambda env, err: box.append((env, err)), payload=payload,

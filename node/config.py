@@ -29,6 +29,7 @@ def endpoint(host: str, port: int) -> str:
 
 
 def default_tracker_endpoint() -> str:
+    """``$ZORRENT_TRACKER`` as given (it may list several endpoints), or the default one."""
     return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
 
 
@@ -49,9 +50,36 @@ def parse_endpoint(text: str, what: str = "tracker endpoint") -> tuple[str, int]
     raise ZorrentError(f"{what} {text!r} is not tcp://HOST:PORT", ErrorCode.BAD_INPUT)
 
 
+def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
+    """The tracker endpoints, preferred first: ``tcp://a:6969,tcp://b:6969`` (or a list of
+    such strings, e.g. a repeated ``--tracker``); None reads ``$ZORRENT_TRACKER``.
+
+    The one parser of tracker lists: peers, the CLI and the supervisor config all use it.
+    ``HOST:PORT`` without a scheme means tcp. Duplicates are dropped, order is kept.
+    """
+    if value is None:
+        value = default_tracker_endpoint()
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            ep = part if "://" in part else f"tcp://{part}"
+            if not ep.startswith("tcp://"):
+                raise ZorrentError(f"tracker endpoint {part[:80]!r} is not tcp://HOST:PORT", ErrorCode.BAD_INPUT)
+            host, port = parse_endpoint(ep)
+            if endpoint(host, port) not in out:
+                out.append(endpoint(host, port))
+    if not out:
+        raise ZorrentError("no tracker endpoint given (tcp://HOST:PORT, comma-separated)", ErrorCode.BAD_INPUT)
+    return out
+
+
 def default_tracker_address() -> tuple[str, int]:
-    """(host, port) of ``default_tracker_endpoint()``."""
-    return parse_endpoint(default_tracker_endpoint())
+    """(host, port) of the first of ``tracker_endpoints()``."""
+    return parse_endpoint(tracker_endpoints()[0])
 
 
 WILDCARD_HOSTS = ("0.0.0.0", "*", "::", "[::]")
@@ -150,6 +178,7 @@ STATUS_POLL_S = 0.2                           # ctl progress refresh
 DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress this long
 TRACKER_GRACE_S = 5.0                         # ctl gives up on a peer that cannot reach the tracker
 READY_TIMEOUT_S = 15.0                        # a started node must answer a ping by then
+TRACKER_PROBE_S = 5.0                         # a peer failed over away from its first tracker pings it this often
 
 STATE_SAVE_S = 1.0                            # a peer saves resume state this often (if changed)
 FILE_CHECK_S = 1.0                            # a peer stats the files it holds this often (size, mtime, inode)

@@ -65,6 +65,7 @@ class Metainfo:
     raw: bytes             # the bencoded .torrent
     files: tuple[FileEntry, ...] = ()
     multi_file: bool = False
+    announce_list: tuple[tuple[str, ...], ...] = ()   # BEP 12 tiers, as read
 
     @property
     def num_pieces(self) -> int:
@@ -219,6 +220,7 @@ def parse(raw: bytes) -> Metainfo:
     announce = top.get(b"announce", b"")
     if not isinstance(announce, bytes):
         raise MetainfoError(f"['announce'] must be str, not {type(announce).__name__}")
+    tiers = _announce_tiers(top.get(b"announce-list", []))
     encoded_info = fastbencode.bencode(info)
     if encoded_info not in raw:  # cannot happen with canonical input; guards the info-hash
         raise MetainfoError("info dict is not canonically encoded")
@@ -226,7 +228,30 @@ def parse(raw: bytes) -> Metainfo:
         name=name, length=length, piece_length=plen, pieces=pieces,
         announce=announce.decode("utf-8", "replace"),
         info_hash=hashlib.sha1(encoded_info).hexdigest(), raw=raw, files=files, multi_file=multi_file,
+        announce_list=tiers,
     )
+
+
+def _announce_tiers(value) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(value, list):
+        raise MetainfoError(f"['announce-list'] must be list, not {type(value).__name__}")
+    tiers = []
+    for i, tier in enumerate(value):
+        if not isinstance(tier, list):
+            raise MetainfoError(f"['announce-list'][{i}] must be list, not {type(tier).__name__}")
+        for j, url in enumerate(tier):
+            if not isinstance(url, bytes):
+                raise MetainfoError(f"['announce-list'][{i}][{j}] must be str, not {type(url).__name__}")
+        tiers.append(tuple(url.decode("utf-8", "replace") for url in tier))
+    return tuple(tiers)
+
+
+def tracker_urls(meta: Metainfo) -> list[str]:
+    """Every tracker the torrent names, announce-list tiers first (BEP 12), without repeats."""
+    urls = [url for tier in meta.announce_list for url in tier]
+    if meta.announce:
+        urls.append(meta.announce)
+    return list(dict.fromkeys(urls))
 
 
 def info_hash_of(raw: bytes) -> str:

@@ -54,7 +54,9 @@ def peer(
     advertise: Annotated[Optional[str], typer.Option(
         help="Address the tracker gives other peers for this one (default: --host).")] = None,
     port: Annotated[int, typer.Option(help="Port to serve pieces on (0 picks a free one).")] = 6881,
-    tracker: Annotated[str, typer.Option(help="Tracker endpoint.")] = config.default_tracker_endpoint(),
+    tracker: Annotated[Optional[list[str]], typer.Option(
+        help="Tracker endpoint; repeat it or comma-separate several, preferred first "
+             "(default: $ZORRENT_TRACKER or tcp://127.0.0.1:6969).")] = None,
     upload_rate: Annotated[int, typer.Option(help="Upload limit in bytes/s (0: none).")] = 0,
     disk_io: Annotated[DiskIo, typer.Option(
         help="direct: write verified pieces with O_DIRECT, bypassing the page cache (buffered where the "
@@ -64,7 +66,7 @@ def peer(
     """Run one peer in the foreground (what start-peer runs for each peer)."""
     from node.peer.main import run
 
-    run(peer_id, host, port, tracker, upload_rate, ready_file, disk_io.value, advertise)
+    run(peer_id, host, port, config.tracker_endpoints(tracker), upload_rate, ready_file, disk_io.value, advertise)
 
 
 PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]
@@ -72,13 +74,18 @@ TrackerHost = Annotated[str, typer.Option(help="The tracker's address.")]
 TrackerPort = Annotated[int, typer.Option(help="The tracker's port.")]
 StoreUri = Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")]
 TrackerEndpoint = Annotated[Optional[str], typer.Option(
-    "--tracker", help="The tracker as tcp://HOST:PORT, e.g. on another host (overrides --tracker-host/--tracker-port).")]
+    "--tracker", help="The tracker as tcp://HOST:PORT, e.g. on another host (overrides --tracker-host/--tracker-port); "
+                      "several, comma-separated: the peers fail over between them.")]
 
 
-def _tracker_spec(tracker: str | None, host: str, port: int, store: str | None) -> supervisor.TrackerSpec:
+def _tracker_spec(tracker: str | None, host: str, port: int, store: str | None,
+                  count: int = 1) -> supervisor.TrackerSpec:
+    others: tuple[str, ...] = ()
     if tracker:
-        host, port = config.parse_endpoint(tracker)
-    return supervisor.TrackerSpec(host, port, store)
+        first, *rest = config.tracker_endpoints(tracker)
+        host, port = config.parse_endpoint(first)
+        others = tuple(rest)
+    return supervisor.TrackerSpec(host, port, store, count, others)
 
 
 @command(app, "start-peer")
@@ -102,7 +109,7 @@ def start_peer(
     specs = nodes.split_local(nodes.load_peers(config_path), config_path)
     tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
-        _run_foreground(ctx, specs, tracker.endpoint)
+        _run_foreground(ctx, specs, ",".join(tracker.endpoints))
         return
     _supervise(ctx, specs, tracker, start_tracker=False)
 
@@ -114,23 +121,26 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False, web=web))
     what = supervisor.start_or_update(conf)
     if start_tracker:
-        supervisor.start("tracker")
-        nodes.wait_tracker(tracker.endpoint)
+        for name, endpoint in zip(tracker.names, tracker.endpoints):
+            supervisor.start(name)
+            nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
     supervisor.wait_running([spec.peer_id for spec in specs])
     for spec in specs:
         nodes.wait_peer(spec, None)
     if start_tracker:
         nodes.wait_web(web.url)
-    _show_swarm(ctx, specs, f"supervisord {what}: {conf}", web.url)
+    _show_swarm(ctx, specs, tracker, f"supervisord {what}: {conf}", web.url)
     if start_tracker and not ctx.obj.json:
         render.out.print(f"web view: {web.url}  (also {web.url}api/swarm and {web.url}metrics)")
 
 
-def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], title: str, web_url: str) -> None:
+def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec, title: str,
+                web_url: str) -> None:
     info = {p["name"]: p for p in supervisor.process_info()}
     rows = []
-    for name, address in [("tracker", ""), ("web", web_url), *((s.peer_id, f"{s.ip}:{s.port}") for s in specs)]:
+    for name, address in [*zip(tracker.names, (e.removeprefix("tcp://") for e in tracker.endpoints)),
+                          ("web", web_url), *((s.peer_id, f"{s.ip}:{s.port}") for s in specs)]:
         p = info.get(name, {})
         rows.append([name, address, p.get("statename", "-"), p.get("pid") or "-", p.get("description", "")])
     if ctx.obj.json:
@@ -196,12 +206,15 @@ def swarm_up(
     tracker_port: TrackerPort = config.default_tracker_address()[1],
     store: StoreUri = None,
     tracker_endpoint: TrackerEndpoint = None,
+    trackers: Annotated[int, typer.Option(
+        help="Trackers to run on one mongodb:// store (ports --tracker-port, +1, ...); peers fail over "
+             "between them.")] = 1,
     web_host: Annotated[str, typer.Option(help="Address of the web view.")] = config.DEFAULT_WEB_HOST,
     web_port: Annotated[int, typer.Option(help="Port of the web view.")] = config.DEFAULT_WEB_PORT,
 ) -> None:
-    """Bring up the tracker, the web view and every peer of peers.json (those on this host) under supervisord."""
+    """Bring up the tracker(s), the web view and every peer of peers.json (those on this host) under supervisord."""
     _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
-               _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store), start_tracker=True,
+               _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store, trackers), start_tracker=True,
                web=supervisor.WebSpec(web_host, web_port))
 
 

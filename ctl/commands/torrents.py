@@ -42,17 +42,26 @@ def torrent_path(name: str) -> Path:
     return config.torrents_dir() / f"{name}.torrent"
 
 
-def _tiers(announce: str, http_announce: str | None) -> list[list[str]]:
-    """The torrent's trackers (BEP 12): the ZeroMQ endpoint, then the HTTP one for standard clients."""
+def _trackers(announce: str) -> list[str]:
+    """``--announce``: ZeroMQ tracker endpoints (comma-separated, preferred first), or a URL as given."""
+    parts = [p.strip() for p in announce.split(",") if p.strip()]
+    if parts and all(p.startswith("tcp://") or "://" not in p for p in parts):
+        return config.tracker_endpoints(announce)
+    return parts or [announce]
+
+
+def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
+    """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients."""
     if http_announce is None:
-        http_announce = config.http_announce_url(announce) if announce.startswith("tcp://") else ""
-    return metainfo.announce_list(announce, http_announce)
+        http_announce = config.http_announce_url(trackers[0]) if trackers[0].startswith("tcp://") else ""
+    return metainfo.announce_list(*trackers, http_announce)
 
 
 def _create(path: Path, piece_size: int | None, announce: str, http_announce: str | None = None,
             folder: bool = False) -> tuple[metainfo.Metainfo, Path]:
     make = metainfo.create_folder if folder else metainfo.create
-    meta = make(path, announce, piece_size, _tiers(announce, http_announce))
+    trackers = _trackers(announce)
+    meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce))
     dest = torrent_path(meta.name)
     metainfo.write(meta, dest)
     return meta, dest
@@ -83,7 +92,8 @@ def create(
     input: Annotated[str, typer.Option("--input", help="A file, or a folder: one torrent per file.")],
     piece_size: Annotated[Optional[int], typer.Option(
         help="Piece size in bytes (power of two, 16 KiB-16 MiB). Default: chosen from the file size.")] = None,
-    announce: Annotated[str, typer.Option(help="Tracker endpoint written into the torrent.")] =
+    announce: Annotated[str, typer.Option(
+        help="Tracker endpoint written into the torrent; several, comma-separated, all go in announce-list.")] =
         config.default_tracker_endpoint(),
     http_announce: HttpAnnounce = None,
     one_torrent: Annotated[bool, typer.Option("--one-torrent", help=
@@ -278,18 +288,19 @@ class _NoProgress:
 def get(
     ctx: typer.Context,
     torrent: Annotated[str, typer.Option(help="The .torrent file.")],
-    tracker: Annotated[Optional[str], typer.Option(help="Tracker endpoint (default: the torrent's).")] = None,
+    tracker: Annotated[Optional[list[str]], typer.Option(
+        help="Tracker endpoint; repeat it or comma-separate several (default: the torrent's trackers).")] = None,
 ) -> None:
     """List the torrent's peers and what each holds (standard BitTorrent clients too)."""
     meta = metainfo.read(torrent)
-    endpoint = tracker or client.tracker_endpoint_for(meta.announce)
+    endpoints = config.tracker_endpoints(tracker) if tracker else client.tracker_endpoints_for(meta)
     try:
-        reply = client.tracker(endpoint, m.GetPeers(info_hash=meta.info_hash, standard_clients=True),
+        reply = client.tracker(endpoints, m.GetPeers(info_hash=meta.info_hash, standard_clients=True),
                                timeout_s=ctx.obj.timeout_s)
     except RemoteError as exc:
         if exc.code != ErrorCode.UNKNOWN_TORRENT:
             raise
-        _scrape_only(ctx, endpoint, meta, exc)
+        _scrape_only(ctx, endpoints, meta, exc)
         return
     if ctx.obj.json:
         render.emit_json({"name": reply.name, "info_hash": reply.info_hash, "num_pieces": reply.num_pieces,
@@ -305,7 +316,7 @@ def get(
         render.out.print("No live peer seeds or downloads it.")
 
 
-def _scrape_only(ctx: typer.Context, endpoint: str, meta: metainfo.Metainfo, unknown: RemoteError) -> None:
+def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: metainfo.Metainfo, unknown: RemoteError) -> None:
     """No zorrent peer registered the torrent; standard clients may still share it (BEP 48 counts)."""
     swarm = client.tracker(endpoint, m.Scrape(info_hashes=[meta.info_hash]), timeout_s=ctx.obj.timeout_s).files[0]
     if not swarm.complete + swarm.incomplete:

@@ -14,8 +14,9 @@ from typing import Any
 import zmq
 
 from node import config
-from node.channel import Channel, call
+from node.channel import call
 from node.dispatch import Context, bind_router, serve
+from node.failover import FailoverChannel
 from node.peer import state
 from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
@@ -90,12 +91,12 @@ class Holding:
 
 
 class PeerNode(Context):
-    def __init__(self, peer_id: str, host: str, port: int, tracker_endpoint: str,
+    def __init__(self, peer_id: str, host: str, port: int, tracker_endpoint: str | list[str],
                  upload_rate_bps: int = 0, disk_io: str = config.DISK_IO, advertise: str | None = None) -> None:
         self.peer_id = config.check_peer_id(peer_id)
         self.host, self.port = host, port
         self.advertise = config.advertised_host(host, advertise)   # what the tracker tells other peers
-        self.tracker_endpoint = tracker_endpoint
+        self.tracker_endpoints = config.tracker_endpoints(tracker_endpoint)   # preferred first
         self.upload_rate_bps = upload_rate_bps
         self.direct_io = disk_io == "direct"
         self.zctx = zmq.Context()
@@ -127,7 +128,7 @@ class PeerNode(Context):
         self.data_sock, self.data_endpoint = bind_router(self.zctx, config.endpoint(self.host, self.port))
         self.port = int(self.data_endpoint.rsplit(":", 1)[1])
         self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
-        self.tracker = Channel(self.zctx, self.tracker_endpoint, self.reactor)
+        self.tracker = FailoverChannel(self.zctx, self.tracker_endpoints, self.reactor)
         self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS,
                                config.CHECK_THREADS)
         self.integrity = IntegrityWatch(self)
@@ -143,7 +144,7 @@ class PeerNode(Context):
         self._restore()
         self._register()
         log.info("peer %s serving %s, control %s, tracker %s", self.peer_id, self.data_endpoint,
-                 ctl_endpoint, self.tracker_endpoint)
+                 ctl_endpoint, ", ".join(self.tracker_endpoints))
         return self.data_endpoint
 
     def _send_block(self, ident: bytes, frames: list[Any]) -> None:
@@ -199,7 +200,7 @@ class PeerNode(Context):
             h.file.close()
         if self.token:
             try:
-                call(self.zctx, self.tracker_endpoint, m.Deregister(peer_id=self.peer_id, token=self.token),
+                call(self.zctx, self.tracker.endpoint, m.Deregister(peer_id=self.peer_id, token=self.token),
                      timeout_s=0.5, tries=1)
             except ZorrentError:
                 pass
@@ -229,13 +230,13 @@ class PeerNode(Context):
                 log.warning("%s; retrying until the old record expires", err.message)
                 self.reactor.call_later(1.0, self._register)
                 return
-            log.warning("tracker %s: %s; retrying", self.tracker_endpoint, err.message)
+            log.warning("tracker %s: %s; retrying", self.tracker.endpoint, err.message)
             self.reactor.call_later(1.0, self._register)
             return
         self.token = self.last_token = env.msg.token
         self.refused_since = None
         self.state_dirty = True
-        log.info("registered with tracker %s", self.tracker_endpoint)
+        log.info("registered with tracker %s", self.tracker.endpoint)
         for h in self.holdings.values():   # the tracker forgot us (or never knew): tell it all
             h.tracker_known = h.joined = False
             h.announced = 0
@@ -471,7 +472,7 @@ class PeerNode(Context):
         return holding
 
 
-def run(peer_id: str, host: str, port: int, tracker_endpoint: str, upload_rate_bps: int = 0,
+def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], upload_rate_bps: int = 0,
         ready_file: str | None = None, disk_io: str = config.DISK_IO, advertise: str | None = None) -> int:
     setup_logging(f"peer {peer_id}")
     node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io, advertise)

@@ -51,14 +51,20 @@ class TrackerContext(Context):
         self.counters.observe(requests, elapsed_s)
 
     def expire_peers(self) -> list[str]:
-        """Forget peers silent longer than their kind's expiry (not before that long after start)."""
+        """Forget peers silent longer than their kind's expiry (not before that long after start).
+
+        Expiry reads only the store: a peer's last heartbeat is its stored ``last_seen``,
+        whichever tracker took it, and each delete re-checks it atomically, so every
+        tracker on a shared store may run this. ``started`` (process memory) only holds
+        expiry back after a start, which can keep a peer a little longer, never shorter.
+        """
         now = self.clock()
         gone = []
         for kind, expiry_s in EXPIRY_S.items():
             if now - self.started >= expiry_s:
-                gone += self.store.peers_seen_before(now - expiry_s, kind)
-        for peer_id in gone:
-            self.store.delete_peer(peer_id)
+                cutoff = now - expiry_s
+                gone += [pid for pid in self.store.peers_seen_before(cutoff, kind)
+                         if self.store.expire_peer(pid, cutoff)]
         self.store.commit()
         return gone
 
@@ -102,14 +108,21 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
     old = ctx.store.get_peer(msg.peer_id)
     if old is not None:
         alive = old.last_seen > now - config.PEER_EXPIRY_S
-        same_session = (old.host, old.port) == (msg.host, msg.port) and secrets.compare_digest(old.token, msg.token)
+        same_session = (old.host, old.port) == (msg.host, msg.port) and bool(msg.token) and (
+            secrets.compare_digest(old.token, msg.token)
+            # a register replayed on another tracker after the first copy was taken: the
+            # peer still presents the token it had before, which the record remembers
+            or secrets.compare_digest(old.prev_token, msg.token))
         if alive and not same_session:   # only the live peer itself (it has the token) may take it over
             raise ZorrentError(
                 f"peer id {msg.peer_id!r} is already in use by {old.host}:{old.port}",
                 ErrorCode.PEER_ID_TAKEN)
-        ctx.store.delete_peer(msg.peer_id)  # a restart: the peer re-announces what it holds
     token = secrets.token_hex(16)
-    ctx.store.put_peer(PeerRecord(msg.peer_id, msg.host, msg.port, token, now))
+    if not ctx.store.swap_peer(PeerRecord(msg.peer_id, msg.host, msg.port, token, now, prev_token=msg.token), old):
+        raise ZorrentError(f"peer id {msg.peer_id!r} was registered through another tracker at the same "
+                           f"moment; retry", ErrorCode.PEER_ID_TAKEN)
+    if old is not None:
+        ctx.store.drop_pieces(msg.peer_id)  # a restart: the peer re-announces what it holds
     return m.Registered(token=token, heartbeat_interval_s=config.HEARTBEAT_INTERVAL_S)
 
 

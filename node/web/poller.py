@@ -20,6 +20,7 @@ import zmq
 
 from node import config
 from node.channel import Channel
+from node.failover import FailoverChannel
 from node.web.swarm import Observation
 from protocol import messages as m
 from protocol.errors import ZorrentError
@@ -34,7 +35,7 @@ class Poller:
                  tracker_timeout_s: float = config.WEB_TRACKER_TIMEOUT_S) -> None:
         self.zctx = zmq.Context()
         self.tracker_endpoint = tracker_endpoint
-        self.tracker = Channel(self.zctx, tracker_endpoint)
+        self.tracker = FailoverChannel(self.zctx, config.tracker_endpoints(tracker_endpoint))   # several: fail over
         self.peers: dict[str, Channel] = {}
         self.timeout_s, self.tracker_timeout_s = timeout_s, tracker_timeout_s
         self.events_path = events_path

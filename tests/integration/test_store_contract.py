@@ -3,7 +3,8 @@ import itertools
 
 import pytest
 
-from node.tracker.store import BITTORRENT, ClientEntry, PeerRecord, TorrentRecord, open_store
+from node.tracker.store import BITTORRENT, ClientEntry, PeerRecord, StoreError, TorrentRecord, open_store
+from node.tracker.store.sqlite import filesystem_type, refuse_network_fs
 
 _db_names = itertools.count()
 
@@ -116,6 +117,73 @@ def test_remove_pieces_of_one_torrent(store):
     store.commit()
     assert store.holders(TORRENT.info_hash) == {}
     assert store.held_by("p1") == {other.info_hash: 1}
+
+
+def test_heartbeats_never_move_last_seen_back(store):
+    """Heartbeats may land on trackers whose clocks differ a little: the latest one wins."""
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 10.0))
+    store.touch_peer("p1", 30.0)
+    store.touch_peer("p1", 20.0)
+    store.commit()
+    assert store.get_peer("p1").last_seen == 30.0
+
+
+def test_expiry_rechecks_the_stored_heartbeat(store):
+    """A tracker lists p1 as silent, another takes its heartbeat: the expiry must not delete it."""
+    store.put_torrent(TORRENT)
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    store.add_pieces(TORRENT.info_hash, "p1", [0])
+    store.commit()
+    assert store.peers_seen_before(5.0) == ["p1"]
+    store.touch_peer("p1", 9.0)            # the heartbeat through the other tracker
+    store.commit()
+    assert store.expire_peer("p1", 5.0) is False
+    assert store.holders(TORRENT.info_hash)["p1"].indexes() == [0]
+    assert store.expire_peer("p1", 10.0) is True
+    store.commit()
+    assert store.get_peer("p1") is None and store.holders(TORRENT.info_hash) == {}
+
+
+def test_sqlite_file_takes_one_tracker(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'tracker.db'}"
+    first = open_store(uri)
+    try:
+        with pytest.raises(StoreError, match="another tracker already uses .*tracker.db"):
+            open_store(uri)
+    finally:
+        first.close()
+    open_store(uri).close()                 # released on close
+
+
+def test_sqlite_on_a_network_filesystem_is_refused(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\nserver:/export {tmp_path / 'nfs'} nfs4 rw 0 0\n")
+    assert filesystem_type(str(tmp_path / "nfs" / "tracker.db"), str(mounts)) == "nfs4"
+    assert filesystem_type(str(tmp_path / "local" / "tracker.db"), str(mounts)) == "ext4"
+    with pytest.raises(StoreError, match=r"network filesystem \(nfs4\)"):
+        refuse_network_fs(str(tmp_path / "nfs" / "tracker.db"), str(mounts))
+
+
+def test_reads_see_this_batchs_writes_before_commit(store):
+    """MongoDB queues a batch's piece updates for one bulk write at commit: reads must not miss them."""
+    store.put_torrent(TORRENT)
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    store.add_pieces(TORRENT.info_hash, "p1", [0, 5])
+    assert store.holders(TORRENT.info_hash)["p1"].indexes() == [0, 5]
+    store.add_pieces(TORRENT.info_hash, "p1", [6])
+    assert store.held_by("p1") == {TORRENT.info_hash: 3}
+    store.commit()
+
+
+def test_swap_peer_is_a_compare_and_swap(store):
+    """Two trackers registering one peer id at once: only the first write wins."""
+    assert store.swap_peer(PeerRecord("p1", "h", 1, "tA", 1.0), None)
+    assert not store.swap_peer(PeerRecord("p1", "h", 1, "tB", 1.0), None)          # it read "absent" too
+    old = store.get_peer("p1")
+    assert store.swap_peer(PeerRecord("p1", "h", 1, "tC", 2.0, prev_token="tA"), old)
+    assert not store.swap_peer(PeerRecord("p1", "h", 1, "tD", 2.0, prev_token="tA"), old)      # old is stale now
+    store.commit()
+    assert store.get_peer("p1") == PeerRecord("p1", "h", 1, "tC", 2.0, prev_token="tA")
 
 
 def test_standard_clients_share_the_collections_but_not_the_bitfields(store):

@@ -134,6 +134,18 @@ def test_a_live_record_is_taken_over_only_with_its_token(ctx):
     assert isinstance(again, m.Registered) and again.token != token
 
 
+def test_a_register_replayed_on_another_tracker_is_taken(ctx):
+    """A peer's register timed out on tracker A (which had taken it) and was replayed on B:
+    it still presents its previous token, so it gets its record back, and nobody else does."""
+    first = register(ctx, "p1", 6881)
+    taken = ask(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=first))   # tracker A
+    replay = ask(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=first))  # the same, on B
+    assert isinstance(replay, m.Registered) and replay.token not in (first, taken.token)
+    expect_error(ctx, m.Heartbeat(peer_id="p1", token=taken.token), ErrorCode.NOT_AUTHORISED)
+    assert isinstance(ask(ctx, m.Heartbeat(peer_id="p1", token=replay.token)), m.Ok)
+    expect_error(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=""), ErrorCode.PEER_ID_TAKEN)
+
+
 # ---------------------------------------------------------------- standard clients (the HTTP door)
 def ask_door(ctx, msg):
     reply = decode(standard.dispatch(ctx, encode(msg, 6)))

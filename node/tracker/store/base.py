@@ -36,6 +36,7 @@ class PeerRecord:
     token: str
     last_seen: float
     kind: str = ZORRENT
+    prev_token: str = ""    # the token the peer proved it held when it got this one
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,19 @@ class TrackerStore(ABC):
     def get_peer(self, peer_id: str) -> PeerRecord | None: ...
 
     @abstractmethod
-    def touch_peer(self, peer_id: str, now: float) -> None: ...
+    def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
+        """Write ``new`` only if the stored record is still ``expected`` (same token, or
+        still absent): a compare-and-swap, so two trackers registering one peer id at once
+        cannot both win. False if the record changed since it was read."""
+
+    @abstractmethod
+    def drop_pieces(self, peer_id: str) -> None:
+        """The peer holds nothing any more (it restarted and re-announces)."""
+
+    @abstractmethod
+    def touch_peer(self, peer_id: str, now: float) -> None:
+        """Record a heartbeat. ``last_seen`` never moves back, so heartbeats landing on
+        trackers with slightly different clocks cannot shorten a peer's life."""
 
     @abstractmethod
     def delete_peer(self, peer_id: str) -> None:
@@ -79,6 +92,12 @@ class TrackerStore(ABC):
     @abstractmethod
     def list_peers(self) -> list[PeerRecord]:
         """Every peer record, by peer id."""
+
+    @abstractmethod
+    def expire_peer(self, peer_id: str, before: float) -> bool:
+        """Delete the peer and what it held only if its stored ``last_seen`` is still
+        before ``before``: one atomic check against the store, so a heartbeat that reached
+        another tracker since ``peers_seen_before`` keeps the peer alive. True if deleted."""
 
     # torrents
     @abstractmethod
@@ -92,7 +111,13 @@ class TrackerStore(ABC):
         """Every torrent, by info-hash."""
 
     def num_pieces(self, info_hash: str) -> int | None:
-        """Piece count of a known torrent (immutable, so cached), or None."""
+        """Piece count of a known torrent, or None.
+
+        The one cache a tracker keeps, and it stays right with any number of trackers on
+        one store: the info-hash is the SHA-1 of the info dict, which fixes the piece
+        count, so a cached count can never go stale. Only hits are cached: a torrent
+        another tracker registers later is read from the store on its first use here.
+        """
         cache = self.__dict__.setdefault("_num_pieces_cache", {})
         if info_hash not in cache:
             torrent = self.get_torrent(info_hash)

@@ -5,14 +5,21 @@
 - ``files``    {_id: info_hash, name, num_pieces, peers: {peer_id: [piece indexes]},
                 clients: {peer_id: bytes left}, downloaded: completions}  (standard clients)
 
-Each write is acknowledged by the server before the tracker replies. Add
+Every write is acknowledged by the server before the tracker replies. Announced pieces
+are group-committed: ``add_pieces`` queues its update, and ``commit()`` (once per batch
+of requests, before any reply) sends the batch's updates as one ordered bulk write.
+Any other call sends the queue first, so reads see every earlier write. Add
 ``journal=true`` to the URI for on-disk durability on a real mongod.
+
+Nothing here is kept between batches except the piece-count cache of the base class,
+so any number of trackers can share one database.
 """
 from __future__ import annotations
 
 import pymongo
+from pymongo import UpdateOne
 from bson.binary import Binary
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from node.tracker.store.base import (
     BITTORRENT,
@@ -28,6 +35,11 @@ from protocol.pieces import Bitfield
 SERVER_TIMEOUT_MS = 3000
 
 
+def _peer_doc(peer: PeerRecord) -> dict:
+    return {"host": peer.host, "port": peer.port, "token": peer.token, "last_seen": peer.last_seen,
+            "kind": peer.kind, "prev_token": peer.prev_token}
+
+
 class MongoStore(TrackerStore):
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -40,37 +52,68 @@ class MongoStore(TrackerStore):
         self.peers = self.db["peers"]
         self.torrents = self.db["torrents"]
         self.files = self.db["files"]
+        self._queued: list[UpdateOne] = []       # this batch's piece updates, sent at commit()
 
     def _do(self, fn, *args, **kwargs):
+        if self._queued:
+            self._send_queued()
         try:
             return fn(*args, **kwargs)
         except PyMongoError as exc:
             raise StoreError(f"MongoDB: {exc}") from None
 
+    def _send_queued(self) -> None:
+        ops, self._queued = self._queued, []
+        try:
+            self.files.bulk_write(ops, ordered=True)
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB: {exc}") from None
+
+    def commit(self) -> None:
+        if self._queued:
+            self._send_queued()
+
     def close(self) -> None:
+        self._queued.clear()
         self.client.close()
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
-        self._do(self.peers.replace_one, {"_id": peer.peer_id},
-                 {"host": peer.host, "port": peer.port, "token": peer.token,
-                  "last_seen": peer.last_seen, "kind": peer.kind}, upsert=True)
+        self._do(self.peers.replace_one, {"_id": peer.peer_id}, _peer_doc(peer), upsert=True)
 
     @staticmethod
     def _peer(d: dict) -> PeerRecord:
-        return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"], d.get("kind", ZORRENT))
+        return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"], d.get("kind", ZORRENT),
+                          d.get("prev_token", ""))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
         d = self._do(self.peers.find_one, {"_id": peer_id})
         return self._peer(d) if d else None
 
-    def touch_peer(self, peer_id: str, now: float) -> None:
-        self._do(self.peers.update_one, {"_id": peer_id}, {"$set": {"last_seen": now}})
+    def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
+        if expected is None:
+            if self._queued:
+                self._send_queued()
+            try:
+                self.peers.insert_one({"_id": new.peer_id, **_peer_doc(new)})
+            except DuplicateKeyError:
+                return False            # another tracker inserted it since we read "absent"
+            except PyMongoError as exc:
+                raise StoreError(f"MongoDB: {exc}") from None
+            return True
+        done = self._do(self.peers.replace_one, {"_id": new.peer_id, "token": expected.token}, _peer_doc(new))
+        return done.matched_count == 1
 
-    def delete_peer(self, peer_id: str) -> None:
+    def drop_pieces(self, peer_id: str) -> None:
         for field in ("peers", "clients"):
             self._do(self.files.update_many, {f"{field}.{peer_id}": {"$exists": True}},
                      {"$unset": {f"{field}.{peer_id}": ""}})
+
+    def touch_peer(self, peer_id: str, now: float) -> None:
+        self._do(self.peers.update_one, {"_id": peer_id}, {"$max": {"last_seen": now}})
+
+    def delete_peer(self, peer_id: str) -> None:
+        self.drop_pieces(peer_id)
         self._do(self.peers.delete_one, {"_id": peer_id})
 
     def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]:
@@ -78,8 +121,16 @@ class MongoStore(TrackerStore):
         return [d["_id"] for d in self._do(self.peers.find, {"last_seen": {"$lt": when}, **of_kind}, {"_id": 1})]
 
     def list_peers(self) -> list[PeerRecord]:
-        return [PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"])
-                for d in self._do(self.peers.find, {}, sort=[("_id", 1)])]
+        return [self._peer(d) for d in self._do(self.peers.find, {}, sort=[("_id", 1)])]
+
+    def expire_peer(self, peer_id: str, before: float) -> bool:
+        # The peer document goes first, atomically on its stored last_seen; its pieces
+        # after. Between the two, get_peers already skips it (no peer record).
+        gone = self._do(self.peers.delete_one, {"_id": peer_id, "last_seen": {"$lt": before}})
+        if not gone.deleted_count:
+            return False
+        self.drop_pieces(peer_id)
+        return True
 
     # torrents
     def put_torrent(self, torrent: TorrentRecord) -> None:
@@ -101,11 +152,11 @@ class MongoStore(TrackerStore):
     # files
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
         if not pieces:      # a member with no pieces yet is listed too
-            self._do(self.files.update_one, {"_id": info_hash, f"peers.{peer_id}": {"$exists": False}},
-                     {"$set": {f"peers.{peer_id}": []}})
+            self._queued.append(UpdateOne({"_id": info_hash, f"peers.{peer_id}": {"$exists": False}},
+                                          {"$set": {f"peers.{peer_id}": []}}))
             return
-        self._do(self.files.update_one, {"_id": info_hash},
-                 {"$addToSet": {f"peers.{peer_id}": {"$each": list(pieces)}}})
+        self._queued.append(UpdateOne({"_id": info_hash},
+                                      {"$addToSet": {f"peers.{peer_id}": {"$each": list(pieces)}}}))
 
     def remove_pieces(self, info_hash: str, peer_id: str) -> None:
         self._do(self.files.update_one, {"_id": info_hash},

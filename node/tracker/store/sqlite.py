@@ -1,6 +1,14 @@
-"""Embedded default store: SQLite in WAL mode, synchronous=FULL, one commit per batch."""
+"""Embedded default store: SQLite in WAL mode, synchronous=FULL, one commit per batch.
+
+One tracker per SQLite file: the store caches bitfields it wrote (``_bits``), which
+only the one writer may do, so opening takes an exclusive lock on ``DB.lock`` and a
+second tracker on the same file is refused. SQLite's locks do not hold on network
+filesystems, so a database there is refused too. Several trackers share MongoDB.
+"""
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +30,8 @@ CREATE TABLE IF NOT EXISTS peers (
     port      INTEGER NOT NULL,
     token     TEXT NOT NULL,
     last_seen REAL NOT NULL,
-    kind      TEXT NOT NULL DEFAULT 'zorrent'
+    kind      TEXT NOT NULL DEFAULT 'zorrent',
+    prev_token TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS torrents (
     info_hash    TEXT PRIMARY KEY,
@@ -50,6 +59,7 @@ CREATE TABLE IF NOT EXISTS completions (    -- per file: standard clients' event
 # columns added since the first schema: (table, column, definition) for stores made before them
 MIGRATIONS = [
     ("peers", "kind", "TEXT NOT NULL DEFAULT 'zorrent'"),
+    ("peers", "prev_token", "TEXT NOT NULL DEFAULT ''"),
     ("files", "bytes_left", "INTEGER"),
 ]
 
@@ -60,8 +70,11 @@ class SqliteStore(TrackerStore):
         path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri[len("sqlite://"):]
         if not path:
             raise StoreError(f"store URI {uri!r} names no file")
+        self._lock_fd = -1
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            refuse_network_fs(path)
+            self._lock_fd = lock_exclusively(path)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -72,6 +85,7 @@ class SqliteStore(TrackerStore):
                 if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
                     self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         except sqlite3.Error as exc:
+            self._unlock()
             raise StoreError(f"cannot open store {uri}: {exc}") from None
         self._bits: dict[tuple[str, str], Bitfield] = {}   # write-through cache of `files`
 
@@ -104,29 +118,48 @@ class SqliteStore(TrackerStore):
                 raise StoreError(f"store commit failed: {exc}") from None
 
     def close(self) -> None:
-        self.commit()
-        self.db.close()
+        try:
+            self.commit()
+            self.db.close()
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)     # closing the descriptor drops the flock
+            self._lock_fd = -1
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
-        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, kind) VALUES (?,?,?,?,?,?) "
-                    "ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, port=excluded.port, "
-                    "token=excluded.token, last_seen=excluded.last_seen, kind=excluded.kind",
-                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.kind))
+        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, kind, prev_token) "
+                    "VALUES (?,?,?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, "
+                    "port=excluded.port, token=excluded.token, last_seen=excluded.last_seen, kind=excluded.kind, "
+                    "prev_token=excluded.prev_token",
+                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.kind, peer.prev_token))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
-        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, kind FROM peers "
+        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, kind, prev_token FROM peers "
                               "WHERE peer_id=?", (peer_id,)).fetchone()
         return PeerRecord(*row) if row else None
 
-    def touch_peer(self, peer_id: str, now: float) -> None:
-        self._write("UPDATE peers SET last_seen=? WHERE peer_id=?", (now, peer_id))
+    def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
+        current = self.get_peer(new.peer_id)   # one writer: nothing changes it between here and the write
+        if (current is None) != (expected is None) or (current is not None and current.token != expected.token):
+            return False
+        self.put_peer(new)
+        return True
 
-    def delete_peer(self, peer_id: str) -> None:
+    def drop_pieces(self, peer_id: str) -> None:
         self._write("DELETE FROM files WHERE peer_id=?", (peer_id,))
-        self._write("DELETE FROM peers WHERE peer_id=?", (peer_id,))
         for key in [k for k in self._bits if k[1] == peer_id]:
             del self._bits[key]
+
+    def touch_peer(self, peer_id: str, now: float) -> None:
+        self._write("UPDATE peers SET last_seen=MAX(last_seen, ?) WHERE peer_id=?", (now, peer_id))
+
+    def delete_peer(self, peer_id: str) -> None:
+        self.drop_pieces(peer_id)
+        self._write("DELETE FROM peers WHERE peer_id=?", (peer_id,))
 
     def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT peer_id FROM peers WHERE last_seen < ? AND kind = ?",
@@ -135,6 +168,13 @@ class SqliteStore(TrackerStore):
     def list_peers(self) -> list[PeerRecord]:
         return [PeerRecord(*row) for row in self.db.execute(
             "SELECT peer_id, host, port, token, last_seen FROM peers ORDER BY peer_id")]
+
+    def expire_peer(self, peer_id: str, before: float) -> bool:
+        peer = self.get_peer(peer_id)
+        if peer is None or peer.last_seen >= before:
+            return False
+        self.delete_peer(peer_id)   # one writer (the lock file), inside this batch's transaction
+        return True
 
     # torrents
     def put_torrent(self, torrent: TorrentRecord) -> None:
@@ -208,3 +248,51 @@ class SqliteStore(TrackerStore):
     def completed(self, info_hash: str) -> int:
         row = self.db.execute("SELECT downloaded FROM completions WHERE info_hash=?", (info_hash,)).fetchone()
         return row[0] if row else 0
+
+
+NETWORK_FS = {"nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs",
+              "lustre", "gpfs", "beegfs", "fuse.sshfs", "fuse.s3fs", "fuse.rclone", "fuse.glusterfs",
+              "fuse.cephfs", "davfs", "fuse.davfs2"}
+
+
+def _unescape_mount(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str:
+    """The type of the filesystem holding ``path``: the longest mount point above it."""
+    real = os.path.realpath(os.path.dirname(os.path.abspath(path)) or ".")
+    best, fstype = "", ""
+    try:
+        with open(mounts) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                point = _unescape_mount(parts[1])
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, fstype = point, parts[2]
+    except OSError:
+        return ""
+    return fstype
+
+
+def refuse_network_fs(path: str, mounts: str = "/proc/mounts") -> None:
+    fstype = filesystem_type(path, mounts)
+    if fstype in NETWORK_FS:
+        raise StoreError(f"{path} is on a network filesystem ({fstype}), where SQLite's locking is "
+                         f"unsafe; keep the tracker's SQLite file on a local disk, or use a mongodb:// store")
+
+
+def lock_exclusively(path: str) -> int:
+    """Hold ``PATH.lock`` for as long as the store is open: one tracker per SQLite file."""
+    lock_path = f"{path}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"another tracker already uses {path} (it holds {lock_path}); one tracker per "
+                         f"SQLite file: run several trackers on one mongodb:// store instead") from None
+    return fd
