@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ctl.cli import EXIT_OK, EXIT_REMOTE, EXIT_TRANSPORT, EXIT_USAGE, Settings  # noqa: F401  (re-exported)
+from ctl.cli import Settings
 from ctl.commands import inputs, soak, swarm, torrents, web
 from node import config
 

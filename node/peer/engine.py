@@ -32,95 +32,17 @@ import logging
 import random
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from node import config
 from node.channel import Channel
-from node.peer.disk import DiskWorker
-from node.peer.storage import PieceFile, sha1_of
-from node.reactor import Reactor
+from node.peer.remote import MIB, Fetch, Holding, Host, RemotePeer
+from node.peer.storage import sha1_of
 from protocol import messages as m
 from protocol.codec import Envelope
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
-from protocol.metainfo import Metainfo
 from protocol.pieces import Bitfield
 
-
-class Holding(Protocol):
-    """The torrent a job fills in: what the engine reads and updates of it."""
-
-    meta: Metainfo
-    file: PieceFile
-    bitfield: Bitfield
-    fetched: int
-
-    def finish(self, error: str = "") -> None: ...
-
-
-class Host(Protocol):
-    """The narrow part of the peer node a job uses (the node hands itself in)."""
-
-    peer_id: str
-    zctx: Any
-    reactor: Reactor
-    tracker: Channel
-    disk: DiskWorker
-    holdings: dict
-    state_dirty: bool
-
-    def queue_announce(self, info_hash: str, piece: int) -> None: ...
-
-
 log = logging.getLogger("zorrent.engine")
-MIB = 1024 * 1024
-
-
-@dataclass(eq=False)
-class RemotePeer:
-    peer_id: str
-    endpoint: str
-    channel: Channel
-    bitfield: Bitfield
-    listed: bool = True
-    inflight_bytes: int = 0
-    fetches: set = field(default_factory=set)
-    pieces: int = 0
-    bytes: int = 0
-    failures: int = 0
-    hash_failures: int = 0
-    timeouts_in_a_row: int = 0
-    refused: set = field(default_factory=set)      # pieces it said it does not have: not asked again
-    deferred: dict = field(default_factory=dict)   # piece -> until when: it sent us Elsewhere
-    suggested: deque = field(default_factory=deque)  # pieces it offered (nobody else has them)
-    seen: int = -1                  # the seq of its last HAVES (node/peer/watch.py)
-    watching: bool = False          # a WATCH is outstanding
-    watch_after: float = 0.0        # after a failed WATCH, not before this
-    rested_until: float = 0.0       # no requests before this (it kept timing out)
-    banned: bool = False
-    first_request: float = 0.0
-
-    def score(self, now: float) -> float:
-        if self.banned:
-            return 0.0
-        elapsed = max(now - self.first_request, 1e-3) if self.first_request else 0.0
-        rate = (self.bytes / MIB) / elapsed if elapsed else 0.0
-        return rate * 0.5 ** self.failures
-
-
-@dataclass(eq=False)
-class Fetch:
-    """One attempt at one piece from one remote peer."""
-
-    piece_index: int
-    remote: RemotePeer
-    size: int
-    started: float
-    blocks: dict = field(default_factory=dict)     # block_offset -> buffer
-    received: int = 0
-    request_ids: list = field(default_factory=list)
-    writing: bool = False                          # with the disk threads: hashing, then writing
-    done: bool = False
 
 
 class DownloadJob:

@@ -2,15 +2,11 @@
 import pytest
 from typer.testing import CliRunner
 
-from ctl.app import EXIT_TRANSPORT, EXIT_USAGE, app
+from ctl.app import app
+from ctl.cli import EXIT_TRANSPORT, EXIT_USAGE
 
 runner = CliRunner()
 COMMANDS = ["tracker", "peer", "start-peer", "create", "upload", "download", "get", "status", "make-inputs"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def commands():
-    from ctl.commands import inputs, swarm, torrents  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

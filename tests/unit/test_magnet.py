@@ -69,7 +69,8 @@ def test_tracker_serves_the_metainfo_it_stored(tmp_path):
 def test_download_takes_exactly_one_of_torrent_and_magnet_and_refuses_bad_links(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from ctl.app import EXIT_TRANSPORT, EXIT_USAGE, app
+    from ctl.app import app
+    from ctl.cli import EXIT_TRANSPORT, EXIT_USAGE
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ZORRENT_TRACKER", f"tcp://127.0.0.1:{free_port()}")
     runner = CliRunner()
