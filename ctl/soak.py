@@ -122,6 +122,8 @@ class Soak:
                  links: Links | None = None, trackers: int = 1, store_uri: str | None = None) -> None:
         self.workdir = workdir
         self.rng = random.Random(seed)
+        self.faults = random.Random(seed * 7919 + 1)   # who is killed or cut off: the seed alone decides,
+                                                       # not how the downloads went (a run can be replayed)
         self.say = say
         self.minutes, self.kill_every_s = minutes, kill_every_s
         self.min_size, self.max_size = min_size, max_size
@@ -273,7 +275,7 @@ class Soak:
 
     def kill_one(self) -> None:
         victims = [n for n in [*self.tracker.names, *self.peer_ids] if n in self.pids]
-        name = self.rng.choice(victims)
+        name = self.faults.choice(victims)
         try:
             os.kill(self.pids[name], signal.SIGKILL)
         except ProcessLookupError:
@@ -296,7 +298,7 @@ class Soak:
         self.heal(now)
         if now >= self.next_partition:
             self.next_partition = now + self.links.partition_every_s
-            name = self.rng.choice([n for n in self.lab.hosts if n not in self.cut])
+            name = self.faults.choice([n for n in self.lab.hosts if n not in self.cut])
             self.lab.hosts[name].partition(True)
             self.cut[name] = now + self.links.partition_s
             self.report.partitions += 1
