@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from node.channel import call  # noqa: E402
 from protocol import messages as m  # noqa: E402
 from protocol.codec import decode, encode  # noqa: E402
-from tests.procs import free_port, kill_tree, wait_for  # noqa: E402
+from tests.procs import kill_tree, start_secantus, wait_for  # noqa: E402
 
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 PEERS = 8
@@ -252,22 +252,7 @@ def main() -> int:
             finally:
                 kill_tree(proc)
         if args.mongo:
-            binary = shutil.which("secantusd-py", path=str(Path(sys.executable).parent))
-            port = free_port()
-            server = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
-                                       str(work / "mongo")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            base = f"mongodb://127.0.0.1:{port}"
-
-            def up() -> bool:
-                import pymongo
-
-                try:
-                    pymongo.MongoClient(base, serverSelectionTimeoutMS=300).admin.command("ping")
-                    return True
-                except Exception:
-                    return False
-
-            wait_for(up, timeout_s=60, what="SecantusDB")
+            server, base = start_secantus(work / "mongo")
             for n in (int(x) for x in args.trackers.split(",")):
                 run_mongo(work, base, server, n, max(1000, args.announces // 40), args.spy)
     finally:

@@ -46,6 +46,34 @@ def kill_tree(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
         pass
 
 
+def start_secantus(data: Path, timeout_s: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """A real MongoDB wire-protocol server (SecantusDB) on a free loopback port, storing in
+    ``data``, once it answers a ping: (process, mongodb://127.0.0.1:PORT)."""
+    import shutil
+
+    import pymongo
+
+    binary = shutil.which("secantusd-py", path=str(Path(PY).parent)) or shutil.which("secantusd-py")
+    assert binary, "secantusd-py is missing: run `make test`, which installs SecantusDB"
+    data.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = open(data / "server.log", "ab")
+    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
+                             str(data / "db")], stdout=log, stderr=subprocess.STDOUT)
+    base = f"mongodb://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, (data / "server.log").read_text()
+        try:
+            pymongo.MongoClient(base, serverSelectionTimeoutMS=300).admin.command("ping")
+            return True
+        except Exception:
+            return False
+
+    wait_for(up, timeout_s=timeout_s, what="SecantusDB to accept connections")
+    return proc, base
+
+
 def write_random(path: Path, size: int, seed: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(random.Random(seed).randbytes(size))
