@@ -129,6 +129,10 @@ class Holdings:
     def __len__(self) -> int:
         return len(self._held)
 
+    def downloading(self) -> bool:
+        """Is any job running (they need the node's tick)?"""
+        return any(h.job is not None and h.finished is None for h in self._held.values())
+
     def current(self, h: Holding) -> bool:
         return self._held.get(h.meta.info_hash) is h
 
