@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from node import config
-from node.channel import call
+from node.channel import Channel, call
 from node.dispatch import Context, bind_router, serve
 from node.peer.disk import DiskWorker
 from node.peer.holdings import Holding, Holdings
@@ -57,6 +57,7 @@ class PeerNode(Context):
                                   lambda: self.session.last_token if self.session else "")
         self.fatal: str | None = None
         self.last_tick = 0.0
+        self.clock = time.monotonic              # remote.Host: the engine's clock
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> str:
@@ -164,6 +165,10 @@ class PeerNode(Context):
         for h in self.holdings.values():
             if h.job is not None and h.finished is None:
                 h.job.tick(now)
+
+    def connect(self, endpoint: str) -> Channel:
+        """remote.Host: a request channel to another peer's data port, on this reactor."""
+        return Channel(self.zctx, endpoint, self.reactor)
 
     # ------------------------------------------------------------------ api.PeerApi (for handlers)
     @property
