@@ -147,6 +147,7 @@ class PeerNode(Context):
             if h.job is not None and h.finished is None:
                 h.job.close()
         if hasattr(self, "disk"):
+            self.jobs.close()          # hashes under way stop at their next piece
             self.integrity.close()
             self.disk.close()          # pieces already with the disk threads are written first
         self.resume.close()
