@@ -28,9 +28,11 @@ def endpoint(host: str, port: int) -> str:
     return f"tcp://{host}:{port}"
 
 
-def default_tracker_endpoint() -> str:
-    """``$ZORRENT_TRACKER`` as given (it may list several endpoints), or the default one."""
-    return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
+def _default_trackers() -> str:
+    """``$ZORRENT_TRACKER`` as given (it may list several endpoints), or the default one.
+    Read through ``tracker_endpoints()`` only, at run time (never as an option's default at
+    import), so every command sees the whole list."""
+    return os.environ.get("ZORRENT_TRACKER") or endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT)
 
 
 def http_announce_url(tracker_endpoint: str, port: int = DEFAULT_HTTP_PORT) -> str:
@@ -57,8 +59,8 @@ def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
     The one parser of tracker lists: peers, the CLI and the supervisor config all use it.
     ``HOST:PORT`` without a scheme means tcp. Duplicates are dropped, order is kept.
     """
-    if value is None:
-        value = default_tracker_endpoint()
+    if value is None or value == []:
+        value = _default_trackers()
     items = value if isinstance(value, list) else [value]
     out: list[str] = []
     for item in items:
@@ -75,11 +77,6 @@ def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
     if not out:
         raise ZorrentError("no tracker endpoint given (tcp://HOST:PORT, comma-separated)", ErrorCode.BAD_INPUT)
     return out
-
-
-def default_tracker_address() -> tuple[str, int]:
-    """(host, port) of the first of ``tracker_endpoints()``."""
-    return parse_endpoint(tracker_endpoints()[0])
 
 
 WILDCARD_HOSTS = ("0.0.0.0", "*", "::", "[::]")

@@ -42,8 +42,11 @@ def torrent_path(name: str) -> Path:
     return config.torrents_dir() / f"{name}.torrent"
 
 
-def _trackers(announce: str) -> list[str]:
-    """``--announce``: ZeroMQ tracker endpoints (comma-separated, preferred first), or a URL as given."""
+def _trackers(announce: str | None) -> list[str]:
+    """``--announce``: ZeroMQ tracker endpoints (comma-separated, preferred first), or a URL as
+    given; None: every tracker of ``$ZORRENT_TRACKER`` (or the default)."""
+    if announce is None:
+        return config.tracker_endpoints()
     parts = [p.strip() for p in announce.split(",") if p.strip()]
     if parts and all(p.startswith("tcp://") or "://" not in p for p in parts):
         return config.tracker_endpoints(announce)
@@ -57,7 +60,7 @@ def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
     return metainfo.announce_list(*trackers, http_announce)
 
 
-def _create(path: Path, piece_size: int | None, announce: str, http_announce: str | None = None,
+def _create(path: Path, piece_size: int | None, announce: str | None, http_announce: str | None = None,
             folder: bool = False) -> tuple[metainfo.Metainfo, Path]:
     make = metainfo.create_folder if folder else metainfo.create
     trackers = _trackers(announce)
@@ -92,9 +95,9 @@ def create(
     input: Annotated[str, typer.Option("--input", help="A file, or a folder: one torrent per file.")],
     piece_size: Annotated[Optional[int], typer.Option(
         help="Piece size in bytes (power of two, 16 KiB-16 MiB). Default: chosen from the file size.")] = None,
-    announce: Annotated[str, typer.Option(
-        help="Tracker endpoint written into the torrent; several, comma-separated, all go in announce-list.")] =
-        config.default_tracker_endpoint(),
+    announce: Annotated[Optional[str], typer.Option(
+        help="Tracker endpoint written into the torrent; several, comma-separated, all go in announce-list "
+             "(default: $ZORRENT_TRACKER, the whole list, else tcp://127.0.0.1:6969).")] = None,
     http_announce: HttpAnnounce = None,
     one_torrent: Annotated[bool, typer.Option("--one-torrent", help=
         "A folder as ONE multi-file torrent: output/torrents/FOLDER.torrent.")] = False,
@@ -113,7 +116,7 @@ def create(
     _print_made("Torrents created", made)
 
 
-def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _torrent_for(path: Path, announce: str | None, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
     """The existing torrent for ``path`` if it describes it, else a new one."""
     dest = torrent_path(path.name)
     if dest.exists():
@@ -123,7 +126,7 @@ def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[
     return _create(path, None, announce, http_announce)
 
 
-def _folder_torrent_for(folder: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _folder_torrent_for(folder: Path, announce: str | None, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
     """The existing torrent for ``folder`` (ours or, say, mktorrent's) if its files are there
     with their sizes, else a new one."""
     dest = torrent_path(folder.resolve().name)
@@ -148,8 +151,8 @@ def upload(
     peer_id: Annotated[str, typer.Option(help="The running peer that seeds.")],
     peer_port: Annotated[int, typer.Option(help="That peer's port.")],
     peer_host: PeerHost = None,
-    announce: Annotated[str, typer.Option(help="Tracker endpoint for torrents made here.")] =
-        config.default_tracker_endpoint(),
+    announce: Annotated[Optional[str], typer.Option(help=
+        "Tracker endpoint(s) for torrents made here (default: $ZORRENT_TRACKER, the whole list).")] = None,
     http_announce: HttpAnnounce = None,
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
         config.DEFAULT_PEERS_CONFIG,
@@ -208,8 +211,9 @@ def download(
     torrent: Annotated[Optional[str], typer.Option(help="The .torrent file.")] = None,
     magnet_link: Annotated[Optional[str], typer.Option("--magnet", help=
         "A magnet link (BEP 9) instead of --torrent: the metainfo comes from the tracker or a peer.")] = None,
-    tracker: Annotated[Optional[str], typer.Option(help=
-        "Tracker to ask for a magnet's metainfo (default: the magnet's tcp:// tr, else the default).")] = None,
+    tracker: Annotated[Optional[list[str]], typer.Option(help=
+        "Tracker(s) to ask for a magnet's metainfo, comma-separated or repeated (default: the magnet's "
+        "tcp:// tr, else $ZORRENT_TRACKER, the whole list).")] = None,
     output: Annotated[Optional[str], typer.Option(help=
         "Where to write the file (a multi-file torrent: the folder NAME goes inside it).")] = None,
     peer_host: PeerHost = None,
