@@ -215,7 +215,10 @@ def download(
         "Tracker(s) to ask for a magnet's metainfo, comma-separated or repeated (default: the magnet's "
         "tcp:// tr, else $ZORRENT_TRACKER, the whole list).")] = None,
     output: Annotated[Optional[str], typer.Option(help=
-        "Where to write the file (a multi-file torrent: the folder NAME goes inside it).")] = None,
+        "Where the torrent's content goes, as with cp -r: an existing folder gets the file (or, for a "
+        "multi-file torrent, the folder) inside it under the torrent's NAME; any other path is the file's "
+        "(or the folder's) own. Default: output/downloads/NAME. A job the peer already holds is "
+        "re-attached where it is.")] = None,
     peer_host: PeerHost = None,
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
         config.DEFAULT_PEERS_CONFIG,
@@ -233,15 +236,9 @@ def download(
         meta = magnets.fetch(magnet_link, tracker)
         if not torrent_path(meta.name).exists():     # for `get` and `remove --torrent` later
             metainfo.write(meta, torrent_path(meta.name))
-    if meta.multi_file:
-        out_path = Path(output or config.downloads_dir()) / meta.name   # the folder goes under --output
-    else:
-        out_path = Path(output) if output else config.downloads_dir() / meta.name
-        if out_path.is_dir() and not out_path.is_symlink():
-            out_path = out_path / meta.name          # a folder: the file goes inside it
     client.check_peer(peer_id, host, peer_port)
-    # abspath, not resolve(): a symlink planted at the output is refused by the peer, not followed
-    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=os.path.abspath(out_path)),
+    out_path = output_path(meta, output, _held_path(peer_id, meta.info_hash))
+    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=out_path),
                         timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
     job = _follow(peer_id, meta, quiet=ctx.obj.json)
     if job.state != m.JobState.SEEDING.value:     # failed, or its file went missing or changed meanwhile
@@ -250,6 +247,35 @@ def download(
         render.emit_json(job)
         return
     render.download_statistics(job)
+
+
+def output_path(meta: metainfo.Metainfo, output: str | None, held: str | None = None) -> str:
+    """Where a download's content goes, one rule for a file and a folder (``cp -r``'s):
+    ``--output`` naming an existing folder means NAME inside it, any other path is the
+    content's own path; no ``--output``, ``downloads/NAME``. A torrent the peer already holds
+    (``held``, the path its resume state records) stays where it is, if ``--output`` names
+    it either way: a second run of the same command finds the folder the first one made.
+
+    abspath, not resolve(): a symlink planted at the output is refused by the peer, not followed."""
+    if output is None:
+        return held or os.path.abspath(config.downloads_dir() / meta.name)
+    given = Path(output)
+    if held is not None and held in (os.path.abspath(given), os.path.abspath(given / meta.name)):
+        return held
+    if given.is_dir() and not given.is_symlink():
+        given = given / meta.name
+    return os.path.abspath(given)
+
+
+def _held_path(peer_id: str, info_hash: str) -> str | None:
+    """The path of the peer's job for this torrent (its resume state's), or None."""
+    try:
+        reply = client.peer_control(peer_id, m.Status(info_hash=info_hash))
+    except RemoteError as exc:
+        if exc.code == ErrorCode.UNKNOWN_TORRENT:
+            return None
+        raise
+    return reply.jobs[0].path if reply.jobs else None
 
 
 def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
