@@ -27,8 +27,9 @@ def tracker(
     store: Annotated[Optional[str], typer.Option(
         help=f"Store URI: sqlite:///PATH (default output/tracker.db) or {config.MONGO_EXAMPLE_URI}.")] = None,
     http_port: Annotated[Optional[int], typer.Option(
-        help=f"Port of the HTTP tracker for standard BitTorrent clients (default {config.DEFAULT_HTTP_PORT}, "
-             "or a free one when --port is 0; 0 turns it off).")] = None,
+        help=f"Port of the HTTP tracker for standard BitTorrent clients (default: --port + "
+             f"{config.HTTP_PORT_OFFSET}, so {config.DEFAULT_HTTP_PORT}, or a free one when --port is 0; "
+             "0 turns it off).")] = None,
     http_host: Annotated[Optional[str], typer.Option(
         help="Address of the HTTP tracker (default: --host), e.g. ::1 or 0.0.0.0.")] = None,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
@@ -40,7 +41,7 @@ def tracker(
         raise ZorrentError(f"--http-port {http_port} is out of range", ErrorCode.BAD_INPUT)
     strict = http_port is not None
     if http_port is None:
-        http_port = 0 if port == 0 else config.DEFAULT_HTTP_PORT
+        http_port = config.http_port_for(port)
     elif http_port == 0:
         http_port = None
     run(host, port, store, ready_file, http_port, strict, http_host)

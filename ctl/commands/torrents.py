@@ -87,7 +87,7 @@ PeerHost = Annotated[Optional[str], typer.Option(
     help="That peer's address (default: its \"ip\" in peers.json, else 127.0.0.1).")]
 HttpAnnounce = Annotated[Optional[str], typer.Option(
     help=f"HTTP announce URL for standard BitTorrent clients, put in the torrent's announce-list "
-         f"(default: the tracker's host, port {config.DEFAULT_HTTP_PORT}; \"\" leaves it out).")]
+         f"(default: the first tracker's host, its port + {config.HTTP_PORT_OFFSET}; \"\" leaves it out).")]
 
 @command(app, "create")
 def create(
