@@ -17,6 +17,7 @@ from node import config
 from node.peer.disk import DiskStats
 from node.peer.engine import DownloadJob
 from node.peer.holdings import Holdings
+from node.peer.remote import RemotePeer
 from protocol import messages as m
 from protocol.codec import Envelope
 from protocol.errors import TransportError
@@ -329,3 +330,54 @@ def test_every_piece_arrives_once_in_any_delivery_order(seed):
         s.deliver(*rnd.choice(open_))
     assert s.holding.fetched == 20 and bytes(s.file.data) == s.data
     assert all(c.closed for c in s.host.channels.values())   # a finished job lets its remotes go
+
+
+# ---------------------------------------------------------------- from main (c87af2d), on the same fakes
+def bare_job(num_pieces: int) -> tuple[DownloadJob, FakeHost]:
+    """A job with no tracker reply: the test adds its remotes by hand."""
+    meta, data = torrent(num_pieces)
+    host = FakeHost()
+    holding = host.holdings.hold(meta, FakeFile(len(data)), Bitfield(num_pieces), m.JobState.DOWNLOADING, "download")
+    return DownloadJob(host, holding), host
+
+
+def full_remote(job: DownloadJob, peer_id: str) -> RemotePeer:
+    full = Bitfield(job.meta.num_pieces)
+    for i in range(job.meta.num_pieces):
+        full.add(i)
+    job.remotes[peer_id] = r = RemotePeer(peer_id, f"tcp://127.0.0.1:{len(job.remotes) + 1}",
+                                          FakeChannel(peer_id), full)
+    job._rebuild_order()
+    return r
+
+
+def test_endgame_duplicates_a_stalled_peers_pieces_once_they_are_late():
+    job, host = bare_job(config.MIN_PIPELINE_REQUESTS)         # the staller's first credit takes every piece
+    staller = full_remote(job, "staller")
+    job.schedule()
+    assert set(staller.channel.pieces_asked()) == set(range(job.meta.num_pieces)) and not job.pending
+    seeder, third = full_remote(job, "seeder"), full_remote(job, "third")
+    host.clock.now += config.ENDGAME_AFTER_S / 2
+    job.schedule()
+    assert seeder.channel.sent == [] and third.channel.sent == []    # not late yet: no duplicate
+    host.clock.now += config.ENDGAME_AFTER_S
+    job.schedule()                                                   # late: long before BLOCK_TIMEOUT_S
+    assert config.ENDGAME_AFTER_S * 1.5 < config.BLOCK_TIMEOUT_S
+    assert set(seeder.channel.pieces_asked()) | set(third.channel.pieces_asked()) == set(range(job.meta.num_pieces))
+    assert all(len(attempts) == 2 for attempts in job.fetches.values())   # one duplicate each, never more
+    assert not any(s.cancelled for s in staller.channel.sent) and staller.failures == 0   # no timeout waited for
+
+
+def test_credit_follows_the_measured_rate():
+    """A trickling peer gets the floor of two pieces in flight; a fast one up to PIPELINE_BYTES."""
+    job, host = bare_job(64)
+    slow, fast = full_remote(job, "slow"), full_remote(job, "fast")
+    now = host.clock.now
+    slow.first_request = fast.first_request = now - 10.0
+    slow.bytes, fast.bytes = PIECE, 400 * 1024 * 1024              # 6.4 KiB/s against 40 MiB/s
+    assert job._credit(slow.score(now)) == config.MIN_PIPELINE_REQUESTS * PIECE
+    assert job._credit(fast.score(now)) == config.PIPELINE_BYTES
+    job.schedule()
+    assert len(slow.channel.pieces_asked()) == config.MIN_PIPELINE_REQUESTS
+    assert len(fast.channel.pieces_asked()) == min(config.MAX_PIPELINE_REQUESTS, config.PIPELINE_BYTES // PIECE,
+                                                   64 - config.MIN_PIPELINE_REQUESTS)
