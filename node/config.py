@@ -168,6 +168,15 @@ def ensure_dir(path: Path, mode: int = 0o755) -> Path:
 PEER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+def heartbeat_interval(handed_s: float) -> float:
+    """The heartbeat interval a peer uses: the tracker's, within HEARTBEAT_BOUNDS_S."""
+    low, high = HEARTBEAT_BOUNDS_S
+    try:
+        return min(high, max(low, float(handed_s)))
+    except (TypeError, ValueError):
+        return HEARTBEAT_INTERVAL_S
+
+
 def check_peer_id(peer_id: str) -> str:
     """Peer ids name files, sockets and supervisor programs: keep them plain."""
     if not PEER_ID_RE.fullmatch(peer_id):
@@ -177,8 +186,12 @@ def check_peer_id(peer_id: str) -> str:
 
 
 # ---------------------------------------------------------------- timing (unit in every name)
-HEARTBEAT_INTERVAL_S = 2.0
-PEER_EXPIRY_S = 3 * HEARTBEAT_INTERVAL_S     # tracker forgets a peer silent this long
+HEARTBEAT_INTERVAL_S = 2.0                    # the tracker hands this out (Registered, as BEP 3's ``interval``);
+                                              # a peer heartbeats at the interval it was handed
+PEER_EXPIRY_S = 3 * HEARTBEAT_INTERVAL_S     # tracker forgets a peer silent this long (3 missed heartbeats)
+HEARTBEAT_BOUNDS_S = (0.5, 600.0)             # a peer takes an interval from a tracker only within these
+IDLE_WAIT_MAX_S = 60.0                        # a peer's event loop sleeps at most this long with nothing due
+                                              # (signals wake it at once)
 REQUEST_TIMEOUT_S = 2.0                       # one try of a control/tracker request
 REQUEST_RETRIES = 3                           # Lazy Pirate: tries before giving up
 ANNOUNCE_BATCH_S = 0.05                       # verified pieces wait at most this long

@@ -16,8 +16,6 @@ from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
-HASH_RATE_FLOOR_BPS = 100 * 1024 * 1024   # slowest recheck we wait for before a retry
-
 
 def _inputs(path: str) -> list[Path]:
     p = Path(path)
@@ -169,10 +167,10 @@ def upload(
     for path in files:
         meta, dest = (_folder_torrent_for(path, announce, http_announce) if one_torrent
                       else _torrent_for(path, announce, http_announce))
-        timeout_s = max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS)
         client.peer_control(peer_id, m.Upload(path=os.path.abspath(path), metainfo=meta.raw),
-                            timeout_s=timeout_s)
+                            timeout_s=ctx.obj.timeout_s)     # answered at once: the peer hashes it meanwhile
         done.append((meta, dest))
+    _wait_hashed(peer_id, [meta for meta, _ in done], quiet=ctx.obj.json)
     for meta, _ in done:
         _wait_announced(peer_id, meta)
     if ctx.obj.json:
@@ -189,6 +187,35 @@ def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
         raise TransportError(f"{peer_id} cannot reach the tracker (is it running? see "
                              f"{config.logs_dir() / (peer_id + '.log')})")
     return reply.jobs[0]
+
+
+def _wait_hashed(peer_id: str, metas: list[metainfo.Metainfo], quiet: bool) -> None:
+    """Follow the peer's hash of each uploaded file (a progress bar with rate and ETA) until it
+    seeds; a file that does not match its torrent is refused (exit 3), as the peer says."""
+    progress = render.download_progress()
+    start = time.monotonic()
+    with progress if not quiet else _NoProgress() as bar:
+        tasks = {meta.info_hash: bar.add_task(f"hashing {meta.name}", total=meta.length, pieces="")
+                 for meta in metas}
+        while tasks:
+            reply = client.peer_control(peer_id, m.Status(info_hash=""))
+            if not reply.registered and time.monotonic() - start > config.TRACKER_GRACE_S:
+                raise TransportError(f"{peer_id} cannot reach the tracker (is it running? see "
+                                     f"{config.logs_dir() / (peer_id + '.log')})")
+            jobs = {j.info_hash: j for j in reply.jobs}
+            for info_hash, task in list(tasks.items()):
+                job = jobs.get(info_hash)
+                if job is None:
+                    raise RemoteError(ErrorCode.UNKNOWN_TORRENT, f"{peer_id} no longer holds {info_hash}")
+                if job.state == m.JobState.HASHING.value:
+                    bar.update(task, completed=job.hashed_bytes, total=job.hash_bytes or job.length)
+                    continue
+                bar.update(task, completed=job.length, total=job.length)
+                del tasks[info_hash]
+                if job.state != m.JobState.SEEDING.value:
+                    raise RemoteError(ErrorCode.BAD_INPUT, job.error or f"{job.name}: {job.state}")
+            if tasks:
+                time.sleep(config.STATUS_POLL_S)
 
 
 def _wait_announced(peer_id: str, meta: metainfo.Metainfo) -> None:
@@ -239,7 +266,7 @@ def download(
     client.check_peer(peer_id, host, peer_port)
     out_path = output_path(meta, output, _held_path(peer_id, meta.info_hash))
     client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=out_path),
-                        timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
+                        timeout_s=ctx.obj.timeout_s)    # a file already there is hashed meanwhile
     job = _follow(peer_id, meta, quiet=ctx.obj.json)
     if job.state != m.JobState.SEEDING.value:     # failed, or its file went missing or changed meanwhile
         raise ZorrentError(f"download of {meta.name} {job.state}: {job.error}", ErrorCode.BAD_INPUT)
@@ -282,17 +309,22 @@ def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
     """Poll the peer's status with a progress bar until the job ends or stalls."""
     progress = render.download_progress()
     start = time.monotonic()
-    last_have, last_change = -1, start
+    last_have, last_change = None, start
     with progress if not quiet else _NoProgress() as bar:
         task = bar.add_task(meta.name, total=meta.length, pieces="")
         while True:
             job = _job(peer_id, meta.info_hash, start)
-            bar.update(task, completed=job.bytes_done, pieces=f"{job.have}/{job.num_pieces}")
-            if job.state not in (m.JobState.DOWNLOADING.value, m.JobState.CHECKING.value):
+            if job.hash_bytes:         # what is on disk already is being hashed
+                bar.update(task, completed=job.bytes_done,
+                           pieces=f"hashing {100 * job.hashed_bytes // job.hash_bytes}%")
+            else:
+                bar.update(task, completed=job.bytes_done, pieces=f"{job.have}/{job.num_pieces}")
+            if job.state not in (m.JobState.DOWNLOADING.value, m.JobState.CHECKING.value,
+                                 m.JobState.HASHING.value):
                 return job
             now = time.monotonic()
-            if job.have != last_have:
-                last_have, last_change = job.have, now
+            if (job.have, job.hashed_bytes) != last_have:
+                last_have, last_change = (job.have, job.hashed_bytes), now
             elif now - last_change > config.DOWNLOAD_STALL_S:
                 raise ZorrentError(f"no progress on {meta.name} for {config.DOWNLOAD_STALL_S:g}s "
                                    f"({job.have}/{job.num_pieces} pieces; are seeders running?); "
