@@ -10,15 +10,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from ctl import client
 from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 REPO = Path(__file__).resolve().parents[1]
-RESERVED_NAMES = ("tracker", "web")        # supervisord programs beside the peers
+RESERVED_NAMES = ("tracker", "web")
+
+if TYPE_CHECKING:
+    import psutil          # imported where used: upload and download need none of it        # supervisord programs beside the peers
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
 
 def process_tree(pid: int) -> list[psutil.Process]:
     """``pid`` and its descendants (empty if it is gone)."""
+    import psutil
+
     try:
         root = psutil.Process(pid)
         return root.children(recursive=True) + [root]
@@ -83,6 +87,8 @@ def process_tree(pid: int) -> list[psutil.Process]:
 
 def stop_processes(procs: list[psutil.Process], timeout_s: float = 10.0) -> None:
     """SIGTERM each, wait up to ``timeout_s``, then SIGKILL what is left and reap it."""
+    import psutil
+
     for p in procs:
         try:
             p.terminate()
@@ -99,6 +105,8 @@ def stop_processes(procs: list[psutil.Process], timeout_s: float = 10.0) -> None
 
 def local_addresses() -> set[str]:
     """Every IP address of this host (of this network namespace)."""
+    import psutil
+
     return {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs
             if a.family in (socket.AF_INET, socket.AF_INET6)}
 

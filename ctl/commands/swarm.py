@@ -1,4 +1,8 @@
-"""Running nodes: tracker, one peer, and the peers of peers.json."""
+"""Running nodes: tracker, one peer, and the peers of peers.json.
+
+The tracker and each peer are started as ``python -m ctl tracker|peer``, so this module
+imports nothing at the top that those processes do not run (supervisor, rich, psutil).
+"""
 from __future__ import annotations
 
 import enum
@@ -9,10 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import client, nodes, render, supervisor
 from ctl.cli import command, commands, handle_errors
 from node import config
-from protocol import messages as m
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 app = commands()
@@ -80,6 +82,8 @@ TrackerEndpoint = Annotated[Optional[str], typer.Option(
 
 def _tracker_spec(tracker: str | None, host: str, port: int, store: str | None,
                   count: int = 1) -> supervisor.TrackerSpec:
+    from ctl import supervisor
+
     others: tuple[str, ...] = ()
     if tracker:
         first, *rest = config.tracker_endpoints(tracker)
@@ -106,6 +110,8 @@ def start_peer(
     supervisor_conf/supervisord.conf and supervisord is started (or told to reread and
     update). Manage them with: supervisorctl -c supervisor_conf/supervisord.conf status
     """
+    from ctl import nodes
+
     specs = nodes.split_local(nodes.load_peers(config_path), config_path)
     tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
@@ -115,9 +121,12 @@ def start_peer(
 
 
 def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
-               start_tracker: bool, web: supervisor.WebSpec = supervisor.WebSpec()) -> None:
+               start_tracker: bool, web: supervisor.WebSpec | None = None) -> None:
     """Write the config, start or update supervisord, and return once supervisord says
     RUNNING for every node and every node answers."""
+    from ctl import nodes, render, supervisor
+
+    web = web or supervisor.WebSpec()
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False, web=web))
     what = supervisor.start_or_update(conf)
     if start_tracker:
@@ -137,6 +146,8 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
 
 def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec, title: str,
                 web_url: str) -> None:
+    from ctl import render, supervisor
+
     info = {p["name"]: p for p in supervisor.process_info()}
     rows = []
     for name, address in [*zip(tracker.names, (e.removeprefix("tcp://") for e in tracker.endpoints)),
@@ -150,6 +161,8 @@ def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: superv
 
 
 def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: str) -> None:
+    from ctl import nodes, render
+
     logs = config.ensure_dir(config.logs_dir())
     procs: dict[str, subprocess.Popen] = {}
 
@@ -193,7 +206,7 @@ def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: st
         raise ZorrentError(f"peer {dead[0]} exited (see {logs / (dead[0] + '.log')})")
 
 
-swarm = typer.Typer(help="The whole swarm (tracker and peers) under supervisord.", no_args_is_help=True)
+swarm = commands(help="The whole swarm (tracker and peers) under supervisord.", no_args_is_help=True)
 app.add_typer(swarm, name="swarm")
 
 
@@ -213,6 +226,8 @@ def swarm_up(
     web_port: Annotated[int, typer.Option(help="Port of the web view.")] = config.DEFAULT_WEB_PORT,
 ) -> None:
     """Bring up the tracker(s), the web view and every peer of peers.json (those on this host) under supervisord."""
+    from ctl import nodes, supervisor
+
     _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
                _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store, trackers), start_tracker=True,
                web=supervisor.WebSpec(web_host, web_port))
@@ -225,6 +240,9 @@ def swarm_status(
     config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
 ) -> None:
     """supervisord's view of every node, merged with each peer's own (torrents, pieces, rates)."""
+    from ctl import client, nodes, render, supervisor
+    from protocol import messages as m
+
     specs = {s.peer_id: s for s in nodes.load_peers(config_path)}
     info = supervisor.process_info()
     if not info:
@@ -254,6 +272,8 @@ def swarm_status(
 @handle_errors
 def swarm_down(ctx: typer.Context) -> None:
     """Stop every node cleanly (SIGTERM, then SIGKILL after stopwaitsecs) and supervisord."""
+    from ctl import render, supervisor
+
     was = supervisor.running()
     supervisor.shutdown()
     render.out.print("swarm stopped" if was else "swarm was not running")

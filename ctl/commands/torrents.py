@@ -1,4 +1,7 @@
-"""Working with torrents: create, upload (seed), download, get, status."""
+"""Working with torrents: create, upload (seed), download, get, status.
+
+Each function imports the modules it runs (rich, zmq, the protocol messages) itself, so
+that the other commands, and `--help`, pay for none of them."""
 from __future__ import annotations
 
 import os
@@ -8,12 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import client, magnets, nodes, render
 from ctl.cli import command, commands
 from node import config
-from protocol import magnet
-from protocol import messages as m
-from protocol import metainfo
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 HASH_RATE_FLOOR_BPS = 100 * 1024 * 1024   # slowest recheck we wait for before a retry
@@ -52,6 +51,8 @@ def _trackers(announce: str) -> list[str]:
 
 def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
     """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients."""
+    from protocol import metainfo
+
     if http_announce is None:
         http_announce = config.http_announce_url(trackers[0]) if trackers[0].startswith("tcp://") else ""
     return metainfo.announce_list(*trackers, http_announce)
@@ -59,6 +60,8 @@ def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
 
 def _create(path: Path, piece_size: int | None, announce: str, http_announce: str | None = None,
             folder: bool = False) -> tuple[metainfo.Metainfo, Path]:
+    from protocol import metainfo
+
     make = metainfo.create_folder if folder else metainfo.create
     trackers = _trackers(announce)
     meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce))
@@ -68,11 +71,16 @@ def _create(path: Path, piece_size: int | None, announce: str, http_announce: st
 
 
 def _meta_rows(items: list[tuple[metainfo.Metainfo, Path]]) -> list[list]:
+    from ctl import render
+
     return [[meta.name + ("/" if meta.multi_file else ""), render.mib(meta.length), meta.num_pieces,
              f"{meta.piece_length // 1024} KiB", meta.info_hash, dest] for meta, dest in items]
 
 
 def _print_made(title: str, items: list[tuple[metainfo.Metainfo, Path]]) -> None:
+    from ctl import render
+    from protocol import magnet
+
     render.out.print(render.table(title, ["Name", "Size", "Pieces", "Piece size", "Info hash", "Torrent"],
                                   _meta_rows(items)))
     for meta, _ in items:
@@ -100,6 +108,9 @@ def create(
         "A folder as ONE multi-file torrent: output/torrents/FOLDER.torrent.")] = False,
 ) -> None:
     """Write output/torrents/NAME.torrent for a file (or each file of a folder), and print its magnet link."""
+    from ctl import render
+    from protocol import magnet
+
     if one_torrent:
         made = [_create(_folder(input), piece_size, announce, http_announce, folder=True)]
     else:
@@ -115,6 +126,8 @@ def create(
 
 def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
     """The existing torrent for ``path`` if it describes it, else a new one."""
+    from protocol import metainfo
+
     dest = torrent_path(path.name)
     if dest.exists():
         meta = metainfo.read(dest)
@@ -126,6 +139,8 @@ def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[
 def _folder_torrent_for(folder: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
     """The existing torrent for ``folder`` (ours or, say, mktorrent's) if its files are there
     with their sizes, else a new one."""
+    from protocol import metainfo
+
     dest = torrent_path(folder.resolve().name)
     if dest.exists():
         meta = metainfo.read(dest)
@@ -160,6 +175,10 @@ def upload(
 
     Creates the torrent first if there is none; returns once the tracker has every piece.
     """
+    from ctl import client, nodes, render
+    from protocol import magnet
+    from protocol import messages as m
+
     files = [_folder(input)] if one_torrent else _inputs(input)
     client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
     done = []
@@ -181,6 +200,9 @@ def upload(
 
 def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
     """The peer's view of one torrent; fail fast when the peer cannot reach the tracker."""
+    from ctl import client
+    from protocol import messages as m
+
     reply = client.peer_control(peer_id, m.Status(info_hash=info_hash))
     if not reply.registered and time.monotonic() - since > config.TRACKER_GRACE_S:
         raise TransportError(f"{peer_id} cannot reach the tracker (is it running? see "
@@ -220,6 +242,10 @@ def download(
 
     Shows progress, then the Download Statistics. Run it again to re-attach to a job.
     """
+    from ctl import client, magnets, nodes, render
+    from protocol import messages as m
+    from protocol import metainfo
+
     if (torrent is None) == (magnet_link is None):
         raise ZorrentError("give exactly one of --torrent and --magnet", ErrorCode.BAD_INPUT)
     host = nodes.listed_host(peer_id, peers_config, peer_host)
@@ -250,6 +276,9 @@ def download(
 
 def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
     """Poll the peer's status with a progress bar until the job ends or stalls."""
+    from ctl import render
+    from protocol import messages as m
+
     progress = render.download_progress()
     start = time.monotonic()
     last_have, last_change = -1, start
@@ -292,6 +321,10 @@ def get(
         help="Tracker endpoint; repeat it or comma-separate several (default: the torrent's trackers).")] = None,
 ) -> None:
     """List the torrent's peers and what each holds (standard BitTorrent clients too)."""
+    from ctl import client, render
+    from protocol import messages as m
+    from protocol import metainfo
+
     meta = metainfo.read(torrent)
     endpoints = config.tracker_endpoints(tracker) if tracker else client.tracker_endpoints_for(meta)
     try:
@@ -318,6 +351,9 @@ def get(
 
 def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: metainfo.Metainfo, unknown: RemoteError) -> None:
     """No zorrent peer registered the torrent; standard clients may still share it (BEP 48 counts)."""
+    from ctl import client, render
+    from protocol import messages as m
+
     swarm = client.tracker(endpoint, m.Scrape(info_hashes=[meta.info_hash]), timeout_s=ctx.obj.timeout_s).files[0]
     if not swarm.complete + swarm.incomplete:
         raise unknown
@@ -339,6 +375,10 @@ def remove(
     delete: Annotated[bool, typer.Option("--delete", help="Also delete the downloaded file or folder (never an uploaded one).")] = False,
 ) -> None:
     """Have a peer stop seeding or downloading a torrent."""
+    from ctl import client, render
+    from protocol import messages as m
+    from protocol import metainfo
+
     meta = metainfo.read(torrent)
     client.peer_control(peer_id, m.Remove(info_hash=meta.info_hash, delete_data=delete), timeout_s=ctx.obj.timeout_s)
     render.out.print(f"{peer_id} no longer holds {meta.name}" + (" (file deleted)" if delete else ""))
@@ -350,6 +390,9 @@ def status(
     peer_id: Annotated[str, typer.Option(help="The running peer to ask.")],
 ) -> None:
     """What a running peer holds: seeds, downloads and their progress."""
+    from ctl import client, render
+    from protocol import messages as m
+
     reply = client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=ctx.obj.timeout_s)
     if ctx.obj.json:
         render.emit_json(reply)
