@@ -1,6 +1,7 @@
 """Starting node processes from the CLI and waiting until they answer."""
 from __future__ import annotations
 
+import collections
 import ipaddress
 import json
 import os
@@ -10,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ctl import client
 from node import config
@@ -190,6 +191,25 @@ def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = 
             if time.monotonic() > deadline:
                 raise TransportError(f"peer {spec.peer_id} did not answer on {spec.ip}:{spec.port} "
                                      f"within {timeout_s:g}s") from None
+
+
+def start_paced(specs: list[PeerSpec], start: Callable[[PeerSpec], object],
+                wait: Callable[[PeerSpec], None] | None = None, window: int = config.PEER_START_WINDOW) -> None:
+    """Start each peer with ``start``, at most ``window`` at a time: the next one starts once
+    the oldest still starting answers (``wait``, by default a ping). Returns once all answer.
+
+    A peer's start-up is CPU-bound (an interpreter importing its modules), so hundreds
+    started at once take as long in total as in a row, and everything else on the host
+    (the tracker first) waits meanwhile."""
+    wait = wait or (lambda spec: wait_peer(spec, None))
+    starting: collections.deque[PeerSpec] = collections.deque()
+    for spec in specs:
+        if len(starting) >= window:
+            wait(starting.popleft())
+        start(spec)
+        starting.append(spec)
+    while starting:
+        wait(starting.popleft())
 
 
 def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S, log_name: str = "tracker") -> None:

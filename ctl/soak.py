@@ -177,8 +177,7 @@ class Soak:
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
-        for spec in self.specs:
-            nodes.wait_peer(spec, None, timeout_s=60)
+        supervisor.start_peers(self.specs)
         nodes.wait_web(web.url)
         self.pids = _pids()
         self.say(f"up: tracker {', '.join(tracker.endpoints)} and {len(self.specs)} peers under supervisord ({conf})")

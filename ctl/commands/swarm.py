@@ -134,9 +134,7 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
-    supervisor.wait_running([spec.peer_id for spec in specs])
-    for spec in specs:
-        nodes.wait_peer(spec, None)
+    supervisor.start_peers(specs)
     if start_tracker:
         nodes.wait_web(web.url)
     _show_swarm(ctx, specs, tracker, f"supervisord {what}: {conf}", web.url)
@@ -177,13 +175,13 @@ def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: st
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    try:
-        for spec in specs:
-            log = open(logs / f"{spec.peer_id}.log", "ab")
+    def spawn(spec: nodes.PeerSpec) -> None:
+        with open(logs / f"{spec.peer_id}.log", "ab") as log:
             procs[spec.peer_id] = subprocess.Popen(nodes.peer_argv(spec, tracker), stdout=log,
                                                    stderr=subprocess.STDOUT, env=nodes.node_env())
-        for spec in specs:
-            nodes.wait_peer(spec, procs[spec.peer_id])
+
+    try:
+        nodes.start_paced(specs, spawn, lambda spec: nodes.wait_peer(spec, procs[spec.peer_id]))
     except (ZorrentError, KeyboardInterrupt):
         stop_all()
         raise
