@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 # Modules that cost tens of milliseconds (or megabytes) each to import on this machine.
-HEAVY = ["rich", "zmq", "msgpack", "supervisor", "psutil", "aiohttp", "pymongo", "xmlrpc.client",
+HEAVY = ["rich", "zmq", "msgpack", "supervisor", "psutil", "aiohttp", "pymongo", "pydantic", "xmlrpc.client",
          "http.client", "asyncio", "protocol.messages", "protocol.metainfo", "ctl.soak", "ctl.lab",
          "ctl.supervisor", "ctl.client", "node.peer.main", "node.tracker.main", "node.web.server"]
 
@@ -53,7 +53,7 @@ def test_status_imports_only_the_request_and_the_table(tmp_path):
     """No peer runs here, so status fails fast, after importing what it runs."""
     modules = loaded_by(tmp_path, "status", "--peer-id", "peer2")
     assert "ctl.client" in modules and "rich.table" in modules
-    assert heavy_in(modules, ["supervisor", "psutil", "aiohttp", "pymongo", "xmlrpc.client", "ctl.soak",
+    assert heavy_in(modules, ["supervisor", "psutil", "aiohttp", "pymongo", "pydantic", "xmlrpc.client", "ctl.soak",
                               "ctl.lab", "ctl.supervisor", "rich.progress", "protocol.metainfo",
                               "node.peer.main", "node.tracker.main"]) == []
 
@@ -66,5 +66,5 @@ def test_a_node_process_loads_none_of_the_cli(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
                          capture_output=True, text=True, timeout=60, check=True)
     modules = set(json.loads(res.stdout))
-    assert heavy_in(modules, ["rich", "supervisor", "psutil", "xmlrpc.client", "ctl.soak", "ctl.lab",
+    assert heavy_in(modules, ["rich", "supervisor", "psutil", "pydantic", "xmlrpc.client", "ctl.soak", "ctl.lab",
                               "ctl.supervisor", "ctl.client", "ctl.render"]) == []
