@@ -1,8 +1,6 @@
 """The Typer root: global options in the callback; the commands live in ctl/commands/,
 each module with its own Typer, merged here with add_typer. Those modules are light:
 each command imports what it runs when it runs (see ctl/cli.py)."""
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,4 @@
 """Random test input files."""
-from __future__ import annotations
-
 import random
 from pathlib import Path
 from typing import Annotated

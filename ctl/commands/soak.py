@@ -1,6 +1,4 @@
 """zorrent soak: a long-running local swarm that is killed at random and must lose nothing."""
-from __future__ import annotations
-
 import signal
 import time
 from pathlib import Path

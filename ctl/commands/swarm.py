@@ -3,8 +3,6 @@
 The tracker and each peer are started as ``python -m ctl tracker|peer``, so this module
 imports nothing at the top that those processes do not run (supervisor, rich, psutil).
 """
-from __future__ import annotations
-
 import enum
 import signal
 import subprocess
@@ -81,7 +79,7 @@ TrackerEndpoint = Annotated[Optional[str], typer.Option(
 
 
 def _tracker_spec(tracker: str | None, host: str, port: int, store: str | None,
-                  count: int = 1) -> supervisor.TrackerSpec:
+                  count: int = 1) -> "supervisor.TrackerSpec":
     from ctl import supervisor
 
     others: tuple[str, ...] = ()
@@ -120,8 +118,8 @@ def start_peer(
     _supervise(ctx, specs, tracker, start_tracker=False)
 
 
-def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
-               start_tracker: bool, web: supervisor.WebSpec | None = None) -> None:
+def _supervise(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec",
+               start_tracker: bool, web: "supervisor.WebSpec | None" = None) -> None:
     """Write the config, start or update supervisord, and return once supervisord says
     RUNNING for every node and every node answers."""
     from ctl import nodes, render, supervisor
@@ -142,7 +140,7 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
         render.out.print(f"web view: {web.url}  (also {web.url}api/swarm and {web.url}metrics)")
 
 
-def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec, title: str,
+def _show_swarm(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec", title: str,
                 web_url: str) -> None:
     from ctl import render, supervisor
 
@@ -158,7 +156,7 @@ def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: superv
         render.out.print(render.table(title, ["Program", "Address", "State", "PID", "Info"], rows))
 
 
-def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: str) -> None:
+def _run_foreground(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: str) -> None:
     from ctl import nodes, render
 
     logs = config.ensure_dir(config.logs_dir())
@@ -175,7 +173,7 @@ def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: st
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    def spawn(spec: nodes.PeerSpec) -> None:
+    def spawn(spec: "nodes.PeerSpec") -> None:
         with open(logs / f"{spec.peer_id}.log", "ab") as log:
             procs[spec.peer_id] = subprocess.Popen(nodes.peer_argv(spec, tracker), stdout=log,
                                                    stderr=subprocess.STDOUT, env=nodes.node_env())

@@ -2,8 +2,6 @@
 
 Each function imports the modules it runs (rich, zmq, the protocol messages) itself, so
 that the other commands, and `--help`, pay for none of them."""
-from __future__ import annotations
-
 import os
 import time
 from pathlib import Path
@@ -59,7 +57,7 @@ def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
 
 
 def _create(path: Path, piece_size: int | None, announce: str, http_announce: str | None = None,
-            folder: bool = False) -> tuple[metainfo.Metainfo, Path]:
+            folder: bool = False) -> "tuple[metainfo.Metainfo, Path]":
     from protocol import metainfo
 
     make = metainfo.create_folder if folder else metainfo.create
@@ -70,14 +68,14 @@ def _create(path: Path, piece_size: int | None, announce: str, http_announce: st
     return meta, dest
 
 
-def _meta_rows(items: list[tuple[metainfo.Metainfo, Path]]) -> list[list]:
+def _meta_rows(items: "list[tuple[metainfo.Metainfo, Path]]") -> list[list]:
     from ctl import render
 
     return [[meta.name + ("/" if meta.multi_file else ""), render.mib(meta.length), meta.num_pieces,
              f"{meta.piece_length // 1024} KiB", meta.info_hash, dest] for meta, dest in items]
 
 
-def _print_made(title: str, items: list[tuple[metainfo.Metainfo, Path]]) -> None:
+def _print_made(title: str, items: "list[tuple[metainfo.Metainfo, Path]]") -> None:
     from ctl import render
     from protocol import magnet
 
@@ -124,7 +122,7 @@ def create(
     _print_made("Torrents created", made)
 
 
-def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _torrent_for(path: Path, announce: str, http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``path`` if it describes it, else a new one."""
     from protocol import metainfo
 
@@ -136,7 +134,7 @@ def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[
     return _create(path, None, announce, http_announce)
 
 
-def _folder_torrent_for(folder: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _folder_torrent_for(folder: Path, announce: str, http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``folder`` (ours or, say, mktorrent's) if its files are there
     with their sizes, else a new one."""
     from protocol import metainfo
@@ -198,7 +196,7 @@ def upload(
     _print_made(f"Seeding on {peer_id}", done)
 
 
-def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
+def _job(peer_id: str, info_hash: str, since: float) -> "m.JobStatus":
     """The peer's view of one torrent; fail fast when the peer cannot reach the tracker."""
     from ctl import client
     from protocol import messages as m
@@ -210,7 +208,7 @@ def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
     return reply.jobs[0]
 
 
-def _wait_announced(peer_id: str, meta: metainfo.Metainfo) -> None:
+def _wait_announced(peer_id: str, meta: "metainfo.Metainfo") -> None:
     start = time.monotonic()
     while True:
         job = _job(peer_id, meta.info_hash, start)
@@ -274,7 +272,7 @@ def download(
     render.download_statistics(job)
 
 
-def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
+def _follow(peer_id: str, meta: "metainfo.Metainfo", quiet: bool) -> "m.JobStatus":
     """Poll the peer's status with a progress bar until the job ends or stalls."""
     from ctl import render
     from protocol import messages as m
@@ -349,7 +347,7 @@ def get(
         render.out.print("No live peer seeds or downloads it.")
 
 
-def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: metainfo.Metainfo, unknown: RemoteError) -> None:
+def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: "metainfo.Metainfo", unknown: RemoteError) -> None:
     """No zorrent peer registered the torrent; standard clients may still share it (BEP 48 counts)."""
     from ctl import client, render
     from protocol import messages as m
