@@ -57,6 +57,9 @@ def env() -> dict[str, str]:
     e["PYTHONPATH"] = str(REPO)
     for k in ("ZORRENT_TRACKER", "ZORRENT_STORE"):
         e.pop(k, None)
+    # Python caches bytecode unless told not to; an environment that turns it off (as CI
+    # shells may) adds the compiling of every module to every start: not what a user sees.
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
     return e
 
 
