@@ -70,6 +70,16 @@ def cli(work: Path, *args: str, timeout_s: float = 900) -> subprocess.CompletedP
     return res
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (a port freed is often handed out again at once)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 # ---------------------------------------------------------------- idle cost
 @dataclass
 class Phase:
@@ -140,9 +150,9 @@ def run_size(root: Path, n: int, idle_s: float, settle_s: float, extras: bool, u
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     peers = [f"p{i:03d}" for i in range(1, n + 1)]
-    ports = {p: free_port() for p in peers}
+    ports = dict(zip(peers, free_ports(n)))
     (work / "peers.json").write_text(json.dumps({p: {"ip": "127.0.0.1", "port": ports[p]} for p in peers}))
-    tport, wport = free_port(), free_port()
+    tport, wport = [p for p in free_ports(n + 2) if p not in ports.values()][:2]
     here = os.getcwd()
     os.chdir(work)                      # this process reads the same supervisord socket
     try:
@@ -324,16 +334,22 @@ def main() -> int:
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-scale-")).resolve()
     counts = sorted(int(x) for x in args.sizes.split(","))
     print(f"{os.cpu_count()} cores, sizes {counts}, {args.idle_s:g} s per reading", flush=True)
-    sizes = []
+    sizes, failed = [], []
     for i, n in enumerate(counts):
-        sizes.append(run_size(root, n, args.idle_s, args.settle_s, i == 0, args.upload_mib, args.cli_runs))
+        try:
+            sizes.append(run_size(root, n, args.idle_s, args.settle_s, i == 0, args.upload_mib, args.cli_runs))
+        except SystemExit as exc:           # a size that does not come up is a result too
+            failed.append((n, str(exc)))
+            print(f"  {n} peers FAILED: {exc}", flush=True)
     print_report(sizes)
+    for n, why in failed:
+        print(f"\n{n} peers: FAILED: {why}")
     if args.json:
         Path(args.json).write_text(json.dumps([s.__dict__ | {"phases": {k: v.__dict__ for k, v in s.phases.items()}}
                                                for s in sizes], indent=1))
     if not args.dir:
         shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
