@@ -34,8 +34,12 @@ install-bench: $(BIN)/python
 demo: install
 	$(BIN)/python -m ctl.demo
 
+# 4 workers on 2 cores: most tests wait on real processes and sockets more than they compute.
+# Tests marked xdist_group("NAME") share one worker and run in turn (the namespace lab, the soaks).
+PYTEST_WORKERS ?= 4
+
 test: install-test
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # A 5-minute soak: 10 peers, a random node SIGKILLed every 20 s (the full one: --peers 20 --minutes 30)
 soak: install

@@ -124,6 +124,8 @@ class JobState(str, Enum):
     CHECKING = "checking"          # the file changed on disk: re-hashing it, serving and announcing nothing
     MISSING = "missing"            # the file is gone (or is no longer a regular file): nothing is served
     CHANGED = "changed"            # re-hashed after a change: only the pieces that still verify are served
+    HASHING = "hashing"            # an upload, or a resumed file, being hashed (off the event loop): nothing
+                                   # served or announced until it ends (then seeding, downloading or failed)
 
 
 # ---------------------------------------------------------------- nested records
@@ -192,6 +194,8 @@ class JobStatus:
     elapsed_s: float
     error: str
     peers: list[PeerStat] = field(default_factory=list)
+    hashed_bytes: int = 0  # while hashing or checking: bytes hashed so far, of
+    hash_bytes: int = 0    # ... this many (0: no hash under way)
 
 
 @dataclass(frozen=True)
