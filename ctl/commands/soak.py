@@ -1,6 +1,4 @@
 """zorrent soak: a long-running local swarm that is killed at random and must lose nothing."""
-from __future__ import annotations
-
 import signal
 import time
 from pathlib import Path
@@ -8,10 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import render
 from ctl.cli import command, commands
 from ctl.commands.inputs import parse_size
-from ctl.soak import Links, Soak
 from node import config
 from protocol.errors import ZorrentError
 
@@ -53,6 +49,9 @@ def soak(
 
     Exits 1 if any downloaded file is wrong or any download never finished.
     """
+    from ctl import render
+    from ctl.soak import Links, Soak
+
     where = Path(workdir or config.output_dir() / f"soak-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     where.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _stop)   # a clean stop: the swarm always goes down
