@@ -14,7 +14,6 @@ from node import config
 from node.channel import call
 from node.failover import call_any
 from protocol import messages as m
-from protocol import metainfo
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 _zctx: zmq.Context | None = None
@@ -56,6 +55,8 @@ def seed(peer_id: str, path: str, meta, timeout_s: float) -> m.JobStatus:
 def tracker_endpoints_for(meta=None) -> list[str]:
     """A zorrent torrent names its trackers (announce-list, then announce); anything else
     falls back to ``$ZORRENT_TRACKER`` or the default."""
+    from protocol import metainfo
+
     named = [url for url in (metainfo.tracker_urls(meta) if meta is not None else [])
              if url.startswith("tcp://")]
     return config.tracker_endpoints(named or None)

@@ -26,7 +26,6 @@ from pathlib import Path
 import psutil
 
 from ctl import client, nodes, supervisor
-from ctl.lab import Lab
 from ctl.commands.inputs import write_random_file
 from ctl.soak_report import Timeline, write_html
 from node import config
@@ -151,6 +150,8 @@ class Soak:
         os.environ["ZORRENT_SUPERVISOR_CONF"] = str(self.workdir / "supervisor_conf")
         launcher = None
         if self.links:
+            from ctl.lab import Lab
+
             self.lab = Lab()
             loss = self.links.loss_pct
             tracker_host = self.lab.add_host("tracker", None, loss)
@@ -176,8 +177,7 @@ class Soak:
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
-        for spec in self.specs:
-            nodes.wait_peer(spec, None, timeout_s=60)
+        supervisor.start_peers(self.specs)
         nodes.wait_web(web.url)
         self.pids = _pids()
         self.say(f"up: tracker {', '.join(tracker.endpoints)} and {len(self.specs)} peers under supervisord ({conf})")

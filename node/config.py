@@ -218,6 +218,11 @@ SUPERVISOR_STARTSECS = 2                      # up this long counts as started
 SUPERVISOR_STOPWAITSECS = 15                  # SIGTERM, then SIGKILL after this long
 SUPERVISOR_LOG_MAXBYTES = "10MB"
 SUPERVISOR_LOG_BACKUPS = 3
+# Peers the CLI has starting at once (a Python process importing its modules is CPU-bound):
+# a new one starts as soon as the oldest answers a ping. 300 peers forked together on 2 cores
+# starved the tracker for over 15 s; this many per core keeps both cores busy with start-ups
+# and the tracker answering. supervisord's own autostart is off for peers for the same reason.
+PEER_START_WINDOW = max(4, 2 * (os.cpu_count() or 1))
 
 # ---------------------------------------------------------------- transfer
 PIPELINE_BYTES = 8 * 1024 * 1024              # block bytes in flight to one remote peer

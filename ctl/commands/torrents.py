@@ -1,6 +1,7 @@
-"""Working with torrents: create, upload (seed), download, get, status."""
-from __future__ import annotations
+"""Working with torrents: create, upload (seed), download, get, status.
 
+Each function imports the modules it runs (rich, zmq, the protocol messages) itself, so
+that the other commands, and `--help`, pay for none of them."""
 import os
 import time
 from pathlib import Path
@@ -8,12 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import client, magnets, nodes, render
 from ctl.cli import command, commands
 from node import config
-from protocol import magnet
-from protocol import messages as m
-from protocol import metainfo
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 
@@ -53,13 +50,17 @@ def _trackers(announce: str | None) -> list[str]:
 
 def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
     """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients."""
+    from protocol import metainfo
+
     if http_announce is None:
         http_announce = config.http_announce_url(trackers[0]) if trackers[0].startswith("tcp://") else ""
     return metainfo.announce_list(*trackers, http_announce)
 
 
 def _create(path: Path, piece_size: int | None, announce: str | None, http_announce: str | None = None,
-            folder: bool = False) -> tuple[metainfo.Metainfo, Path]:
+            folder: bool = False) -> "tuple[metainfo.Metainfo, Path]":
+    from protocol import metainfo
+
     make = metainfo.create_folder if folder else metainfo.create
     trackers = _trackers(announce)
     meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce))
@@ -68,12 +69,17 @@ def _create(path: Path, piece_size: int | None, announce: str | None, http_annou
     return meta, dest
 
 
-def _meta_rows(items: list[tuple[metainfo.Metainfo, Path]]) -> list[list]:
+def _meta_rows(items: "list[tuple[metainfo.Metainfo, Path]]") -> list[list]:
+    from ctl import render
+
     return [[meta.name + ("/" if meta.multi_file else ""), render.mib(meta.length), meta.num_pieces,
              f"{meta.piece_length // 1024} KiB", meta.info_hash, dest] for meta, dest in items]
 
 
-def _print_made(title: str, items: list[tuple[metainfo.Metainfo, Path]]) -> None:
+def _print_made(title: str, items: "list[tuple[metainfo.Metainfo, Path]]") -> None:
+    from ctl import render
+    from protocol import magnet
+
     render.out.print(render.table(title, ["Name", "Size", "Pieces", "Piece size", "Info hash", "Torrent"],
                                   _meta_rows(items)))
     for meta, _ in items:
@@ -101,6 +107,9 @@ def create(
         "A folder as ONE multi-file torrent: output/torrents/FOLDER.torrent.")] = False,
 ) -> None:
     """Write output/torrents/NAME.torrent for a file (or each file of a folder), and print its magnet link."""
+    from ctl import render
+    from protocol import magnet
+
     if one_torrent:
         made = [_create(_folder(input), piece_size, announce, http_announce, folder=True)]
     else:
@@ -114,8 +123,10 @@ def create(
     _print_made("Torrents created", made)
 
 
-def _torrent_for(path: Path, announce: str | None, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _torrent_for(path: Path, announce: str | None, http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``path`` if it describes it, else a new one."""
+    from protocol import metainfo
+
     dest = torrent_path(path.name)
     if dest.exists():
         meta = metainfo.read(dest)
@@ -124,9 +135,12 @@ def _torrent_for(path: Path, announce: str | None, http_announce: str | None) ->
     return _create(path, None, announce, http_announce)
 
 
-def _folder_torrent_for(folder: Path, announce: str | None, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _folder_torrent_for(folder: Path, announce: str | None,
+                        http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``folder`` (ours or, say, mktorrent's) if its files are there
     with their sizes, else a new one."""
+    from protocol import metainfo
+
     dest = torrent_path(folder.resolve().name)
     if dest.exists():
         meta = metainfo.read(dest)
@@ -161,6 +175,10 @@ def upload(
 
     Creates the torrent first if there is none; returns once the tracker has every piece.
     """
+    from ctl import client, nodes, render
+    from protocol import magnet
+    from protocol import messages as m
+
     files = [_folder(input)] if one_torrent else _inputs(input)
     client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
     done = []
@@ -180,8 +198,11 @@ def upload(
     _print_made(f"Seeding on {peer_id}", done)
 
 
-def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
+def _job(peer_id: str, info_hash: str, since: float) -> "m.JobStatus":
     """The peer's view of one torrent; fail fast when the peer cannot reach the tracker."""
+    from ctl import client
+    from protocol import messages as m
+
     reply = client.peer_control(peer_id, m.Status(info_hash=info_hash))
     if not reply.registered and time.monotonic() - since > config.TRACKER_GRACE_S:
         raise TransportError(f"{peer_id} cannot reach the tracker (is it running? see "
@@ -189,9 +210,12 @@ def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
     return reply.jobs[0]
 
 
-def _wait_hashed(peer_id: str, metas: list[metainfo.Metainfo], quiet: bool) -> None:
+def _wait_hashed(peer_id: str, metas: "list[metainfo.Metainfo]", quiet: bool) -> None:
     """Follow the peer's hash of each uploaded file (a progress bar with rate and ETA) until it
     seeds; a file that does not match its torrent is refused (exit 3), as the peer says."""
+    from ctl import client, render
+    from protocol import messages as m
+
     progress = render.download_progress()
     start = time.monotonic()
     with progress if not quiet else _NoProgress() as bar:
@@ -218,7 +242,7 @@ def _wait_hashed(peer_id: str, metas: list[metainfo.Metainfo], quiet: bool) -> N
                 time.sleep(config.STATUS_POLL_S)
 
 
-def _wait_announced(peer_id: str, meta: metainfo.Metainfo) -> None:
+def _wait_announced(peer_id: str, meta: "metainfo.Metainfo") -> None:
     start = time.monotonic()
     while True:
         job = _job(peer_id, meta.info_hash, start)
@@ -254,6 +278,10 @@ def download(
 
     Shows progress, then the Download Statistics. Run it again to re-attach to a job.
     """
+    from ctl import client, magnets, nodes, render
+    from protocol import messages as m
+    from protocol import metainfo
+
     if (torrent is None) == (magnet_link is None):
         raise ZorrentError("give exactly one of --torrent and --magnet", ErrorCode.BAD_INPUT)
     host = nodes.listed_host(peer_id, peers_config, peer_host)
@@ -276,7 +304,7 @@ def download(
     render.download_statistics(job)
 
 
-def output_path(meta: metainfo.Metainfo, output: str | None, held: str | None = None) -> str:
+def output_path(meta: "metainfo.Metainfo", output: str | None, held: str | None = None) -> str:
     """Where a download's content goes, one rule for a file and a folder (``cp -r``'s):
     ``--output`` naming an existing folder means NAME inside it, any other path is the
     content's own path; no ``--output``, ``downloads/NAME``. A torrent the peer already holds
@@ -296,6 +324,9 @@ def output_path(meta: metainfo.Metainfo, output: str | None, held: str | None = 
 
 def _held_path(peer_id: str, info_hash: str) -> str | None:
     """The path of the peer's job for this torrent (its resume state's), or None."""
+    from ctl import client
+    from protocol import messages as m
+
     try:
         reply = client.peer_control(peer_id, m.Status(info_hash=info_hash))
     except RemoteError as exc:
@@ -305,8 +336,11 @@ def _held_path(peer_id: str, info_hash: str) -> str | None:
     return reply.jobs[0].path if reply.jobs else None
 
 
-def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
+def _follow(peer_id: str, meta: "metainfo.Metainfo", quiet: bool) -> "m.JobStatus":
     """Poll the peer's status with a progress bar until the job ends or stalls."""
+    from ctl import render
+    from protocol import messages as m
+
     progress = render.download_progress()
     start = time.monotonic()
     last_have, last_change = None, start
@@ -354,6 +388,10 @@ def get(
         help="Tracker endpoint; repeat it or comma-separate several (default: the torrent's trackers).")] = None,
 ) -> None:
     """List the torrent's peers and what each holds (standard BitTorrent clients too)."""
+    from ctl import client, render
+    from protocol import messages as m
+    from protocol import metainfo
+
     meta = metainfo.read(torrent)
     endpoints = config.tracker_endpoints(tracker) if tracker else client.tracker_endpoints_for(meta)
     try:
@@ -378,8 +416,11 @@ def get(
         render.out.print("No live peer seeds or downloads it.")
 
 
-def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: metainfo.Metainfo, unknown: RemoteError) -> None:
+def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: "metainfo.Metainfo", unknown: RemoteError) -> None:
     """No zorrent peer registered the torrent; standard clients may still share it (BEP 48 counts)."""
+    from ctl import client, render
+    from protocol import messages as m
+
     swarm = client.tracker(endpoint, m.Scrape(info_hashes=[meta.info_hash]), timeout_s=ctx.obj.timeout_s).files[0]
     if not swarm.complete + swarm.incomplete:
         raise unknown
@@ -401,6 +442,10 @@ def remove(
     delete: Annotated[bool, typer.Option("--delete", help="Also delete the downloaded file or folder (never an uploaded one).")] = False,
 ) -> None:
     """Have a peer stop seeding or downloading a torrent."""
+    from ctl import client, render
+    from protocol import messages as m
+    from protocol import metainfo
+
     meta = metainfo.read(torrent)
     client.peer_control(peer_id, m.Remove(info_hash=meta.info_hash, delete_data=delete), timeout_s=ctx.obj.timeout_s)
     render.out.print(f"{peer_id} no longer holds {meta.name}" + (" (file deleted)" if delete else ""))
@@ -412,6 +457,9 @@ def status(
     peer_id: Annotated[str, typer.Option(help="The running peer to ask.")],
 ) -> None:
     """What a running peer holds: seeds, downloads and their progress."""
+    from ctl import client, render
+    from protocol import messages as m
+
     reply = client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=ctx.obj.timeout_s)
     if ctx.obj.json:
         render.emit_json(reply)
