@@ -319,10 +319,22 @@ def folder_files(folder: Path) -> list[tuple[tuple[str, ...], Path]]:
     return sorted(found)
 
 
+def _hashed(hashes, plen: int, length: int, progress) -> bytes:
+    """Join piece digests, telling ``progress(n)`` (if given) of every n bytes hashed."""
+    if progress is None:
+        return b"".join(hashes)
+    out = []
+    for i, digest in enumerate(hashes):
+        out.append(digest)
+        progress(min(plen, length - i * plen))
+    return b"".join(out)
+
+
 def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None,
-                  tiers: list[list[str]] | None = None) -> Metainfo:
+                  tiers: list[list[str]] | None = None, progress=None) -> Metainfo:
     """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``).
-    One file is open at a time, however many the folder holds."""
+    One file is open at a time, however many the folder holds. ``progress(n)``, if given,
+    is told of every n bytes hashed."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MetainfoError(f"{folder} is not a folder")
@@ -351,7 +363,7 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
                 os.close(fd)
 
     try:
-        pieces = b"".join(iter_stream_hashes(opened(), plen))
+        pieces = _hashed(iter_stream_hashes(opened(), plen), plen, length, progress)
     except OSError as exc:
         raise MetainfoError(f"cannot read {folder}: {exc.strerror or exc}") from None
     name = folder.resolve().name
@@ -362,8 +374,9 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
 
 
 def create(path: str | os.PathLike, announce: str, piece_length: int | None = None,
-           tiers: list[list[str]] | None = None) -> Metainfo:
-    """Hash ``path`` and build its metainfo (not yet written anywhere)."""
+           tiers: list[list[str]] | None = None, progress=None) -> Metainfo:
+    """Hash ``path`` and build its metainfo (not yet written anywhere); ``progress(n)``, if
+    given, is told of every n bytes hashed."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -375,7 +388,7 @@ def create(path: str | os.PathLike, announce: str, piece_length: int | None = No
             raise MetainfoError(f"{path} is empty; nothing to share")
         plen = piece_length or auto_piece_length(length)
         _check_piece_length(plen)
-        pieces = b"".join(iter_piece_hashes(fd, length, plen))
+        pieces = _hashed(iter_piece_hashes(fd, length, plen), plen, length, progress)
     finally:
         os.close(fd)
     check_name(path.name)
