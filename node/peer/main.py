@@ -13,7 +13,7 @@ from typing import Any
 
 import zmq
 
-from node import config
+from node import config, curve
 from node.channel import call
 from node.dispatch import Context, bind_router, serve
 from node.failover import FailoverChannel
@@ -204,6 +204,7 @@ class PeerNode(Context):
                      timeout_s=0.5, tries=1)
             except ZorrentError:
                 pass
+        curve.stop(self.zctx)
         self.zctx.destroy(linger=0)
 
     # ------------------------------------------------------------------ tracker link
@@ -479,6 +480,7 @@ def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], u
     try:
         endpoint = node.start()
     except Exception:
+        curve.stop(node.zctx)
         node.zctx.destroy(linger=0)
         raise
     for sig in (signal.SIGTERM, signal.SIGINT):
