@@ -8,6 +8,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import fastbencode
 import pytest
 import zmq.auth
 
@@ -186,3 +187,35 @@ def test_a_wrong_key_learns_not_even_the_torrent_list(swarm, keyed, tmp_path, mo
     text = json.dumps(bad)
     assert not bad["tracker"]["up"] and not bad["torrents"] and not bad["peers"]
     assert info_hash not in text and "secret.bin" not in text
+
+
+def http_announce(url: str, info_hash: str) -> dict:
+    query = "&".join([f"info_hash={''.join(f'%{b:02x}' for b in bytes.fromhex(info_hash))}",
+                      "peer_id=-LT2110-abcdefghijkl", "port=6881", "uploaded=0", "downloaded=0",
+                      "left=100", "event=started", "compact=1"])
+    with urllib.request.urlopen(f"{url}?{query}", timeout=5) as r:
+        return fastbencode.bdecode(r.read())
+
+
+def test_private_torrents_are_refused_by_the_http_door(swarm, tmp_path):
+    """BEP 27: `create --private` sets private=1 in the info dict; the HTTP door never hands
+    such a torrent to standard clients, while a public one beside it is served as before."""
+    swarm.tracker()
+    door = (tmp_path / "tracker.ready.http").read_text()
+    swarm.peer("z1")
+    src = write_random(tmp_path / "in" / "private.bin", 600_000, seed=5)
+    public = write_random(tmp_path / "in" / "public.bin", 600_000, seed=6)
+    made = swarm.cli_json("create", "--input", str(src), "--private")[0]
+    assert made["private"] is True
+    top = fastbencode.bdecode((tmp_path / made["torrent"]).read_bytes())
+    assert top[b"info"][b"private"] == 1 and b"announce-list" not in top   # no HTTP door named in it
+    up = swarm.upload(src, "z1")
+    assert up["info_hash"] == made["info_hash"]
+    swarm.upload(public, "z1")
+    pub = next(t for t in swarm.cli_json("create", "--input", str(public)) if t["name"] == "public.bin")
+
+    refused = http_announce(door, made["info_hash"])
+    assert b"private" in refused[b"failure reason"] and b"peers" not in refused
+    assert b"failure reason" not in http_announce(door, pub["info_hash"])
+    # zorrent peers (and `get`) still see the private torrent's swarm
+    assert "z1" in swarm.cli("get", "--torrent", made["torrent"]).stdout
