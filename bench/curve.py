@@ -1,0 +1,121 @@
+"""What CURVE costs ZeroMQ itself, apart from zorrent: one DEALER streams messages to a
+ROUTER over loopback tcp, plain and with CURVE (libsodium), at several message sizes.
+
+    python bench/curve.py                    # 16 KiB, 256 KiB, 1 MiB, 4 MiB; 256 MiB each
+    python bench/curve.py --mib 512 --size 4194304
+
+The two ends are separate processes (each with its own libzmq I/O thread, as a seed and a
+leecher are), with a bounded window of messages in flight, as zorrent's credit does. It
+prints MB/s for each and the CURVE/plain ratio, measured in the same run, alternating.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zmq
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MIB = 1024 * 1024
+WINDOW_BYTES = 8 * MIB           # zorrent's PIPELINE_BYTES: what is in flight to one peer
+
+
+def _server(keys: str | None, size: int, count: int, ready) -> None:
+    """Answers each small request with one ``size``-byte payload frame (a GetBlock's reply)."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    if keys:
+        import os
+
+        os.environ["ZORRENT_KEYS"] = keys
+        from node import curve
+
+        curve.secure_server(ctx, sock, "tcp://127.0.0.1:0")
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    ready.send(port)
+    payload = zmq.Frame(b"\xab" * size)
+    for _ in range(count):
+        ident, _req = sock.recv_multipart(copy=False)
+        sock.send_multipart([ident, b"h", payload], copy=False)
+    ready.recv()                  # the client has everything
+    sock.close(linger=0)
+    if keys:
+        from node import curve
+
+        curve.stop(ctx)
+    ctx.term()
+
+
+def one(keys: str | None, size: int, total: int) -> float:
+    """MB/s of one run: ``total`` bytes in ``size``-byte replies, a window in flight."""
+    count = max(1, total // size)
+    here, there = mp.Pipe()
+    proc = mp.Process(target=_server, args=(keys, size, count, there))
+    proc.start()
+    port = here.recv()
+    import os
+
+    if keys:
+        os.environ["ZORRENT_KEYS"] = keys
+    else:
+        os.environ.pop("ZORRENT_KEYS", None)
+    from node import curve
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    endpoint = f"tcp://127.0.0.1:{port}"
+    curve.secure_client(sock, endpoint)
+    sock.connect(endpoint)
+    window = max(2, WINDOW_BYTES // size)
+    sent = got = 0
+    started = None
+    while got < count:
+        while sent < count and sent - got < window:
+            sock.send(b"r")
+            sent += 1
+        frames = sock.recv_multipart(copy=False)
+        if started is None:
+            started = time.perf_counter()          # from the first reply: the handshake is not counted
+        got += 1
+        assert len(frames[1]) == size
+    seconds = time.perf_counter() - started
+    here.send(b"done")
+    proc.join()
+    sock.close(linger=0)
+    ctx.term()
+    return (count - 1) * size / 1e6 / seconds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mib", type=int, default=256, help="bytes per run, in MiB")
+    ap.add_argument("--size", type=int, action="append", help="message size in bytes (repeatable)")
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    from node import curve
+
+    keys = str(curve.make_swarm(Path(tempfile.mkdtemp(prefix="zorrent-curve-")) / "keys").folder)
+    sizes = args.size or [16 * 1024, 256 * 1024, MIB, 4 * MIB]
+    print(f"{args.mib} MiB per run, {args.runs} runs each, alternating plain and CURVE, "
+          f"{WINDOW_BYTES // MIB} MiB in flight", flush=True)
+    print("\n| message | plain MB/s | CURVE MB/s | CURVE / plain |\n|---|---|---|---|")
+    for size in sizes:
+        plain, curved = [], []
+        for _ in range(args.runs):
+            plain.append(one(None, size, args.mib * MIB))
+            curved.append(one(keys, size, args.mib * MIB))
+        p, c = statistics.median(plain), statistics.median(curved)
+        print(f"| {size // 1024} KiB | {p:.0f} | {c:.0f} | {c / p:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
