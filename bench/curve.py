@@ -31,6 +31,7 @@ def _server(keys: str | None, size: int, count: int, ready) -> None:
     """Answers each small request with one ``size``-byte payload frame (a GetBlock's reply)."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.SNDHWM, 0)      # as bind_router: the window, not the HWM, bounds what is queued
     if keys:
         import os
 
@@ -81,6 +82,8 @@ def one(keys: str | None, size: int, total: int) -> float:
         while sent < count and sent - got < window:
             sock.send(b"r")
             sent += 1
+        if not sock.poll(30_000):
+            raise SystemExit(f"no reply for 30 s after {got} of {count} ({'CURVE' if keys else 'plain'}, {size} bytes)")
         frames = sock.recv_multipart(copy=False)
         if started is None:
             started = time.perf_counter()          # from the first reply: the handshake is not counted
