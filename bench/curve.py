@@ -3,6 +3,7 @@ ROUTER over loopback tcp, plain and with CURVE (libsodium), at several message s
 
     python bench/curve.py                    # 16 KiB, 256 KiB, 1 MiB, 4 MiB; 256 MiB each
     python bench/curve.py --mib 512 --size 4194304
+    python bench/curve.py --streams 2 --size 1048576   # two connections, two I/O threads a side
 
 The two ends are separate processes (each with its own libzmq I/O thread, as a seed and a
 leecher are), with a bounded window of messages in flight, as zorrent's credit does. It
@@ -27,9 +28,9 @@ MIB = 1024 * 1024
 WINDOW_BYTES = 8 * MIB           # zorrent's PIPELINE_BYTES: what is in flight to one peer
 
 
-def _server(keys: str | None, size: int, count: int, ready) -> None:
+def _server(keys: str | None, size: int, count: int, ready, streams: int = 1) -> None:
     """Answers each small request with one ``size``-byte payload frame (a GetBlock's reply)."""
-    ctx = zmq.Context()
+    ctx = zmq.Context(io_threads=streams)
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.SNDHWM, 0)      # as bind_router: the window, not the HWM, bounds what is queued
     if keys:
@@ -54,11 +55,12 @@ def _server(keys: str | None, size: int, count: int, ready) -> None:
     ctx.term()
 
 
-def one(keys: str | None, size: int, total: int) -> float:
-    """MB/s of one run: ``total`` bytes in ``size``-byte replies, a window in flight."""
+def one(keys: str | None, size: int, total: int, streams: int = 1) -> float:
+    """MB/s of one run: ``total`` bytes in ``size``-byte replies, a window in flight, over
+    ``streams`` connections (each its own libzmq I/O thread on both sides)."""
     count = max(1, total // size)
     here, there = mp.Pipe()
-    proc = mp.Process(target=_server, args=(keys, size, count, there))
+    proc = mp.Process(target=_server, args=(keys, size, count, there, streams))
     proc.start()
     port = here.recv()
     import os
@@ -69,30 +71,42 @@ def one(keys: str | None, size: int, total: int) -> float:
         os.environ.pop("ZORRENT_KEYS", None)
     from node import curve
 
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.RCVHWM, 0)
+    ctx = zmq.Context(io_threads=streams)
     endpoint = f"tcp://127.0.0.1:{port}"
-    curve.secure_client(sock, endpoint)
-    sock.connect(endpoint)
+    socks = []
+    poller = zmq.Poller()
+    for _ in range(streams):
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        curve.secure_client(sock, endpoint)
+        sock.connect(endpoint)
+        socks.append(sock)
+        poller.register(sock, zmq.POLLIN)
     window = max(2, WINDOW_BYTES // size)
     sent = got = 0
     started = None
     while got < count:
         while sent < count and sent - got < window:
-            sock.send(b"r")
+            socks[sent % streams].send(b"r")
             sent += 1
-        if not sock.poll(30_000):
+        ready = dict(poller.poll(30_000))
+        if not ready:
             raise SystemExit(f"no reply for 30 s after {got} of {count} ({'CURVE' if keys else 'plain'}, {size} bytes)")
-        frames = sock.recv_multipart(copy=False)
-        if started is None:
-            started = time.perf_counter()          # from the first reply: the handshake is not counted
-        got += 1
-        assert len(frames[1]) == size
+        for sock in ready:
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                if started is None:
+                    started = time.perf_counter()          # from the first reply: the handshake is not counted
+                got += 1
+                assert len(frames[1]) == size
     seconds = time.perf_counter() - started
     here.send(b"done")
     proc.join()
-    sock.close(linger=0)
+    for sock in socks:
+        sock.close(linger=0)
     ctx.term()
     return (count - 1) * size / 1e6 / seconds
 
@@ -102,19 +116,20 @@ def main() -> int:
     ap.add_argument("--mib", type=int, default=256, help="bytes per run, in MiB")
     ap.add_argument("--size", type=int, action="append", help="message size in bytes (repeatable)")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--streams", type=int, default=1, help="connections (and I/O threads each side)")
     args = ap.parse_args()
     from node import curve
 
     keys = str(curve.make_swarm(Path(tempfile.mkdtemp(prefix="zorrent-curve-")) / "keys").folder)
     sizes = args.size or [16 * 1024, 256 * 1024, MIB, 4 * MIB]
     print(f"{args.mib} MiB per run, {args.runs} runs each, alternating plain and CURVE, "
-          f"{WINDOW_BYTES // MIB} MiB in flight", flush=True)
+          f"{WINDOW_BYTES // MIB} MiB in flight over {args.streams} connection(s)", flush=True)
     print("\n| message | plain MB/s | CURVE MB/s | CURVE / plain |\n|---|---|---|---|")
     for size in sizes:
         plain, curved = [], []
         for _ in range(args.runs):
-            plain.append(one(None, size, args.mib * MIB))
-            curved.append(one(keys, size, args.mib * MIB))
+            plain.append(one(None, size, args.mib * MIB, args.streams))
+            curved.append(one(keys, size, args.mib * MIB, args.streams))
         p, c = statistics.median(plain), statistics.median(curved)
         print(f"| {size // 1024} KiB | {p:.0f} | {c:.0f} | {c / p:.2f} |", flush=True)
     return 0
