@@ -93,8 +93,11 @@ def make_input(folder: Path, size: int) -> Path:
 
 # ---------------------------------------------------------------- zorrent
 def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: tuple[str, ...] = (),
-                keys: Path | None = None) -> Result:
-    """One zorrent run; with ``keys``, a private swarm (CURVE on every tcp socket)."""
+                cli: bool = False, keys: Path | None = None) -> Result:
+    """With ``cli``, each leecher's download is the ``download`` command, timed as a user sees
+    it: from the start of its process to its exit (Python start-up, imports, the control
+    round trips, status polling and the statistics table included). With ``keys``, a private
+    swarm (CURVE on every tcp socket)."""
     swarm = Swarm(work)
     if keys is not None:
         os.environ["ZORRENT_KEYS"] = str(keys)       # the nodes (Swarm.env) and this process's client
@@ -110,10 +113,14 @@ def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: t
         meta = metainfo.read(work / info["torrent"])
         os.environ["ZORRENT_OUTPUT"] = str(work / "output")      # the control sockets live there
         sent = {}
-        for peer_id in leeches:
-            sent[peer_id] = time.time()
-            client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=str(work / "out" / peer_id)))
         done = {}
+        if cli:
+            for peer_id, (started, seconds) in _cli_downloads(swarm, work, info["torrent"], leeches).items():
+                sent[peer_id], done[peer_id] = started, started + seconds
+        else:
+            for peer_id in leeches:
+                sent[peer_id] = time.time()
+                client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=str(work / "out" / peer_id)))
 
         def all_done():
             for peer_id in leeches:
@@ -125,7 +132,8 @@ def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: t
                         raise SystemExit(f"zorrent download failed: {job.error}")
             return len(done) == len(leeches)
 
-        wait_for(all_done, timeout_s=600, what="zorrent downloads", interval_s=0.02)
+        if not cli:
+            wait_for(all_done, timeout_s=600, what="zorrent downloads", interval_s=0.02)
         seconds = max(done.values()) - min(sent.values())
         for peer_id in leeches:
             if not filecmp.cmp(src, work / "out" / peer_id, shallow=False):
@@ -137,6 +145,25 @@ def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: t
         swarm.close(failed=False)
         os.environ.pop("ZORRENT_OUTPUT", None)
         os.environ.pop("ZORRENT_KEYS", None)
+
+
+def _cli_downloads(swarm: Swarm, work: Path, torrent: str, leeches: list[str]) -> dict[str, tuple[float, float]]:
+    """Every leecher's ``download`` command at once: {peer: (start time, seconds to exit)}."""
+    (work / "out").mkdir(exist_ok=True)
+    runs = {}
+    for peer_id in leeches:
+        argv = swarm.argv("download", "--torrent", str(work / torrent), "--output", str(work / "out" / peer_id),
+                          "--peer-id", peer_id, "--peer-port", str(swarm.peer_ports[peer_id]))
+        started = time.time()
+        runs[peer_id] = (started, time.perf_counter(), subprocess.Popen(
+            argv, cwd=work, env=swarm.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    result = {}
+    for peer_id, (started, t0, proc) in runs.items():
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"zorrent download for {peer_id} exited {proc.returncode}: {err.decode()[-500:]}")
+        result[peer_id] = (started, time.perf_counter() - t0)
+    return result
 
 
 # ---------------------------------------------------------------- libtorrent
@@ -190,6 +217,8 @@ def main() -> int:
     ap.add_argument("--only", choices=["zorrent", "libtorrent"], help="run one side (for tuning; no ratios)")
     ap.add_argument("--no-extras", action="store_true", help="skip the create and RSS-flatness measurements")
     ap.add_argument("--disk-io", choices=["direct", "buffered"], help="zorrent peers' --disk-io (default: theirs)")
+    ap.add_argument("--cli", action="store_true", help="time zorrent's downloads as the download command, from "
+                    "process start to exit (libtorrent: its session's time to the finished file)")
     ap.add_argument("--keys", action="store_true",
                     help="also run zorrent as a private swarm (CURVE), alternating, and print the keyed/plain ratio")
     args = ap.parse_args()
@@ -222,8 +251,8 @@ def main() -> int:
                 work = root / f"run{run}-{impl}-{seeders}x{leechers}"
                 shutil.rmtree(work, ignore_errors=True)
                 work.mkdir()
-                res = (run_zorrent(work, src, seeders, leechers, peer_args) if impl == "zorrent"
-                       else run_zorrent(work, src, seeders, leechers, peer_args, keys) if impl == CURVE
+                res = (run_zorrent(work, src, seeders, leechers, peer_args, args.cli) if impl == "zorrent"
+                       else run_zorrent(work, src, seeders, leechers, peer_args, args.cli, keys) if impl == CURVE
                        else run_libtorrent(work, src, torrent, seeders, leechers))
                 shutil.rmtree(work, ignore_errors=True)
                 table[name][impl].append(res)

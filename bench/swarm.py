@@ -169,7 +169,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
         for host in [seed, *leeches]:
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
         meta = metainfo.create(src, endpoint)
-        client.peer_control("seed", m.Upload(path=str(src), metainfo=meta.raw), timeout_s=30)
+        client.seed("seed", str(src), meta, timeout_s=300)
         wait_for(lambda: (j := client.peer_control("seed", m.Status(info_hash=meta.info_hash)).jobs[0]).announced
                  >= j.have, timeout_s=30, what="the seed's pieces at the tracker")
         seed_bytes = _link_bytes(seed)

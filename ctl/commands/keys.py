@@ -5,7 +5,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import render
 from ctl.cli import command, commands
 from node import config
 
@@ -15,6 +14,8 @@ keys = commands(help="A private swarm's CURVE keys: only holders of an admitted 
 
 
 def _show(ctx: typer.Context, folder, made, what: str) -> None:
+    from ctl import render
+
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     if ctx.obj.json:
         render.emit_json({"dir": str(folder), "files": files, "client_public": made.client_public.decode()})
