@@ -233,7 +233,7 @@ def start_peers(specs: list[PeerSpec]) -> None:
         nodes.wait_peer(spec, None)
 
 
-def _wait_answers(spec: PeerSpec, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+def _wait_answers(spec: PeerSpec, timeout_s: float = config.PEER_START_TIMEOUT_S) -> None:
     """The peer answers a ping; fail at once if supervisord gave up on it (FATAL)."""
     from ctl import client
 

@@ -236,6 +236,8 @@ SUPERVISOR_LOG_BACKUPS = 3
 # starved the tracker for over 15 s; this many per core keeps both cores busy with start-ups
 # and the tracker answering. supervisord's own autostart is off for peers for the same reason.
 PEER_START_WINDOW = max(4, 2 * (os.cpu_count() or 1))
+PEER_START_TIMEOUT_S = 60.0   # a peer supervisord keeps up gets this long to answer its first ping: on a
+                              # loaded machine or a cold page cache a start-up takes seconds (FATAL fails at once)
 
 # ---------------------------------------------------------------- transfer
 PIPELINE_BYTES = 8 * 1024 * 1024              # block bytes in flight to one remote peer

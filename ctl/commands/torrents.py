@@ -469,8 +469,9 @@ def status(
     if ctx.obj.json:
         render.emit_json(reply)
         return
-    rows = [[j.name, j.state, f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts,
-             j.error or "", j.path] for j in reply.jobs]
+    rows = [[j.name, f"{j.state} {100 * j.hashed_bytes // j.hash_bytes}%" if j.hash_bytes else j.state,
+             f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts, j.error or "", j.path]
+            for j in reply.jobs]
     render.out.print(render.table(
         f"{reply.peer_id} ({'registered' if reply.registered else 'not registered'} with the tracker)",
         ["Name", "State", "Pieces", "Announced", "Failed", "Error", "Path"], rows))
