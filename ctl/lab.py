@@ -8,10 +8,13 @@ as usual, prefixed with ``ip netns exec``.
   198.18.N.0/24, the bridge is .1 (so this namespace reaches every host), hosts .2 on.
 - Upload caps: HTB on the host's own side of its veth (its egress), with a bfifo of
   LINK_QUEUE_S of the link's rate behind it. This kernel has no netem, fq_codel or
-  codel, so there is no delay qdisc: links add no latency of their own, only queueing.
+  codel, so there is no delay qdisc: latency comes from the delay line below.
 - Loss: an nftables ``numgen random`` drop rule on the host's egress, so every packet
   crossing a link meets it exactly once. Segmentation offloads are off on the veths, so
   a dropped packet is one wire packet, not a 64 KiB GSO burst.
+- Latency: a delay line (ctl/delay.py, NFQUEUE) holds every packet entering a host for
+  its one-way delay, plus optional jitter: ``Lab(rtt_ms=N)`` gives each host N/2, so any
+  two hosts see an RTT of N.
 - Partitions: the bridge side of the host's veth goes down, then up.
 - Names carry the lab number and the owner's pid (``zl3-4711-seed``): ``sweep()``
   removes every namespace whose owner is dead, and links of labs with no namespace
@@ -22,7 +25,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import select
 import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 
 import psutil
@@ -35,6 +41,7 @@ NETWORK = ipaddress.ip_network("198.18.0.0/15")
 MAX_LABS = 256                  # 198.18.0.0/24 .. 198.18.255.0/24
 LINK_QUEUE_S = 0.05             # a capped link queues at most this long before it drops
 MIN_QUEUE_BYTES = 64 * 1024
+DELAY_READY_S = 10.0            # a delay line binds its queue and adds its rule within this
 NS_RE = re.compile(rf"^{PREFIX}(\d+)-(\d+)-(.+)$")
 LINK_RE = re.compile(rf"^{PREFIX}(\d+)(?:br|v\d+)$")
 
@@ -71,7 +78,10 @@ class Host:
     veth: str                     # the bridge side, in the lab's namespace
     up_mbit: float | None = None
     loss_pct: float = 0.0
+    delay_ms: float = 0.0         # one-way, on every packet that enters the host
+    jitter_ms: float = 0.0
     partitioned: bool = False
+    delay_line: subprocess.Popen | None = None
 
     def argv(self, *cmd: str) -> list[str]:
         """``cmd`` run inside this host's namespace."""
@@ -106,14 +116,43 @@ class Host:
             "table inet zlab {\n chain egress {\n  type filter hook output priority 0; policy accept;\n"
             f'  oifname "eth0" numgen random mod 10000 < {per_10k} counter drop\n }}\n}}\n'))
 
+    def set_delay(self, delay_ms: float, jitter_ms: float = 0.0) -> None:
+        """Hold every packet that enters this host for ``delay_ms`` (0: no delay line)."""
+        if self.delay_line:
+            self.delay_line.terminate()
+            self.delay_line.wait(5)
+            self.delay_line = None
+        self.delay_ms, self.jitter_ms = delay_ms, jitter_ms
+        if delay_ms <= 0:
+            return
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        proc = self.popen([sys.executable, "-m", "ctl.delay", "--delay-ms", str(delay_ms), "--jitter-ms",
+                           str(jitter_ms)], cwd=repo, env={**os.environ, "PYTHONPATH": repo},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([proc.stdout], [], [], DELAY_READY_S)
+        if not ready or proc.stdout.readline().strip() != "ready":
+            proc.kill()
+            err = [line for line in proc.communicate(timeout=5)[1].splitlines() if line.strip()]
+            raise LabError(f"the delay line on {self.name} did not start: {err[-1].strip() if err else 'no output'}")
+        self.delay_line = proc
+
+    def delay_cpu_s(self) -> float:
+        """CPU seconds the delay line has used so far."""
+        try:
+            times = psutil.Process(self.delay_line.pid).cpu_times() if self.delay_line else None
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system if times else 0.0
+
     def partition(self, down: bool) -> None:
         """Cut this host off the bridge (its link goes down), or bring it back."""
         _run("ip", "link", "set", "dev", self.veth, "down" if down else "up")
         self.partitioned = down
 
-    def kill_all(self, timeout_s: float = 5.0) -> None:
+    def kill_all(self, timeout_s: float = 5.0, keep_delay_line: bool = False) -> None:
         """SIGTERM every process in the namespace, then SIGKILL what is left."""
-        _kill_ns_pids(self.ns, timeout_s)
+        spare = {self.delay_line.pid} if keep_delay_line and self.delay_line else set()
+        _kill_ns_pids(self.ns, timeout_s, spare)
 
 
 @dataclass
@@ -123,6 +162,8 @@ class Lab:
     number: int = -1
     bridge: str = ""
     hosts: dict = field(default_factory=dict)
+    rtt_ms: float = 0.0           # between any two hosts: each gets rtt_ms / 2 one way
+    jitter_ms: float = 0.0        # per host and direction
 
     def __post_init__(self) -> None:
         check_privileges()
@@ -145,7 +186,9 @@ class Lab:
         """This (the root) namespace's address on the bridge."""
         return self.address(1)
 
-    def add_host(self, name: str, up_mbit: float | None = None, loss_pct: float = 0.0) -> Host:
+    def add_host(self, name: str, up_mbit: float | None = None, loss_pct: float = 0.0,
+                 delay_ms: float | None = None) -> Host:
+        """A host on the bridge; ``delay_ms`` (one-way) defaults to the lab's rtt_ms / 2."""
         index = len(self.hosts) + 2
         if index > 254:
             raise LabError("a lab holds at most 253 hosts")
@@ -163,9 +206,13 @@ class Lab:
             _run(*where, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", check=False)
         host.shape(up_mbit)
         host.set_loss(loss_pct)
+        one_way = self.rtt_ms / 2 if delay_ms is None else delay_ms
+        host.set_delay(one_way, min(self.jitter_ms, one_way))
         return host
 
     def close(self) -> None:
+        for host in self.hosts.values():      # the nodes first: their last words still cross the delay lines
+            host.kill_all(keep_delay_line=True)
         for host in self.hosts.values():
             host.kill_all()
             _run("ip", "netns", "del", host.ns, check=False)
@@ -181,9 +228,11 @@ class Lab:
         self.close()
 
 
-def _kill_ns_pids(ns: str, timeout_s: float) -> None:
+def _kill_ns_pids(ns: str, timeout_s: float, spare: set[int] = frozenset()) -> None:
     procs = []
     for pid in _run("ip", "netns", "pids", ns, check=False).stdout.split():
+        if int(pid) in spare:
+            continue
         try:
             procs.append(psutil.Process(int(pid)))
         except psutil.Error:
