@@ -90,7 +90,11 @@ def make_input(folder: Path, size: int) -> Path:
 
 
 # ---------------------------------------------------------------- zorrent
-def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: tuple[str, ...] = ()) -> Result:
+def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: tuple[str, ...] = (),
+                cli: bool = False) -> Result:
+    """With ``cli``, each leecher's download is the ``download`` command, timed as a user sees
+    it: from the start of its process to its exit (Python start-up, imports, the control
+    round trips, status polling and the statistics table included)."""
     swarm = Swarm(work)
     try:
         swarm.tracker()
@@ -104,10 +108,14 @@ def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: t
         meta = metainfo.read(work / info["torrent"])
         os.environ["ZORRENT_OUTPUT"] = str(work / "output")      # the control sockets live there
         sent = {}
-        for peer_id in leeches:
-            sent[peer_id] = time.time()
-            client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=str(work / "out" / peer_id)))
         done = {}
+        if cli:
+            for peer_id, (started, seconds) in _cli_downloads(swarm, work, info["torrent"], leeches).items():
+                sent[peer_id], done[peer_id] = started, started + seconds
+        else:
+            for peer_id in leeches:
+                sent[peer_id] = time.time()
+                client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=str(work / "out" / peer_id)))
 
         def all_done():
             for peer_id in leeches:
@@ -119,7 +127,8 @@ def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: t
                         raise SystemExit(f"zorrent download failed: {job.error}")
             return len(done) == len(leeches)
 
-        wait_for(all_done, timeout_s=600, what="zorrent downloads", interval_s=0.02)
+        if not cli:
+            wait_for(all_done, timeout_s=600, what="zorrent downloads", interval_s=0.02)
         seconds = max(done.values()) - min(sent.values())
         for peer_id in leeches:
             if not filecmp.cmp(src, work / "out" / peer_id, shallow=False):
@@ -130,6 +139,25 @@ def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: t
     finally:
         swarm.close(failed=False)
         os.environ.pop("ZORRENT_OUTPUT", None)
+
+
+def _cli_downloads(swarm: Swarm, work: Path, torrent: str, leeches: list[str]) -> dict[str, tuple[float, float]]:
+    """Every leecher's ``download`` command at once: {peer: (start time, seconds to exit)}."""
+    (work / "out").mkdir(exist_ok=True)
+    runs = {}
+    for peer_id in leeches:
+        argv = swarm.argv("download", "--torrent", str(work / torrent), "--output", str(work / "out" / peer_id),
+                          "--peer-id", peer_id, "--peer-port", str(swarm.peer_ports[peer_id]))
+        started = time.time()
+        runs[peer_id] = (started, time.perf_counter(), subprocess.Popen(
+            argv, cwd=work, env=swarm.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    result = {}
+    for peer_id, (started, t0, proc) in runs.items():
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"zorrent download for {peer_id} exited {proc.returncode}: {err.decode()[-500:]}")
+        result[peer_id] = (started, time.perf_counter() - t0)
+    return result
 
 
 # ---------------------------------------------------------------- libtorrent
@@ -183,6 +211,8 @@ def main() -> int:
     ap.add_argument("--only", choices=["zorrent", "libtorrent"], help="run one side (for tuning; no ratios)")
     ap.add_argument("--no-extras", action="store_true", help="skip the create and RSS-flatness measurements")
     ap.add_argument("--disk-io", choices=["direct", "buffered"], help="zorrent peers' --disk-io (default: theirs)")
+    ap.add_argument("--cli", action="store_true", help="time zorrent's downloads as the download command, from "
+                    "process start to exit (libtorrent: its session's time to the finished file)")
     args = ap.parse_args()
     size = (args.size_mib or (256 if args.quick else 1024)) * MIB
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-bench-"))
@@ -206,7 +236,7 @@ def main() -> int:
                 work = root / f"run{run}-{impl}-{seeders}x{leechers}"
                 shutil.rmtree(work, ignore_errors=True)
                 work.mkdir()
-                res = (run_zorrent(work, src, seeders, leechers, peer_args) if impl == "zorrent"
+                res = (run_zorrent(work, src, seeders, leechers, peer_args, args.cli) if impl == "zorrent"
                        else run_libtorrent(work, src, torrent, seeders, leechers))
                 shutil.rmtree(work, ignore_errors=True)
                 table[name][impl].append(res)

@@ -111,7 +111,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False) -> R
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
         meta = metainfo.create(src, endpoint)
         for seed in seeds:
-            client.peer_control(seed.name, m.Upload(path=str(src), metainfo=meta.raw), timeout_s=30)
+            client.seed(seed.name, str(src), meta, timeout_s=300)
             wait_for(lambda: (j := client.peer_control(seed.name, m.Status(info_hash=meta.info_hash)).jobs[0])
                      .announced >= j.have, timeout_s=30, what="the seed's pieces at the tracker")
         seed_bytes = sum(link_bytes(s) for s in seeds)

@@ -1,17 +1,16 @@
 """The Typer root: global options in the callback; the commands live in ctl/commands/,
-each module with its own Typer, merged here with add_typer."""
-from __future__ import annotations
-
+each module with its own Typer, merged here with add_typer. Those modules are light:
+each command imports what it runs when it runs (see ctl/cli.py)."""
 from typing import Annotated
 
 import typer
 
-from ctl.cli import Settings
+from ctl.cli import Settings, commands
 from ctl.commands import inputs, soak, swarm, torrents, web
 from node import config
 
-app = typer.Typer(
-    name="zorrent", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+app = commands(
+    name="zorrent", no_args_is_help=True,
     help="zorrent: a BitTorrent-style swarm over ZeroMQ. Start the tracker first.",
 )
 

@@ -1,6 +1,12 @@
 """What every command shares: settings from the root callback, exit codes, and the
 wrapper that turns a ZorrentError into one line on stderr. Command modules import
-this, never ``ctl.app``; ``ctl.app`` composes them (no import circle)."""
+this, never ``ctl.app``; ``ctl.app`` composes them (no import circle).
+
+A command imports only what it runs: command modules import typer, this module,
+``node.config`` and ``protocol.errors`` at the top, and everything heavier (rich, zmq,
+the protocol messages, supervisor, psutil, the soak, the nodes) inside the command
+function, so ``zorrent --help`` and a peer's start-up pay for none of it.
+tests/unit/test_lazy_imports.py keeps it so."""
 from __future__ import annotations
 
 import functools
@@ -9,7 +15,6 @@ from typing import Callable
 
 import typer
 
-from ctl import render
 from node import config
 from protocol.errors import RemoteError, TransportError, ZorrentError
 
@@ -38,18 +43,28 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ZorrentError as exc:
+            from ctl import render
+
             render.error(exc.message)
             raise typer.Exit(exit_code(exc)) from None
         except KeyboardInterrupt:
+            from ctl import render
+
             render.error("interrupted")
             raise typer.Exit(130) from None
 
     return run
 
 
+# Plain (click) help, not typer's rich panels: rendering those imports rich's markdown and
+# traceback modules, about 100 ms of every `--help` on this machine.
+MARKUP_MODE = None
+
+
 def commands(**kw) -> typer.Typer:
     """A command module's own Typer; ``ctl.app`` merges it into the root with add_typer."""
-    return typer.Typer(add_completion=False, pretty_exceptions_show_locals=False, **kw)
+    return typer.Typer(add_completion=False, pretty_exceptions_show_locals=False, rich_markup_mode=MARKUP_MODE,
+                       **kw)
 
 
 def command(app: typer.Typer, name: str, **kw) -> Callable:
