@@ -53,6 +53,7 @@ from ctl import client  # noqa: E402
 from ctl.lab import Host, Lab  # noqa: E402
 from protocol import messages as m  # noqa: E402
 from protocol import metainfo  # noqa: E402
+from protocol.errors import ZorrentError  # noqa: E402
 from ctl.commands.inputs import write_random_file  # noqa: E402
 from tests.procs import PY, wait_for  # noqa: E402
 
@@ -267,14 +268,19 @@ def main() -> int:
                 cell = {i: [] for i in impls}
                 for run in range(runs):
                     for impl in impls:
-                        res = run_cell(root, number, run, impl, src, torrent, regime, args.trace)
+                        try:
+                            res = run_cell(root, number, run, impl, src, torrent, regime, args.trace)
+                        except (AssertionError, SystemExit, ZorrentError) as exc:    # the cell, not the grid
+                            print(f"  run {run + 1} {impl:10s} FAILED: {str(exc)[:200]}", flush=True)
+                            cell[impl].append(None)
+                            continue
                         cell[impl].append(res)
                         print(f"  run {run + 1} {impl:10s} {res.seconds:7.2f} s = {res.seconds / regime.t_min():.3f}x "
                               f"T_min; the seeds uploaded {res.seed_upload:.2f}x F", flush=True)
                         print(f"    cpu: {res.cpu.summary()}" + ("  << CPU-LIMITED" if res.cpu.limited else ""),
                               flush=True)
                         show_trace(res.trace, caps_of(regime))
-                limited = any(r.cpu.limited for rs in cell.values() for r in rs)
+                limited = any(r.cpu.limited for rs in cell.values() for r in rs if r)
                 if not (args.auto_scale and limited and attempt < 2):
                     break
                 print(f"  the CPU was the limit: again at half the rates", flush=True)
@@ -299,16 +305,20 @@ def print_table(table: list, impls: list[str]) -> None:
           + " CPU-limited |")
     print("|---" * (3 + 2 * len(impls) + 2 * both) + "|")
     for regime, cell in table:
-        med = {i: statistics.median(r.seconds for r in cell[i]) for i in impls}
-        ups = {i: statistics.median(r.seed_upload for r in cell[i]) for i in impls}
+        ok_runs = {i: [r for r in cell[i] if r] for i in impls}
+        med = {i: statistics.median(r.seconds for r in ok_runs[i]) if ok_runs[i] else None for i in impls}
+        ups = {i: statistics.median(r.seed_upload for r in ok_runs[i]) if ok_runs[i] else None for i in impls}
         row = [regime.name, f"{regime.t_min():.1f}",
-               *(f"{med[i]:.1f} ({med[i] / regime.t_min():.2f}x)" for i in impls), *(f"{ups[i]:.2f}x" for i in impls)]
-        if both:
+               *(f"{med[i]:.1f} ({med[i] / regime.t_min():.2f}x)" if med[i] else "failed" for i in impls),
+               *(f"{ups[i]:.2f}x" if ups[i] else "-" for i in impls)]
+        if both and None in med.values():
+            row += ["-", "-"]
+        elif both:
             speedup = med["libtorrent"] / med["zorrent"]
             ok = speedup >= 1.3 if regime.wave_s else med["zorrent"] / regime.t_min() <= regime.goal()
             row += [f"{speedup:.2f}x", ("met" if ok else "MISSED") + (" (>=1.3x lt)" if regime.wave_s else
                                                                      f" (<={regime.goal():.2f}x)")]
-        row.append(", ".join(i for i in impls if any(r.cpu.limited for r in cell[i])) or "no")
+        row.append(", ".join(i for i in impls if any(r.cpu.limited for r in ok_runs[i])) or "no")
         print("| " + " | ".join(row) + " |")
 
 

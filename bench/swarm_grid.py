@@ -23,7 +23,7 @@ import psutil
 
 MIB = 1024 * 1024
 TRACE_S = 0.5
-CPU_LIMIT_PCT = 90.0        # the machine busier than this over a run: CPU, not the links, may be the limit
+CPU_LIMIT_PCT = 90.0        # the machine busier than this over a run (by anyone): the CPU, not only the links, may be the limit
 
 
 @dataclass(frozen=True)
@@ -194,5 +194,6 @@ class CpuWatch:
         cores = lambda xs: 100 * sum(xs) / self.seconds       # noqa: E731
         parts = [f"{k} {cores(v):.0f}% ({len(v)}, max {100 * max(v) / self.seconds:.0f}%)"
                  for k, v in sorted(self.per_kind.items())]
-        return (f"machine {self.busy_pct:.0f}% busy of {psutil.cpu_count()} cores, load {self.load:.1f}; "
-                f"lab CPU as % of one core: {', '.join(parts)}")
+        lab = sum(sum(v) for v in self.per_kind.values()) / self.seconds / psutil.cpu_count()
+        return (f"machine {self.busy_pct:.0f}% busy of {psutil.cpu_count()} cores (this lab {100 * lab:.0f}% of it, "
+                f"the rest other work), load {self.load:.1f}; lab CPU as % of one core: {', '.join(parts)}")
