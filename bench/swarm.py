@@ -3,6 +3,7 @@
     python bench/swarm.py                 # the three regimes, 3 runs each, alternating
     python bench/swarm.py --quick         # 1 run each, half the sizes
     python bench/swarm.py --regime seed-bound --only zorrent --runs 1
+    python bench/swarm.py --quick --only zorrent --keys   # plain vs a private swarm (CURVE)
     python bench/swarm.py --rtt-ms 100 --quick      # the same with 100 ms between any two hosts
     python bench/swarm.py --grid --runs 1           # the grid of bench/swarm_grid.py (hours)
     python bench/swarm.py --grid --leechers 4 --sizes 64 --rtts 0,100 --seeds 1 --starts once
@@ -60,6 +61,7 @@ from tests.procs import PY, wait_for  # noqa: E402
 MIB = 1024 * 1024
 GOODPUT = 1448 / 1514          # TCP payload per Ethernet frame (timestamps on, MTU 1500)
 PEER_PORT, TRACKER_PORT = 6881, 6969
+CURVE = "zorrent+curve"        # zorrent as a private swarm (--keys)
 
 
 @dataclass
@@ -91,8 +93,11 @@ def _spawn(host: Host, work: Path, name: str, argv: list[str]) -> subprocess.Pop
     return host.popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False) -> Result:
+def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys: Path | None = None) -> Result:
+    """One zorrent run; with ``keys``, a private swarm (CURVE on every tcp socket)."""
     os.environ["ZORRENT_OUTPUT"] = str(work / "output")        # the control sockets live there
+    if keys is not None:
+        os.environ["ZORRENT_KEYS"] = str(keys)                # every node (_spawn) and this process's client
     with Lab(rtt_ms=regime.rtt_ms, jitter_ms=regime.jitter_ms) as lab:
         tracker, seeds, leeches = build(lab, regime)
         endpoint = f"tcp://{tracker.ip}:{TRACKER_PORT}"
@@ -160,6 +165,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False) -> R
             if not filecmp.cmp(src, work / "out" / host.name, shallow=False):
                 raise SystemExit(f"zorrent wrote a wrong file on {host.name}")
     os.environ.pop("ZORRENT_OUTPUT", None)
+    os.environ.pop("ZORRENT_KEYS", None)
     return Result(seconds, upload, tracer.samples, cpu)
 
 
@@ -203,12 +209,13 @@ def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: 
 
 
 def run_cell(root: Path, number: int, run: int, impl: str, src: Path, torrent: Path, regime: Regime,
-             trace: bool) -> Result:
+             trace: bool, keys: Path | None = None) -> Result:
     work = root / f"regime{number}-run{run}-{impl}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         return run_zorrent(work, src, regime, trace) if impl == "zorrent" else \
+            run_zorrent(work, src, regime, trace, keys) if impl == CURVE else \
             run_libtorrent(work, src, torrent, regime, trace)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -234,6 +241,8 @@ def main() -> int:
                                                float if axis == "rtts" else str),
                         help=f"with --grid: only these (default {','.join(map(str, values))})")
     ap.add_argument("--scale", type=float, default=1.0, help="every link rate times this (the CPU's share)")
+    ap.add_argument("--keys", action="store_true",
+                    help="also run zorrent as a private swarm (CURVE), alternating, and print the CURVE/plain ratio")
     ap.add_argument("--auto-scale", action="store_true",
                     help="a run the CPU limited is run again at half the rates (twice at most)")
     args = ap.parse_args()
@@ -250,6 +259,12 @@ def main() -> int:
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-swarm-"))
     root.mkdir(parents=True, exist_ok=True)
     impls = [args.only] if args.only else ["zorrent", "libtorrent"]
+    keys = None
+    if args.keys:
+        from node import curve
+
+        keys = curve.make_swarm(root / f"keys-{os.getpid()}").folder
+        impls.insert(impls.index("zorrent") + 1 if "zorrent" in impls else 0, CURVE)
     table: list[tuple[Regime, dict[str, list[Result]]]] = []
     print(f"{len(regimes)} case(s) x {len(impls)} x {runs} run(s); the machine is shared, figures are ratios "
           f"within one run", flush=True)
@@ -269,13 +284,13 @@ def main() -> int:
                 for run in range(runs):
                     for impl in impls:
                         try:
-                            res = run_cell(root, number, run, impl, src, torrent, regime, args.trace)
+                            res = run_cell(root, number, run, impl, src, torrent, regime, args.trace, keys)
                         except (AssertionError, SystemExit, ZorrentError) as exc:    # the cell, not the grid
                             print(f"  run {run + 1} {impl:10s} FAILED: {str(exc)[:200]}", flush=True)
                             cell[impl].append(None)
                             continue
                         cell[impl].append(res)
-                        print(f"  run {run + 1} {impl:10s} {res.seconds:7.2f} s = {res.seconds / regime.t_min():.3f}x "
+                        print(f"  run {run + 1} {impl:13s} {res.seconds:7.2f} s = {res.seconds / regime.t_min():.3f}x "
                               f"T_min; the seeds uploaded {res.seed_upload:.2f}x F", flush=True)
                         print(f"    cpu: {res.cpu.summary()}" + ("  << CPU-LIMITED" if res.cpu.limited else ""),
                               flush=True)
@@ -299,11 +314,12 @@ def caps_of(regime: Regime) -> dict:
 
 
 def print_table(table: list, impls: list[str]) -> None:
-    both = len(impls) == 2
+    both = {"zorrent", "libtorrent"} <= set(impls)
+    curved = {"zorrent", CURVE} <= set(impls)
     print(f"\n| case | T_min s | {' | '.join(f'{i} s (x T_min)' for i in impls)} | "
           f"{' | '.join(f'{i} seed upload / F' for i in impls)} |" + (" libtorrent / zorrent | goal |" if both else "")
-          + " CPU-limited |")
-    print("|---" * (3 + 2 * len(impls) + 2 * both) + "|")
+          + (" CURVE speed / plain |" if curved else "") + " CPU-limited |")
+    print("|---" * (3 + 2 * len(impls) + 2 * both + curved) + "|")
     for regime, cell in table:
         ok_runs = {i: [r for r in cell[i] if r] for i in impls}
         med = {i: statistics.median(r.seconds for r in ok_runs[i]) if ok_runs[i] else None for i in impls}
@@ -318,6 +334,8 @@ def print_table(table: list, impls: list[str]) -> None:
             ok = speedup >= 1.3 if regime.wave_s else med["zorrent"] / regime.t_min() <= regime.goal()
             row += [f"{speedup:.2f}x", ("met" if ok else "MISSED") + (" (>=1.3x lt)" if regime.wave_s else
                                                                      f" (<={regime.goal():.2f}x)")]
+        if curved:
+            row.append(f"{med['zorrent'] / med[CURVE]:.2f}" if med["zorrent"] and med[CURVE] else "-")
         row.append(", ".join(i for i in impls if any(r.cpu.limited for r in ok_runs[i])) or "no")
         print("| " + " | ".join(row) + " |")
 

@@ -89,11 +89,12 @@ def _program(name: str, args: list[str], workdir: Path, autostart: bool, prefix:
     log = (config.logs_dir() / f"{name}.log").resolve()
     command = shlex.join([*prefix, sys.executable, "-m", "ctl", *args])
     output = config.output_dir().resolve()
+    keys = f',{config.KEYS_ENV}="{Path(config.keys_dir()).resolve()}"' if config.keys_dir() else ""   # a private swarm
     return f"""
 [program:{name}]
 command={command}
 directory={workdir}
-environment=PYTHONPATH="{REPO}",ZORRENT_OUTPUT="{output}"
+environment=PYTHONPATH="{REPO}",ZORRENT_OUTPUT="{output}"{keys}
 autostart={'true' if autostart else 'false'}
 autorestart=true
 startsecs={config.SUPERVISOR_STARTSECS}
@@ -232,7 +233,7 @@ def start_peers(specs: list[PeerSpec]) -> None:
         nodes.wait_peer(spec, None)
 
 
-def _wait_answers(spec: PeerSpec, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+def _wait_answers(spec: PeerSpec, timeout_s: float = config.PEER_START_TIMEOUT_S) -> None:
     """The peer answers a ping; fail at once if supervisord gave up on it (FATAL)."""
     from ctl import client
 

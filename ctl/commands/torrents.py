@@ -48,22 +48,36 @@ def _trackers(announce: str | None) -> list[str]:
     return parts or [announce]
 
 
-def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
-    """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients."""
+def _tiers(trackers: list[str], http_announce: str | None, private: bool = False) -> list[list[str]]:
+    """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients
+    (none for a private torrent unless asked for: the HTTP door refuses it)."""
     from protocol import metainfo
 
+    if http_announce is None and private:
+        http_announce = ""
     if http_announce is None:
         http_announce = config.http_announce_url(trackers[0]) if trackers[0].startswith("tcp://") else ""
     return metainfo.announce_list(*trackers, http_announce)
 
 
 def _create(path: Path, piece_size: int | None, announce: str | None, http_announce: str | None = None,
-            folder: bool = False) -> "tuple[metainfo.Metainfo, Path]":
+            folder: bool = False, private: bool = False, show: bool = False) -> "tuple[metainfo.Metainfo, Path]":
+    """Hash ``path`` into output/torrents/NAME.torrent (``show``: with a progress bar, rate and ETA)."""
     from protocol import metainfo
 
     make = metainfo.create_folder if folder else metainfo.create
     trackers = _trackers(announce)
-    meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce))
+    tiers = _tiers(trackers, http_announce, private)
+    if show:
+        from ctl import render
+
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if folder else path.stat().st_size
+        with render.download_progress() as bar:
+            task = bar.add_task(f"hashing {path.name} for its torrent", total=size, pieces="")
+            meta = make(path, trackers[0], piece_size, tiers, private=private,
+                        progress=lambda n: bar.advance(task, n))
+    else:
+        meta = make(path, trackers[0], piece_size, tiers, private=private)
     dest = torrent_path(meta.name)
     metainfo.write(meta, dest)
     return meta, dest
@@ -105,25 +119,30 @@ def create(
     http_announce: HttpAnnounce = None,
     one_torrent: Annotated[bool, typer.Option("--one-torrent", help=
         "A folder as ONE multi-file torrent: output/torrents/FOLDER.torrent.")] = False,
+    private: Annotated[bool, typer.Option("--private", help=
+        "BEP 27 private=1: peers come only from its trackers, and the HTTP door never serves it.")] = False,
 ) -> None:
     """Write output/torrents/NAME.torrent for a file (or each file of a folder), and print its magnet link."""
     from ctl import render
     from protocol import magnet
 
     if one_torrent:
-        made = [_create(_folder(input), piece_size, announce, http_announce, folder=True)]
+        made = [_create(_folder(input), piece_size, announce, http_announce, folder=True, private=private,
+                        show=not ctx.obj.json)]
     else:
-        made = [_create(p, piece_size, announce, http_announce) for p in _inputs(input)]
+        made = [_create(p, piece_size, announce, http_announce, private=private, show=not ctx.obj.json)
+                for p in _inputs(input)]
     if ctx.obj.json:
         render.emit_json([{"name": mi.name, "length": mi.length, "num_pieces": mi.num_pieces,
-                           "piece_length": mi.piece_length, "info_hash": mi.info_hash,
+                           "piece_length": mi.piece_length, "info_hash": mi.info_hash, "private": mi.private,
                            "files": len(mi.files), "torrent": str(d), "magnet": magnet.link(mi)}
                           for mi, d in made])
         return
     _print_made("Torrents created", made)
 
 
-def _torrent_for(path: Path, announce: str | None, http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
+def _torrent_for(path: Path, announce: str | None, http_announce: str | None,
+                 show: bool = False) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``path`` if it describes it, else a new one."""
     from protocol import metainfo
 
@@ -132,11 +151,11 @@ def _torrent_for(path: Path, announce: str | None, http_announce: str | None) ->
         meta = metainfo.read(dest)
         if not meta.multi_file and meta.length == path.stat().st_size:
             return meta, dest
-    return _create(path, None, announce, http_announce)
+    return _create(path, None, announce, http_announce, show=show)
 
 
-def _folder_torrent_for(folder: Path, announce: str | None,
-                        http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
+def _folder_torrent_for(folder: Path, announce: str | None, http_announce: str | None,
+                        show: bool = False) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``folder`` (ours or, say, mktorrent's) if its files are there
     with their sizes, else a new one."""
     from protocol import metainfo
@@ -146,7 +165,7 @@ def _folder_torrent_for(folder: Path, announce: str | None,
         meta = metainfo.read(dest)
         if meta.multi_file and all(f.pad or _size(folder.joinpath(*f.path)) == f.length for f in meta.files):
             return meta, dest
-    return _create(folder, None, announce, http_announce, folder=True)
+    return _create(folder, None, announce, http_announce, folder=True, show=show)
 
 
 def _size(path: Path) -> int:
@@ -183,8 +202,9 @@ def upload(
     client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
     done = []
     for path in files:
-        meta, dest = (_folder_torrent_for(path, announce, http_announce) if one_torrent
-                      else _torrent_for(path, announce, http_announce))
+        show = not ctx.obj.json
+        meta, dest = (_folder_torrent_for(path, announce, http_announce, show) if one_torrent
+                      else _torrent_for(path, announce, http_announce, show))
         client.peer_control(peer_id, m.Upload(path=os.path.abspath(path), metainfo=meta.raw),
                             timeout_s=ctx.obj.timeout_s)     # answered at once: the peer hashes it meanwhile
         done.append((meta, dest))
@@ -464,8 +484,9 @@ def status(
     if ctx.obj.json:
         render.emit_json(reply)
         return
-    rows = [[j.name, j.state, f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts,
-             j.error or "", j.path] for j in reply.jobs]
+    rows = [[j.name, f"{j.state} {100 * j.hashed_bytes // j.hash_bytes}%" if j.hash_bytes else j.state,
+             f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts, j.error or "", j.path]
+            for j in reply.jobs]
     render.out.print(render.table(
         f"{reply.peer_id} ({'registered' if reply.registered else 'not registered'} with the tracker)",
         ["Name", "State", "Pieces", "Announced", "Failed", "Error", "Path"], rows))
