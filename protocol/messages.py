@@ -21,7 +21,7 @@ from protocol.errors import FieldError
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 4 * 1024 * 1024      # largest frame 0 a node will decode
-MAX_BLOCK_BYTES = 4 * 1024 * 1024       # largest piece block one request may ask for
+MAX_BLOCK_BYTES = 1024 * 1024           # largest piece block one request may ask for (why: node/config.py)
 MAX_FRAME_BYTES = MAX_HEADER_BYTES + MAX_BLOCK_BYTES  # zmq MAXMSGSIZE on every socket
 
 
@@ -372,7 +372,7 @@ class GetBlock(Message):
     piece_index: int
     block_offset: int
     length: int
-    requester: str = ""    # the asking peer's id: a seed sends each piece to one peer first
+    requester: str = ""    # the asking peer's id, for logs only: a seed trusts the connection, not this
 
 
 @message(MsgType.BLOCK)

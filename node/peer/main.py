@@ -21,14 +21,13 @@ from node.peer import state
 from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
 from node.peer.integrity import RESTARTABLE, SUSPENDED, IntegrityWatch, unchanged
-from node.peer.pacer import Pacer
 from node.peer.seeding import SendOnce
-from node.peer.storage import PendingRead, PieceFile
+from node.peer.serving import BlockServer
+from node.peer.storage import PieceFile
 from node.peer.watch import Park, Watchers
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
 from protocol import messages as m
-from protocol.codec import decode_id, error_frames
 from protocol.errors import ErrorCode, RemoteError, ZorrentError
 from protocol.metainfo import Metainfo, parse
 from protocol.pieces import Bitfield
@@ -125,17 +124,21 @@ class PeerNode(Context):
         if len(ctl_endpoint) > 100:
             raise ZorrentError(f"control socket path is too long: {ctl_endpoint}", ErrorCode.BAD_INPUT)
         self._refuse_if_running(ctl_endpoint)
-        self.data_sock, self.data_endpoint = bind_router(self.zctx, config.endpoint(self.host, self.port))
+        self.data_sock, self.data_endpoint = bind_router(
+            self.zctx, config.endpoint(self.host, self.port), sndhwm=config.DATA_SNDHWM_MSGS,
+            rcvhwm=config.DATA_RCVHWM_MSGS, max_msg_bytes=config.DATA_MAX_REQUEST_BYTES)
         self.port = int(self.data_endpoint.rsplit(":", 1)[1])
         self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
         self.tracker = FailoverChannel(self.zctx, self.tracker_endpoints, self.reactor)
         self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS,
                                config.CHECK_THREADS)
         self.integrity = IntegrityWatch(self)
-        self.pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
-        self.watchers = Watchers(self.pacer, lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
+        self.server = BlockServer(self.data_sock, self.reactor, self.disk, self.upload_rate_bps,
+                                  self.integrity.read_failed)
+        self.watchers = Watchers(self.server.send_small,
+                                 lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
         self.reactor.call_every(config.ANNOUNCE_BATCH_S, lambda: self.watchers.flush(time.monotonic()))
-        self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_block))
+        self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_data))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
         self.reactor.call_every(TICK_S, self._tick)
         self.reactor.call_every(config.HEARTBEAT_INTERVAL_S, self._heartbeat)
@@ -147,27 +150,12 @@ class PeerNode(Context):
                  ctl_endpoint, ", ".join(self.tracker_endpoints))
         return self.data_endpoint
 
-    def _send_block(self, ident: bytes, frames: list[Any]) -> None:
-        """A data-port reply; a block is read on a read thread first."""
-        if len(frames) == 2 and isinstance(frames[1], PendingRead):
-            header, pending = frames
-            self.disk.read(pending, lambda data, err: self._send_read(ident, header, pending, data, err))
-        elif len(frames) == 2 and isinstance(frames[1], Park):
+    def _send_data(self, ident: bytes, frames: list[Any]) -> None:
+        """A data-port reply: a parked WATCH waits for news, the rest go through the budget."""
+        if len(frames) == 2 and isinstance(frames[1], Park):
             self.watchers.park(ident, frames[:1], frames[1], time.monotonic())
         else:
-            self.pacer(ident, frames)
-
-    def _send_read(self, ident: bytes, header: bytes, pending: PendingRead, data: bytes | None,
-                   err: BaseException | None) -> None:
-        if err is None:
-            self.pacer(ident, [header, data])
-            return
-        self.integrity.read_failed(pending.file, err)
-        if isinstance(err, ZorrentError):
-            code, text = err.code, err.message
-        else:
-            code, text = ErrorCode.INTERNAL, f"cannot read: {getattr(err, 'strerror', None) or err}"
-        self.pacer(ident, error_frames(decode_id([header]), code, text))
+            self.server.send(ident, frames)
 
     def _refuse_if_running(self, ctl_endpoint: str) -> None:
         if not Path(ctl_endpoint[len("ipc://"):]).exists():
@@ -190,6 +178,8 @@ class PeerNode(Context):
         for h in self.holdings.values():
             if h.job is not None and h.finished is None:
                 h.job.close()
+        if hasattr(self, "server"):
+            self.server.close()
         if hasattr(self, "disk"):
             self.integrity.close()
             self.disk.close()          # pieces already with the disk threads are written first
