@@ -234,7 +234,10 @@ REMOTE_MAX_BYTES = 4 * 1024 * 1024            # bytes: block payload one remote 
 REMOTES_TOTAL_BYTES = 32 * 1024 * 1024        # bytes: the same over every remote: the seeder's RSS may grow by
                                               # this much at worst (the issue-17 goal allows 64 MiB over idle)
 REMOTES_MAX = 1024                            # remotes with block requests here at once (a new one is refused)
-REMOTE_MAX_REFUSALS = 4 * REMOTE_MAX_REQUESTS # refusals in a row before a wire that can cut a remote off does
+REMOTE_MAX_REFUSALS = MAX_PIPELINE_REQUESTS   # refusals in a row (a legit downloader never gets one: it keeps
+                                              # <= REMOTE_MAX_REQUESTS in flight) before the remote is cut off:
+                                              # its requests are then dropped unread (no decode, no reply) ...
+REMOTE_CUT_OFF_S = 30.0                       # ... for this long (a flood costs ~1 us a frame, not ~40 us)
 DATA_SNDHWM_MSGS = 2 * REMOTE_MAX_REQUESTS    # messages: data ROUTER send queue per remote (ZMQ_SNDHWM). Blocks
                                               # hold budget tickets until written, so this only bounds the small
                                               # replies (errors, Haves, Elsewhere, metainfo); a full pipe drops

@@ -130,10 +130,12 @@ def bind_router(zctx: zmq.Context, endpoint: str, sndhwm: int = 0, rcvhwm: int =
 
 
 def serve(sock: zmq.Socket, dispatcher: Dispatcher, ctx: Context, batch_max: int = 64,
-          send: Callable[[bytes, list[Any]], None] | None = None) -> Callable[[], None]:
+          send: Callable[[bytes, list[Any]], None] | None = None,
+          accepts: Callable[[bytes], bool] | None = None) -> Callable[[], None]:
     """The readable-callback for a ROUTER: drain a batch, handle it, commit, then reply.
 
-    ``send(identity, frames)`` replaces the plain send (the peer paces uploads with it).
+    ``send(identity, frames)`` replaces the plain send (the peer budgets uploads with it).
+    ``accepts(identity)`` False: the request is dropped unread (a remote that was cut off).
     """
 
     def send_now(ident: bytes, frames: list[Any]) -> None:
@@ -155,7 +157,10 @@ def serve(sock: zmq.Socket, dispatcher: Dispatcher, ctx: Context, batch_max: int
                 break
             if len(parts) < 2:
                 continue  # no identity + header: nothing to reply to
-            batch.append((parts[0].bytes, parts[1:]))
+            ident = parts[0].bytes
+            if accepts is not None and not accepts(ident):
+                continue
+            batch.append((ident, parts[1:]))
         if not batch:
             return
         replies = []

@@ -138,7 +138,8 @@ class PeerNode(Context):
         self.watchers = Watchers(self.server.send_small,
                                  lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
         self.reactor.call_every(config.ANNOUNCE_BATCH_S, lambda: self.watchers.flush(time.monotonic()))
-        self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_data))
+        self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_data,
+                                               accepts=self.server.accepts))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
         self.reactor.call_every(TICK_S, self._tick)
         self.reactor.call_every(config.HEARTBEAT_INTERVAL_S, self._heartbeat)

@@ -61,6 +61,17 @@ class BlockServer:
         self.reading = 0                                                     # reads queued on read threads
         self.timer = None
         self.dropped = 0                                                     # replies a full pipe refused
+        self.cut_off: dict[bytes, float] = {}                                # remote -> until (monotonic)
+
+    def accepts(self, ident: bytes) -> bool:
+        """False while ``ident`` is cut off: its requests are dropped before they are decoded."""
+        until = self.cut_off.get(ident)
+        if until is None:
+            return True
+        if time.monotonic() < until:
+            return False
+        del self.cut_off[ident]
+        return True
 
     # ------------------------------------------------------------------ entry
     def send(self, ident: bytes, frames: list[Any]) -> None:
@@ -83,6 +94,10 @@ class BlockServer:
         if ticket is None:
             if isinstance(body, PendingRead):
                 body.cancel()
+            if self.budget.abusive(ident) and len(self.cut_off) < config.REMOTES_MAX:
+                self.cut_off[ident] = time.monotonic() + config.REMOTE_CUT_OFF_S
+                log.warning("a remote was refused %d times in a row: ignoring it for %.0f s",
+                            config.REMOTE_MAX_REFUSALS, config.REMOTE_CUT_OFF_S)
             requests, held = self.budget.usage(ident)
             self.send_small(ident, error_frames(
                 decode_id([header]), ErrorCode.BUSY,
