@@ -255,6 +255,8 @@ TRACKER_RCVHWM_MSGS = 256                     # messages: requests read ahead fr
 TRACKER_MAX_TORRENTS_PER_PEER = 4096          # torrents one registered peer may register (in this tracker's run)
 TRACKER_MAX_PEERS_PER_HOST = 1024             # live peer ids registered from one address ("hundreds of peers on
                                               # one machine" fit; one stranger cannot fill the peers collection)
+TRUST_ADVERTISE_DEFAULT = "127.0.0.0/8,::1"     # tracker --trust-advertise: sources whose RegisterPeer may name
+                                              # another address (a local process is the operator's own)
 SWARM_PAGE_MAX = 500                          # peers or torrents in one GetSwarm reply (~60 KiB of header)
 
 # ---------------------------------------------------------------- HTTP tracker (standard clients)

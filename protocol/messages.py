@@ -264,6 +264,8 @@ class Deregister(Message):
 
 @message(MsgType.REGISTER_TORRENT)
 class RegisterTorrent(Message):
+    peer_id: str           # a registered peer ...
+    token: str             # ... and its token: strangers cannot fill the torrents collection
     metainfo: bytes        # the bencoded .torrent; the tracker validates it itself
 
 
@@ -353,7 +355,11 @@ class ScrapeReply(Message):
 
 @message(MsgType.GET_SWARM)
 class GetSwarm(Message):
-    """Read-only: every peer and torrent the tracker knows, and its own counters."""
+    """Read-only: the peers and torrents the tracker knows, and its own counters, a page
+    at a time: those whose id sorts after ``peers_after`` / ``torrents_after``."""
+
+    peers_after: str = ""
+    torrents_after: str = ""
 
 
 @message(MsgType.SWARM)
@@ -361,6 +367,8 @@ class Swarm(Message):
     peers: list[SwarmPeer]
     torrents: list[SwarmTorrent]
     stats: TrackerStats
+    peers_more: bool = False       # more peers after the last one here: ask again from it
+    torrents_more: bool = False
 
 
 # ---------------------------------------------------------------- peer data plane

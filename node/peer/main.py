@@ -25,7 +25,7 @@ from node.peer.seeding import SendOnce
 from node.peer.serving import BlockServer
 from node.peer.storage import PieceFile
 from node.peer.watch import Park, Watchers
-from node.process import setup_logging, write_ready_file
+from node.process import hold_lock, setup_logging, write_ready_file
 from node.reactor import Reactor
 from protocol import messages as m
 from protocol.errors import ErrorCode, RemoteError, ZorrentError
@@ -123,7 +123,13 @@ class PeerNode(Context):
         ctl_endpoint = config.control_endpoint(self.peer_id)
         if len(ctl_endpoint) > 100:
             raise ZorrentError(f"control socket path is too long: {ctl_endpoint}", ErrorCode.BAD_INPUT)
-        self._refuse_if_running(ctl_endpoint)
+        # one process per peer id: the lock is taken before the socket is looked at, so a twin
+        # can never bind over (and take) a live peer's control socket between check and bind
+        self.lock_fd = hold_lock(run / f"{self.peer_id}.lock")
+        if self.lock_fd is None:
+            self._refuse_if_running(ctl_endpoint)
+            raise ZorrentError(f"peer {self.peer_id} is already running (it holds {run / self.peer_id}.lock)",
+                               ErrorCode.PEER_ID_TAKEN)
         self.data_sock, self.data_endpoint = bind_router(
             self.zctx, config.endpoint(self.host, self.port), sndhwm=config.DATA_SNDHWM_MSGS,
             rcvhwm=config.DATA_RCVHWM_MSGS, max_msg_bytes=config.DATA_MAX_REQUEST_BYTES)
@@ -159,12 +165,13 @@ class PeerNode(Context):
             self.server.send(ident, frames)
 
     def _refuse_if_running(self, ctl_endpoint: str) -> None:
+        """The twin holding the lock: name its pid if it answers."""
         if not Path(ctl_endpoint[len("ipc://"):]).exists():
             return
         try:
             env = call(self.zctx, ctl_endpoint, m.Ping(), timeout_s=0.5, tries=1)
         except ZorrentError:
-            return  # a stale socket file from a dead process
+            return  # starting, or too busy to answer: the lock is what counts
         raise ZorrentError(f"peer {self.peer_id} is already running (pid {env.msg.pid})",
                            ErrorCode.PEER_ID_TAKEN)
 
@@ -196,6 +203,9 @@ class PeerNode(Context):
             except ZorrentError:
                 pass
         self.zctx.destroy(linger=0)
+        if getattr(self, "lock_fd", None) is not None:
+            os.close(self.lock_fd)     # last: the socket is closed before a twin may bind it
+            self.lock_fd = None
 
     # ------------------------------------------------------------------ tracker link
     def _register(self) -> None:
@@ -335,7 +345,7 @@ class PeerNode(Context):
                 continue
             if not h.tracker_known:
                 h.announcing = True
-                self.tracker.request(m.RegisterTorrent(metainfo=h.meta.raw),
+                self.tracker.request(m.RegisterTorrent(peer_id=self.peer_id, token=self.token, metainfo=h.meta.raw),
                                      lambda env, err, h=h: self._on_torrent_registered(h, err),
                                      timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
             elif h.unannounced or not h.joined:
