@@ -129,7 +129,7 @@ class Soak:
         self.min_size, self.max_size = min_size, max_size
         self.report = Report(peers=peers, files=files, minutes=minutes, kill_every_s=kill_every_s,
                              upload_rate=upload_rate, trackers=trackers)
-        ports = _free_ports(2 * trackers if trackers > 1 else 1)     # several: their HTTP doors follow
+        ports = _free_ports(trackers)
         self.tracker = supervisor.TrackerSpec("127.0.0.1", ports, store_uri, trackers)
         self.peer_ids = [f"soak{i:02d}" for i in range(1, peers + 1)]
         self.nfiles = files

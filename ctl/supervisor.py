@@ -59,11 +59,9 @@ class TrackerSpec:
         return local + [e for e in self.others if e not in local]
 
     def args(self, i: int) -> list[str]:
-        """Tracker ``i`` listens on ``port + i``; with several, its HTTP door is on
-        ``port + count + i`` (the default HTTP port would be the second tracker's)."""
+        """Tracker ``i`` listens on ``port + i``, and its HTTP door on its default port
+        (``config.http_port_for``), which no other tracker of the block takes."""
         args = ["tracker", "--host", self.host, "--port", str(self.port + i)]
-        if self.count > 1:
-            args += ["--http-port", str(self.port + self.count + i)]
         return args + ["--store", self.store_uri] if self.store_uri else args
 
     def endpoints_for(self, i: int) -> str:

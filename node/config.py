@@ -15,7 +15,9 @@ from protocol.messages import MAX_BLOCK_BYTES
 # ---------------------------------------------------------------- endpoints
 DEFAULT_TRACKER_HOST = "127.0.0.1"
 DEFAULT_TRACKER_PORT = 6969
-DEFAULT_HTTP_PORT = 6970          # the tracker's HTTP door for standard BitTorrent clients (BEP 3)
+HTTP_PORT_OFFSET = 1000           # a tracker's HTTP door (BEP 3, for standard clients) is on its port + this,
+                                  # so trackers on consecutive ports never take each other's (MongoDB's HTTP
+                                  # console sat at its port + 1000 the same way)
 DEFAULT_PEER_HOST = "127.0.0.1"
 DEFAULT_PEERS_CONFIG = "peers.json"
 MONGO_EXAMPLE_URI = "mongodb://localhost:27017/bittorrent"
@@ -29,15 +31,30 @@ def endpoint(host: str, port: int) -> str:
     return f"tcp://{host}:{port}"
 
 
-def default_tracker_endpoint() -> str:
-    """``$ZORRENT_TRACKER`` as given (it may list several endpoints), or the default one."""
-    return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
+def _default_trackers() -> str:
+    """``$ZORRENT_TRACKER`` as given (it may list several endpoints), or the default one.
+    Read through ``tracker_endpoints()`` only, at run time (never as an option's default at
+    import), so every command sees the whole list."""
+    return os.environ.get("ZORRENT_TRACKER") or endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT)
 
 
-def http_announce_url(tracker_endpoint: str, port: int = DEFAULT_HTTP_PORT) -> str:
-    """The HTTP announce URL of the tracker at ``tcp://HOST:PORT`` (its HTTP door on ``port``)."""
-    host = tracker_endpoint.removeprefix("tcp://").rpartition(":")[0] or DEFAULT_TRACKER_HOST
-    return f"http://{host}:{port}/announce"
+def http_port_for(tracker_port: int) -> int:
+    """The default port of the HTTP door of the tracker on ``tracker_port``: that port +
+    HTTP_PORT_OFFSET (0, any free port, for a tracker on any free port or near the top)."""
+    port = tracker_port + HTTP_PORT_OFFSET
+    return port if tracker_port and port < 65536 else 0
+
+
+DEFAULT_HTTP_PORT = http_port_for(DEFAULT_TRACKER_PORT)     # 7969
+
+
+def http_announce_url(tracker_endpoint: str, port: int | None = None) -> str:
+    """The HTTP announce URL of the tracker at ``tcp://HOST:PORT``: its HTTP door, on ``port``
+    or by default on ``http_port_for(PORT)``."""
+    host, _, tracker_port = tracker_endpoint.removeprefix("tcp://").rpartition(":")
+    if port is None:
+        port = http_port_for(int(tracker_port)) if tracker_port.isdigit() else DEFAULT_HTTP_PORT
+    return f"http://{host or DEFAULT_TRACKER_HOST}:{port}/announce"
 
 
 def parse_endpoint(text: str, what: str = "tracker endpoint") -> tuple[str, int]:
@@ -58,8 +75,8 @@ def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
     The one parser of tracker lists: peers, the CLI and the supervisor config all use it.
     ``HOST:PORT`` without a scheme means tcp. Duplicates are dropped, order is kept.
     """
-    if value is None:
-        value = default_tracker_endpoint()
+    if value is None or value == []:
+        value = _default_trackers()
     items = value if isinstance(value, list) else [value]
     out: list[str] = []
     for item in items:
@@ -76,11 +93,6 @@ def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
     if not out:
         raise ZorrentError("no tracker endpoint given (tcp://HOST:PORT, comma-separated)", ErrorCode.BAD_INPUT)
     return out
-
-
-def default_tracker_address() -> tuple[str, int]:
-    """(host, port) of the first of ``tracker_endpoints()``."""
-    return parse_endpoint(tracker_endpoints()[0])
 
 
 WILDCARD_HOSTS = ("0.0.0.0", "*", "::", "[::]")

@@ -27,8 +27,9 @@ def tracker(
     store: Annotated[Optional[str], typer.Option(
         help=f"Store URI: sqlite:///PATH (default output/tracker.db) or {config.MONGO_EXAMPLE_URI}.")] = None,
     http_port: Annotated[Optional[int], typer.Option(
-        help=f"Port of the HTTP tracker for standard BitTorrent clients (default {config.DEFAULT_HTTP_PORT}, "
-             "or a free one when --port is 0; 0 turns it off).")] = None,
+        help=f"Port of the HTTP tracker for standard BitTorrent clients (default: --port + "
+             f"{config.HTTP_PORT_OFFSET}, so {config.DEFAULT_HTTP_PORT}, or a free one when --port is 0; "
+             "0 turns it off).")] = None,
     http_host: Annotated[Optional[str], typer.Option(
         help="Address of the HTTP tracker (default: --host), e.g. ::1 or 0.0.0.0.")] = None,
     trust_advertise: Annotated[str, typer.Option(
@@ -44,7 +45,7 @@ def tracker(
         raise ZorrentError(f"--http-port {http_port} is out of range", ErrorCode.BAD_INPUT)
     strict = http_port is not None
     if http_port is None:
-        http_port = 0 if port == 0 else config.DEFAULT_HTTP_PORT
+        http_port = config.http_port_for(port)
     elif http_port == 0:
         http_port = None
     run(host, port, store, ready_file, http_port, strict, http_host, trust_advertise)
@@ -74,30 +75,45 @@ def peer(
 
 
 PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]
-TrackerHost = Annotated[str, typer.Option(help="The tracker's address.")]
-TrackerPort = Annotated[int, typer.Option(help="The tracker's port.")]
+TrackerHost = Annotated[Optional[str], typer.Option(help=
+    "The tracker's address (with --tracker-port: one tracker; default: the first of $ZORRENT_TRACKER).")]
+TrackerPort = Annotated[Optional[int], typer.Option(help=
+    "The tracker's port (with --tracker-host: one tracker; default: the first of $ZORRENT_TRACKER).")]
 StoreUri = Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")]
-TrackerEndpoint = Annotated[Optional[str], typer.Option(
+TrackerEndpoint = Annotated[Optional[list[str]], typer.Option(
     "--tracker", help="The tracker as tcp://HOST:PORT, e.g. on another host (overrides --tracker-host/--tracker-port); "
-                      "several, comma-separated: the peers fail over between them.")]
+                      "several, comma-separated or repeated: the peers fail over between them "
+                      "(default: $ZORRENT_TRACKER, the whole list, else tcp://127.0.0.1:6969).")]
 
 
-def _tracker_spec(tracker: str | None, host: str, port: int, store: str | None,
-                  count: int = 1) -> supervisor.TrackerSpec:
-    others: tuple[str, ...] = ()
+def tracker_list(tracker: list[str] | str | None, host: str | None, port: int | None) -> list[str]:
+    """The trackers a command uses, preferred first: ``--tracker``, else ``--tracker-host``/
+    ``--tracker-port`` (one tracker; what is not given comes from the default's first), else
+    the whole of ``$ZORRENT_TRACKER`` (or the default)."""
     if tracker:
-        first, *rest = config.tracker_endpoints(tracker)
-        host, port = config.parse_endpoint(first)
-        others = tuple(rest)
-    return supervisor.TrackerSpec(host, port, store, count, others)
+        return config.tracker_endpoints(tracker)
+    defaults = config.tracker_endpoints()
+    if host is None and port is None:
+        return defaults
+    first_host, first_port = config.parse_endpoint(defaults[0])
+    return [config.endpoint(first_host if host is None else host, first_port if port is None else port)]
+
+
+def _tracker_spec(tracker: list[str] | None, host: str | None, port: int | None, store: str | None,
+                  count: int = 1) -> supervisor.TrackerSpec:
+    """The first tracker of the list is the one run here (with ``count``, the first ``count``
+    ports from it); the rest are run elsewhere, and the peers use them all."""
+    first, *rest = tracker_list(tracker, host, port)
+    host, port = config.parse_endpoint(first)
+    return supervisor.TrackerSpec(host, port, store, count, tuple(rest))
 
 
 @command(app, "start-peer")
 def start_peer(
     ctx: typer.Context,
     config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
-    tracker_host: TrackerHost = config.default_tracker_address()[0],
-    tracker_port: TrackerPort = config.default_tracker_address()[1],
+    tracker_host: TrackerHost = None,
+    tracker_port: TrackerPort = None,
     store: StoreUri = None,
     tracker_endpoint: TrackerEndpoint = None,
     foreground: Annotated[bool, typer.Option(
@@ -206,8 +222,8 @@ app.add_typer(swarm, name="swarm")
 def swarm_up(
     ctx: typer.Context,
     config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
-    tracker_host: TrackerHost = config.default_tracker_address()[0],
-    tracker_port: TrackerPort = config.default_tracker_address()[1],
+    tracker_host: TrackerHost = None,
+    tracker_port: TrackerPort = None,
     store: StoreUri = None,
     tracker_endpoint: TrackerEndpoint = None,
     trackers: Annotated[int, typer.Option(

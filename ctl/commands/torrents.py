@@ -42,8 +42,11 @@ def torrent_path(name: str) -> Path:
     return config.torrents_dir() / f"{name}.torrent"
 
 
-def _trackers(announce: str) -> list[str]:
-    """``--announce``: ZeroMQ tracker endpoints (comma-separated, preferred first), or a URL as given."""
+def _trackers(announce: str | None) -> list[str]:
+    """``--announce``: ZeroMQ tracker endpoints (comma-separated, preferred first), or a URL as
+    given; None: every tracker of ``$ZORRENT_TRACKER`` (or the default)."""
+    if announce is None:
+        return config.tracker_endpoints()
     parts = [p.strip() for p in announce.split(",") if p.strip()]
     if parts and all(p.startswith("tcp://") or "://" not in p for p in parts):
         return config.tracker_endpoints(announce)
@@ -57,7 +60,7 @@ def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
     return metainfo.announce_list(*trackers, http_announce)
 
 
-def _create(path: Path, piece_size: int | None, announce: str, http_announce: str | None = None,
+def _create(path: Path, piece_size: int | None, announce: str | None, http_announce: str | None = None,
             folder: bool = False) -> tuple[metainfo.Metainfo, Path]:
     make = metainfo.create_folder if folder else metainfo.create
     trackers = _trackers(announce)
@@ -84,7 +87,7 @@ PeerHost = Annotated[Optional[str], typer.Option(
     help="That peer's address (default: its \"ip\" in peers.json, else 127.0.0.1).")]
 HttpAnnounce = Annotated[Optional[str], typer.Option(
     help=f"HTTP announce URL for standard BitTorrent clients, put in the torrent's announce-list "
-         f"(default: the tracker's host, port {config.DEFAULT_HTTP_PORT}; \"\" leaves it out).")]
+         f"(default: the first tracker's host, its port + {config.HTTP_PORT_OFFSET}; \"\" leaves it out).")]
 
 @command(app, "create")
 def create(
@@ -92,9 +95,9 @@ def create(
     input: Annotated[str, typer.Option("--input", help="A file, or a folder: one torrent per file.")],
     piece_size: Annotated[Optional[int], typer.Option(
         help="Piece size in bytes (power of two, 16 KiB-16 MiB). Default: chosen from the file size.")] = None,
-    announce: Annotated[str, typer.Option(
-        help="Tracker endpoint written into the torrent; several, comma-separated, all go in announce-list.")] =
-        config.default_tracker_endpoint(),
+    announce: Annotated[Optional[str], typer.Option(
+        help="Tracker endpoint written into the torrent; several, comma-separated, all go in announce-list "
+             "(default: $ZORRENT_TRACKER, the whole list, else tcp://127.0.0.1:6969).")] = None,
     http_announce: HttpAnnounce = None,
     one_torrent: Annotated[bool, typer.Option("--one-torrent", help=
         "A folder as ONE multi-file torrent: output/torrents/FOLDER.torrent.")] = False,
@@ -113,7 +116,7 @@ def create(
     _print_made("Torrents created", made)
 
 
-def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _torrent_for(path: Path, announce: str | None, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
     """The existing torrent for ``path`` if it describes it, else a new one."""
     dest = torrent_path(path.name)
     if dest.exists():
@@ -123,7 +126,7 @@ def _torrent_for(path: Path, announce: str, http_announce: str | None) -> tuple[
     return _create(path, None, announce, http_announce)
 
 
-def _folder_torrent_for(folder: Path, announce: str, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _folder_torrent_for(folder: Path, announce: str | None, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
     """The existing torrent for ``folder`` (ours or, say, mktorrent's) if its files are there
     with their sizes, else a new one."""
     dest = torrent_path(folder.resolve().name)
@@ -148,8 +151,8 @@ def upload(
     peer_id: Annotated[str, typer.Option(help="The running peer that seeds.")],
     peer_port: Annotated[int, typer.Option(help="That peer's port.")],
     peer_host: PeerHost = None,
-    announce: Annotated[str, typer.Option(help="Tracker endpoint for torrents made here.")] =
-        config.default_tracker_endpoint(),
+    announce: Annotated[Optional[str], typer.Option(help=
+        "Tracker endpoint(s) for torrents made here (default: $ZORRENT_TRACKER, the whole list).")] = None,
     http_announce: HttpAnnounce = None,
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
         config.DEFAULT_PEERS_CONFIG,
@@ -208,10 +211,14 @@ def download(
     torrent: Annotated[Optional[str], typer.Option(help="The .torrent file.")] = None,
     magnet_link: Annotated[Optional[str], typer.Option("--magnet", help=
         "A magnet link (BEP 9) instead of --torrent: the metainfo comes from the tracker or a peer.")] = None,
-    tracker: Annotated[Optional[str], typer.Option(help=
-        "Tracker to ask for a magnet's metainfo (default: the magnet's tcp:// tr, else the default).")] = None,
+    tracker: Annotated[Optional[list[str]], typer.Option(help=
+        "Tracker(s) to ask for a magnet's metainfo, comma-separated or repeated (default: the magnet's "
+        "tcp:// tr, else $ZORRENT_TRACKER, the whole list).")] = None,
     output: Annotated[Optional[str], typer.Option(help=
-        "Where to write the file (a multi-file torrent: the folder NAME goes inside it).")] = None,
+        "Where the torrent's content goes, as with cp -r: an existing folder gets the file (or, for a "
+        "multi-file torrent, the folder) inside it under the torrent's NAME; any other path is the file's "
+        "(or the folder's) own. Default: output/downloads/NAME. A job the peer already holds is "
+        "re-attached where it is.")] = None,
     peer_host: PeerHost = None,
     peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
         config.DEFAULT_PEERS_CONFIG,
@@ -229,15 +236,9 @@ def download(
         meta = magnets.fetch(magnet_link, tracker)
         if not torrent_path(meta.name).exists():     # for `get` and `remove --torrent` later
             metainfo.write(meta, torrent_path(meta.name))
-    if meta.multi_file:
-        out_path = Path(output or config.downloads_dir()) / meta.name   # the folder goes under --output
-    else:
-        out_path = Path(output) if output else config.downloads_dir() / meta.name
-        if out_path.is_dir() and not out_path.is_symlink():
-            out_path = out_path / meta.name          # a folder: the file goes inside it
     client.check_peer(peer_id, host, peer_port)
-    # abspath, not resolve(): a symlink planted at the output is refused by the peer, not followed
-    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=os.path.abspath(out_path)),
+    out_path = output_path(meta, output, _held_path(peer_id, meta.info_hash))
+    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=out_path),
                         timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
     job = _follow(peer_id, meta, quiet=ctx.obj.json)
     if job.state != m.JobState.SEEDING.value:     # failed, or its file went missing or changed meanwhile
@@ -246,6 +247,35 @@ def download(
         render.emit_json(job)
         return
     render.download_statistics(job)
+
+
+def output_path(meta: metainfo.Metainfo, output: str | None, held: str | None = None) -> str:
+    """Where a download's content goes, one rule for a file and a folder (``cp -r``'s):
+    ``--output`` naming an existing folder means NAME inside it, any other path is the
+    content's own path; no ``--output``, ``downloads/NAME``. A torrent the peer already holds
+    (``held``, the path its resume state records) stays where it is, if ``--output`` names
+    it either way: a second run of the same command finds the folder the first one made.
+
+    abspath, not resolve(): a symlink planted at the output is refused by the peer, not followed."""
+    if output is None:
+        return held or os.path.abspath(config.downloads_dir() / meta.name)
+    given = Path(output)
+    if held is not None and held in (os.path.abspath(given), os.path.abspath(given / meta.name)):
+        return held
+    if given.is_dir() and not given.is_symlink():
+        given = given / meta.name
+    return os.path.abspath(given)
+
+
+def _held_path(peer_id: str, info_hash: str) -> str | None:
+    """The path of the peer's job for this torrent (its resume state's), or None."""
+    try:
+        reply = client.peer_control(peer_id, m.Status(info_hash=info_hash))
+    except RemoteError as exc:
+        if exc.code == ErrorCode.UNKNOWN_TORRENT:
+            return None
+        raise
+    return reply.jobs[0].path if reply.jobs else None
 
 
 def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
