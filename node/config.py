@@ -261,8 +261,11 @@ PACER_MAX_QUEUED = REMOTES_MAX * 4            # replies: the upload pacer's queu
                                               # tickets, so REMOTES_TOTAL_BYTES bounds it first; this caps small ones
 READ_QUEUE_MAX = REMOTES_TOTAL_BYTES // (16 * 1024)   # block reads waiting for a read thread: every one holds a
                                               # claimed ticket, so the byte budget bounds it; this is the backstop
-TRACKER_SNDHWM_MSGS = 64                      # messages: tracker ROUTER send queue per client (a reply is <= 4 MiB
-                                              # header, usually < 64 KiB; a client that never reads loses replies)
+TRACKER_SNDHWM_MSGS = 2 * TRACKER_BATCH_MAX   # messages: tracker ROUTER send queue per client: one drained batch
+                                              # may all be one client's (a pipelining CLI or bench), answered at
+                                              # once, and libzmq learns of reads in steps of HWM/2; a client that
+                                              # never reads loses what is beyond. Replies are
+                                              # small (GetSwarm is paged) except metainfo (<= 4 MiB header)
 TRACKER_RCVHWM_MSGS = 256                     # messages: requests read ahead from one client
 TRACKER_MAX_TORRENTS_PER_PEER = 4096          # torrents one registered peer may register (in this tracker's run)
 TRACKER_MAX_PEERS_PER_HOST = 1024             # live peer ids registered from one address ("hundreds of peers on

@@ -94,7 +94,7 @@ class BlockServer:
         if ticket is None:
             if isinstance(body, PendingRead):
                 body.cancel()
-            if self.budget.abusive(ident) and len(self.cut_off) < config.REMOTES_MAX:
+            if self.budget.abusive(ident) and ident not in self.cut_off and len(self.cut_off) < config.REMOTES_MAX:
                 self.cut_off[ident] = time.monotonic() + config.REMOTE_CUT_OFF_S
                 log.warning("a remote was refused %d times in a row: ignoring it for %.0f s",
                             config.REMOTE_MAX_REFUSALS, config.REMOTE_CUT_OFF_S)
