@@ -30,16 +30,36 @@ def exit_code(exc: ZorrentError) -> int:
     return EXIT_USAGE
 
 
+def os_error_line(exc: OSError) -> str:
+    """``cannot write output/torrents/x.torrent: No space left on device``"""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    path = exc.filename if exc.filename is not None else ""
+    return f"{why}: {path}" if path else why
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """ZorrentErrors become one line on stderr and an exit code, never a traceback."""
+    """The one place a command's errors become exits: a ZorrentError, an OSError (an
+    unwritable folder, a full disk) or a supervisord XML-RPC fault is one line on stderr
+    and an exit code, never a traceback."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        import xmlrpc.client
+
         try:
             return fn(*args, **kwargs)
         except ZorrentError as exc:
             render.error(exc.message)
             raise typer.Exit(exit_code(exc)) from None
+        except xmlrpc.client.Fault as fault:
+            render.error(f"supervisord refused: {fault.faultString}")
+            raise typer.Exit(EXIT_REMOTE) from None
+        except xmlrpc.client.ProtocolError as exc:
+            render.error(f"supervisord answered {exc.errcode} {exc.errmsg}")
+            raise typer.Exit(EXIT_TRANSPORT) from None
+        except OSError as exc:
+            render.error(os_error_line(exc))
+            raise typer.Exit(EXIT_TRANSPORT if isinstance(exc, (ConnectionError, TimeoutError)) else EXIT_USAGE) from None
         except KeyboardInterrupt:
             render.error("interrupted")
             raise typer.Exit(130) from None
