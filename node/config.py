@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 from protocol.errors import ErrorCode, ZorrentError
-from protocol.messages import MAX_BLOCK_BYTES
 
 # ---------------------------------------------------------------- endpoints
 DEFAULT_TRACKER_HOST = "127.0.0.1"
@@ -160,13 +159,35 @@ def control_endpoint(peer_id: str) -> str:
     return f"ipc://{(run_dir() / f'{check_peer_id(peer_id)}.sock').resolve()}"
 
 
+def keys_dir() -> str | None:
+    """A private swarm's key folder (``zorrent keys new``): ``$ZORRENT_KEYS``, set by
+    ``--keys DIR`` or peers.json's ``"keys"``; None for an open swarm."""
+    return os.environ.get(KEYS_ENV) or None
+
+
+def default_keys_dir() -> Path:
+    return output_dir() / "keys"
+
+
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=mode)
     return path
 
 
+KEYS_ENV = "ZORRENT_KEYS"
+KEYS_ENTRY = "keys"        # peers.json's top-level entry naming the key folder (never a peer id)
+
 # ---------------------------------------------------------------- identities
 PEER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def heartbeat_interval(handed_s: float) -> float:
+    """The heartbeat interval a peer uses: the tracker's, within HEARTBEAT_BOUNDS_S."""
+    low, high = HEARTBEAT_BOUNDS_S
+    try:
+        return min(high, max(low, float(handed_s)))
+    except (TypeError, ValueError):
+        return HEARTBEAT_INTERVAL_S
 
 
 def check_peer_id(peer_id: str) -> str:
@@ -178,8 +199,12 @@ def check_peer_id(peer_id: str) -> str:
 
 
 # ---------------------------------------------------------------- timing (unit in every name)
-HEARTBEAT_INTERVAL_S = 2.0
-PEER_EXPIRY_S = 3 * HEARTBEAT_INTERVAL_S     # tracker forgets a peer silent this long
+HEARTBEAT_INTERVAL_S = 2.0                    # the tracker hands this out (Registered, as BEP 3's ``interval``);
+                                              # a peer heartbeats at the interval it was handed
+PEER_EXPIRY_S = 3 * HEARTBEAT_INTERVAL_S     # tracker forgets a peer silent this long (3 missed heartbeats)
+HEARTBEAT_BOUNDS_S = (0.5, 600.0)             # a peer takes an interval from a tracker only within these
+IDLE_WAIT_MAX_S = 60.0                        # a peer's event loop sleeps at most this long with nothing due
+                                              # (signals wake it at once)
 REQUEST_TIMEOUT_S = 2.0                       # one try of a control/tracker request
 REQUEST_RETRIES = 3                           # Lazy Pirate: tries before giving up
 ANNOUNCE_BATCH_S = 0.05                       # verified pieces wait at most this long
@@ -206,6 +231,13 @@ SUPERVISOR_STARTSECS = 2                      # up this long counts as started
 SUPERVISOR_STOPWAITSECS = 15                  # SIGTERM, then SIGKILL after this long
 SUPERVISOR_LOG_MAXBYTES = "10MB"
 SUPERVISOR_LOG_BACKUPS = 3
+# Peers the CLI has starting at once (a Python process importing its modules is CPU-bound):
+# a new one starts as soon as the oldest answers a ping. 300 peers forked together on 2 cores
+# starved the tracker for over 15 s; this many per core keeps both cores busy with start-ups
+# and the tracker answering. supervisord's own autostart is off for peers for the same reason.
+PEER_START_WINDOW = max(4, 2 * (os.cpu_count() or 1))
+PEER_START_TIMEOUT_S = 60.0   # a peer supervisord keeps up gets this long to answer its first ping: on a
+                              # loaded machine or a cold page cache a start-up takes seconds (FATAL fails at once)
 
 # ---------------------------------------------------------------- transfer
 PIPELINE_BYTES = 8 * 1024 * 1024              # block bytes in flight to one remote peer
@@ -233,9 +265,9 @@ TRACKER_BATCH_MAX = 512                       # requests drained into one group 
 # on loopback (1-3 GB/s) or a 1 Gbit/s link (125 MB/s) a block leaves the seeder's process
 # for the kernel's socket buffer within milliseconds of its read, so a reader that keeps
 # up never holds more than a few blocks here. One that never reads holds its cap, no more.
-BLOCK_BYTES_MAX = MAX_BLOCK_BYTES             # bytes (1 MiB, defined in protocol.messages): largest block one request may ask for (protocol.messages
-                                              # 4 of them fill the in-process send window below;
-                                              # a bigger piece is fetched in several blocks
+# The largest block one request may ask for is protocol.messages.MAX_BLOCK_BYTES, 1 MiB
+# (it was 4 MiB): 4 of them fill the in-process send window below, so a remote holding
+# its cap holds whole blocks; a bigger piece is fetched in several blocks.
 REMOTE_MAX_REQUESTS = 2 * MAX_PIPELINE_REQUESTS   # requests: GetBlocks one remote may have waiting or in
                                               # flight here; a legit downloader sends <= 64 pieces' worth
                                               # (more blocks only for pieces > 1 MiB, which credit keeps few);
@@ -273,6 +305,10 @@ TRACKER_MAX_PEERS_PER_HOST = 1024             # live peer ids registered from on
 TRUST_ADVERTISE_DEFAULT = "127.0.0.0/8,::1"     # tracker --trust-advertise: sources whose RegisterPeer may name
                                               # another address (a local process is the operator's own)
 SWARM_PAGE_MAX = 500                          # peers or torrents in one GetSwarm reply (~60 KiB of header)
+
+# ---------------------------------------------------------------- private swarms (node/curve.py)
+CURVE_REFUSED_SOURCES_LOGGED = 1024           # refused sources each logged once; a stranger who comes from many
+                                              # addresses fills this set, not the log (or memory) without end
 
 # ---------------------------------------------------------------- HTTP tracker (standard clients)
 HTTP_ANNOUNCE_INTERVAL_S = 300                # BEP 3 `interval` (libtorrent never announces more often)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import zmq
 
+from node import curve
 from protocol.codec import decode, decode_id, encode, error_frames
 from protocol.errors import ErrorCode, ZorrentError
 from protocol.messages import MAX_FRAME_BYTES, Message, MsgType
@@ -108,6 +109,7 @@ class Dispatcher:
 def bind_router(zctx: zmq.Context, endpoint: str, sndhwm: int = 0, rcvhwm: int = 1000,
                 max_msg_bytes: int = MAX_FRAME_BYTES) -> tuple[zmq.Socket, str]:
     """A ROUTER bound to ``endpoint`` (port 0 or * picks a free one); returns its endpoint.
+    A tcp one is a CURVE server when the swarm has keys (node/curve.py).
 
     ``sndhwm``/``rcvhwm`` are messages per connection (0: none, for local-only sockets).
     With ROUTER_MANDATORY a send to a full pipe raises EAGAIN (every send here is
@@ -122,7 +124,11 @@ def bind_router(zctx: zmq.Context, endpoint: str, sndhwm: int = 0, rcvhwm: int =
     if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
         endpoint = endpoint[:-2] + ":*"
     try:
+        curve.secure_server(zctx, sock, endpoint)
         sock.bind(endpoint)
+    except ZorrentError:
+        sock.close(linger=0)
+        raise
     except zmq.ZMQError as exc:
         sock.close(linger=0)
         raise ZorrentError(f"cannot listen on {endpoint}: {exc.strerror}", ErrorCode.BAD_INPUT) from None

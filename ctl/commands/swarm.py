@@ -1,6 +1,8 @@
-"""Running nodes: tracker, one peer, and the peers of peers.json."""
-from __future__ import annotations
+"""Running nodes: tracker, one peer, and the peers of peers.json.
 
+The tracker and each peer are started as ``python -m ctl tracker|peer``, so this module
+imports nothing at the top that those processes do not run (supervisor, rich, psutil).
+"""
 import enum
 import signal
 import subprocess
@@ -9,10 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import client, nodes, render, supervisor
 from ctl.cli import command, commands, handle_errors
 from node import config
-from protocol import messages as m
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 app = commands()
@@ -100,9 +100,11 @@ def tracker_list(tracker: list[str] | str | None, host: str | None, port: int | 
 
 
 def _tracker_spec(tracker: list[str] | None, host: str | None, port: int | None, store: str | None,
-                  count: int = 1) -> supervisor.TrackerSpec:
+                  count: int = 1) -> "supervisor.TrackerSpec":
     """The first tracker of the list is the one run here (with ``count``, the first ``count``
     ports from it); the rest are run elsewhere, and the peers use them all."""
+    from ctl import supervisor
+
     first, *rest = tracker_list(tracker, host, port)
     host, port = config.parse_endpoint(first)
     return supervisor.TrackerSpec(host, port, store, count, tuple(rest))
@@ -126,6 +128,8 @@ def start_peer(
     supervisor_conf/supervisord.conf and supervisord is started (or told to reread and
     update). Manage them with: supervisorctl -c supervisor_conf/supervisord.conf status
     """
+    from ctl import nodes
+
     specs = nodes.split_local(nodes.load_peers(config_path), config_path)
     tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
@@ -134,10 +138,13 @@ def start_peer(
     _supervise(ctx, specs, tracker, start_tracker=False)
 
 
-def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
-               start_tracker: bool, web: supervisor.WebSpec = supervisor.WebSpec()) -> None:
+def _supervise(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec",
+               start_tracker: bool, web: "supervisor.WebSpec | None" = None) -> None:
     """Write the config, start or update supervisord, and return once supervisord says
     RUNNING for every node and every node answers."""
+    from ctl import nodes, render, supervisor
+
+    web = web or supervisor.WebSpec()
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False, web=web))
     what = supervisor.start_or_update(conf)
     if start_tracker:
@@ -145,9 +152,7 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
-    supervisor.wait_running([spec.peer_id for spec in specs])
-    for spec in specs:
-        nodes.wait_peer(spec, None)
+    supervisor.start_peers(specs)
     if start_tracker:
         nodes.wait_web(web.url)
     _show_swarm(ctx, specs, tracker, f"supervisord {what}: {conf}", web.url)
@@ -155,8 +160,10 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
         render.out.print(f"web view: {web.url}  (also {web.url}api/swarm and {web.url}metrics)")
 
 
-def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec, title: str,
+def _show_swarm(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec", title: str,
                 web_url: str) -> None:
+    from ctl import render, supervisor
+
     info = {p["name"]: p for p in supervisor.process_info()}
     rows = []
     for name, address in [*zip(tracker.names, (e.removeprefix("tcp://") for e in tracker.endpoints)),
@@ -169,7 +176,9 @@ def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: superv
         render.out.print(render.table(title, ["Program", "Address", "State", "PID", "Info"], rows))
 
 
-def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: str) -> None:
+def _run_foreground(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: str) -> None:
+    from ctl import nodes, render
+
     logs = config.ensure_dir(config.logs_dir())
     procs: dict[str, subprocess.Popen] = {}
 
@@ -184,13 +193,13 @@ def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: st
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    try:
-        for spec in specs:
-            log = open(logs / f"{spec.peer_id}.log", "ab")
+    def spawn(spec: "nodes.PeerSpec") -> None:
+        with open(logs / f"{spec.peer_id}.log", "ab") as log:
             procs[spec.peer_id] = subprocess.Popen(nodes.peer_argv(spec, tracker), stdout=log,
                                                    stderr=subprocess.STDOUT, env=nodes.node_env())
-        for spec in specs:
-            nodes.wait_peer(spec, procs[spec.peer_id])
+
+    try:
+        nodes.start_paced(specs, spawn, lambda spec: nodes.wait_peer(spec, procs[spec.peer_id]))
     except (ZorrentError, KeyboardInterrupt):
         stop_all()
         raise
@@ -213,7 +222,7 @@ def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: st
         raise ZorrentError(f"peer {dead[0]} exited (see {logs / (dead[0] + '.log')})")
 
 
-swarm = typer.Typer(help="The whole swarm (tracker and peers) under supervisord.", no_args_is_help=True)
+swarm = commands(help="The whole swarm (tracker and peers) under supervisord.", no_args_is_help=True)
 app.add_typer(swarm, name="swarm")
 
 
@@ -233,6 +242,8 @@ def swarm_up(
     web_port: Annotated[int, typer.Option(help="Port of the web view.")] = config.DEFAULT_WEB_PORT,
 ) -> None:
     """Bring up the tracker(s), the web view and every peer of peers.json (those on this host) under supervisord."""
+    from ctl import nodes, supervisor
+
     _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
                _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store, trackers), start_tracker=True,
                web=supervisor.WebSpec(web_host, web_port))
@@ -245,6 +256,9 @@ def swarm_status(
     config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
 ) -> None:
     """supervisord's view of every node, merged with each peer's own (torrents, pieces, rates)."""
+    from ctl import client, nodes, render, supervisor
+    from protocol import messages as m
+
     specs = {s.peer_id: s for s in nodes.load_peers(config_path)}
     info = supervisor.process_info()
     if not info:
@@ -274,6 +288,8 @@ def swarm_status(
 @handle_errors
 def swarm_down(ctx: typer.Context) -> None:
     """Stop every node cleanly (SIGTERM, then SIGKILL after stopwaitsecs) and supervisord."""
+    from ctl import render, supervisor
+
     was = supervisor.running()
     supervisor.shutdown()
     render.out.print("swarm stopped" if was else "swarm was not running")

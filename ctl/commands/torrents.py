@@ -1,6 +1,7 @@
-"""Working with torrents: create, upload (seed), download, get, status."""
-from __future__ import annotations
+"""Working with torrents: create, upload (seed), download, get, status.
 
+Each function imports the modules it runs (rich, zmq, the protocol messages) itself, so
+that the other commands, and `--help`, pay for none of them."""
 import os
 import time
 from pathlib import Path
@@ -8,15 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import client, magnets, nodes, render
 from ctl.cli import command, commands
 from node import config
-from protocol import magnet
-from protocol import messages as m
-from protocol import metainfo
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
-
-HASH_RATE_FLOOR_BPS = 100 * 1024 * 1024   # slowest recheck we wait for before a retry
 
 
 def _inputs(path: str) -> list[Path]:
@@ -53,29 +48,41 @@ def _trackers(announce: str | None) -> list[str]:
     return parts or [announce]
 
 
-def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
-    """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients."""
+def _tiers(trackers: list[str], http_announce: str | None, private: bool = False) -> list[list[str]]:
+    """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients
+    (none for a private torrent unless asked for: the HTTP door refuses it)."""
+    from protocol import metainfo
+
+    if http_announce is None and private:
+        http_announce = ""
     if http_announce is None:
         http_announce = config.http_announce_url(trackers[0]) if trackers[0].startswith("tcp://") else ""
     return metainfo.announce_list(*trackers, http_announce)
 
 
 def _create(path: Path, piece_size: int | None, announce: str | None, http_announce: str | None = None,
-            folder: bool = False) -> tuple[metainfo.Metainfo, Path]:
+            folder: bool = False, private: bool = False) -> "tuple[metainfo.Metainfo, Path]":
+    from protocol import metainfo
+
     make = metainfo.create_folder if folder else metainfo.create
     trackers = _trackers(announce)
-    meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce))
+    meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce, private), private=private)
     dest = torrent_path(meta.name)
     metainfo.write(meta, dest)
     return meta, dest
 
 
-def _meta_rows(items: list[tuple[metainfo.Metainfo, Path]]) -> list[list]:
+def _meta_rows(items: "list[tuple[metainfo.Metainfo, Path]]") -> list[list]:
+    from ctl import render
+
     return [[meta.name + ("/" if meta.multi_file else ""), render.mib(meta.length), meta.num_pieces,
              f"{meta.piece_length // 1024} KiB", meta.info_hash, dest] for meta, dest in items]
 
 
-def _print_made(title: str, items: list[tuple[metainfo.Metainfo, Path]]) -> None:
+def _print_made(title: str, items: "list[tuple[metainfo.Metainfo, Path]]") -> None:
+    from ctl import render
+    from protocol import magnet
+
     render.out.print(render.table(title, ["Name", "Size", "Pieces", "Piece size", "Info hash", "Torrent"],
                                   _meta_rows(items)))
     for meta, _ in items:
@@ -101,23 +108,30 @@ def create(
     http_announce: HttpAnnounce = None,
     one_torrent: Annotated[bool, typer.Option("--one-torrent", help=
         "A folder as ONE multi-file torrent: output/torrents/FOLDER.torrent.")] = False,
+    private: Annotated[bool, typer.Option("--private", help=
+        "BEP 27 private=1: peers come only from its trackers, and the HTTP door never serves it.")] = False,
 ) -> None:
     """Write output/torrents/NAME.torrent for a file (or each file of a folder), and print its magnet link."""
+    from ctl import render
+    from protocol import magnet
+
     if one_torrent:
-        made = [_create(_folder(input), piece_size, announce, http_announce, folder=True)]
+        made = [_create(_folder(input), piece_size, announce, http_announce, folder=True, private=private)]
     else:
-        made = [_create(p, piece_size, announce, http_announce) for p in _inputs(input)]
+        made = [_create(p, piece_size, announce, http_announce, private=private) for p in _inputs(input)]
     if ctx.obj.json:
         render.emit_json([{"name": mi.name, "length": mi.length, "num_pieces": mi.num_pieces,
-                           "piece_length": mi.piece_length, "info_hash": mi.info_hash,
+                           "piece_length": mi.piece_length, "info_hash": mi.info_hash, "private": mi.private,
                            "files": len(mi.files), "torrent": str(d), "magnet": magnet.link(mi)}
                           for mi, d in made])
         return
     _print_made("Torrents created", made)
 
 
-def _torrent_for(path: Path, announce: str | None, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _torrent_for(path: Path, announce: str | None, http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``path`` if it describes it, else a new one."""
+    from protocol import metainfo
+
     dest = torrent_path(path.name)
     if dest.exists():
         meta = metainfo.read(dest)
@@ -126,9 +140,12 @@ def _torrent_for(path: Path, announce: str | None, http_announce: str | None) ->
     return _create(path, None, announce, http_announce)
 
 
-def _folder_torrent_for(folder: Path, announce: str | None, http_announce: str | None) -> tuple[metainfo.Metainfo, Path]:
+def _folder_torrent_for(folder: Path, announce: str | None,
+                        http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``folder`` (ours or, say, mktorrent's) if its files are there
     with their sizes, else a new one."""
+    from protocol import metainfo
+
     dest = torrent_path(folder.resolve().name)
     if dest.exists():
         meta = metainfo.read(dest)
@@ -163,16 +180,20 @@ def upload(
 
     Creates the torrent first if there is none; returns once the tracker has every piece.
     """
+    from ctl import client, nodes, render
+    from protocol import magnet
+    from protocol import messages as m
+
     files = [_folder(input)] if one_torrent else _inputs(input)
     client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
     done = []
     for path in files:
         meta, dest = (_folder_torrent_for(path, announce, http_announce) if one_torrent
                       else _torrent_for(path, announce, http_announce))
-        timeout_s = max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS)
         client.peer_control(peer_id, m.Upload(path=os.path.abspath(path), metainfo=meta.raw),
-                            timeout_s=timeout_s)
+                            timeout_s=ctx.obj.timeout_s)     # answered at once: the peer hashes it meanwhile
         done.append((meta, dest))
+    _wait_hashed(peer_id, [meta for meta, _ in done], quiet=ctx.obj.json)
     for meta, _ in done:
         _wait_announced(peer_id, meta)
     if ctx.obj.json:
@@ -182,8 +203,11 @@ def upload(
     _print_made(f"Seeding on {peer_id}", done)
 
 
-def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
+def _job(peer_id: str, info_hash: str, since: float) -> "m.JobStatus":
     """The peer's view of one torrent; fail fast when the peer cannot reach the tracker."""
+    from ctl import client
+    from protocol import messages as m
+
     reply = client.peer_control(peer_id, m.Status(info_hash=info_hash))
     if not reply.registered and time.monotonic() - since > config.TRACKER_GRACE_S:
         raise TransportError(f"{peer_id} cannot reach the tracker (is it running? see "
@@ -191,7 +215,39 @@ def _job(peer_id: str, info_hash: str, since: float) -> m.JobStatus:
     return reply.jobs[0]
 
 
-def _wait_announced(peer_id: str, meta: metainfo.Metainfo) -> None:
+def _wait_hashed(peer_id: str, metas: "list[metainfo.Metainfo]", quiet: bool) -> None:
+    """Follow the peer's hash of each uploaded file (a progress bar with rate and ETA) until it
+    seeds; a file that does not match its torrent is refused (exit 3), as the peer says."""
+    from ctl import client, render
+    from protocol import messages as m
+
+    progress = render.download_progress()
+    start = time.monotonic()
+    with progress if not quiet else _NoProgress() as bar:
+        tasks = {meta.info_hash: bar.add_task(f"hashing {meta.name}", total=meta.length, pieces="")
+                 for meta in metas}
+        while tasks:
+            reply = client.peer_control(peer_id, m.Status(info_hash=""))
+            if not reply.registered and time.monotonic() - start > config.TRACKER_GRACE_S:
+                raise TransportError(f"{peer_id} cannot reach the tracker (is it running? see "
+                                     f"{config.logs_dir() / (peer_id + '.log')})")
+            jobs = {j.info_hash: j for j in reply.jobs}
+            for info_hash, task in list(tasks.items()):
+                job = jobs.get(info_hash)
+                if job is None:
+                    raise RemoteError(ErrorCode.UNKNOWN_TORRENT, f"{peer_id} no longer holds {info_hash}")
+                if job.state == m.JobState.HASHING.value:
+                    bar.update(task, completed=job.hashed_bytes, total=job.hash_bytes or job.length)
+                    continue
+                bar.update(task, completed=job.length, total=job.length)
+                del tasks[info_hash]
+                if job.state != m.JobState.SEEDING.value:
+                    raise RemoteError(ErrorCode.BAD_INPUT, job.error or f"{job.name}: {job.state}")
+            if tasks:
+                time.sleep(config.STATUS_POLL_S)
+
+
+def _wait_announced(peer_id: str, meta: "metainfo.Metainfo") -> None:
     start = time.monotonic()
     while True:
         job = _job(peer_id, meta.info_hash, start)
@@ -227,6 +283,10 @@ def download(
 
     Shows progress, then the Download Statistics. Run it again to re-attach to a job.
     """
+    from ctl import client, magnets, nodes, render
+    from protocol import messages as m
+    from protocol import metainfo
+
     if (torrent is None) == (magnet_link is None):
         raise ZorrentError("give exactly one of --torrent and --magnet", ErrorCode.BAD_INPUT)
     host = nodes.listed_host(peer_id, peers_config, peer_host)
@@ -239,7 +299,7 @@ def download(
     client.check_peer(peer_id, host, peer_port)
     out_path = output_path(meta, output, _held_path(peer_id, meta.info_hash))
     client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=out_path),
-                        timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
+                        timeout_s=ctx.obj.timeout_s)    # a file already there is hashed meanwhile
     job = _follow(peer_id, meta, quiet=ctx.obj.json)
     if job.state != m.JobState.SEEDING.value:     # failed, or its file went missing or changed meanwhile
         raise ZorrentError(f"download of {meta.name} {job.state}: {job.error}", ErrorCode.BAD_INPUT)
@@ -249,7 +309,7 @@ def download(
     render.download_statistics(job)
 
 
-def output_path(meta: metainfo.Metainfo, output: str | None, held: str | None = None) -> str:
+def output_path(meta: "metainfo.Metainfo", output: str | None, held: str | None = None) -> str:
     """Where a download's content goes, one rule for a file and a folder (``cp -r``'s):
     ``--output`` naming an existing folder means NAME inside it, any other path is the
     content's own path; no ``--output``, ``downloads/NAME``. A torrent the peer already holds
@@ -269,6 +329,9 @@ def output_path(meta: metainfo.Metainfo, output: str | None, held: str | None = 
 
 def _held_path(peer_id: str, info_hash: str) -> str | None:
     """The path of the peer's job for this torrent (its resume state's), or None."""
+    from ctl import client
+    from protocol import messages as m
+
     try:
         reply = client.peer_control(peer_id, m.Status(info_hash=info_hash))
     except RemoteError as exc:
@@ -278,21 +341,29 @@ def _held_path(peer_id: str, info_hash: str) -> str | None:
     return reply.jobs[0].path if reply.jobs else None
 
 
-def _follow(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
+def _follow(peer_id: str, meta: "metainfo.Metainfo", quiet: bool) -> "m.JobStatus":
     """Poll the peer's status with a progress bar until the job ends or stalls."""
+    from ctl import render
+    from protocol import messages as m
+
     progress = render.download_progress()
     start = time.monotonic()
-    last_have, last_change = -1, start
+    last_have, last_change = None, start
     with progress if not quiet else _NoProgress() as bar:
         task = bar.add_task(meta.name, total=meta.length, pieces="")
         while True:
             job = _job(peer_id, meta.info_hash, start)
-            bar.update(task, completed=job.bytes_done, pieces=f"{job.have}/{job.num_pieces}")
-            if job.state not in (m.JobState.DOWNLOADING.value, m.JobState.CHECKING.value):
+            if job.hash_bytes:         # what is on disk already is being hashed
+                bar.update(task, completed=job.bytes_done,
+                           pieces=f"hashing {100 * job.hashed_bytes // job.hash_bytes}%")
+            else:
+                bar.update(task, completed=job.bytes_done, pieces=f"{job.have}/{job.num_pieces}")
+            if job.state not in (m.JobState.DOWNLOADING.value, m.JobState.CHECKING.value,
+                                 m.JobState.HASHING.value):
                 return job
             now = time.monotonic()
-            if job.have != last_have:
-                last_have, last_change = job.have, now
+            if (job.have, job.hashed_bytes) != last_have:
+                last_have, last_change = (job.have, job.hashed_bytes), now
             elif now - last_change > config.DOWNLOAD_STALL_S:
                 raise ZorrentError(f"no progress on {meta.name} for {config.DOWNLOAD_STALL_S:g}s "
                                    f"({job.have}/{job.num_pieces} pieces; are seeders running?); "
@@ -322,6 +393,10 @@ def get(
         help="Tracker endpoint; repeat it or comma-separate several (default: the torrent's trackers).")] = None,
 ) -> None:
     """List the torrent's peers and what each holds (standard BitTorrent clients too)."""
+    from ctl import client, render
+    from protocol import messages as m
+    from protocol import metainfo
+
     meta = metainfo.read(torrent)
     endpoints = config.tracker_endpoints(tracker) if tracker else client.tracker_endpoints_for(meta)
     try:
@@ -346,8 +421,11 @@ def get(
         render.out.print("No live peer seeds or downloads it.")
 
 
-def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: metainfo.Metainfo, unknown: RemoteError) -> None:
+def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: "metainfo.Metainfo", unknown: RemoteError) -> None:
     """No zorrent peer registered the torrent; standard clients may still share it (BEP 48 counts)."""
+    from ctl import client, render
+    from protocol import messages as m
+
     swarm = client.tracker(endpoint, m.Scrape(info_hashes=[meta.info_hash]), timeout_s=ctx.obj.timeout_s).files[0]
     if not swarm.complete + swarm.incomplete:
         raise unknown
@@ -369,6 +447,10 @@ def remove(
     delete: Annotated[bool, typer.Option("--delete", help="Also delete the downloaded file or folder (never an uploaded one).")] = False,
 ) -> None:
     """Have a peer stop seeding or downloading a torrent."""
+    from ctl import client, render
+    from protocol import messages as m
+    from protocol import metainfo
+
     meta = metainfo.read(torrent)
     client.peer_control(peer_id, m.Remove(info_hash=meta.info_hash, delete_data=delete), timeout_s=ctx.obj.timeout_s)
     render.out.print(f"{peer_id} no longer holds {meta.name}" + (" (file deleted)" if delete else ""))
@@ -380,12 +462,16 @@ def status(
     peer_id: Annotated[str, typer.Option(help="The running peer to ask.")],
 ) -> None:
     """What a running peer holds: seeds, downloads and their progress."""
+    from ctl import client, render
+    from protocol import messages as m
+
     reply = client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=ctx.obj.timeout_s)
     if ctx.obj.json:
         render.emit_json(reply)
         return
-    rows = [[j.name, j.state, f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts,
-             j.error or "", j.path] for j in reply.jobs]
+    rows = [[j.name, f"{j.state} {100 * j.hashed_bytes // j.hash_bytes}%" if j.hash_bytes else j.state,
+             f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts, j.error or "", j.path]
+            for j in reply.jobs]
     render.out.print(render.table(
         f"{reply.peer_id} ({'registered' if reply.registered else 'not registered'} with the tracker)",
         ["Name", "State", "Pieces", "Announced", "Failed", "Error", "Path"], rows))

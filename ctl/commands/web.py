@@ -1,6 +1,4 @@
 """The read-only web view of the swarm: page, /api/swarm, /metrics."""
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

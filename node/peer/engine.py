@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections import deque
 
 from node import config
-from node.channel import Channel
 from node.peer.remote import MIB, Fetch, Holding, Host, RemotePeer
 from node.peer.storage import sha1_of
 from protocol import messages as m
@@ -48,6 +46,7 @@ log = logging.getLogger("zorrent.engine")
 class DownloadJob:
     def __init__(self, node: Host, holding: Holding) -> None:
         self.node = node
+        self.clock = node.clock
         self.holding = holding
         self.meta = holding.meta
         self.remotes: dict[str, RemotePeer] = {}
@@ -59,7 +58,7 @@ class DownloadJob:
         self.failed_attempts = 0
         self.unexpected = 0                           # blocks nobody asked for, ignored
         self.redirected = 0                           # Elsewhere replies from a send-once seed
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.finished: float | None = None
         self.refreshing = False
         self.last_refresh = 0.0
@@ -71,7 +70,7 @@ class DownloadJob:
         if self.refreshing or self.finished is not None:
             return
         self.refreshing = True
-        self.last_refresh = time.monotonic()
+        self.last_refresh = self.clock()
         self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash), self._on_peers,
                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
@@ -94,8 +93,7 @@ class DownloadJob:
             if remote is None or remote.endpoint != endpoint:
                 if remote is not None:
                     self._drop_remote(remote)
-                remote = RemotePeer(info.peer_id, endpoint,
-                                    Channel(self.node.zctx, endpoint, self.node.reactor), bits)
+                remote = RemotePeer(info.peer_id, endpoint, self.node.connect(endpoint), bits)
                 self.remotes[info.peer_id] = remote
             else:
                 bits = bits | remote.bitfield   # what it told us itself (WATCH) may be newer
@@ -169,7 +167,7 @@ class DownloadJob:
     def schedule(self) -> None:
         if self.finished is not None:
             return
-        now = time.monotonic()
+        now = self.clock()
         for remote in self.remotes.values():
             if not remote.listed or remote.banned or remote.rested_until > now:
                 continue
@@ -237,7 +235,7 @@ class DownloadJob:
             return
         msg = env.msg if err is None else None
         if not isinstance(msg, m.Haves) or msg.info_hash != self.meta.info_hash:
-            remote.watch_after = time.monotonic() + config.PEER_REFRESH_S   # not yet (or never): the tracker tells
+            remote.watch_after = self.clock() + config.PEER_REFRESH_S   # not yet (or never): the tracker tells
             return
         remote.seen = msg.seq
         news = False
@@ -258,7 +256,7 @@ class DownloadJob:
         the pieces it offered instead come first."""
         remote = fetch.remote
         self.redirected += 1
-        remote.deferred[fetch.piece_index] = time.monotonic() + config.ELSEWHERE_RETRY_S
+        remote.deferred[fetch.piece_index] = self.clock() + config.ELSEWHERE_RETRY_S
         remote.suggested.extend([i for i in suggest if 0 <= i < self.meta.num_pieces][:config.SEND_ONCE_SUGGEST])
         self._abandon(fetch, count=False)
         self.schedule()
@@ -361,7 +359,7 @@ class DownloadJob:
         elif isinstance(err, TransportError):
             fetch.remote.timeouts_in_a_row += 1
             if fetch.remote.timeouts_in_a_row >= config.SNUB_AFTER_TIMEOUTS:
-                fetch.remote.rested_until = time.monotonic() + config.SNUB_S
+                fetch.remote.rested_until = self.clock() + config.SNUB_S
         self._abandon(fetch, count=True)
         self.schedule()
 
@@ -381,7 +379,7 @@ class DownloadJob:
     def _finish_job(self, error: str = "") -> None:
         if self.finished is not None:
             return
-        self.finished = time.monotonic()
+        self.finished = self.clock()
         for fetches in list(self.fetches.values()):
             for fetch in fetches:
                 self._retire(fetch)
@@ -412,8 +410,8 @@ class DownloadJob:
         return self.unexpected + sum(r.channel.dropped for r in self.remotes.values())
 
     def peer_stats(self) -> list[m.PeerStat]:
-        end = self.finished or time.monotonic()
-        now = time.monotonic()
+        end = self.finished or self.clock()
+        now = self.clock()
         return [m.PeerStat(peer_id=r.peer_id, pieces=r.pieces, bytes=r.bytes, failures=r.failures,
                            score=round(r.score(end), 3), banned=r.banned, hash_failures=r.hash_failures,
                            rested=r.rested_until > now)

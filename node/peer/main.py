@@ -17,8 +17,8 @@ from typing import Any
 
 import zmq
 
-from node import config
-from node.channel import call
+from node import config, curve
+from node.channel import Channel, call
 from node.dispatch import Context, bind_router, serve
 from node.peer.disk import DiskWorker
 from node.peer.holdings import Holding, Holdings
@@ -36,7 +36,7 @@ from protocol.errors import ErrorCode, ZorrentError
 from protocol.metainfo import Metainfo
 
 log = logging.getLogger("zorrent.peer")
-TICK_S = 0.05
+TICK_S = 0.05            # download jobs' timer while any runs (an idle peer has none: node/reactor.py)
 
 
 class PeerNode(Context):
@@ -55,6 +55,8 @@ class PeerNode(Context):
         self.resume = ResumeStore(self.peer_id, self.holdings.values,
                                   lambda: self.session.last_token if self.session else "")
         self.fatal: str | None = None
+        self.last_tick = 0.0
+        self.clock = time.monotonic              # remote.Host: the engine's clock
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> str:
@@ -92,12 +94,13 @@ class PeerNode(Context):
                                   self.integrity.read_failed)
         self.watchers = Watchers(self.server.send_small,
                                  lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
-        self.reactor.call_every(config.ANNOUNCE_BATCH_S, lambda: self.watchers.flush(time.monotonic()))
+        self.reactor.add_deadline(self.watchers.next_deadline, self.watchers.flush)
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_data,
                                                accepts=self.server.accepts))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
-        self.reactor.call_every(TICK_S, self._tick)
-        self.reactor.call_every(config.STATE_SAVE_S, self.resume.save)
+        self.reactor.add_deadline(lambda: self.last_tick + TICK_S if self.holdings.downloading() else None,
+                                  self._tick)
+        self.reactor.add_deadline(self.resume.next_deadline, lambda now: self.resume.save())
         self.jobs.restore(loaded.torrents, self.resume.keep_unrestored)
         self.resume.restored()
         self.session.start()
@@ -124,7 +127,12 @@ class PeerNode(Context):
                            ErrorCode.PEER_ID_TAKEN)
 
     def run(self) -> None:
-        self.reactor.run()
+        try:
+            self.reactor.wake_on_signals()
+            max_wait_s = config.IDLE_WAIT_MAX_S
+        except ValueError:                   # not the main thread: no signal wakes the loop, so poll
+            max_wait_s = 1.0
+        self.reactor.run(max_wait_s)
 
     def stop(self) -> None:
         self.reactor.stop()
@@ -137,6 +145,7 @@ class PeerNode(Context):
         if hasattr(self, "server"):
             self.server.close()
         if hasattr(self, "disk"):
+            self.jobs.close()          # hashes under way stop at their next piece
             self.integrity.close()
             self.disk.close()          # pieces already with the disk threads are written first
         self.resume.close()
@@ -144,6 +153,7 @@ class PeerNode(Context):
             h.file.close()
         if self.session is not None:
             self.session.deregister(self.zctx)
+        curve.stop(self.zctx)
         self.zctx.destroy(linger=0)
         if getattr(self, "lock_fd", None) is not None:
             os.close(self.lock_fd)     # last: the socket is closed before a twin may bind it
@@ -153,12 +163,15 @@ class PeerNode(Context):
         self.fatal = why
         self.stop()
 
-    def _tick(self) -> None:
-        now = time.monotonic()
-        self.session.expire(now)
+    def _tick(self, now: float) -> None:
+        self.last_tick = now
         for h in self.holdings.values():
             if h.job is not None and h.finished is None:
                 h.job.tick(now)
+
+    def connect(self, endpoint: str) -> Channel:
+        """remote.Host: a request channel to another peer's data port, on this reactor."""
+        return Channel(self.zctx, endpoint, self.reactor)
 
     # ------------------------------------------------------------------ api.PeerApi (for handlers)
     @property
@@ -191,6 +204,7 @@ def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], u
     try:
         endpoint = node.start()
     except Exception:
+        curve.stop(node.zctx)
         node.zctx.destroy(linger=0)
         raise
     for sig in (signal.SIGTERM, signal.SIGINT):

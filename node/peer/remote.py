@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from node.channel import Channel
 from node.peer.disk import DiskWorker
 from node.peer.storage import PieceFile
-from node.reactor import Reactor
 from protocol.metainfo import Metainfo
 from protocol.pieces import Bitfield
 
@@ -36,14 +35,16 @@ class Registry(Protocol):
 
 
 class Host(Protocol):
-    """The narrow part of the peer node a job uses (the node hands itself in)."""
+    """The narrow part of the peer node a job uses (the node hands itself in; tests hand in a
+    fake, tests/unit/test_engine.py)."""
 
     peer_id: str
-    zctx: Any
-    reactor: Reactor
-    tracker: Channel
-    disk: DiskWorker
+    tracker: Channel               # for GET_PEERS
+    disk: DiskWorker               # submit(verify, write, done), snapshot()
     holdings: Registry
+    clock: Callable[[], float]     # monotonic seconds
+
+    def connect(self, endpoint: str) -> Channel: ...   # a request channel to a remote peer's data port
 
 
 @dataclass(eq=False)

@@ -21,7 +21,8 @@ import pytest
 from ctl import lab as labmod
 from tests.procs import PY, REPO, wait_for, write_random
 
-pytestmark = pytest.mark.xdist_group("lab")   # one worker runs them in turn: they load the 2 cores hard
+pytestmark = pytest.mark.xdist_group("heavy")   # one worker runs the lab and the soaks in turn: they load
+                                                # the cores hard, and a soak must see its downloads finish
 
 MIB = 1024 * 1024
 PORT = 6881
