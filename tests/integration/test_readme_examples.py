@@ -35,8 +35,6 @@ NOT_RUN = {    # heading of a block -> why it is not run here
     "Web view: the swarm live in a browser": "a synopsis with [optional] parts, not a command (test_web.py)",
     "A lab of hosts on one machine": "5 minutes in a lab (tests/lab runs short ones)",
     "Benchmarks": "benchmarks: minutes each, figures in bench/RESULTS.md",
-    "Private swarms: only key holders join": "test_private_swarm.py runs keys new, keys add and the "
-                                             "simple example with the keys",
 }
 SHRINK = {"--num_files 10": "--num_files 3 --min-size 256K --max-size 1M"}
 
