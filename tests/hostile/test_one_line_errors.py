@@ -23,10 +23,12 @@ def run_cli(cwd, *args, preexec=None):
 
 
 def one_line(res) -> str:
+    """The error: one line, the last on stderr (a progress bar may come before it)."""
     err = res.stderr.strip()
-    assert res.returncode not in (0, 1) or res.returncode == 1 and "Traceback" not in err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
+    lines = err.splitlines()
+    assert res.returncode != 0 and "Traceback" not in err, err
+    assert lines and lines[-1].startswith("error:") and sum(x.startswith("error:") for x in lines) == 1, err
+    return lines[-1]
 
 
 def test_an_unwritable_output_folder_is_one_line(tmp_path):
