@@ -10,13 +10,16 @@ tests/unit/test_lazy_imports.py keeps it so."""
 from __future__ import annotations
 
 import functools
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import typer
 
 from node import config
-from protocol.errors import RemoteError, TransportError, ZorrentError
+from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE, EXIT_REMOTE = 0, 1, 2, 3
 
@@ -25,6 +28,41 @@ EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE, EXIT_REMOTE = 0, 1, 2, 3
 class Settings:
     json: bool = False
     timeout_s: float = config.REQUEST_TIMEOUT_S
+
+
+def use_keys(folder: str | os.PathLike | None, base: Path = Path(".")) -> None:
+    """A private swarm's key folder for this command and every process it starts (through
+    ``$ZORRENT_KEYS``). An earlier choice wins: ``--keys``, then ``$ZORRENT_KEYS``, then peers.json."""
+    if folder and not config.keys_dir():
+        os.environ[config.KEYS_ENV] = str((base / folder).resolve())
+
+
+def keys_entry(raw: dict, path: str | os.PathLike) -> str | None:
+    """peers.json's top-level ``"keys": "DIR"`` (relative to the file's folder), or None."""
+    folder = raw.get(config.KEYS_ENTRY)
+    if folder is None:
+        return None
+    if not isinstance(folder, str) or not folder:
+        raise ZorrentError(f"{path}: \"{config.KEYS_ENTRY}\" must name the swarm's key folder (zorrent keys new)",
+                           ErrorCode.BAD_INPUT)
+    return str(Path(path).parent / folder)
+
+
+def default_keys(peers_config: str = config.DEFAULT_PEERS_CONFIG) -> None:
+    """With no ``--keys`` and no ``$ZORRENT_KEYS``, the ``"keys"`` of peers.json in the working
+    folder, if it names one: so every command of the README runs in a private swarm as it is.
+    A file that cannot be read is left to the commands that read it (they say why)."""
+    if config.keys_dir():
+        return
+    try:
+        raw = json.loads(Path(peers_config).read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(raw, dict):
+        try:
+            use_keys(keys_entry(raw, peers_config))
+        except ZorrentError:
+            pass
 
 
 def exit_code(exc: ZorrentError) -> int:

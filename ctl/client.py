@@ -10,13 +10,21 @@ from pathlib import Path
 
 import zmq
 
-from node import config
+from node import config, curve
 from node.channel import call
 from node.failover import call_any
 from protocol import messages as m
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 _zctx: zmq.Context | None = None
+
+
+def _check() -> str:
+    """What to check when nothing answered (in a private swarm, a refused key looks the same)."""
+    keys = curve.active()
+    if keys is None:
+        return "is it running?"
+    return f"is it running, and does it admit the key in {keys.folder}/client.key?"
 
 
 def zctx() -> zmq.Context:
@@ -32,7 +40,7 @@ def request(endpoint: str, msg: m.Message, what: str, timeout_s: float = config.
         return call(zctx(), endpoint, msg, timeout_s=timeout_s, tries=tries).msg
     except TransportError:
         raise TransportError(f"no answer from {what} at {endpoint} after {tries} tries "
-                             f"of {timeout_s:g}s (is it running?)") from None
+                             f"of {timeout_s:g}s ({_check()})") from None
 
 
 def seed(peer_id: str, path: str, meta, timeout_s: float) -> m.JobStatus:
@@ -72,7 +80,7 @@ def tracker(endpoints: str | list[str], msg: m.Message, timeout_s: float = confi
     except TransportError:
         where = "at " + ", ".join(endpoints)
         raise TransportError(f"no answer from the tracker {where} after {tries} tries "
-                             f"of {timeout_s:g}s (is it running?)") from None
+                             f"of {timeout_s:g}s ({_check()})") from None
 
 
 def check_peer(peer_id: str, host: str, port: int, timeout_s: float = 1.0) -> None:

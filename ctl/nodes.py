@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ctl import client
+from ctl.cli import keys_entry, use_keys
 from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
@@ -22,6 +23,7 @@ RESERVED_NAMES = ("tracker", "web")
 
 if TYPE_CHECKING:
     import psutil          # imported where used: upload and download need none of it        # supervisord programs beside the peers
+
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class PeerSpec:
 
 
 def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
-    """peers.json: {"peer1": {"ip": "127.0.0.1", "port": 6881}, ...}; ids and ports unique."""
+    """peers.json: {"peer1": {"ip": "127.0.0.1", "port": 6881}, ...}; ids and ports unique.
+    An optional top-level ``"keys": "DIR"`` names a private swarm's keys (applied, see use_keys)."""
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -44,8 +47,11 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
         raise ZorrentError(f"cannot read peers config {path}: {exc}", ErrorCode.BAD_INPUT) from None
     if not isinstance(raw, dict) or not raw:
         raise ZorrentError(f"{path} must map peer ids to {{\"ip\": ..., \"port\": ...}}", ErrorCode.BAD_INPUT)
+    use_keys(keys_entry(raw, path))
     specs, seen = [], set()
     for peer_id, entry in raw.items():
+        if peer_id == config.KEYS_ENTRY:
+            continue
         config.check_peer_id(peer_id)
         if peer_id in RESERVED_NAMES:
             raise ZorrentError(f"{path}: {peer_id!r} names a supervisord program; choose another peer id",

@@ -89,11 +89,12 @@ def _program(name: str, args: list[str], workdir: Path, autostart: bool, prefix:
     log = (config.logs_dir() / f"{name}.log").resolve()
     command = shlex.join([*prefix, sys.executable, "-m", "ctl", *args])
     output = config.output_dir().resolve()
+    keys = f',{config.KEYS_ENV}="{Path(config.keys_dir()).resolve()}"' if config.keys_dir() else ""   # a private swarm
     return f"""
 [program:{name}]
 command={command}
 directory={workdir}
-environment=PYTHONPATH="{REPO}",ZORRENT_OUTPUT="{output}"
+environment=PYTHONPATH="{REPO}",ZORRENT_OUTPUT="{output}"{keys}
 autostart={'true' if autostart else 'false'}
 autorestart=true
 startsecs={config.SUPERVISOR_STARTSECS}

@@ -159,10 +159,23 @@ def control_endpoint(peer_id: str) -> str:
     return f"ipc://{(run_dir() / f'{check_peer_id(peer_id)}.sock').resolve()}"
 
 
+def keys_dir() -> str | None:
+    """A private swarm's key folder (``zorrent keys new``): ``$ZORRENT_KEYS``, set by
+    ``--keys DIR`` or peers.json's ``"keys"``; None for an open swarm."""
+    return os.environ.get(KEYS_ENV) or None
+
+
+def default_keys_dir() -> Path:
+    return output_dir() / "keys"
+
+
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=mode)
     return path
 
+
+KEYS_ENV = "ZORRENT_KEYS"
+KEYS_ENTRY = "keys"        # peers.json's top-level entry naming the key folder (never a peer id)
 
 # ---------------------------------------------------------------- identities
 PEER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -245,6 +258,10 @@ CHECK_THREADS = 1                             # per peer: re-hashes of files tha
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit
+
+# ---------------------------------------------------------------- private swarms (node/curve.py)
+CURVE_REFUSED_SOURCES_LOGGED = 1024           # refused sources each logged once; a stranger who comes from many
+                                              # addresses fills this set, not the log (or memory) without end
 
 # ---------------------------------------------------------------- HTTP tracker (standard clients)
 HTTP_ANNOUNCE_INTERVAL_S = 300                # BEP 3 `interval` (libtorrent never announces more often)

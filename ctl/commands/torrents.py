@@ -48,22 +48,25 @@ def _trackers(announce: str | None) -> list[str]:
     return parts or [announce]
 
 
-def _tiers(trackers: list[str], http_announce: str | None) -> list[list[str]]:
-    """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients."""
+def _tiers(trackers: list[str], http_announce: str | None, private: bool = False) -> list[list[str]]:
+    """The torrent's trackers (BEP 12): every ZeroMQ endpoint, then the HTTP one for standard clients
+    (none for a private torrent unless asked for: the HTTP door refuses it)."""
     from protocol import metainfo
 
+    if http_announce is None and private:
+        http_announce = ""
     if http_announce is None:
         http_announce = config.http_announce_url(trackers[0]) if trackers[0].startswith("tcp://") else ""
     return metainfo.announce_list(*trackers, http_announce)
 
 
 def _create(path: Path, piece_size: int | None, announce: str | None, http_announce: str | None = None,
-            folder: bool = False) -> "tuple[metainfo.Metainfo, Path]":
+            folder: bool = False, private: bool = False) -> "tuple[metainfo.Metainfo, Path]":
     from protocol import metainfo
 
     make = metainfo.create_folder if folder else metainfo.create
     trackers = _trackers(announce)
-    meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce))
+    meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce, private), private=private)
     dest = torrent_path(meta.name)
     metainfo.write(meta, dest)
     return meta, dest
@@ -105,18 +108,20 @@ def create(
     http_announce: HttpAnnounce = None,
     one_torrent: Annotated[bool, typer.Option("--one-torrent", help=
         "A folder as ONE multi-file torrent: output/torrents/FOLDER.torrent.")] = False,
+    private: Annotated[bool, typer.Option("--private", help=
+        "BEP 27 private=1: peers come only from its trackers, and the HTTP door never serves it.")] = False,
 ) -> None:
     """Write output/torrents/NAME.torrent for a file (or each file of a folder), and print its magnet link."""
     from ctl import render
     from protocol import magnet
 
     if one_torrent:
-        made = [_create(_folder(input), piece_size, announce, http_announce, folder=True)]
+        made = [_create(_folder(input), piece_size, announce, http_announce, folder=True, private=private)]
     else:
-        made = [_create(p, piece_size, announce, http_announce) for p in _inputs(input)]
+        made = [_create(p, piece_size, announce, http_announce, private=private) for p in _inputs(input)]
     if ctx.obj.json:
         render.emit_json([{"name": mi.name, "length": mi.length, "num_pieces": mi.num_pieces,
-                           "piece_length": mi.piece_length, "info_hash": mi.info_hash,
+                           "piece_length": mi.piece_length, "info_hash": mi.info_hash, "private": mi.private,
                            "files": len(mi.files), "torrent": str(d), "magnet": magnet.link(mi)}
                           for mi, d in made])
         return
@@ -464,8 +469,9 @@ def status(
     if ctx.obj.json:
         render.emit_json(reply)
         return
-    rows = [[j.name, j.state, f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts,
-             j.error or "", j.path] for j in reply.jobs]
+    rows = [[j.name, f"{j.state} {100 * j.hashed_bytes // j.hash_bytes}%" if j.hash_bytes else j.state,
+             f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts, j.error or "", j.path]
+            for j in reply.jobs]
     render.out.print(render.table(
         f"{reply.peer_id} ({'registered' if reply.registered else 'not registered'} with the tracker)",
         ["Name", "State", "Pieces", "Announced", "Failed", "Error", "Path"], rows))

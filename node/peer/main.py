@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 
-from node import config
+from node import config, curve
 from node.channel import Channel, call
 from node.dispatch import Context, bind_router, serve
 from node.peer.disk import DiskWorker
@@ -155,6 +155,7 @@ class PeerNode(Context):
             h.file.close()
         if self.session is not None:
             self.session.deregister(self.zctx)
+        curve.stop(self.zctx)
         self.zctx.destroy(linger=0)
 
     def _fatal(self, why: str) -> None:
@@ -202,6 +203,7 @@ def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], u
     try:
         endpoint = node.start()
     except Exception:
+        curve.stop(node.zctx)
         node.zctx.destroy(linger=0)
         raise
     for sig in (signal.SIGTERM, signal.SIGINT):
