@@ -1,5 +1,4 @@
 """A private swarm's keys (ZeroMQ CURVE, node/curve.py): make them, add a member."""
-
 from typing import Annotated, Optional
 
 import typer
