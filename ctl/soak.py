@@ -166,12 +166,16 @@ class Soak:
             # every tracker program runs on the lab's tracker host
             launcher = lambda name: self.lab.hosts["tracker" if name in tracker.names else name].argv()   # noqa: E731
             self.say(f"lab: {len(self.lab.hosts)} hosts on {self.lab.bridge} ({self.lab.address(0)}/24)")
+            web_port = _free_port()
         else:
             tracker = self.tracker
-            self.specs = [nodes.PeerSpec(p, "127.0.0.1", _free_port(), self.upload_rate) for p in self.peer_ids]
+            base = tracker.port                  # the trackers' ports and their HTTP doors' are taken
+            *ports, web_port = _distinct_free_ports(len(self.peer_ids) + 1,
+                                                    {*range(base, base + 2 * tracker.count), base + 1000})
+            self.specs = [nodes.PeerSpec(p, "127.0.0.1", port, self.upload_rate) for p, port in zip(self.peer_ids, ports)]
         self.tracker = tracker
         os.environ["ZORRENT_TRACKER"] = ",".join(tracker.endpoints)
-        web = supervisor.WebSpec("127.0.0.1", _free_port())    # in this namespace: the lab's bridge reaches all
+        web = supervisor.WebSpec("127.0.0.1", web_port)    # in this namespace: the lab's bridge reaches all
         conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False, launcher=launcher,
                                                   web=web))
         supervisor.start_or_update(conf)
@@ -355,6 +359,17 @@ class Soak:
         page = write_html(self.workdir / "soak-report.html", asdict(self.report), self.timeline,
                           f"zorrent soak: {self.report.peers} peers, {self.report.files} files, {self.report.minutes:g} min")
         self.say(f"report: {self.workdir / 'soak-report.json'} and {page}")
+
+
+def _distinct_free_ports(count: int, taken: set[int]) -> list[int]:
+    """``count`` free ports, no two alike and none in ``taken``: a port just freed is often
+    handed out again at once (two of 300 soak peers got the same one, and one never started)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = _free_port()
+        if port not in ports and port not in taken:
+            ports.append(port)
+    return ports
 
 
 def _free_port() -> int:
