@@ -26,6 +26,7 @@ class Reactor:
     def __init__(self) -> None:
         self.poller = zmq.Poller()
         self._handlers: dict[zmq.Socket, Callable[[], None]] = {}
+        self._fds: dict[int, Callable[[int], None]] = {}   # plain sockets (the BEP 3 wire): fd -> on_events(mask)
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self.running = False
@@ -37,6 +38,19 @@ class Reactor:
     def remove(self, sock: zmq.Socket) -> None:
         if self._handlers.pop(sock, None) is not None:
             self.poller.unregister(sock)
+
+    def add_fd(self, fd: int, on_events: Callable[[int], None], events: int = zmq.POLLIN) -> None:
+        """A plain socket: ``on_events(mask)`` with zmq.POLLIN / POLLOUT bits when it is ready."""
+        self._fds[fd] = on_events
+        self.poller.register(fd, events)
+
+    def modify_fd(self, fd: int, events: int) -> None:
+        if fd in self._fds:
+            self.poller.modify(fd, events)
+
+    def remove_fd(self, fd: int) -> None:
+        if self._fds.pop(fd, None) is not None:
+            self.poller.unregister(fd)
 
     def call_later(self, delay_s: float, fn: Callable[[], None]) -> Timer:
         timer = Timer(time.monotonic() + delay_s, fn)
@@ -59,7 +73,12 @@ class Reactor:
         wait = max_wait_s
         if self._timers:
             wait = min(wait, max(0.0, self._timers[0][0] - time.monotonic()))
-        for sock, _ in self.poller.poll(int(wait * 1000)):
+        for sock, events in self.poller.poll(int(wait * 1000)):
+            if isinstance(sock, int):
+                on_events = self._fds.get(sock)
+                if on_events is not None:
+                    self._call(lambda: on_events(events))
+                continue
             handler = self._handlers.get(sock)
             if handler is not None:
                 self._call(handler)

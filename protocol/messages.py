@@ -220,6 +220,7 @@ class Pong(Message):
     node: str              # "tracker" or "peer"
     peer_id: str           # empty for the tracker
     pid: int
+    bt_port: int = 0       # a peer's BEP 3 port (0: none)
 
 
 @message(MsgType.OK)
@@ -242,6 +243,7 @@ class RegisterPeer(Message):
     host: str
     port: int
     token: str             # the previous session's token ("" if none): needed to take over a live record
+    bt_port: int = 0       # its BEP 3 port for standard clients (0: none)
 
 
 @message(MsgType.REGISTERED)

@@ -3,13 +3,11 @@ the local-only ipc socket (upload, download, status, shutdown)."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from node.dispatch import Dispatcher
-from node.peer.integrity import SUSPENDED
 from node.peer.main import PeerNode
-from node.peer.seeding import SendOnce
+from node.peer.serving import check_block, read_block, send_once
 from node.peer.storage import PendingRead
 from node.peer.watch import Park, answer
 from protocol import messages as m
@@ -23,7 +21,7 @@ control = Dispatcher("peer control")
 @data.handles(m.MsgType.PING)
 @control.handles(m.MsgType.PING)
 def ping(node: PeerNode, msg: m.Ping) -> m.Pong:
-    return m.Pong(node="peer", peer_id=node.peer_id, pid=os.getpid())
+    return m.Pong(node="peer", peer_id=node.peer_id, pid=os.getpid(), bt_port=node.bt_port if node.bt else 0)
 
 
 @data.handles(m.MsgType.GET_BLOCK)
@@ -31,30 +29,13 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
+    check_block(holding, msg.piece_index, msg.block_offset, msg.length, m.MAX_BLOCK_BYTES)
     meta = holding.meta
-    if not 0 <= msg.piece_index < meta.num_pieces:
-        raise ZorrentError(f"piece {msg.piece_index} is out of range 0..{meta.num_pieces - 1}",
-                           ErrorCode.BAD_FIELD)
-    size = meta.piece_size(msg.piece_index)
-    if not (0 <= msg.block_offset < size and 0 < msg.length <= m.MAX_BLOCK_BYTES
-            and msg.block_offset + msg.length <= size):
-        raise ZorrentError(f"block {msg.block_offset}+{msg.length} does not fit piece of {size} bytes",
-                           ErrorCode.BAD_FIELD)
-    if msg.piece_index not in holding.bitfield or holding.state in SUSPENDED:
-        raise ZorrentError(f"piece {msg.piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
-    if holding.role == "seed":
-        holding.send_once = holding.send_once or SendOnce(meta.num_pieces)
-        suggest = holding.send_once.admit(msg.piece_index, msg.requester, time.monotonic())
-        if suggest is not None:
-            return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
+    suggest = send_once(holding, msg.piece_index, msg.requester)
+    if suggest is not None:
+        return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
     block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)
-    if holding.file.cache_bypassed:     # not in the page cache: a read thread waits for the device
-        return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)
-    try:                                # the file is checked before and after (integrity.py)
-        return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
-    except ZorrentError as exc:
-        node.integrity.read_failed(holding.file, exc)
-        raise
+    return block, read_block(node.integrity, holding, msg.piece_index, msg.block_offset, msg.length)
 
 
 @data.handles(m.MsgType.GET_METAINFO)

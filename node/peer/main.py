@@ -92,9 +92,12 @@ class Holding:
 
 class PeerNode(Context):
     def __init__(self, peer_id: str, host: str, port: int, tracker_endpoint: str | list[str],
-                 upload_rate_bps: int = 0, disk_io: str = config.DISK_IO, advertise: str | None = None) -> None:
+                 upload_rate_bps: int = 0, disk_io: str = config.DISK_IO, advertise: str | None = None,
+                 bt_port: int | None = None) -> None:
         self.peer_id = config.check_peer_id(peer_id)
         self.host, self.port = host, port
+        self.bt_port = config.default_bt_port(port) if bt_port is None else bt_port   # BT_PORT_OFF: none
+        self.bt = None
         self.advertise = config.advertised_host(host, advertise)   # what the tracker tells other peers
         self.tracker_endpoints = config.tracker_endpoints(tracker_endpoint)   # preferred first
         self.upload_rate_bps = upload_rate_bps
@@ -135,6 +138,10 @@ class PeerNode(Context):
         self.pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
         self.watchers = Watchers(self.pacer, lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
         self.reactor.call_every(config.ANNOUNCE_BATCH_S, lambda: self.watchers.flush(time.monotonic()))
+        if self.bt_port != config.BT_PORT_OFF:     # the BEP 3 wire for standard clients (node/peer/bt/)
+            from node.peer.bt.service import BtService
+            self.bt = BtService(self, self.host, self.bt_port)
+            self.bt_port = self.bt.port
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_block))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
         self.reactor.call_every(TICK_S, self._tick)
@@ -143,8 +150,8 @@ class PeerNode(Context):
         self.reactor.call_every(config.STATE_SAVE_S, self._save_state)
         self._restore()
         self._register()
-        log.info("peer %s serving %s, control %s, tracker %s", self.peer_id, self.data_endpoint,
-                 ctl_endpoint, ", ".join(self.tracker_endpoints))
+        log.info("peer %s serving %s, control %s, tracker %s, BEP 3 port %s", self.peer_id, self.data_endpoint,
+                 ctl_endpoint, ", ".join(self.tracker_endpoints), self.bt_port if self.bt else "off")
         return self.data_endpoint
 
     def _send_block(self, ident: bytes, frames: list[Any]) -> None:
@@ -190,6 +197,8 @@ class PeerNode(Context):
         for h in self.holdings.values():
             if h.job is not None and h.finished is None:
                 h.job.close()
+        if self.bt is not None:
+            self.bt.close()
         if hasattr(self, "disk"):
             self.integrity.close()
             self.disk.close()          # pieces already with the disk threads are written first
@@ -213,7 +222,7 @@ class PeerNode(Context):
         self.registering = True
         self.token = None
         self.tracker.request(m.RegisterPeer(peer_id=self.peer_id, host=self.advertise, port=self.port,
-                                            token=self.last_token),
+                                            token=self.last_token, bt_port=self.bt_port if self.bt else 0),
                              self._on_registered, timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
     def _on_registered(self, env, err) -> None:
@@ -473,9 +482,10 @@ class PeerNode(Context):
 
 
 def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], upload_rate_bps: int = 0,
-        ready_file: str | None = None, disk_io: str = config.DISK_IO, advertise: str | None = None) -> int:
+        ready_file: str | None = None, disk_io: str = config.DISK_IO, advertise: str | None = None,
+        bt_port: int | None = None) -> int:
     setup_logging(f"peer {peer_id}")
-    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io, advertise)
+    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io, advertise, bt_port)
     try:
         endpoint = node.start()
     except Exception:
@@ -484,6 +494,8 @@ def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], u
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: node.stop())
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a file-size limit is a write error, not a kill
+    if ready_file and node.bt is not None:
+        write_ready_file(f"{ready_file}.bt", str(node.bt_port))   # before the ready file: tests read both
     write_ready_file(ready_file, endpoint)
     try:
         node.run()

@@ -1,0 +1,45 @@
+"""The BEP 3 peer wire beside the ZeroMQ path: standard clients download from a zorrent
+seed (libtorrent from the PyPI wheel, aria2 from Debian), byte-identical, over each
+peer's BEP 3 port, with the Fast, extension and ut_metadata extensions."""
+import subprocess
+
+from tests.integration.bt_clients import ARIA2, bt_port, lt_add, lt_session, lt_wait_done
+from tests.procs import free_port
+
+
+def test_libtorrent_downloads_from_a_zorrent_seed(swarm):
+    src, up = swarm.seeded("z1", [], "movie.bin", 2 * 1024 * 1024 + 12345, seed=31)
+    torrent = swarm.workdir / up["torrent"]
+    ses = lt_session()
+    out = swarm.workdir / "lt"
+    handle = lt_add(ses, torrent, out)
+    handle.connect_peer(("127.0.0.1", bt_port(swarm, "z1")))
+    lt_wait_done(handle)
+    assert (out / "movie.bin").read_bytes() == src.read_bytes()
+    assert "bt 127.0.0.1" in swarm.log("z1")     # it came over the BEP 3 port
+
+
+def test_libtorrent_resolves_a_magnet_from_a_zorrent_seed(swarm):
+    src, up = swarm.seeded("z1", [], "album.bin", 700 * 1024 + 3, seed=32)
+    ses = lt_session()
+    out = swarm.workdir / "lt"
+    handle = lt_add(ses, None, out, magnet=f"magnet:?xt=urn:btih:{up['info_hash']}&dn=album.bin")
+    handle.connect_peer(("127.0.0.1", bt_port(swarm, "z1")))
+    lt_wait_done(handle, what="libtorrent to fetch the metadata (ut_metadata) and the file")
+    assert (out / "album.bin").read_bytes() == src.read_bytes()
+
+
+def test_aria2_downloads_from_a_zorrent_seed(swarm):
+    assert ARIA2, "aria2c is missing: run `make test`, which installs it (Debian package aria2)"
+    src, up = swarm.seeded("z1", [], "song.bin", 1024 * 1024 + 77, seed=33)
+    out = swarm.workdir / "aria2"
+    res = subprocess.run(
+        [ARIA2, "--dir", str(out), "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
+         "--enable-peer-exchange=false", "--seed-time=0", f"--listen-port={free_port()}",
+         "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn", "--bt-tracker-timeout=1",
+         "--bt-stop-timeout=30", f"--bt-external-ip=127.0.0.1",
+         "--bt-exclude-tracker=*", f"--bt-tracker=", str(swarm.workdir / up["torrent"]),
+         ],
+        capture_output=True, text=True, timeout=60, input="")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (out / "song.bin").read_bytes() == src.read_bytes()
