@@ -120,6 +120,7 @@ class PeerInfo:
     bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0
     have: int              # number of set bits
     kind: str = "zorrent"  # "bittorrent": a standard client (no bitfield; it speaks BEP 3, not ZeroMQ)
+    bt_port: int = 0       # a zorrent peer's BEP 3 port (0: none)
 
 
 @dataclass(frozen=True)

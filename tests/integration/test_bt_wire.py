@@ -4,7 +4,11 @@ peer's BEP 3 port, with the Fast, extension and ut_metadata extensions."""
 import subprocess
 
 from tests.integration.bt_clients import ARIA2, bt_port, lt_add, lt_session, lt_wait_done
-from tests.procs import free_port
+from tests.procs import free_port, write_random
+
+
+def http_url(swarm) -> str:
+    return (swarm.workdir / "tracker.ready.http").read_text()
 
 
 def test_libtorrent_downloads_from_a_zorrent_seed(swarm):
@@ -29,17 +33,20 @@ def test_libtorrent_resolves_a_magnet_from_a_zorrent_seed(swarm):
     assert (out / "album.bin").read_bytes() == src.read_bytes()
 
 
-def test_aria2_downloads_from_a_zorrent_seed(swarm):
+def test_aria2_finds_a_zorrent_seed_through_the_http_tracker(swarm):
+    """aria2 knows only the torrent: the HTTP door hands it z1's BEP 3 address."""
     assert ARIA2, "aria2c is missing: run `make test`, which installs it (Debian package aria2)"
-    src, up = swarm.seeded("z1", [], "song.bin", 1024 * 1024 + 77, seed=33)
+    swarm.tracker()
+    swarm.peer("z1")
+    src = write_random(swarm.workdir / "in" / "song.bin", 1024 * 1024 + 77, seed=33)
+    made = swarm.cli_json("create", "--input", str(src), "--http-announce", http_url(swarm))[0]
+    swarm.upload(src, "z1")
     out = swarm.workdir / "aria2"
     res = subprocess.run(
         [ARIA2, "--dir", str(out), "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
          "--enable-peer-exchange=false", "--seed-time=0", f"--listen-port={free_port()}",
-         "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn", "--bt-tracker-timeout=1",
-         "--bt-stop-timeout=30", f"--bt-external-ip=127.0.0.1",
-         "--bt-exclude-tracker=*", f"--bt-tracker=", str(swarm.workdir / up["torrent"]),
-         ],
-        capture_output=True, text=True, timeout=60, input="")
+         "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn",
+         "--bt-stop-timeout=30", str(swarm.workdir / made["torrent"])],
+        capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     assert (out / "song.bin").read_bytes() == src.read_bytes()

@@ -54,7 +54,6 @@ class BtConnection:
         self.interested = False                    # we want pieces of theirs
         self.remote_interested = False
         self.remote_bitfield: Bitfield | None = None
-        self.saw_message = False                   # a bitfield is only valid as the first message
         self.remote_ut_metadata = 0
         self.remote_metadata_size = 0
         self.rbuf = bytearray(config.BT_RECV_BUFFER_BYTES)
@@ -161,7 +160,9 @@ class BtConnection:
             avail = self.rend - self.rstart
             if self.state == HANDSHAKE:
                 if avail and buf[self.rstart] != len(f.PROTOCOL):
-                    raise WireError(f"not a BitTorrent handshake (first byte {buf[self.rstart]})")
+                    self.close(f"not a plain BitTorrent handshake (first byte {buf[self.rstart]}; "
+                               f"encrypted ones, MSE, are not spoken)")
+                    return
                 if avail < f.HANDSHAKE_BYTES:
                     break
                 self._on_handshake(bytes(buf[self.rstart:self.rstart + f.HANDSHAKE_BYTES]))
@@ -238,9 +239,6 @@ class BtConnection:
 
     # ------------------------------------------------------------------ messages
     def _on_message(self, msg_id: int, payload: memoryview) -> None:
-        first = not self.saw_message             # a bitfield / have-all / have-none must come first
-        if msg_id != f.EXTENDED:                  # (libtorrent sends its extension handshake before it)
-            self.saw_message = True
         fixed = f.FIXED_PAYLOAD.get(msg_id)
         if fixed is not None and len(payload) != fixed:
             raise WireError(f"{f.NAMES[msg_id]} message with {len(payload)} bytes of payload")
@@ -256,13 +254,11 @@ class BtConnection:
                 self.downloader.on_block(piece, begin, payload[8:])
         elif msg_id == f.HAVE:
             self._on_have(f.unpack_u32(payload, 0))
-        elif msg_id == f.BITFIELD:
-            if not first:
-                raise WireError("bitfield after the first message")
-            self._on_bitfield(bytes(payload))
+        elif msg_id == f.BITFIELD:               # BEP 3 wants it first; aria2 sends it after other
+            self._on_bitfield(bytes(payload))    # messages, so any time (its size and spare bits are checked)
         elif msg_id in (f.HAVE_ALL, f.HAVE_NONE):
-            if not self.fast or not first:
-                raise WireError(f"{f.NAMES[msg_id]} without the Fast extension or not first")
+            if not self.fast:
+                raise WireError(f"{f.NAMES[msg_id]} without the Fast extension")
             if self.remote_bitfield is not None and msg_id == f.HAVE_ALL:
                 self.remote_bitfield = Bitfield.full(self.remote_bitfield.size)
             self._remote_has_changed(None)

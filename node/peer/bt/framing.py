@@ -10,7 +10,7 @@ Wire layout (BEP 3, BEP 6, BEP 10):
 """
 from __future__ import annotations
 
-import os
+import hashlib
 import struct
 
 import fastbencode
@@ -56,9 +56,10 @@ class WireError(Exception):
     """The remote broke the protocol; the connection is closed with this one-line reason."""
 
 
-def new_peer_id() -> bytes:
-    alphabet = b"0123456789abcdefghijklmnopqrstuvwxyz"
-    return CLIENT_PREFIX + bytes(alphabet[b % 36] for b in os.urandom(12))
+def bt_peer_id(peer_id: str) -> bytes:
+    """The 20-byte BEP 3 peer id of a zorrent peer: fixed by its zorrent id, so the tracker can
+    hand it to standard clients (BEP 3 non-compact replies) and it matches the handshake."""
+    return CLIENT_PREFIX + hashlib.sha1(peer_id.encode()).hexdigest()[:12].encode()
 
 
 def client_of(peer_id: bytes) -> str:

@@ -32,6 +32,7 @@ REFUSAL_LOG_S = 60.0            # a refused address is named in the log at most 
 class BtHost(Protocol):
     """What the BEP 3 port needs of the peer node."""
 
+    peer_id: str
     reactor: Reactor
     holdings: dict              # info-hash hex -> Holding
     disk: Any                   # node.peer.disk.DiskWorker: read threads
@@ -43,7 +44,7 @@ class BtService:
         self.node = node
         self.reactor = node.reactor
         self.disk, self.integrity = node.disk, node.integrity
-        self.peer_id_bytes = f.new_peer_id()
+        self.peer_id_bytes = f.bt_peer_id(node.peer_id)
         self.conns: dict[int, BtConnection] = {}
         self.choker = Choker()
         self.metadata = Metadata(self)
