@@ -74,10 +74,9 @@ class Reactor:
         if self._timers:
             wait = min(wait, max(0.0, self._timers[0][0] - time.monotonic()))
         for sock, events in self.poller.poll(int(wait * 1000)):
-            if isinstance(sock, int):
-                on_events = self._fds.get(sock)
-                if on_events is not None:
-                    self._call(lambda: on_events(events))
+            on_events = self._fds.get(sock) if isinstance(sock, int) else None
+            if on_events is not None:
+                self._call(lambda: on_events(events))
                 continue
             handler = self._handlers.get(sock)
             if handler is not None:
