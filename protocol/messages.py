@@ -432,6 +432,7 @@ class Uploaded(Message):
 class Download(Message):
     metainfo: bytes
     output: str            # absolute path of the file to write (a multi-file torrent: of its folder)
+    peers: list[str] = field(default_factory=list)   # "HOST:PORT" BEP 3 peers to take pieces from (x.pe)
 
 
 @message(MsgType.REMOVE)

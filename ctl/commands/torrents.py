@@ -223,10 +223,12 @@ def download(
     if (torrent is None) == (magnet_link is None):
         raise ZorrentError("give exactly one of --torrent and --magnet", ErrorCode.BAD_INPUT)
     host = nodes.listed_host(peer_id, peers_config, peer_host)
+    sources: list[str] = []
     if torrent is not None:
         meta = metainfo.read(torrent)
     else:
         meta = magnets.fetch(magnet_link, tracker)
+        sources = [f"{h}:{p}" for h, p in magnet.parse(magnet_link).peers]   # x.pe: BEP 3 peers too
         if not torrent_path(meta.name).exists():     # for `get` and `remove --torrent` later
             metainfo.write(meta, torrent_path(meta.name))
     if meta.multi_file:
@@ -237,7 +239,7 @@ def download(
             out_path = out_path / meta.name          # a folder: the file goes inside it
     client.check_peer(peer_id, host, peer_port)
     # abspath, not resolve(): a symlink planted at the output is refused by the peer, not followed
-    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=os.path.abspath(out_path)),
+    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=os.path.abspath(out_path), peers=sources),
                         timeout_s=max(ctx.obj.timeout_s, meta.length / HASH_RATE_FLOOR_BPS))
     job = _follow(peer_id, meta, quiet=ctx.obj.json)
     if job.state != m.JobState.SEEDING.value:     # failed, or its file went missing or changed meanwhile

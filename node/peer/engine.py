@@ -64,6 +64,7 @@ class DownloadJob:
         self.refreshing = False
         self.last_refresh = 0.0
         self.disk_at_start = node.disk.snapshot()
+        self.sources: list[m.PeerInfo] = []           # BEP 3 peers named by the user (a magnet's x.pe)
         self._rebuild_order()
 
     # ------------------------------------------------------------------ peers
@@ -77,13 +78,22 @@ class DownloadJob:
                                   self._on_peers,
                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
+    def add_sources(self, addresses: list[str]) -> None:
+        """Standard peers to download from besides those the tracker lists ("HOST:PORT")."""
+        for address in addresses:
+            host, _, port = address.rpartition(":")
+            if host and port.isdigit() and 0 < int(port) < 65536:
+                self.sources.append(m.PeerInfo(peer_id=f"bt:{host}:{port}", host=host.strip("[]"), port=int(port),
+                                               bitfield=b"", have=0, kind="bittorrent"))
+
     def _on_peers(self, env: Envelope | None, err: ZorrentError | None) -> None:
         self.refreshing = False
         if err is not None:
             log.warning("%s: peer list unavailable: %s", self.meta.name, err.message)
-            return
+            if not self.sources:
+                return
         listed = set()
-        for info in env.msg.peers:
+        for info in (env.msg.peers if err is None else []) + self.sources:
             if info.peer_id == self.node.peer_id:
                 continue
             standard = info.kind == "bittorrent"

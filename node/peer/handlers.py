@@ -14,6 +14,7 @@ from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, ZorrentError
 
+MAX_EXTRA_PEERS = 50     # x.pe addresses one download takes (a magnet may list any number)
 data = Dispatcher("peer data port")
 control = Dispatcher("peer control")
 
@@ -84,7 +85,9 @@ def _status(node: PeerNode, info_hash: str) -> m.StatusReply:
 @control.handles(m.MsgType.DOWNLOAD)
 def download(node: PeerNode, msg: m.Download) -> m.StatusReply:
     meta = metainfo.parse(msg.metainfo)
-    node.add_download(meta, _absolute(msg.output, "download output"))
+    holding = node.add_download(meta, _absolute(msg.output, "download output"))
+    if msg.peers and holding.job is not None:
+        holding.job.add_sources(msg.peers[:MAX_EXTRA_PEERS])
     return _status(node, meta.info_hash)
 
 

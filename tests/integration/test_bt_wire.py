@@ -79,3 +79,20 @@ def test_zorrent_downloads_from_a_libtorrent_seed_found_through_the_tracker(swar
     assert out.read_bytes() == src.read_bytes()
     assert "bt:" in res.stdout                     # the Download Statistics name the standard client
     assert handle.status().total_payload_upload >= src.stat().st_size
+
+
+def test_zorrent_resolves_a_magnet_from_a_libtorrent_seed(swarm):
+    """Only x.pe names the libtorrent seed: the metadata comes over ut_metadata (checked
+    against the btih), the pieces over BEP 3."""
+    swarm.tracker()
+    swarm.peer("z2")
+    src = write_random(swarm.workdir / "in" / "tape.bin", 900 * 1024 + 5, seed=35)
+    made = swarm.cli_json("create", "--input", str(src), "--http-announce", "")[0]
+    (swarm.workdir / made["torrent"]).rename(swarm.workdir / "lt.torrent")   # zorrent must not have it
+    ses = lt_session()
+    lt_add(ses, swarm.workdir / "lt.torrent", src.parent, seed_mode=True)
+    link = f"magnet:?xt=urn:btih:{made['info_hash']}&dn=tape.bin&x.pe=127.0.0.1:{ses.listen_port()}"
+    out = swarm.workdir / "dl" / "tape.bin"
+    swarm.cli("download", "--magnet", link, "--output", str(out), "--peer-id", "z2",
+              "--peer-port", str(swarm.peer_ports["z2"]), timeout_s=60)
+    assert out.read_bytes() == src.read_bytes()

@@ -137,3 +137,66 @@ class MetadataFetch:
             raise WireError("metadata does not hash to the info-hash")
         self.done = True
         self.on_done(info)
+
+
+def fetch_info(host: str, port: int, info_hash: bytes, timeout_s: float) -> bytes:
+    """A magnet's info dict from a standard peer, blocking (the CLI's side of BEP 9):
+    handshake, extension handshake, every metadata piece; WireError if the remote does not
+    speak ut_metadata or sends an info dict that does not hash to ``info_hash``; OSError if
+    it cannot be reached."""
+    import os
+    import socket
+    import time
+
+    got: list[bytes] = []
+    fetch = MetadataFetch(info_hash, got.append)
+    deadline = time.monotonic() + timeout_s
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        def recv_exactly(n: int) -> bytes:
+            buf = bytearray()
+            while len(buf) < n:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = sock.recv(min(n - len(buf), 1 << 16))
+                if not chunk:
+                    raise WireError("closed by remote")
+                buf += chunk
+            return bytes(buf)
+
+        sock.sendall(f.handshake(info_hash, f.CLIENT_PREFIX + os.urandom(6).hex().encode()))
+        reserved, their_hash, _ = f.parse_handshake(recv_exactly(f.HANDSHAKE_BYTES))
+        if their_hash != info_hash:
+            raise WireError("handshake names another torrent")
+        if not f.has(reserved, f.RESERVED_EXTENSION):
+            raise WireError("does not speak the extension protocol (BEP 10)")
+        sock.sendall(f.ext_handshake(0, 0, 0))
+
+        class Conn:                      # what MetadataFetch reads of a connection
+            remote_ut_metadata = 0
+            remote_metadata_size = 0
+
+            @staticmethod
+            def send(data: bytes) -> None:
+                sock.sendall(data)
+
+        conn = Conn()
+        while not got:
+            n = f.unpack_u32(recv_exactly(4), 0)
+            if n > config.BT_METADATA_MAX_BYTES:
+                raise WireError(f"message of {n} bytes")
+            if not n:
+                continue
+            body = recv_exactly(n)
+            if body[0] != f.EXTENDED or n < 2:
+                continue
+            if body[1] == f.EXT_HANDSHAKE:
+                d = fastbencode.bdecode(body[2:])
+                ut = d.get(b"m", {}).get(f.UT_METADATA) if isinstance(d, dict) else None
+                size = d.get(b"metadata_size", 0)
+                if not isinstance(ut, int) or not isinstance(size, int) or not 0 < size <= config.BT_METADATA_MAX_BYTES:
+                    raise WireError("does not offer ut_metadata (BEP 9)")
+                conn.remote_ut_metadata, conn.remote_metadata_size = ut, size
+                fetch.start(conn)
+            elif body[1] == f.UT_METADATA_ID:
+                d, rest = f.split_bencoded(body[2:])
+                fetch.on_message(conn, d.get(b"msg_type"), d.get(b"piece"), d.get(b"total_size"), rest)
+    return got[0]
