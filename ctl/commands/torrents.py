@@ -307,15 +307,28 @@ def get(
     if ctx.obj.json:
         render.emit_json({"name": reply.name, "info_hash": reply.info_hash, "num_pieces": reply.num_pieces,
                           "peers": [{"peer_id": p.peer_id, "host": p.host, "port": p.port, "have": p.have,
-                                     "seeder": p.have == reply.num_pieces, "kind": p.kind} for p in reply.peers]})
+                                     "seeder": p.have == reply.num_pieces, "kind": p.kind, "client": _client(p),
+                                     "bt_port": p.bt_port} for p in reply.peers]})
         return
     rows = [[p.peer_id, f"{p.host}:{p.port}", f"{p.have}/{reply.num_pieces}",
-             f"{100 * p.have / reply.num_pieces:.0f}%", "yes" if p.have == reply.num_pieces else "no", p.kind]
+             f"{100 * p.have / reply.num_pieces:.0f}%", "yes" if p.have == reply.num_pieces else "no", _client(p)]
             for p in reply.peers]
     render.out.print(render.table(f"{reply.name} ({reply.info_hash})",
                                   ["Peer ID", "Address", "Pieces", "Done", "Seeder", "Client"], rows))
     if not rows:
         render.out.print("No live peer seeds or downloads it.")
+
+
+def _client(p: m.PeerInfo) -> str:
+    """The Client column: zorrent (and its BEP 3 port), or what a standard client's peer id names."""
+    if p.kind != "bittorrent":
+        return f"zorrent (BEP 3 :{p.bt_port})" if p.bt_port else "zorrent"
+    from node.peer.bt.framing import client_of
+
+    try:
+        return client_of(bytes.fromhex(p.peer_id.removeprefix("bt:")))
+    except ValueError:
+        return "BitTorrent client"
 
 
 def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: metainfo.Metainfo, unknown: RemoteError) -> None:

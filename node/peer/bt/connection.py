@@ -61,6 +61,7 @@ class BtConnection:
         self.rstart = self.rend = 0
         self.out: deque = deque()
         self.out_bytes = 0
+        self.corked = False                        # while parsing or serving a batch: one send at the end
         self.requests: deque = deque()             # (piece, begin, length) the remote asked of us
         self.reads = 0                             # blocks with the read threads
         self.bad_requests = 0
@@ -136,12 +137,15 @@ class BtConnection:
                 return
             self.rend += n
             self.last_recv = time.monotonic()
+            self.corked = True                    # replies to everything this read brought go out together
             try:
                 self._parse()
             except WireError as exc:
                 self.close(str(exc), logging.WARNING)
                 return
-        self._update_poll()
+            finally:
+                self.corked = False
+        self.flush()
 
     def _compact(self) -> None:
         if self.rstart:
@@ -350,6 +354,15 @@ class BtConnection:
 
     def pump(self) -> None:
         """Serve queued requests while the send buffer and the read threads have room."""
+        corked, self.corked = self.corked, True
+        try:
+            self._serve_queued()
+        finally:
+            self.corked = corked
+        if not corked:
+            self.flush()
+
+    def _serve_queued(self) -> None:
         while (self.requests and not self.choked and self.state == OPEN
                and self.out_bytes < config.BT_SEND_BUFFER_BYTES and self.reads < config.BT_READS_IN_FLIGHT):
             piece, begin, length = self.requests.popleft()
@@ -407,13 +420,24 @@ class BtConnection:
             return
         self.out.append(data)
         self.out_bytes += len(data)
-        if not self.connecting and not self.polling & zmq.POLLOUT:
+        if not self.corked and not self.connecting and not self.polling & zmq.POLLOUT:
             self.flush()
 
     def flush(self) -> None:
+        """Write what is queued until the socket would block; refill from queued requests."""
         out = self.out
-        while out and self.state != CLOSED:
-            batch = [out[i] for i in range(min(len(out), 64))]
+        while self.state != CLOSED and not self.connecting:
+            if not out:
+                if not self.requests or self.choked:
+                    break
+                self.corked = True
+                try:
+                    self._serve_queued()
+                finally:
+                    self.corked = False
+                if not out:
+                    break
+            batch = [out[i] for i in range(min(len(out), 128))]
             try:
                 sent = self.sock.sendmsg(batch)
             except (BlockingIOError, InterruptedError):
@@ -432,8 +456,6 @@ class BtConnection:
                     out[0] = memoryview(head)[sent:]
                     sent = 0
         if self.state != CLOSED:
-            if self.requests:
-                self.pump()
             self._update_poll()
 
     def _update_poll(self) -> None:

@@ -62,12 +62,23 @@ def bt_peer_id(peer_id: str) -> bytes:
     return CLIENT_PREFIX + hashlib.sha1(peer_id.encode()).hexdigest()[:12].encode()
 
 
+CLIENT_CODES = {"ZR": "zorrent", "LT": "libtorrent", "lt": "libTorrent (rakshasa)", "TR": "Transmission",
+                "qB": "qBittorrent", "DE": "Deluge", "UT": "µTorrent", "BT": "BitTorrent", "AZ": "Vuze",
+                "BC": "BitComet", "KT": "KTorrent", "WW": "WebTorrent"}
+
+
 def client_of(peer_id: bytes) -> str:
-    """A short client name from an Azureus-style peer id (``-lt2010-`` -> ``lt 2010``)."""
-    if len(peer_id) >= 8 and peer_id[:1] == b"-" and peer_id[7:8] == b"-":
-        code = peer_id[1:3].decode("ascii", "replace")
-        return f"{code} {peer_id[3:7].decode('ascii', 'replace')}"
-    return "unknown"
+    """The client a BEP 3 peer id names: Azureus style (``-LT2110-`` -> ``libtorrent 2.1.1.0``)
+    or aria2's (``A2-1-36-0-`` -> ``aria2 1.36.0``); "BitTorrent client" when it names none."""
+    text = peer_id.decode("latin-1")
+    if len(text) >= 8 and text[0] == "-" and text[7] == "-" and text[3:7].isalnum():
+        name = CLIENT_CODES.get(text[1:3], text[1:3])
+        if text[1:3] == "TR":                     # Transmission: -TR4060- is 4.06
+            return f"{name} {int(text[3])}.{text[4:6]}" if text[3:6].isdigit() else name
+        return f"{name} {'.'.join(c for c in text[3:7])}"
+    if text.startswith("A2-"):
+        return "aria2 " + ".".join(text[3:].split("-")[:3])
+    return "BitTorrent client"
 
 
 def handshake(info_hash: bytes, peer_id: bytes) -> bytes:
