@@ -96,3 +96,4 @@ def test_zorrent_resolves_a_magnet_from_a_libtorrent_seed(swarm):
     swarm.cli("download", "--magnet", link, "--output", str(out), "--peer-id", "z2",
               "--peer-port", str(swarm.peer_ports["z2"]), timeout_s=60)
     assert out.read_bytes() == src.read_bytes()
+
