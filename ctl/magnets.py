@@ -48,7 +48,6 @@ class Fetch:
         except MetainfoError as exc:       # the right hash, but a torrent we refuse: say why
             raise MetainfoError(f"the metainfo of {self.magnet.info_hash}: {exc.message}") from None
 
-
     def ask_bt(self, host: str, port: int, who: str) -> metainfo.Metainfo | None:
         """The info dict from a standard peer over BEP 9 ut_metadata, trusted only if it
         hashes to the btih (a liar is named and skipped, as above)."""
@@ -74,7 +73,7 @@ class Fetch:
             raise MetainfoError(f"the metainfo of {self.magnet.info_hash}: {exc.message}") from None
 
 
-def trackers(mag: magnets.Magnet, tracker: str | None) -> list[str]:
+def trackers(mag: magnets.Magnet, tracker: str | list[str] | None) -> list[str]:
     """The tracker endpoints to ask: --tracker, else the magnet's zorrent (tcp://) trackers,
     else the default."""
     if tracker:
@@ -83,7 +82,7 @@ def trackers(mag: magnets.Magnet, tracker: str | None) -> list[str]:
     return ours or config.tracker_endpoints()
 
 
-def fetch(uri: str, tracker: str | None = None) -> metainfo.Metainfo:
+def fetch(uri: str, tracker: str | list[str] | None = None) -> metainfo.Metainfo:
     """Checked metainfo for a magnet link, or one line saying who was asked."""
     mag = magnets.parse(uri)
     job = Fetch(mag)

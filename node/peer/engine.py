@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections import deque
 
 from node import config
-from node.channel import Channel
 from node.peer.remote import MIB, Fetch, Holding, Host, RemotePeer
 from node.peer.storage import sha1_of
 from protocol import messages as m
@@ -48,6 +46,7 @@ log = logging.getLogger("zorrent.engine")
 class DownloadJob:
     def __init__(self, node: Host, holding: Holding) -> None:
         self.node = node
+        self.clock = node.clock
         self.holding = holding
         self.meta = holding.meta
         self.remotes: dict[str, RemotePeer] = {}
@@ -59,7 +58,7 @@ class DownloadJob:
         self.failed_attempts = 0
         self.unexpected = 0                           # blocks nobody asked for, ignored
         self.redirected = 0                           # Elsewhere replies from a send-once seed
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.finished: float | None = None
         self.refreshing = False
         self.last_refresh = 0.0
@@ -72,7 +71,7 @@ class DownloadJob:
         if self.refreshing or self.finished is not None:
             return
         self.refreshing = True
-        self.last_refresh = time.monotonic()
+        self.last_refresh = self.clock()
         bt = getattr(self.node, "bt", None)      # with a BEP 3 wire, standard clients are sources too
         self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash, standard_clients=bt is not None),
                                   self._on_peers,
@@ -123,7 +122,7 @@ class DownloadJob:
         if info.kind == "bittorrent":
             from node.peer.bt.remote import BtRemoteChannel
             return BtRemoteChannel(self.node.bt, info.host, info.port, self.meta.info_hash, self.meta.num_pieces)
-        return Channel(self.node.zctx, endpoint, self.node.reactor)
+        return self.node.connect(endpoint)
 
     def _drop_remote(self, remote: RemotePeer) -> None:
         for fetch in list(remote.fetches):
@@ -189,7 +188,7 @@ class DownloadJob:
     def schedule(self) -> None:
         if self.finished is not None:
             return
-        now = time.monotonic()
+        now = self.clock()
         for remote in self.remotes.values():
             if not remote.listed or remote.banned or remote.rested_until > now:
                 continue
@@ -257,7 +256,7 @@ class DownloadJob:
             return
         msg = env.msg if err is None else None
         if not isinstance(msg, m.Haves) or msg.info_hash != self.meta.info_hash:
-            remote.watch_after = time.monotonic() + config.PEER_REFRESH_S   # not yet (or never): the tracker tells
+            remote.watch_after = self.clock() + config.PEER_REFRESH_S   # not yet (or never): the tracker tells
             return
         remote.seen = msg.seq
         news = False
@@ -278,7 +277,7 @@ class DownloadJob:
         the pieces it offered instead come first."""
         remote = fetch.remote
         self.redirected += 1
-        remote.deferred[fetch.piece_index] = time.monotonic() + config.ELSEWHERE_RETRY_S
+        remote.deferred[fetch.piece_index] = self.clock() + config.ELSEWHERE_RETRY_S
         remote.suggested.extend([i for i in suggest if 0 <= i < self.meta.num_pieces][:config.SEND_ONCE_SUGGEST])
         self._abandon(fetch, count=False)
         self.schedule()
@@ -314,11 +313,8 @@ class DownloadJob:
         if fetch.done or self.finished is not None:
             # superseded (a duplicate won, the sender was banned, the job ended); a piece the
             # disk threads verified and wrote while the job failed still counts
-            if (hash_ok and error is None and self.finished is not None
-                    and self.node.holdings.get(self.meta.info_hash) is self.holding
-                    and self.holding.bitfield.add(piece)):
-                self.holding.fetched += 1
-                self.node.queue_announce(self.meta.info_hash, piece)
+            if hash_ok and error is None and self.finished is not None:
+                self.node.holdings.piece_verified(self.holding, piece)
             return
         if error is not None:
             why = error.strerror if isinstance(error, OSError) and error.strerror else error
@@ -340,12 +336,10 @@ class DownloadJob:
         remote.pieces += 1
         remote.bytes += fetch.size
         remote.timeouts_in_a_row = 0
-        self.holding.fetched += 1
         for other in self.fetches.pop(piece, []):          # endgame duplicates lose
             if other is not fetch:
                 self._retire(other)
-        self.holding.bitfield.add(piece)
-        self.node.queue_announce(self.meta.info_hash, piece)
+        self.node.holdings.piece_verified(self.holding, piece)
         if self.holding.bitfield.complete:
             self._finish_job()
         else:
@@ -386,7 +380,7 @@ class DownloadJob:
         elif isinstance(err, TransportError):
             fetch.remote.timeouts_in_a_row += 1
             if fetch.remote.timeouts_in_a_row >= config.SNUB_AFTER_TIMEOUTS:
-                fetch.remote.rested_until = time.monotonic() + config.SNUB_S
+                fetch.remote.rested_until = self.clock() + config.SNUB_S
         self._abandon(fetch, count=True)
         self.schedule()
 
@@ -406,19 +400,20 @@ class DownloadJob:
     def _finish_job(self, error: str = "") -> None:
         if self.finished is not None:
             return
-        self.finished = time.monotonic()
+        self.finished = self.clock()
         for fetches in list(self.fetches.values()):
             for fetch in fetches:
                 self._retire(fetch)
         self.fetches.clear()
         for remote in self.remotes.values():
             remote.channel.close()
-        self.holding.finish(error)
+        # the resume store saves it (and fsyncs the file) off the event loop
+        self.node.holdings.transition(self.meta.info_hash, m.JobState.FAILED if error else m.JobState.SEEDING,
+                                      error=error, expect=self.holding)
         if not error:
             self._log_disk()
             if self.redirected:
                 log.info("%s: %d requests sent elsewhere by send-once seeds", self.meta.name, self.redirected)
-        self.node.state_dirty = True   # the state saver fsyncs the file, off the event loop
 
     def _log_disk(self) -> None:
         """Where the disk stage's time went (every job of this peer, over this job's span)."""
@@ -436,8 +431,8 @@ class DownloadJob:
         return self.unexpected + sum(r.channel.dropped for r in self.remotes.values())
 
     def peer_stats(self) -> list[m.PeerStat]:
-        end = self.finished or time.monotonic()
-        now = time.monotonic()
+        end = self.finished or self.clock()
+        now = self.clock()
         return [m.PeerStat(peer_id=r.peer_id, pieces=r.pieces, bytes=r.bytes, failures=r.failures,
                            score=round(r.score(end), 3), banned=r.banned, hash_failures=r.hash_failures,
                            rested=r.rested_until > now)

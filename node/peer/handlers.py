@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from node.dispatch import Dispatcher
-from node.peer.main import PeerNode
+from node.peer.api import PeerApi
 from node.peer.serving import check_block, read_block, send_once
 from node.peer.storage import PendingRead
 from node.peer.watch import Park, answer
@@ -21,12 +21,12 @@ control = Dispatcher("peer control")
 
 @data.handles(m.MsgType.PING)
 @control.handles(m.MsgType.PING)
-def ping(node: PeerNode, msg: m.Ping) -> m.Pong:
-    return m.Pong(node="peer", peer_id=node.peer_id, pid=os.getpid(), bt_port=node.bt_port if node.bt else 0)
+def ping(node: PeerApi, msg: m.Ping) -> m.Pong:
+    return m.Pong(node="peer", peer_id=node.peer_id, pid=os.getpid(), bt_port=node.bt_port)
 
 
 @data.handles(m.MsgType.GET_BLOCK)
-def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead] | m.Elsewhere:
+def get_block(node: PeerApi, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead] | m.Elsewhere:
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
@@ -36,11 +36,11 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
     if suggest is not None:
         return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
     block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)
-    return block, read_block(node.integrity, holding, msg.piece_index, msg.block_offset, msg.length)
+    return block, read_block(node.read_failed, holding, msg.piece_index, msg.block_offset, msg.length)
 
 
 @data.handles(m.MsgType.GET_METAINFO)
-def get_metainfo(node: PeerNode, msg: m.GetMetainfo) -> m.MetainfoReply:
+def get_metainfo(node: PeerApi, msg: m.GetMetainfo) -> m.MetainfoReply:
     """A magnet link's metainfo, for a torrent held here (the asker checks its hash)."""
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
@@ -49,7 +49,7 @@ def get_metainfo(node: PeerNode, msg: m.GetMetainfo) -> m.MetainfoReply:
 
 
 @data.handles(m.MsgType.WATCH)
-def watch(node: PeerNode, msg: m.Watch) -> m.Haves | tuple[m.Haves, Park]:
+def watch(node: PeerApi, msg: m.Watch) -> m.Haves | tuple[m.Haves, Park]:
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
@@ -67,23 +67,23 @@ def _absolute(path: str, what: str) -> Path:
 
 
 @control.handles(m.MsgType.UPLOAD)
-def upload(node: PeerNode, msg: m.Upload) -> m.Uploaded:
+def upload(node: PeerApi, msg: m.Upload) -> m.Uploaded:
     meta = metainfo.parse(msg.metainfo)
     node.add_seed(meta, _absolute(msg.path, "upload path"))
     return m.Uploaded(info_hash=meta.info_hash, num_pieces=meta.num_pieces)
 
 
-def _status(node: PeerNode, info_hash: str) -> m.StatusReply:
+def _status(node: PeerApi, info_hash: str) -> m.StatusReply:
     if info_hash and info_hash not in node.holdings:
         raise ZorrentError(f"torrent {info_hash[:40]} is not held by {node.peer_id}",
                            ErrorCode.UNKNOWN_TORRENT)
-    holdings = [node.holdings[info_hash]] if info_hash else list(node.holdings.values())
-    return m.StatusReply(peer_id=node.peer_id, registered=node.token is not None,
-                         jobs=[h.status() for h in holdings])
+    holdings = [node.holdings.get(info_hash)] if info_hash else list(node.holdings.values())
+    return m.StatusReply(peer_id=node.peer_id, registered=node.registered,
+                         jobs=[node.job_status(h) for h in holdings])
 
 
 @control.handles(m.MsgType.DOWNLOAD)
-def download(node: PeerNode, msg: m.Download) -> m.StatusReply:
+def download(node: PeerApi, msg: m.Download) -> m.StatusReply:
     meta = metainfo.parse(msg.metainfo)
     holding = node.add_download(meta, _absolute(msg.output, "download output"))
     if msg.peers and holding.job is not None:
@@ -92,17 +92,17 @@ def download(node: PeerNode, msg: m.Download) -> m.StatusReply:
 
 
 @control.handles(m.MsgType.STATUS)
-def status(node: PeerNode, msg: m.Status) -> m.StatusReply:
+def status(node: PeerApi, msg: m.Status) -> m.StatusReply:
     return _status(node, msg.info_hash)
 
 
 @control.handles(m.MsgType.REMOVE)
-def remove(node: PeerNode, msg: m.Remove) -> m.Ok:
+def remove(node: PeerApi, msg: m.Remove) -> m.Ok:
     node.remove(msg.info_hash, msg.delete_data)
     return m.Ok()
 
 
 @control.handles(m.MsgType.SHUTDOWN)
-def shutdown(node: PeerNode, msg: m.Shutdown) -> m.Ok:
-    node.reactor.call_later(0, node.stop)   # after this reply has gone out
+def shutdown(node: PeerApi, msg: m.Shutdown) -> m.Ok:
+    node.stop_soon()   # after this reply has gone out
     return m.Ok()

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from node.channel import Channel
 from node.peer.disk import DiskWorker
 from node.peer.storage import PieceFile
-from node.reactor import Reactor
 from protocol.metainfo import Metainfo
 from protocol.pieces import Bitfield
 
@@ -18,28 +17,34 @@ MIB = 1024 * 1024
 
 
 class Holding(Protocol):
-    """The torrent a job fills in: what the engine reads and updates of it."""
+    """The torrent a job fills in: what the engine reads of it (node/peer/holdings.py changes it)."""
 
     meta: Metainfo
     file: PieceFile
     bitfield: Bitfield
-    fetched: int
 
-    def finish(self, error: str = "") -> None: ...
+
+class Registry(Protocol):
+    """The holdings, as a job changes them (node/peer/holdings.py)."""
+
+    def get(self, info_hash: str) -> Any: ...
+
+    def piece_verified(self, h: Any, piece: int) -> bool: ...
+
+    def transition(self, info_hash: str, new_state: Any, *, error: str = "", expect: Any = None) -> Any: ...
 
 
 class Host(Protocol):
-    """The narrow part of the peer node a job uses (the node hands itself in)."""
+    """The narrow part of the peer node a job uses (the node hands itself in; tests hand in a
+    fake, tests/unit/test_engine.py)."""
 
     peer_id: str
-    zctx: Any
-    reactor: Reactor
-    tracker: Channel
-    disk: DiskWorker
-    holdings: dict
-    state_dirty: bool
+    tracker: Channel               # for GET_PEERS
+    disk: DiskWorker               # submit(verify, write, done), snapshot()
+    holdings: Registry
+    clock: Callable[[], float]     # monotonic seconds
 
-    def queue_announce(self, info_hash: str, piece: int) -> None: ...
+    def connect(self, endpoint: str) -> Channel: ...   # a request channel to a remote peer's data port
 
 
 @dataclass(eq=False)

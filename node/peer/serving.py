@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from node.peer.integrity import SUSPENDED
-from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead
 from protocol.errors import ErrorCode, ZorrentError
 
@@ -32,16 +31,15 @@ def send_once(holding, piece_index: int, requester: str) -> list[int] | None:
     """None: serve it. A list: an origin seed sent this piece elsewhere; offer these instead."""
     if holding.role != "seed":
         return None
-    holding.send_once = holding.send_once or SendOnce(holding.meta.num_pieces)
-    return holding.send_once.admit(piece_index, requester, time.monotonic())
+    return holding.sender().admit(piece_index, requester, time.monotonic())
 
 
-def read_block(integrity, holding, piece_index: int, block_offset: int, length: int) -> bytes | PendingRead:
+def read_block(read_failed, holding, piece_index: int, block_offset: int, length: int) -> bytes | PendingRead:
     """The bytes now, or a PendingRead for a read thread when the file bypasses the page cache."""
     if holding.file.cache_bypassed:     # not in the page cache: a read thread waits for the device
         return holding.file.read_later(piece_index, block_offset, length)
     try:                                # the file is checked before and after (integrity.py)
         return holding.file.read(piece_index, block_offset, length)
     except ZorrentError as exc:
-        integrity.read_failed(holding.file, exc)
+        read_failed(holding.file, exc)
         raise

@@ -382,7 +382,7 @@ class BtConnection:
                 self._reject(piece, begin, length)  # sent to another peer first: it will relay it
                 continue
             try:
-                data = read_block(self.service.integrity, holding, piece, begin, length)
+                data = read_block(self.service.read_failed, holding, piece, begin, length)
             except ZorrentError:
                 self._reject(piece, begin, length)
                 continue
@@ -398,7 +398,7 @@ class BtConnection:
             return
         if err is not None:
             if self.holding is not None:
-                self.service.integrity.read_failed(self.holding.file, err)
+                self.service.read_failed(self.holding.file, err)
             self._reject(piece, begin, length)
         else:
             self._send_piece(piece, begin, data)

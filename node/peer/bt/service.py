@@ -36,14 +36,15 @@ class BtHost(Protocol):
     reactor: Reactor
     holdings: dict              # info-hash hex -> Holding
     disk: Any                   # node.peer.disk.DiskWorker: read threads
-    integrity: Any              # node.peer.integrity.IntegrityWatch: read_failed()
+
+    def read_failed(self, piece_file: Any, err: BaseException) -> None: ...   # integrity.py: changed?
 
 
 class BtService:
     def __init__(self, node: BtHost, host: str, port: int) -> None:
         self.node = node
         self.reactor = node.reactor
-        self.disk, self.integrity = node.disk, node.integrity
+        self.disk, self.read_failed = node.disk, node.read_failed
         self.peer_id_bytes = f.bt_peer_id(node.peer_id)
         self.conns: dict[int, BtConnection] = {}
         self.choker = Choker()
