@@ -67,6 +67,8 @@ def case_a(work: Path, torrent: Path, src: Path) -> float:
     try:
         swarm.tracker()
         swarm.peer("s0")
+        (work / "output" / "torrents").mkdir(parents=True, exist_ok=True)
+        shutil.copy(torrent, work / "output" / "torrents" / f"{src.name}.torrent")   # the leecher's torrent
         swarm.upload(src, "s0")
         port = int((work / "s0.ready.bt").read_text())
         seconds, proc = lt_leech(work, torrent, src, port)
