@@ -47,6 +47,7 @@ class PeerNode(Context):
         self.peer_id = config.check_peer_id(peer_id)
         self.host, self.port = host, port
         self.bt_port = config.default_bt_port(port) if bt_port is None else bt_port   # BT_PORT_OFF: none
+        self.bt_port_given = bt_port is not None       # a default port that is taken only costs a warning
         self.bt = None
         self.advertise = config.advertised_host(host, advertise)   # what the tracker tells other peers
         self.tracker_endpoints = config.tracker_endpoints(tracker_endpoint)   # preferred first
@@ -90,10 +91,13 @@ class PeerNode(Context):
         self.watchers = Watchers(self.pacer, lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
         if self.bt_port != config.BT_PORT_OFF:     # the BEP 3 wire for standard clients (node/peer/bt/)
             from node.peer.bt.service import BtService
-            self.bt = BtService(self, self.host, self.bt_port)
-            self.bt_port = self.session.bt_port = self.bt.port
-        else:
-            self.bt_port = 0
+            try:
+                self.bt = BtService(self, self.host, self.bt_port)
+            except ZorrentError as exc:
+                if self.bt_port_given:
+                    raise
+                log.warning("%s; running without a BEP 3 port (give --bt-port)", exc.message)
+        self.bt_port = self.session.bt_port = self.bt.port if self.bt else 0
         self.reactor.add_deadline(self.watchers.next_deadline, self.watchers.flush)
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_block))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))

@@ -97,3 +97,14 @@ def test_zorrent_resolves_a_magnet_from_a_libtorrent_seed(swarm):
               "--peer-port", str(swarm.peer_ports["z2"]), timeout_s=60)
     assert out.read_bytes() == src.read_bytes()
 
+
+
+def test_a_bt_port_taken_is_one_line_and_exit_2(swarm):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        res = swarm.cli("peer", "--peer-id", "zx", "--port", "0", "--bt-port", str(port),
+                        "--tracker", "tcp://127.0.0.1:1", check=False, timeout_s=30)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and f"BEP 3 port 127.0.0.1:{port}" in res.stderr
