@@ -19,6 +19,14 @@ HTTP_PORT_OFFSET = 1000           # a tracker's HTTP door (BEP 3, for standard c
                                   # console sat at its port + 1000 the same way)
 DEFAULT_PEER_HOST = "127.0.0.1"
 DEFAULT_PEERS_CONFIG = "peers.json"
+BT_PORT_OFFSET = 1000             # a peer's BEP 3 port defaults to its data port + this (6881 -> 7881):
+                                  # clear of 6881-6889 (data ports), 6969 and its HTTP door 7969 (tracker), 8080 (web)
+BT_PORT_OFF = -1                  # `--bt-port -1` / "bt_port": -1 runs no BEP 3 listener
+
+
+def default_bt_port(data_port: int) -> int:
+    """A peer's BEP 3 port when none is given: data port + BT_PORT_OFFSET (0, any free port, for port 0)."""
+    return data_port + BT_PORT_OFFSET if 0 < data_port <= 65535 - BT_PORT_OFFSET else 0
 MONGO_EXAMPLE_URI = "mongodb://localhost:27017/bittorrent"
 
 
@@ -305,6 +313,33 @@ TRACKER_MAX_PEERS_PER_HOST = 1024             # live peer ids registered from on
 TRUST_ADVERTISE_DEFAULT = "127.0.0.0/8,::1"     # tracker --trust-advertise: sources whose RegisterPeer may name
                                               # another address (a local process is the operator's own)
 SWARM_PAGE_MAX = 500                          # peers or torrents in one GetSwarm reply (~60 KiB of header)
+# ---------------------------------------------------------------- BEP 3 peer wire (standard clients)
+# Each bound caps what one stranger on the BEP 3 port can make us hold (GUIDE: every buffer a
+# remote can fill has a bound). libtorrent's figures are the model where one is named.
+BT_MAX_CONNECTIONS = 200                      # per peer process, both directions; more are closed on arrival
+                                              # (Transmission's peer-limit-global default is 200)
+BT_MAX_REQUEST_QUEUE = 500                    # requests one remote may have queued with us; past it each
+                                              # gets a reject (libtorrent's max_allowed_in_request_queue is
+                                              # 2000; 500 x 16 KiB = 8 MiB, PIPELINE_BYTES, is a fast link's fill)
+BT_SEND_BUFFER_BYTES = 1024 * 1024            # block bytes queued to one remote before we stop reading its
+                                              # requests (libtorrent's send_buffer_watermark is 500 KiB; 1 MiB
+                                              # keeps 1 Gbit/s loopback busy within one reactor turn)
+BT_RECV_BUFFER_BYTES = 256 * 1024             # a connection's preallocated receive buffer; it grows only for
+                                              # a bitfield (num_pieces / 8 bytes, fixed by the torrent)
+BT_MAX_MESSAGE_BYTES = 16 * 1024 + 64 * 1024  # largest message but a bitfield: a 16 KiB piece or metadata
+                                              # block plus its bencoded header; longer closes the connection
+BT_HANDSHAKE_TIMEOUT_S = 10.0                 # a connection must finish its handshake by then
+BT_IDLE_TIMEOUT_S = 120.0                     # nothing received this long (keep-alives count): closed
+BT_KEEPALIVE_S = 60.0                         # we send a keep-alive after this long without sending
+BT_READS_IN_FLIGHT = 8                        # blocks read on read threads for one remote at once
+BT_UPLOAD_SLOTS = 4                           # unchoked remotes per peer process, besides the optimistic one
+                                              # (libtorrent's unchoke_slots_limit is 8 for a whole session;
+                                              # 4 + 1 fills a capped uplink without splitting it thin)
+BT_RECHOKE_S = 10.0                           # BEP 3: re-choose the unchoked every 10 s
+BT_OPTIMISTIC_S = 30.0                        # ... and the optimistic unchoke every 30 s (3 rounds)
+BT_REQUESTS_PER_REMOTE = 64                   # 16 KiB requests we keep in flight to one BEP 3 remote (1 MiB)
+BT_METADATA_MAX_BYTES = 16 * 1024 * 1024      # a ut_metadata size we accept (protocol/metainfo's torrent cap)
+BT_CONNECT_TIMEOUT_S = 5.0                    # an outgoing BEP 3 connection must be up by then
 
 # ---------------------------------------------------------------- private swarms (node/curve.py)
 CURVE_REFUSED_SOURCES_LOGGED = 1024           # refused sources each logged once; a stranger who comes from many

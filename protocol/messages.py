@@ -141,6 +141,7 @@ class PeerInfo:
     bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0
     have: int              # number of set bits
     kind: str = "zorrent"  # "bittorrent": a standard client (no bitfield; it speaks BEP 3, not ZeroMQ)
+    bt_port: int = 0       # a zorrent peer's BEP 3 port (0: none)
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ class Pong(Message):
     node: str              # "tracker" or "peer"
     peer_id: str           # empty for the tracker
     pid: int
+    bt_port: int = 0       # a peer's BEP 3 port (0: none)
 
 
 @message(MsgType.OK)
@@ -265,6 +267,7 @@ class RegisterPeer(Message):
     host: str
     port: int
     token: str             # the previous session's token ("" if none): needed to take over a live record
+    bt_port: int = 0       # its BEP 3 port for standard clients (0: none)
 
 
 @message(MsgType.REGISTERED)
@@ -460,6 +463,7 @@ class Uploaded(Message):
 class Download(Message):
     metainfo: bytes
     output: str            # absolute path of the file to write (a multi-file torrent: of its folder)
+    peers: list[str] = field(default_factory=list)   # "HOST:PORT" BEP 3 peers to take pieces from (x.pe)
 
 
 @message(MsgType.REMOVE)

@@ -23,6 +23,7 @@ class HoldingsView(Protocol):
 
 class PeerApi(Protocol):
     peer_id: str
+    bt_port: int                # the BEP 3 port (0: none)
     holdings: HoldingsView
     source: Source                                     # the connection of the request being handled
 

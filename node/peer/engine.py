@@ -63,6 +63,7 @@ class DownloadJob:
         self.refreshing = False
         self.last_refresh = 0.0
         self.disk_at_start = node.disk.snapshot()
+        self.sources: list[m.PeerInfo] = []           # BEP 3 peers named by the user (a magnet's x.pe)
         self._rebuild_order()
 
     # ------------------------------------------------------------------ peers
@@ -71,29 +72,43 @@ class DownloadJob:
             return
         self.refreshing = True
         self.last_refresh = self.clock()
-        self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash), self._on_peers,
+        bt = getattr(self.node, "bt", None)      # with a BEP 3 wire, standard clients are sources too
+        self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash, standard_clients=bt is not None),
+                                  self._on_peers,
                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+
+    def add_sources(self, addresses: list[str]) -> None:
+        """Standard peers to download from besides those the tracker lists ("HOST:PORT")."""
+        for address in addresses:
+            host, _, port = address.rpartition(":")
+            if host and port.isdigit() and 0 < int(port) < 65536:
+                self.sources.append(m.PeerInfo(peer_id=f"bt:{host}:{port}", host=host.strip("[]"), port=int(port),
+                                               bitfield=b"", have=0, kind="bittorrent"))
 
     def _on_peers(self, env: Envelope | None, err: ZorrentError | None) -> None:
         self.refreshing = False
         if err is not None:
             log.warning("%s: peer list unavailable: %s", self.meta.name, err.message)
-            return
+            if not self.sources:
+                return
         listed = set()
-        for info in env.msg.peers:
+        for info in (env.msg.peers if err is None else []) + self.sources:
             if info.peer_id == self.node.peer_id:
                 continue
-            try:
-                bits = Bitfield(self.meta.num_pieces, info.bitfield)
+            standard = info.kind == "bittorrent"
+            if standard and getattr(self.node, "bt", None) is None:
+                continue
+            try:   # a standard client's pieces are learnt from its bitfield and haves (remote.py)
+                bits = Bitfield(self.meta.num_pieces, None if standard else info.bitfield)
             except ValueError:
                 continue
             listed.add(info.peer_id)
-            endpoint = config.endpoint(info.host, info.port)
+            endpoint = f"bt://{info.host}:{info.port}" if standard else config.endpoint(info.host, info.port)
             remote = self.remotes.get(info.peer_id)
             if remote is None or remote.endpoint != endpoint:
                 if remote is not None:
                     self._drop_remote(remote)
-                remote = RemotePeer(info.peer_id, endpoint, self.node.connect(endpoint), bits)
+                remote = RemotePeer(info.peer_id, endpoint, self._channel(info, endpoint), bits)
                 self.remotes[info.peer_id] = remote
             else:
                 bits = bits | remote.bitfield   # what it told us itself (WATCH) may be newer
@@ -102,6 +117,12 @@ class DownloadJob:
             remote.listed = remote.peer_id in listed
         self._rebuild_order()
         self.schedule()
+
+    def _channel(self, info: m.PeerInfo, endpoint: str):
+        if info.kind == "bittorrent":
+            from node.peer.bt.remote import BtRemoteChannel
+            return BtRemoteChannel(self.node.bt, info.host, info.port, self.meta.info_hash, self.meta.num_pieces)
+        return self.node.connect(endpoint)
 
     def _drop_remote(self, remote: RemotePeer) -> None:
         for fetch in list(remote.fetches):

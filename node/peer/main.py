@@ -41,9 +41,13 @@ TICK_S = 0.05            # download jobs' timer while any runs (an idle peer has
 
 class PeerNode(Context):
     def __init__(self, peer_id: str, host: str, port: int, tracker_endpoint: str | list[str],
-                 upload_rate_bps: int = 0, disk_io: str = config.DISK_IO, advertise: str | None = None) -> None:
+                 upload_rate_bps: int = 0, disk_io: str = config.DISK_IO, advertise: str | None = None,
+                 bt_port: int | None = None) -> None:
         self.peer_id = config.check_peer_id(peer_id)
         self.host, self.port = host, port
+        self.bt_port = config.default_bt_port(port) if bt_port is None else bt_port   # BT_PORT_OFF: none
+        self.bt_port_given = bt_port is not None       # a default port that is taken only costs a warning
+        self.bt = None
         self.advertise = config.advertised_host(host, advertise)   # what the tracker tells other peers
         self.tracker_endpoints = config.tracker_endpoints(tracker_endpoint)   # preferred first
         self.upload_rate_bps = upload_rate_bps
@@ -94,6 +98,15 @@ class PeerNode(Context):
                                   self.integrity.read_failed)
         self.watchers = Watchers(self.server.send_small,
                                  lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
+        if self.bt_port != config.BT_PORT_OFF:     # the BEP 3 wire for standard clients (node/peer/bt/)
+            from node.peer.bt.service import BtService
+            try:
+                self.bt = BtService(self, self.host, self.bt_port)
+            except ZorrentError as exc:
+                if self.bt_port_given:
+                    raise
+                log.warning("%s; running without a BEP 3 port (give --bt-port)", exc.message)
+        self.bt_port = self.session.bt_port = self.bt.port if self.bt else 0
         self.reactor.add_deadline(self.watchers.next_deadline, self.watchers.flush)
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_data,
                                                accepts=self.server.accepts))
@@ -104,8 +117,8 @@ class PeerNode(Context):
         self.jobs.restore(loaded.torrents, self.resume.keep_unrestored)
         self.resume.restored()
         self.session.start()
-        log.info("peer %s serving %s, control %s, tracker %s", self.peer_id, self.data_endpoint,
-                 ctl_endpoint, ", ".join(self.tracker_endpoints))
+        log.info("peer %s serving %s, control %s, tracker %s, BEP 3 port %s", self.peer_id, self.data_endpoint,
+                 ctl_endpoint, ", ".join(self.tracker_endpoints), self.bt_port if self.bt else "off")
         return self.data_endpoint
 
     def _send_data(self, ident: bytes, frames: list[Any]) -> None:
@@ -142,6 +155,8 @@ class PeerNode(Context):
         for h in self.holdings.values():
             if h.job is not None and h.finished is None:
                 h.job.close()
+        if self.bt is not None:
+            self.bt.close()
         if hasattr(self, "server"):
             self.server.close()
         if hasattr(self, "disk"):
@@ -198,9 +213,10 @@ class PeerNode(Context):
 
 
 def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], upload_rate_bps: int = 0,
-        ready_file: str | None = None, disk_io: str = config.DISK_IO, advertise: str | None = None) -> int:
+        ready_file: str | None = None, disk_io: str = config.DISK_IO, advertise: str | None = None,
+        bt_port: int | None = None) -> int:
     setup_logging(f"peer {peer_id}")
-    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io, advertise)
+    node = PeerNode(peer_id, host, port, tracker_endpoint, upload_rate_bps, disk_io, advertise, bt_port)
     try:
         endpoint = node.start()
     except Exception:
@@ -210,6 +226,8 @@ def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], u
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: node.stop())
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a file-size limit is a write error, not a kill
+    if ready_file and node.bt is not None:
+        write_ready_file(f"{ready_file}.bt", str(node.bt_port))   # before the ready file: tests read both
     write_ready_file(ready_file, endpoint)
     try:
         node.run()

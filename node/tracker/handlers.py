@@ -23,6 +23,7 @@ from typing import Callable
 
 from node import config
 from node.dispatch import Context, Dispatcher
+from node.peer.bt.framing import bt_peer_id
 from node.tracker.stats import TrackerCounters
 from node.tracker.store import BITTORRENT, ZORRENT, ClientEntry, PeerRecord, TorrentRecord, TrackerStore
 from protocol import messages as m
@@ -150,6 +151,8 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
     config.check_peer_id(msg.peer_id)
     if not 0 < msg.port < 65536:
         raise ZorrentError(f"port {msg.port} is out of range", ErrorCode.BAD_FIELD)
+    if not 0 <= msg.bt_port < 65536:
+        raise ZorrentError(f"bt_port {msg.bt_port} is out of range", ErrorCode.BAD_FIELD)
     host = _honest_host(ctx, msg.host)
     now = ctx.clock()
     old = ctx.store.get_peer(msg.peer_id)
@@ -171,7 +174,8 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
                 f"peer id {msg.peer_id!r} is already in use by {old.host}:{old.port}",
                 ErrorCode.PEER_ID_TAKEN)
     token = secrets.token_hex(16)
-    if not ctx.store.swap_peer(PeerRecord(msg.peer_id, host, msg.port, token, now, prev_token=msg.token), old):
+    if not ctx.store.swap_peer(PeerRecord(msg.peer_id, host, msg.port, token, now, prev_token=msg.token,
+                                          bt_port=msg.bt_port), old):
         raise ZorrentError(f"peer id {msg.peer_id!r} was registered through another tracker at the same "
                            f"moment; retry", ErrorCode.PEER_ID_TAKEN)
     if old is not None:
@@ -238,8 +242,8 @@ def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
         peer = ctx.store.get_peer(peer_id)
         if peer is not None and peer.kind == ZORRENT and _alive(ctx, peer):
             peers.append(m.PeerInfo(peer_id=peer_id, host=peer.host, port=peer.port,
-                                    bitfield=bits.to_bytes(), have=len(bits)))
-    if msg.standard_clients:   # the CLI's view; the download engine never asks (it speaks only ZeroMQ)
+                                    bitfield=bits.to_bytes(), have=len(bits), bt_port=peer.bt_port))
+    if msg.standard_clients:   # `get`, and a download engine that also speaks BEP 3 (node/peer/bt/remote.py)
         for c in _live_clients(ctx, msg.info_hash):
             missing = -(-c.left // torrent.piece_length)
             peers.append(m.PeerInfo(peer_id=c.peer.peer_id, host=c.peer.host, port=c.peer.port, bitfield=b"",
@@ -272,6 +276,7 @@ def client_announce(ctx: TrackerContext, msg: m.ClientAnnounce) -> m.ClientSwarm
     if msg.left == 0 and was != 0 and (msg.event == "completed" or was is not None):
         ctx.store.add_completed(msg.info_hash)   # said so, or seen leeching and now done (aria2 skips "completed")
     swarm = [c for c in entries if c.peer.peer_id != peer_id and c.peer.kind == BITTORRENT and _alive(ctx, c.peer)]
+    zorrent = _bt_listeners(ctx, msg.info_hash)
     if msg.event == "stopped":
         ctx.store.remove_pieces(msg.info_hash, peer_id)
         if old is not None and not ctx.store.held_by(peer_id):
@@ -282,14 +287,35 @@ def client_announce(ctx: TrackerContext, msg: m.ClientAnnounce) -> m.ClientSwarm
         ctx.store.put_peer(me)
         ctx.store.put_client(msg.info_hash, peer_id, msg.left)
         others = [c for c in swarm if c.left] if msg.left == 0 else swarm   # a seeder needs only leechers
+        if msg.left:                                 # zorrent peers on their BEP 3 port serve leechers
+            others = others + [c for c in zorrent if c.peer.host != msg.host or c.peer.bt_port != msg.port]
         swarm = [*swarm, ClientEntry(me, msg.left)]
     chosen = random.sample(others, min(len(others), msg.numwant, config.HTTP_MAX_NUMWANT))
-    seeders = sum(1 for c in swarm if c.left == 0)
+    seeders = sum(1 for c in swarm if c.left == 0) + sum(1 for c in zorrent if c.left == 0)
+    swarm = [*swarm, *zorrent]
     return m.ClientSwarm(
         interval_s=config.HTTP_ANNOUNCE_INTERVAL_S, min_interval_s=config.HTTP_MIN_INTERVAL_S,
         complete=seeders, incomplete=len(swarm) - seeders,
-        peers=[m.ClientPeer(c.peer.peer_id.removeprefix(CLIENT_ID_PREFIX), c.peer.host, c.peer.port)
-               for c in chosen])
+        peers=[_client_peer(c) for c in chosen])
+
+
+def _client_peer(c: ClientEntry) -> m.ClientPeer:
+    if c.peer.kind == ZORRENT:      # its BEP 3 address, and the peer id its BEP 3 port gives
+        return m.ClientPeer(bt_peer_id(c.peer.peer_id).hex(), c.peer.host, c.peer.bt_port)
+    return m.ClientPeer(c.peer.peer_id.removeprefix(CLIENT_ID_PREFIX), c.peer.host, c.peer.port)
+
+
+def _bt_listeners(ctx: TrackerContext, info_hash: str) -> list[ClientEntry]:
+    """Live zorrent peers with a BEP 3 port that hold pieces of the torrent, as swarm entries
+    (``left`` 0 for a complete holder, else 1: counted as a seeder or a leecher)."""
+    if ctx.store.num_pieces(info_hash) is None:
+        return []
+    out = []
+    for peer_id, bits in ctx.store.holders(info_hash).items():
+        peer = ctx.store.get_peer(peer_id)
+        if peer is not None and peer.kind == ZORRENT and peer.bt_port and _alive(ctx, peer):
+            out.append(ClientEntry(peer, 0 if bits.complete else 1))
+    return out
 
 
 @tracker.handles(m.MsgType.SCRAPE)

@@ -37,6 +37,7 @@ class PeerRecord:
     last_seen: float
     kind: str = ZORRENT
     prev_token: str = ""    # the token the peer proved it held when it got this one
+    bt_port: int = 0        # a zorrent peer's BEP 3 port for standard clients (0: none)
 
 
 @dataclass(frozen=True)

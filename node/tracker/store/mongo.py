@@ -37,7 +37,7 @@ SERVER_TIMEOUT_MS = 3000
 
 def _peer_doc(peer: PeerRecord) -> dict:
     return {"host": peer.host, "port": peer.port, "token": peer.token, "last_seen": peer.last_seen,
-            "kind": peer.kind, "prev_token": peer.prev_token}
+            "kind": peer.kind, "prev_token": peer.prev_token, "bt_port": peer.bt_port}
 
 
 class MongoStore(TrackerStore):
@@ -84,7 +84,7 @@ class MongoStore(TrackerStore):
     @staticmethod
     def _peer(d: dict) -> PeerRecord:
         return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"], d.get("kind", ZORRENT),
-                          d.get("prev_token", ""))
+                          d.get("prev_token", ""), d.get("bt_port", 0))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
         d = self._do(self.peers.find_one, {"_id": peer_id})

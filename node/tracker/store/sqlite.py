@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS peers (
     token     TEXT NOT NULL,
     last_seen REAL NOT NULL,
     kind      TEXT NOT NULL DEFAULT 'zorrent',
-    prev_token TEXT NOT NULL DEFAULT ''
+    prev_token TEXT NOT NULL DEFAULT '',
+    bt_port   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS torrents (
     info_hash    TEXT PRIMARY KEY,
@@ -61,6 +62,7 @@ MIGRATIONS = [
     ("peers", "kind", "TEXT NOT NULL DEFAULT 'zorrent'"),
     ("peers", "prev_token", "TEXT NOT NULL DEFAULT ''"),
     ("files", "bytes_left", "INTEGER"),
+    ("peers", "bt_port", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
 
@@ -131,14 +133,15 @@ class SqliteStore(TrackerStore):
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
-        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, kind, prev_token) "
-                    "VALUES (?,?,?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, "
+        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, kind, prev_token, bt_port) "
+                    "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, "
                     "port=excluded.port, token=excluded.token, last_seen=excluded.last_seen, kind=excluded.kind, "
-                    "prev_token=excluded.prev_token",
-                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.kind, peer.prev_token))
+                    "prev_token=excluded.prev_token, bt_port=excluded.bt_port",
+                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.kind, peer.prev_token,
+                     peer.bt_port))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
-        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, kind, prev_token FROM peers "
+        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, kind, prev_token, bt_port FROM peers "
                               "WHERE peer_id=?", (peer_id,)).fetchone()
         return PeerRecord(*row) if row else None
 
