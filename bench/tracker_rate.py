@@ -74,7 +74,10 @@ def measure(endpoints: list[str], total: int, per_msg: int, window: int) -> tupl
     """(pieces acknowledged per second, seconds the announcing took)."""
     zctx = zmq.Context()
     raw = fake_torrent()
-    info_hash = call(zctx, endpoints[0], m.RegisterTorrent(metainfo=raw), timeout_s=5, tries=2).msg.info_hash
+    owner = call(zctx, endpoints[0], m.RegisterPeer(peer_id=f"rate{per_msg}_owner", host="127.0.0.1", port=19999,
+                                                    token=""), timeout_s=5, tries=2).msg.token
+    info_hash = call(zctx, endpoints[0], m.RegisterTorrent(peer_id=f"rate{per_msg}_owner", token=owner, metainfo=raw),
+                     timeout_s=5, tries=2).msg.info_hash
     peers = []
     for i in range(PEERS):
         pid = f"rate{per_msg}_{i}"

@@ -8,7 +8,7 @@ It runs in its own work directory, with its own output/ and supervisor_conf/, so
 never touches the swarm of the directory it is started from.
 
 With ``Links`` (``soak --netns``) every node is a host of its own in a lab of network
-namespaces (ctl/lab.py): upload caps, random loss, and partitions (a host's link goes
+namespaces (ctl/lab.py): upload caps, latency, random loss, and partitions (a host's link goes
 down for a while, then comes back) on top of the kills. The lab is removed on the way
 out, and a crashed soak's lab is swept at the next start.
 """
@@ -47,6 +47,8 @@ class Links:
     loss_pct: float = 0.0
     partition_every_s: float = 0.0
     partition_s: float = 10.0
+    rtt_ms: float = 0.0             # between any two hosts (a delay line on each, ctl/delay.py)
+    jitter_ms: float = 0.0
 DRAIN_S = 180.0             # after the last minute, unfinished downloads get this long
 
 
@@ -152,7 +154,7 @@ class Soak:
         if self.links:
             from ctl.lab import Lab
 
-            self.lab = Lab()
+            self.lab = Lab(rtt_ms=self.links.rtt_ms, jitter_ms=self.links.jitter_ms)
             loss = self.links.loss_pct
             tracker_host = self.lab.add_host("tracker", None, loss)
             tracker = supervisor.TrackerSpec(tracker_host.ip, config.DEFAULT_TRACKER_PORT, self.tracker.store_uri,

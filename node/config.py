@@ -259,6 +259,53 @@ DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit
 
+# ---------------------------------------------------------------- bounds on what a remote can fill
+# Sized from the piece size and the link (node/budget.py). A legitimate downloader keeps
+# at most PIPELINE_BYTES (8 MiB) and MAX_PIPELINE_REQUESTS pieces requested from one seed;
+# on loopback (1-3 GB/s) or a 1 Gbit/s link (125 MB/s) a block leaves the seeder's process
+# for the kernel's socket buffer within milliseconds of its read, so a reader that keeps
+# up never holds more than a few blocks here. One that never reads holds its cap, no more.
+# The largest block one request may ask for is protocol.messages.MAX_BLOCK_BYTES, 1 MiB
+# (it was 4 MiB): 4 of them fill the in-process send window below, so a remote holding
+# its cap holds whole blocks; a bigger piece is fetched in several blocks.
+REMOTE_MAX_REQUESTS = 2 * MAX_PIPELINE_REQUESTS   # requests: GetBlocks one remote may have waiting or in
+                                              # flight here; a legit downloader sends <= 64 pieces' worth
+                                              # (more blocks only for pieces > 1 MiB, which credit keeps few);
+                                              # beyond: a BUSY error reply (cheap, no disk read)
+REMOTE_MAX_BYTES = 4 * 1024 * 1024            # bytes: block payload one remote may hold in this process (read,
+                                              # paced, or in the ZeroMQ pipe not yet written to the kernel);
+                                              # at 125 MB/s that is 32 ms of link, far more than a reader needs
+REMOTES_TOTAL_BYTES = 32 * 1024 * 1024        # bytes: the same over every remote: the seeder's RSS may grow by
+                                              # this much at worst (the issue-17 goal allows 64 MiB over idle)
+REMOTES_MAX = 1024                            # remotes with block requests here at once (a new one is refused)
+REMOTE_MAX_REFUSALS = MAX_PIPELINE_REQUESTS   # refusals in a row (a legit downloader never gets one: it keeps
+                                              # <= REMOTE_MAX_REQUESTS in flight) before the remote is cut off:
+                                              # its requests are then dropped unread (no decode, no reply) ...
+REMOTE_CUT_OFF_S = 30.0                       # ... for this long (a flood costs ~1 us a frame, not ~40 us)
+DATA_SNDHWM_MSGS = 2 * REMOTE_MAX_REQUESTS    # messages: data ROUTER send queue per remote (ZMQ_SNDHWM). Blocks
+                                              # hold budget tickets until written, so this only bounds the small
+                                              # replies (errors, Haves, Elsewhere, metainfo); a full pipe drops
+                                              # the reply (ROUTER_MANDATORY + DONTWAIT: never blocks the loop)
+DATA_RCVHWM_MSGS = 2 * REMOTE_MAX_REQUESTS    # messages: requests read ahead from one remote (ZMQ_RCVHWM)
+DATA_MAX_REQUEST_BYTES = 64 * 1024            # bytes: largest frame the data port accepts (ZMQ_MAXMSGSIZE); its
+                                              # requests are ~100-byte GetBlock/Watch/GetMetainfo/Ping
+PACER_MAX_QUEUED = REMOTES_MAX * 4            # replies: the upload pacer's queue. Paced blocks hold budget
+                                              # tickets, so REMOTES_TOTAL_BYTES bounds it first; this caps small ones
+READ_QUEUE_MAX = REMOTES_TOTAL_BYTES // (16 * 1024)   # block reads waiting for a read thread: every one holds a
+                                              # claimed ticket, so the byte budget bounds it; this is the backstop
+TRACKER_SNDHWM_MSGS = 2 * TRACKER_BATCH_MAX   # messages: tracker ROUTER send queue per client: one drained batch
+                                              # may all be one client's (a pipelining CLI or bench), answered at
+                                              # once, and libzmq learns of reads in steps of HWM/2; a client that
+                                              # never reads loses what is beyond. Replies are
+                                              # small (GetSwarm is paged) except metainfo (<= 4 MiB header)
+TRACKER_RCVHWM_MSGS = 256                     # messages: requests read ahead from one client
+TRACKER_MAX_TORRENTS_PER_PEER = 4096          # torrents one registered peer may register (in this tracker's run)
+TRACKER_MAX_PEERS_PER_HOST = 1024             # live peer ids registered from one address ("hundreds of peers on
+                                              # one machine" fit; one stranger cannot fill the peers collection)
+TRUST_ADVERTISE_DEFAULT = "127.0.0.0/8,::1"     # tracker --trust-advertise: sources whose RegisterPeer may name
+                                              # another address (a local process is the operator's own)
+SWARM_PAGE_MAX = 500                          # peers or torrents in one GetSwarm reply (~60 KiB of header)
+
 # ---------------------------------------------------------------- private swarms (node/curve.py)
 CURVE_REFUSED_SOURCES_LOGGED = 1024           # refused sources each logged once; a stranger who comes from many
                                               # addresses fills this set, not the log (or memory) without end

@@ -21,7 +21,7 @@ from protocol.errors import FieldError
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 4 * 1024 * 1024      # largest frame 0 a node will decode
-MAX_BLOCK_BYTES = 4 * 1024 * 1024       # largest piece block one request may ask for
+MAX_BLOCK_BYTES = 1024 * 1024           # largest piece block one request may ask for (why: node/config.py)
 MAX_FRAME_BYTES = MAX_HEADER_BYTES + MAX_BLOCK_BYTES  # zmq MAXMSGSIZE on every socket
 
 
@@ -287,6 +287,8 @@ class Deregister(Message):
 
 @message(MsgType.REGISTER_TORRENT)
 class RegisterTorrent(Message):
+    peer_id: str           # a registered peer ...
+    token: str             # ... and its token: strangers cannot fill the torrents collection
     metainfo: bytes        # the bencoded .torrent; the tracker validates it itself
 
 
@@ -376,7 +378,11 @@ class ScrapeReply(Message):
 
 @message(MsgType.GET_SWARM)
 class GetSwarm(Message):
-    """Read-only: every peer and torrent the tracker knows, and its own counters."""
+    """Read-only: the peers and torrents the tracker knows, and its own counters, a page
+    at a time: those whose id sorts after ``peers_after`` / ``torrents_after``."""
+
+    peers_after: str = ""
+    torrents_after: str = ""
 
 
 @message(MsgType.SWARM)
@@ -384,6 +390,8 @@ class Swarm(Message):
     peers: list[SwarmPeer]
     torrents: list[SwarmTorrent]
     stats: TrackerStats
+    peers_more: bool = False       # more peers after the last one here: ask again from it
+    torrents_more: bool = False
 
 
 # ---------------------------------------------------------------- peer data plane
@@ -395,7 +403,7 @@ class GetBlock(Message):
     piece_index: int
     block_offset: int
     length: int
-    requester: str = ""    # the asking peer's id: a seed sends each piece to one peer first
+    requester: str = ""    # the asking peer's id, for logs only: a seed trusts the connection, not this
 
 
 @message(MsgType.BLOCK)

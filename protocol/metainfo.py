@@ -329,6 +329,17 @@ def folder_files(folder: Path) -> list[tuple[tuple[str, ...], Path]]:
     return sorted(found)
 
 
+def _hashed(hashes, plen: int, length: int, progress) -> bytes:
+    """Join piece digests, telling ``progress(n)`` (if given) of every n bytes hashed."""
+    if progress is None:
+        return b"".join(hashes)
+    out = []
+    for i, digest in enumerate(hashes):
+        out.append(digest)
+        progress(min(plen, length - i * plen))
+    return b"".join(out)
+
+
 def _flags(info: dict, private: bool) -> dict:
     if private:
         info[b"private"] = 1     # BEP 27; inside info, so the info-hash (and a magnet) says so too
@@ -336,9 +347,10 @@ def _flags(info: dict, private: bool) -> dict:
 
 
 def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None,
-                  tiers: list[list[str]] | None = None, private: bool = False) -> Metainfo:
+                  tiers: list[list[str]] | None = None, private: bool = False, progress=None) -> Metainfo:
     """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``).
-    One file is open at a time, however many the folder holds."""
+    One file is open at a time, however many the folder holds. ``progress(n)``, if given,
+    is told of every n bytes hashed."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MetainfoError(f"{folder} is not a folder")
@@ -367,7 +379,7 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
                 os.close(fd)
 
     try:
-        pieces = b"".join(iter_stream_hashes(opened(), plen))
+        pieces = _hashed(iter_stream_hashes(opened(), plen), plen, length, progress)
     except OSError as exc:
         raise MetainfoError(f"cannot read {folder}: {exc.strerror or exc}") from None
     name = folder.resolve().name
@@ -378,8 +390,9 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
 
 
 def create(path: str | os.PathLike, announce: str, piece_length: int | None = None,
-           tiers: list[list[str]] | None = None, private: bool = False) -> Metainfo:
-    """Hash ``path`` and build its metainfo (not yet written anywhere)."""
+           tiers: list[list[str]] | None = None, private: bool = False, progress=None) -> Metainfo:
+    """Hash ``path`` and build its metainfo (not yet written anywhere); ``progress(n)``, if
+    given, is told of every n bytes hashed."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -391,7 +404,7 @@ def create(path: str | os.PathLike, announce: str, piece_length: int | None = No
             raise MetainfoError(f"{path} is empty; nothing to share")
         plen = piece_length or auto_piece_length(length)
         _check_piece_length(plen)
-        pieces = b"".join(iter_piece_hashes(fd, length, plen))
+        pieces = _hashed(iter_piece_hashes(fd, length, plen), plen, length, progress)
     finally:
         os.close(fd)
     check_name(path.name)
@@ -404,8 +417,12 @@ def write(meta: Metainfo, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(meta.raw)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(meta.raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:            # a full disk names the file it could not write
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None

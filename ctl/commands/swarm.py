@@ -32,6 +32,10 @@ def tracker(
              "0 turns it off).")] = None,
     http_host: Annotated[Optional[str], typer.Option(
         help="Address of the HTTP tracker (default: --host), e.g. ::1 or 0.0.0.0.")] = None,
+    trust_advertise: Annotated[str, typer.Option(
+        help="Networks (comma-separated, or 'none') whose peers may advertise another address than "
+             "they connect from: the bind/ip case of peers.json. Others are listed only at their "
+             "connection's address.")] = config.TRUST_ADVERTISE_DEFAULT,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the tracker in the foreground. Start it before anything else."""
@@ -44,7 +48,7 @@ def tracker(
         http_port = config.http_port_for(port)
     elif http_port == 0:
         http_port = None
-    run(host, port, store, ready_file, http_port, strict, http_host)
+    run(host, port, store, ready_file, http_port, strict, http_host, trust_advertise)
 
 
 @command(app, "peer")

@@ -61,12 +61,23 @@ def _tiers(trackers: list[str], http_announce: str | None, private: bool = False
 
 
 def _create(path: Path, piece_size: int | None, announce: str | None, http_announce: str | None = None,
-            folder: bool = False, private: bool = False) -> "tuple[metainfo.Metainfo, Path]":
+            folder: bool = False, private: bool = False, show: bool = False) -> "tuple[metainfo.Metainfo, Path]":
+    """Hash ``path`` into output/torrents/NAME.torrent (``show``: with a progress bar, rate and ETA)."""
     from protocol import metainfo
 
     make = metainfo.create_folder if folder else metainfo.create
     trackers = _trackers(announce)
-    meta = make(path, trackers[0], piece_size, _tiers(trackers, http_announce, private), private=private)
+    tiers = _tiers(trackers, http_announce, private)
+    if show:
+        from ctl import render
+
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if folder else path.stat().st_size
+        with render.download_progress() as bar:
+            task = bar.add_task(f"hashing {path.name} for its torrent", total=size, pieces="")
+            meta = make(path, trackers[0], piece_size, tiers, private=private,
+                        progress=lambda n: bar.advance(task, n))
+    else:
+        meta = make(path, trackers[0], piece_size, tiers, private=private)
     dest = torrent_path(meta.name)
     metainfo.write(meta, dest)
     return meta, dest
@@ -116,9 +127,11 @@ def create(
     from protocol import magnet
 
     if one_torrent:
-        made = [_create(_folder(input), piece_size, announce, http_announce, folder=True, private=private)]
+        made = [_create(_folder(input), piece_size, announce, http_announce, folder=True, private=private,
+                        show=not ctx.obj.json)]
     else:
-        made = [_create(p, piece_size, announce, http_announce, private=private) for p in _inputs(input)]
+        made = [_create(p, piece_size, announce, http_announce, private=private, show=not ctx.obj.json)
+                for p in _inputs(input)]
     if ctx.obj.json:
         render.emit_json([{"name": mi.name, "length": mi.length, "num_pieces": mi.num_pieces,
                            "piece_length": mi.piece_length, "info_hash": mi.info_hash, "private": mi.private,
@@ -128,7 +141,8 @@ def create(
     _print_made("Torrents created", made)
 
 
-def _torrent_for(path: Path, announce: str | None, http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
+def _torrent_for(path: Path, announce: str | None, http_announce: str | None,
+                 show: bool = False) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``path`` if it describes it, else a new one."""
     from protocol import metainfo
 
@@ -137,11 +151,11 @@ def _torrent_for(path: Path, announce: str | None, http_announce: str | None) ->
         meta = metainfo.read(dest)
         if not meta.multi_file and meta.length == path.stat().st_size:
             return meta, dest
-    return _create(path, None, announce, http_announce)
+    return _create(path, None, announce, http_announce, show=show)
 
 
-def _folder_torrent_for(folder: Path, announce: str | None,
-                        http_announce: str | None) -> "tuple[metainfo.Metainfo, Path]":
+def _folder_torrent_for(folder: Path, announce: str | None, http_announce: str | None,
+                        show: bool = False) -> "tuple[metainfo.Metainfo, Path]":
     """The existing torrent for ``folder`` (ours or, say, mktorrent's) if its files are there
     with their sizes, else a new one."""
     from protocol import metainfo
@@ -151,7 +165,7 @@ def _folder_torrent_for(folder: Path, announce: str | None,
         meta = metainfo.read(dest)
         if meta.multi_file and all(f.pad or _size(folder.joinpath(*f.path)) == f.length for f in meta.files):
             return meta, dest
-    return _create(folder, None, announce, http_announce, folder=True)
+    return _create(folder, None, announce, http_announce, folder=True, show=show)
 
 
 def _size(path: Path) -> int:
@@ -188,8 +202,9 @@ def upload(
     client.check_peer(peer_id, nodes.listed_host(peer_id, peers_config, peer_host), peer_port)
     done = []
     for path in files:
-        meta, dest = (_folder_torrent_for(path, announce, http_announce) if one_torrent
-                      else _torrent_for(path, announce, http_announce))
+        show = not ctx.obj.json
+        meta, dest = (_folder_torrent_for(path, announce, http_announce, show) if one_torrent
+                      else _torrent_for(path, announce, http_announce, show))
         client.peer_control(peer_id, m.Upload(path=os.path.abspath(path), metainfo=meta.raw),
                             timeout_s=ctx.obj.timeout_s)     # answered at once: the peer hashes it meanwhile
         done.append((meta, dest))

@@ -26,7 +26,7 @@ def ping(node: PeerApi, msg: m.Ping) -> m.Pong:
 
 
 @data.handles(m.MsgType.GET_BLOCK)
-def get_block(node: PeerApi, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead] | m.Elsewhere:
+def get_block(node: PeerApi, msg: m.GetBlock) -> tuple[m.Block, PendingRead] | m.Elsewhere:
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
@@ -42,17 +42,13 @@ def get_block(node: PeerApi, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingR
     if msg.piece_index not in holding.bitfield or holding.state in SUSPENDED:
         raise ZorrentError(f"piece {msg.piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
     if holding.role == "seed":
-        suggest = holding.sender().admit(msg.piece_index, msg.requester, time.monotonic())
+        # the connection, not the claimed ``requester``: a routing id libzmq gives one connection only
+        suggest = holding.sender().admit(msg.piece_index, node.source.identity, time.monotonic())
         if suggest is not None:
             return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
     block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)
-    if holding.file.cache_bypassed:     # not in the page cache: a read thread waits for the device
-        return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)
-    try:                                # the file is checked before and after (integrity.py)
-        return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
-    except ZorrentError as exc:
-        node.read_failed(holding.file, exc)
-        raise
+    # read only once the budget admits it (node/peer/serving.py); the file is checked before and after
+    return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)
 
 
 @data.handles(m.MsgType.GET_METAINFO)

@@ -24,15 +24,14 @@ from node.peer.disk import DiskWorker
 from node.peer.holdings import Holding, Holdings
 from node.peer.integrity import IntegrityWatch
 from node.peer.jobs import Jobs
-from node.peer.pacer import Pacer
 from node.peer.resume import ResumeStore
 from node.peer.session import TrackerSession
-from node.peer.storage import PendingRead, PieceFile
+from node.peer.serving import BlockServer
+from node.peer.storage import PieceFile
 from node.peer.watch import Park, Watchers
-from node.process import setup_logging, write_ready_file
+from node.process import hold_lock, setup_logging, write_ready_file
 from node.reactor import Reactor
 from protocol import messages as m
-from protocol.codec import decode_id, error_frames
 from protocol.errors import ErrorCode, ZorrentError
 from protocol.metainfo import Metainfo
 
@@ -68,8 +67,16 @@ class PeerNode(Context):
         ctl_endpoint = config.control_endpoint(self.peer_id)
         if len(ctl_endpoint) > 100:
             raise ZorrentError(f"control socket path is too long: {ctl_endpoint}", ErrorCode.BAD_INPUT)
-        self._refuse_if_running(ctl_endpoint)
-        self.data_sock, self.data_endpoint = bind_router(self.zctx, config.endpoint(self.host, self.port))
+        # one process per peer id: the lock is taken before the socket is looked at, so a twin
+        # can never bind over (and take) a live peer's control socket between check and bind
+        self.lock_fd = hold_lock(run / f"{self.peer_id}.lock")
+        if self.lock_fd is None:
+            self._refuse_if_running(ctl_endpoint)
+            raise ZorrentError(f"peer {self.peer_id} is already running (it holds {run / self.peer_id}.lock)",
+                               ErrorCode.PEER_ID_TAKEN)
+        self.data_sock, self.data_endpoint = bind_router(
+            self.zctx, config.endpoint(self.host, self.port), sndhwm=config.DATA_SNDHWM_MSGS,
+            rcvhwm=config.DATA_RCVHWM_MSGS, max_msg_bytes=config.DATA_MAX_REQUEST_BYTES)
         self.port = int(self.data_endpoint.rsplit(":", 1)[1])
         self.ctl_sock, _ = bind_router(self.zctx, ctl_endpoint)
         loaded = self.resume.load()
@@ -83,10 +90,13 @@ class PeerNode(Context):
                                config.CHECK_THREADS)
         self.integrity = IntegrityWatch(self.reactor, self.disk, self.holdings)
         self.jobs = Jobs(self, self.holdings, self.integrity, self.direct_io)
-        self.pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
-        self.watchers = Watchers(self.pacer, lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
+        self.server = BlockServer(self.data_sock, self.reactor, self.disk, self.upload_rate_bps,
+                                  self.integrity.read_failed)
+        self.watchers = Watchers(self.server.send_small,
+                                 lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
         self.reactor.add_deadline(self.watchers.next_deadline, self.watchers.flush)
-        self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_block))
+        self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_data,
+                                               accepts=self.server.accepts))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
         self.reactor.add_deadline(lambda: self.last_tick + TICK_S if self.holdings.downloading() else None,
                                   self._tick)
@@ -98,35 +108,21 @@ class PeerNode(Context):
                  ctl_endpoint, ", ".join(self.tracker_endpoints))
         return self.data_endpoint
 
-    def _send_block(self, ident: bytes, frames: list[Any]) -> None:
-        """A data-port reply; a block is read on a read thread first."""
-        if len(frames) == 2 and isinstance(frames[1], PendingRead):
-            header, pending = frames
-            self.disk.read(pending, lambda data, err: self._send_read(ident, header, pending, data, err))
-        elif len(frames) == 2 and isinstance(frames[1], Park):
+    def _send_data(self, ident: bytes, frames: list[Any]) -> None:
+        """A data-port reply: a parked WATCH waits for news, the rest go through the budget."""
+        if len(frames) == 2 and isinstance(frames[1], Park):
             self.watchers.park(ident, frames[:1], frames[1], time.monotonic())
         else:
-            self.pacer(ident, frames)
-
-    def _send_read(self, ident: bytes, header: bytes, pending: PendingRead, data: bytes | None,
-                   err: BaseException | None) -> None:
-        if err is None:
-            self.pacer(ident, [header, data])
-            return
-        self.integrity.read_failed(pending.file, err)
-        if isinstance(err, ZorrentError):
-            code, text = err.code, err.message
-        else:
-            code, text = ErrorCode.INTERNAL, f"cannot read: {getattr(err, 'strerror', None) or err}"
-        self.pacer(ident, error_frames(decode_id([header]), code, text))
+            self.server.send(ident, frames)
 
     def _refuse_if_running(self, ctl_endpoint: str) -> None:
+        """The twin holding the lock: name its pid if it answers."""
         if not Path(ctl_endpoint[len("ipc://"):]).exists():
             return
         try:
             env = call(self.zctx, ctl_endpoint, m.Ping(), timeout_s=0.5, tries=1)
         except ZorrentError:
-            return  # a stale socket file from a dead process
+            return  # starting, or too busy to answer: the lock is what counts
         raise ZorrentError(f"peer {self.peer_id} is already running (pid {env.msg.pid})",
                            ErrorCode.PEER_ID_TAKEN)
 
@@ -146,6 +142,8 @@ class PeerNode(Context):
         for h in self.holdings.values():
             if h.job is not None and h.finished is None:
                 h.job.close()
+        if hasattr(self, "server"):
+            self.server.close()
         if hasattr(self, "disk"):
             self.jobs.close()          # hashes under way stop at their next piece
             self.integrity.close()
@@ -157,6 +155,9 @@ class PeerNode(Context):
             self.session.deregister(self.zctx)
         curve.stop(self.zctx)
         self.zctx.destroy(linger=0)
+        if getattr(self, "lock_fd", None) is not None:
+            os.close(self.lock_fd)     # last: the socket is closed before a twin may bind it
+            self.lock_fd = None
 
     def _fatal(self, why: str) -> None:
         self.fatal = why

@@ -197,7 +197,7 @@ class TrackerSession:
                 continue
             if not rec.tracker_known:
                 rec.announcing = True
-                self.channel.request(m.RegisterTorrent(metainfo=h.meta.raw),
+                self.channel.request(m.RegisterTorrent(peer_id=self.peer_id, token=self.token, metainfo=h.meta.raw),
                                      lambda env, err, h=h, rec=rec: self._on_torrent_registered(h, rec, err),
                                      timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
             elif rec.unannounced or not rec.joined:

@@ -13,6 +13,7 @@ zorrent peers (unless the CLI asks, flagged by kind).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import secrets
@@ -40,6 +41,9 @@ class TrackerContext(Context):
     clock: Callable[[], float] = time.time
     started: float = field(default_factory=time.time)
     counters: TrackerCounters = field(default_factory=TrackerCounters)
+    # sources whose RegisterPeer may advertise another address than they connect from
+    trusted: tuple = field(default_factory=lambda: parse_networks(config.TRUST_ADVERTISE_DEFAULT))
+    registered: dict = field(default_factory=dict)     # peer id -> info-hashes it registered (capped)
 
     def scope(self):
         return self.store.savepoint()
@@ -66,7 +70,49 @@ class TrackerContext(Context):
                 gone += [pid for pid in self.store.peers_seen_before(cutoff, kind)
                          if self.store.expire_peer(pid, cutoff)]
         self.store.commit()
+        for pid in gone:
+            self.registered.pop(pid, None)
         return gone
+
+
+def parse_networks(text: str) -> tuple:
+    """``127.0.0.0/8,::1`` -> networks; "" or "none": none."""
+    nets = []
+    for part in text.split(","):
+        part = part.strip()
+        if part and part != "none":
+            try:
+                nets.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ZorrentError(f"--trust-advertise: {part[:80]!r} is not an address or network",
+                                   ErrorCode.BAD_INPUT) from None
+    return tuple(nets)
+
+
+def _ip(text: str):
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _honest_host(ctx: TrackerContext, claimed: str) -> str:
+    """The address to list a peer at: the one its connection comes from, unless that
+    source is trusted to advertise another (``--trust-advertise``: the bind/ip case)."""
+    source = ctx.source.address
+    if not source:                       # not over tcp (the handler tests, inproc): nothing to check
+        return claimed
+    real = _ip(source)
+    if real is not None and real.version == 6 and real.ipv4_mapped:
+        real = real.ipv4_mapped
+    said = _ip(claimed)
+    if said == real or (claimed == "localhost" and real is not None and real.is_loopback):
+        return claimed
+    if real is not None and any(real in net for net in ctx.trusted if net.version == real.version):
+        return claimed
+    raise ZorrentError(
+        f"advertised address {claimed[:80]!r} is not the address this connection comes from ({source}); "
+        f"the tracker accepts that only from --trust-advertise networks", ErrorCode.NOT_AUTHORISED)
 
 
 def _authorised(ctx: TrackerContext, peer_id: str, token: str) -> PeerRecord:
@@ -104,11 +150,18 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
     config.check_peer_id(msg.peer_id)
     if not 0 < msg.port < 65536:
         raise ZorrentError(f"port {msg.port} is out of range", ErrorCode.BAD_FIELD)
+    host = _honest_host(ctx, msg.host)
     now = ctx.clock()
     old = ctx.store.get_peer(msg.peer_id)
+    if old is None or old.host != host:
+        same_host = sum(1 for p in ctx.store.list_peers()
+                        if p.host == host and p.kind == ZORRENT and p.last_seen > now - config.PEER_EXPIRY_S)
+        if same_host >= config.TRACKER_MAX_PEERS_PER_HOST:
+            raise ZorrentError(f"{host} already has {same_host} live peers here "
+                               f"(at most {config.TRACKER_MAX_PEERS_PER_HOST})", ErrorCode.LIMIT)
     if old is not None:
         alive = old.last_seen > now - config.PEER_EXPIRY_S
-        same_session = (old.host, old.port) == (msg.host, msg.port) and bool(msg.token) and (
+        same_session = (old.host, old.port) == (host, msg.port) and bool(msg.token) and (
             secrets.compare_digest(old.token, msg.token)
             # a register replayed on another tracker after the first copy was taken: the
             # peer still presents the token it had before, which the record remembers
@@ -118,7 +171,7 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
                 f"peer id {msg.peer_id!r} is already in use by {old.host}:{old.port}",
                 ErrorCode.PEER_ID_TAKEN)
     token = secrets.token_hex(16)
-    if not ctx.store.swap_peer(PeerRecord(msg.peer_id, msg.host, msg.port, token, now, prev_token=msg.token), old):
+    if not ctx.store.swap_peer(PeerRecord(msg.peer_id, host, msg.port, token, now, prev_token=msg.token), old):
         raise ZorrentError(f"peer id {msg.peer_id!r} was registered through another tracker at the same "
                            f"moment; retry", ErrorCode.PEER_ID_TAKEN)
     if old is not None:
@@ -137,12 +190,20 @@ def heartbeat(ctx: TrackerContext, msg: m.Heartbeat) -> m.Ok:
 def deregister(ctx: TrackerContext, msg: m.Deregister) -> m.Ok:
     _authorised(ctx, msg.peer_id, msg.token)
     ctx.store.delete_peer(msg.peer_id)
+    ctx.registered.pop(msg.peer_id, None)
     return m.Ok()
 
 
 @tracker.handles(m.MsgType.REGISTER_TORRENT)
 def register_torrent(ctx: TrackerContext, msg: m.RegisterTorrent) -> m.TorrentRegistered:
+    _authorised(ctx, msg.peer_id, msg.token)
     meta = metainfo.parse(msg.metainfo)
+    mine = ctx.registered.setdefault(msg.peer_id, set())
+    if meta.info_hash not in mine:
+        if len(mine) >= config.TRACKER_MAX_TORRENTS_PER_PEER:
+            raise ZorrentError(f"{msg.peer_id} has registered {len(mine)} torrents "
+                               f"(at most {config.TRACKER_MAX_TORRENTS_PER_PEER})", ErrorCode.LIMIT)
+        mine.add(meta.info_hash)
     ctx.store.put_torrent(TorrentRecord(meta.info_hash, meta.name, meta.length,
                                         meta.piece_length, meta.num_pieces, meta.raw))
     return m.TorrentRegistered(info_hash=meta.info_hash, num_pieces=meta.num_pieces)
@@ -245,10 +306,18 @@ def scrape(ctx: TrackerContext, msg: m.Scrape) -> m.ScrapeReply:
 
 @tracker.handles(m.MsgType.GET_SWARM)
 def get_swarm(ctx: TrackerContext, msg: m.GetSwarm) -> m.Swarm:
-    """Read-only, for the web view: peers not yet expired, every torrent, the counters."""
+    """Read-only, for the web view: peers not yet expired, the torrents, the counters, a
+    page of at most SWARM_PAGE_MAX of each (sorted by id, after the ones asked from)."""
     now = ctx.clock()
+    page = config.SWARM_PAGE_MAX
+    live = sorted((p for p in ctx.store.list_peers()
+                   if p.last_seen > now - config.PEER_EXPIRY_S and p.peer_id > msg.peers_after),
+                  key=lambda p: p.peer_id)
+    known = sorted((t for t in ctx.store.list_torrents() if t.info_hash > msg.torrents_after),
+                   key=lambda t: t.info_hash)
     peers = [m.SwarmPeer(peer_id=p.peer_id, host=p.host, port=p.port, seen_s_ago=round(max(0.0, now - p.last_seen), 3))
-             for p in ctx.store.list_peers() if p.last_seen > now - config.PEER_EXPIRY_S]
+             for p in live[:page]]
     torrents = [m.SwarmTorrent(info_hash=t.info_hash, name=t.name, num_pieces=t.num_pieces, length=t.length,
-                               piece_length=t.piece_length) for t in ctx.store.list_torrents()]
-    return m.Swarm(peers=peers, torrents=torrents, stats=ctx.counters.snapshot())
+                               piece_length=t.piece_length) for t in known[:page]]
+    return m.Swarm(peers=peers, torrents=torrents, stats=ctx.counters.snapshot(),
+                   peers_more=len(live) > page, torrents_more=len(known) > page)

@@ -27,6 +27,7 @@ from protocol.errors import ZorrentError
 
 CONTROL_SUFFIX = ".sock"
 MAX_EVENT_LINES = 100        # events read from the file per look
+MAX_SWARM_PAGES = 200        # GET_SWARM pages per look (x SWARM_PAGE_MAX each): a runaway tracker cannot loop us
 
 
 class Poller:
@@ -59,6 +60,8 @@ class Poller:
             self._ask(self.tracker, ("peers", ih), m.GetPeers(info_hash=ih), results, self.tracker_timeout_s)
         self._wait(results)
         swarm = results.get(("swarm",))
+        if isinstance(swarm, m.Swarm):
+            swarm = self._rest_of(swarm)
         obs = Observation(at=at, tracker=swarm if isinstance(swarm, m.Swarm) else None,
                           tracker_error="" if isinstance(swarm, m.Swarm) else str(swarm))
         if obs.tracker is not None:
@@ -71,6 +74,25 @@ class Poller:
         obs.external = self._read_events()
         self._forget_gone(ids)
         return obs
+
+    def _rest_of(self, swarm: m.Swarm) -> m.Swarm | str:
+        """The tracker answers GET_SWARM a page at a time: ask for the rest, page by page."""
+        done = chr(0x10FFFF)               # sorts after every id: that list is complete
+        for _ in range(MAX_SWARM_PAGES):
+            if not (swarm.peers_more or swarm.torrents_more):
+                return swarm
+            ask = m.GetSwarm(
+                peers_after=swarm.peers[-1].peer_id if swarm.peers_more and swarm.peers else done,
+                torrents_after=swarm.torrents[-1].info_hash if swarm.torrents_more and swarm.torrents else done)
+            results: dict[tuple, object] = {}
+            self._ask(self.tracker, ("swarm",), ask, results, self.tracker_timeout_s)
+            self._wait(results)
+            page = results[("swarm",)]
+            if not isinstance(page, m.Swarm):
+                return str(page)
+            swarm = m.Swarm(peers=swarm.peers + page.peers, torrents=swarm.torrents + page.torrents,
+                            stats=page.stats, peers_more=page.peers_more, torrents_more=page.torrents_more)
+        return swarm
 
     def _peer(self, peer_id: str) -> Channel:
         if peer_id not in self.peers:
