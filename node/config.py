@@ -213,6 +213,15 @@ CHECK_THREADS = 1                             # per peer: re-hashes of files tha
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit
+CHANGE_LOG_PIECES = 32                        # pieces one change lists; a bigger announce says "re-read its
+                                              # bitfield" instead (keeps a (torrent, peer) document small)
+CHANGE_LOG_ENTRIES = 16                       # MongoDB: recent changes kept in each (torrent, peer) document
+                                              # ($push $slice); a cursor older than them gets that peer whole
+CHANGE_LOG_ROWS = 4096                        # SQLite: changes kept per torrent (one row per announce): a job
+                                              # that refreshes every PEER_REFRESH_S stays within them unless
+                                              # the torrent sees over 4,096 announces in that second
+TOMBSTONE_S = 120.0                           # MongoDB: a peer that left a torrent stays as a tombstone this
+                                              # long, so jobs learn it left; older cursors get a full list
 
 # ---------------------------------------------------------------- HTTP tracker (standard clients)
 HTTP_ANNOUNCE_INTERVAL_S = 300                # BEP 3 `interval` (libtorrent never announces more often)
