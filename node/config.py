@@ -213,6 +213,20 @@ CHECK_THREADS = 1                             # per peer: re-hashes of files tha
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit
+ZMQ_MAX_SOCKETS = 8192                        # per peer process: libzmq's socket cap (its default, 1,023, is
+                                              # about 20 jobs x 50 remotes); a DEALER per remote peer is shared
+                                              # by every job, so this is ~8,000 remote peers. $ZORRENT_MAX_SOCKETS
+SPARE_FILES = 256                             # open files beyond 2 per socket (torrent files, logs, the state)
+
+
+def max_sockets() -> int:
+    """The socket limit of a peer's ZeroMQ context: $ZORRENT_MAX_SOCKETS, else ZMQ_MAX_SOCKETS."""
+    try:
+        return max(16, int(os.environ.get("ZORRENT_MAX_SOCKETS", ZMQ_MAX_SOCKETS)))
+    except ValueError:
+        return ZMQ_MAX_SOCKETS
+
+
 CHANGE_LOG_PIECES = 32                        # pieces one change lists; a bigger announce says "re-read its
                                               # bitfield" instead (keeps a (torrent, peer) document small)
 CHANGE_LOG_ENTRIES = 16                       # MongoDB: recent changes kept in each (torrent, peer) document

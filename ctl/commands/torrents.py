@@ -355,7 +355,7 @@ def status(
         render.emit_json(reply)
         return
     rows = [[j.name, j.state, f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts,
-             j.error or "", j.path] for j in reply.jobs]
+             j.error or j.warning, j.path] for j in reply.jobs]
     render.out.print(render.table(
         f"{reply.peer_id} ({'registered' if reply.registered else 'not registered'} with the tracker)",
         ["Name", "State", "Pieces", "Announced", "Failed", "Error", "Path"], rows))

@@ -34,7 +34,7 @@ import time
 from collections import deque
 
 from node import config
-from node.channel import Channel
+from node.peer.links import LinkRefused
 from node.peer.remote import MIB, Fetch, Holding, Host, RemotePeer
 from node.peer.storage import sha1_of
 from protocol import messages as m
@@ -63,6 +63,8 @@ class DownloadJob:
         self.finished: float | None = None
         self.refreshing = False
         self.last_refresh = 0.0
+        self.cursor = -1                              # the tracker's version our view of the swarm is at
+        self.warning = ""                             # why the job may be slower than it could (status)
         self.disk_at_start = node.disk.snapshot()
         self._rebuild_order()
 
@@ -72,43 +74,68 @@ class DownloadJob:
             return
         self.refreshing = True
         self.last_refresh = time.monotonic()
-        self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash), self._on_peers,
+        self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash, since=self.cursor), self._on_peers,
                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
     def _on_peers(self, env: Envelope | None, err: ZorrentError | None) -> None:
+        """The tracker's list: whole the first time (and whenever it cannot say what changed),
+        then only the peers that changed after our cursor."""
         self.refreshing = False
         if err is not None:
             log.warning("%s: peer list unavailable: %s", self.meta.name, err.message)
             return
-        listed = set()
-        for info in env.msg.peers:
+        reply = env.msg
+        if not isinstance(reply, m.PeerList) or reply.info_hash != self.meta.info_hash:
+            return
+        if reply.delta:
+            for peer_id in reply.gone:          # it left (or came back): what it held is void
+                remote = self.remotes.get(peer_id)
+                if remote is not None:
+                    remote.listed = False
+                    remote.bitfield = Bitfield(self.meta.num_pieces)
+        listed, refused = set(), []
+        for info in reply.peers:
             if info.peer_id == self.node.peer_id:
                 continue
             try:
-                bits = Bitfield(self.meta.num_pieces, info.bitfield)
-            except ValueError:
+                bits = Bitfield(self.meta.num_pieces, info.bitfield if info.bitfield or not reply.delta else None)
+                for i in info.pieces:
+                    bits.add(i)
+            except (ValueError, IndexError):
                 continue
             listed.add(info.peer_id)
             endpoint = config.endpoint(info.host, info.port)
             remote = self.remotes.get(info.peer_id)
             if remote is None or remote.endpoint != endpoint:
+                try:
+                    channel = self.node.links.acquire(endpoint)
+                except LinkRefused as exc:
+                    refused.append(exc)
+                    continue
                 if remote is not None:
                     self._drop_remote(remote)
-                remote = RemotePeer(info.peer_id, endpoint,
-                                    Channel(self.node.zctx, endpoint, self.node.reactor), bits)
+                remote = RemotePeer(info.peer_id, endpoint, channel, bits)
                 self.remotes[info.peer_id] = remote
             else:
                 bits = bits | remote.bitfield   # what it told us itself (WATCH) may be newer
             remote.bitfield = bits
-        for remote in self.remotes.values():
-            remote.listed = remote.peer_id in listed
-        self._rebuild_order()
-        self.schedule()
+            remote.listed = True
+        if not reply.delta:
+            for remote in self.remotes.values():
+                remote.listed = remote.peer_id in listed
+        self.cursor = -1 if refused else reply.version   # a peer we could not link to: ask again in full
+        self.warning = ""
+        if refused:
+            self.warning = f"{len(refused)} peers not contacted: {refused[0]}"
+            log.warning("%s: %s", self.meta.name, self.warning)
+        if reply.peers or reply.gone or not reply.delta:
+            self._rebuild_order()
+            self.schedule()
 
     def _drop_remote(self, remote: RemotePeer) -> None:
         for fetch in list(remote.fetches):
             self._abandon(fetch, count=False)
-        remote.channel.close()
+        self.node.links.release(remote.endpoint)
 
     def _rebuild_order(self) -> None:
         avail: dict[int, int] = {}
@@ -392,7 +419,7 @@ class DownloadJob:
                 self._retire(fetch)
         self.fetches.clear()
         for remote in self.remotes.values():
-            remote.channel.close()
+            self.node.links.release(remote.endpoint)   # the DEALER stays while other jobs use it
         self.holding.finish(error)
         if not error:
             self._log_disk()

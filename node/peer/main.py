@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zmq
-
 from node import config
 from node.channel import call
 from node.dispatch import Context, bind_router, serve
@@ -21,6 +19,7 @@ from node.peer import state
 from node.peer.disk import DiskWorker
 from node.peer.engine import DownloadJob
 from node.peer.integrity import RESTARTABLE, SUSPENDED, IntegrityWatch, unchanged
+from node.peer.links import Links, sized_context
 from node.peer.pacer import Pacer
 from node.peer.seeding import SendOnce
 from node.peer.storage import PendingRead, PieceFile
@@ -87,7 +86,8 @@ class Holding:
             bytes_done=min(self.meta.length, have * self.meta.piece_length),
             failed_attempts=job.failed_attempts if job else 0, ignored=job.ignored if job else 0,
             elapsed_s=round((self.finished or time.monotonic()) - self.started, 3),
-            error=self.error, peers=job.peer_stats() if job else [])
+            error=self.error, peers=job.peer_stats() if job else [],
+            warning=job.warning if job and self.finished is None else "")
 
 
 class PeerNode(Context):
@@ -99,8 +99,9 @@ class PeerNode(Context):
         self.tracker_endpoints = config.tracker_endpoints(tracker_endpoint)   # preferred first
         self.upload_rate_bps = upload_rate_bps
         self.direct_io = disk_io == "direct"
-        self.zctx = zmq.Context()
+        self.zctx = sized_context()
         self.reactor = Reactor()
+        self.links = Links(self.zctx, self.reactor)
         self.holdings: dict[str, Holding] = {}
         self.token: str | None = None
         self.last_token = ""           # the previous session's, to take back our own live record

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from node.channel import Channel
 from node.peer.disk import DiskWorker
+from node.peer.links import Links
 from node.peer.storage import PieceFile
 from node.reactor import Reactor
 from protocol.metainfo import Metainfo
@@ -36,6 +37,7 @@ class Host(Protocol):
     reactor: Reactor
     tracker: Channel
     disk: DiskWorker
+    links: Links                    # one shared DEALER per remote peer (node/peer/links.py)
     holdings: dict
     state_dirty: bool
 
