@@ -222,7 +222,7 @@ SPARE_FILES = 256                             # open files beyond 2 per socket (
 def max_sockets() -> int:
     """The socket limit of a peer's ZeroMQ context: $ZORRENT_MAX_SOCKETS, else ZMQ_MAX_SOCKETS."""
     try:
-        return max(16, int(os.environ.get("ZORRENT_MAX_SOCKETS", ZMQ_MAX_SOCKETS)))
+        return max(8, int(os.environ.get("ZORRENT_MAX_SOCKETS", ZMQ_MAX_SOCKETS)))
     except ValueError:
         return ZMQ_MAX_SOCKETS
 

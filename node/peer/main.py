@@ -87,7 +87,7 @@ class Holding:
             failed_attempts=job.failed_attempts if job else 0, ignored=job.ignored if job else 0,
             elapsed_s=round((self.finished or time.monotonic()) - self.started, 3),
             error=self.error, peers=job.peer_stats() if job else [],
-            warning=job.warning if job and self.finished is None else "")
+            warning=job.warning if job else "")
 
 
 class PeerNode(Context):
