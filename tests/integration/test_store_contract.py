@@ -293,3 +293,23 @@ def test_a_big_announce_says_read_the_bitfield(store):
     assert store.bitfield_of(big.info_hash, "p1").indexes() == list(range(0, 100_000, 3))
     assert store.held_by("p1") == {big.info_hash: len(range(0, 100_000, 3))}
     assert store.holders(big.info_hash)["p1"].indexes()[-1] == 99_999
+
+
+@pytest.mark.mongo
+def test_a_mongodb_store_from_before_one_document_per_peer_is_converted(mongo_uri):
+    import pymongo
+
+    uri = f"{mongo_uri}/contract_old{next(_db_names)}?retryWrites=false"
+    db = pymongo.MongoClient(uri).get_default_database()
+    db.torrents.insert_one({"_id": TORRENT.info_hash, "name": TORRENT.name, "length": TORRENT.length,
+                            "piece_length": TORRENT.piece_length, "num_pieces": TORRENT.num_pieces,
+                            "metainfo": TORRENT.metainfo})
+    db.files.insert_one({"_id": TORRENT.info_hash, "name": TORRENT.name, "num_pieces": TORRENT.num_pieces,
+                         "peers": {"p1": [0, 6, 3]}, "clients": {"bt:" + "aa" * 20: 9}})
+    store = open_store(uri)
+    try:
+        assert store.holders(TORRENT.info_hash)["p1"].indexes() == [0, 3, 6]
+        assert store.held_by("bt:" + "aa" * 20) == {TORRENT.info_hash: 0}
+        assert "peers" not in db.files.find_one({"_id": TORRENT.info_hash})
+    finally:
+        store.close()

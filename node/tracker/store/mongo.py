@@ -102,9 +102,25 @@ class MongoStore(TrackerStore):
             self.files.create_index([("t", 1), ("v", 1)])
             self.files.create_index("p")
             self.files.create_index("at", sparse=True)     # tombstones, for sweep()
+            self._migrate()
         except PyMongoError as exc:
             raise StoreError(f"cannot reach MongoDB at {uri}: {type(exc).__name__}") from None
         self._queued: dict[tuple[str, str], set[int]] = {}   # this batch's announces, sent at commit()
+
+    def _migrate(self) -> None:
+        """A database from before one document per (torrent, peer): each torrent's ``peers``
+        arrays and ``clients`` map become their own documents, once."""
+        for d in self.files.find({"$or": [{"peers": {"$exists": True}}, {"clients": {"$exists": True}}]}):
+            ih, ops = d["_id"], []
+            for pid, pieces in d.get("peers", {}).items():
+                ops.append(UpdateOne({"_id": _key(ih, pid)}, {"$setOnInsert": {
+                    "t": ih, "p": pid, "v": 0, "n": 0, "r": [], "w": word_masks(pieces)}}, upsert=True))
+            for pid, left in d.get("clients", {}).items():
+                ops.append(UpdateOne({"_id": _key(ih, pid)}, {"$setOnInsert": {"t": ih, "p": pid, "left": left}},
+                                     upsert=True))
+            if ops:
+                self.files.bulk_write(ops, ordered=True)
+            self.files.update_one({"_id": ih}, {"$unset": {"peers": "", "clients": ""}})
 
     def _do(self, fn, *args, **kwargs):
         if self._queued:
