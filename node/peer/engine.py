@@ -321,11 +321,8 @@ class DownloadJob:
         if fetch.done or self.finished is not None:
             # superseded (a duplicate won, the sender was banned, the job ended); a piece the
             # disk threads verified and wrote while the job failed still counts
-            if (hash_ok and error is None and self.finished is not None
-                    and self.node.holdings.get(self.meta.info_hash) is self.holding
-                    and self.holding.bitfield.add(piece)):
-                self.holding.fetched += 1
-                self.node.queue_announce(self.meta.info_hash, piece)
+            if hash_ok and error is None and self.finished is not None:
+                self.node.holdings.piece_verified(self.holding, piece)
             return
         if error is not None:
             why = error.strerror if isinstance(error, OSError) and error.strerror else error
@@ -347,12 +344,10 @@ class DownloadJob:
         remote.pieces += 1
         remote.bytes += fetch.size
         remote.timeouts_in_a_row = 0
-        self.holding.fetched += 1
         for other in self.fetches.pop(piece, []):          # endgame duplicates lose
             if other is not fetch:
                 self._retire(other)
-        self.holding.bitfield.add(piece)
-        self.node.queue_announce(self.meta.info_hash, piece)
+        self.node.holdings.piece_verified(self.holding, piece)
         if self.holding.bitfield.complete:
             self._finish_job()
         else:
@@ -420,12 +415,13 @@ class DownloadJob:
         self.fetches.clear()
         for remote in self.remotes.values():
             self.node.links.release(remote.endpoint)   # the DEALER stays while other jobs use it
-        self.holding.finish(error)
+        # the resume store saves it (and fsyncs the file) off the event loop
+        self.node.holdings.transition(self.meta.info_hash, m.JobState.FAILED if error else m.JobState.SEEDING,
+                                      error=error, expect=self.holding)
         if not error:
             self._log_disk()
             if self.redirected:
                 log.info("%s: %d requests sent elsewhere by send-once seeds", self.meta.name, self.redirected)
-        self.node.state_dirty = True   # the state saver fsyncs the file, off the event loop
 
     def _log_disk(self) -> None:
         """Where the disk stage's time went (every job of this peer, over this job's span)."""

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from node.dispatch import Dispatcher
 from node.peer.integrity import SUSPENDED
-from node.peer.main import PeerNode
-from node.peer.seeding import SendOnce
+from node.peer.api import PeerApi
 from node.peer.storage import PendingRead
 from node.peer.watch import Park, answer
 from protocol import messages as m
@@ -22,12 +21,12 @@ control = Dispatcher("peer control")
 
 @data.handles(m.MsgType.PING)
 @control.handles(m.MsgType.PING)
-def ping(node: PeerNode, msg: m.Ping) -> m.Pong:
+def ping(node: PeerApi, msg: m.Ping) -> m.Pong:
     return m.Pong(node="peer", peer_id=node.peer_id, pid=os.getpid())
 
 
 @data.handles(m.MsgType.GET_BLOCK)
-def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead] | m.Elsewhere:
+def get_block(node: PeerApi, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead] | m.Elsewhere:
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
@@ -43,8 +42,7 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
     if msg.piece_index not in holding.bitfield or holding.state in SUSPENDED:
         raise ZorrentError(f"piece {msg.piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
     if holding.role == "seed":
-        holding.send_once = holding.send_once or SendOnce(meta.num_pieces)
-        suggest = holding.send_once.admit(msg.piece_index, msg.requester, time.monotonic())
+        suggest = holding.sender().admit(msg.piece_index, msg.requester, time.monotonic())
         if suggest is not None:
             return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
     block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)
@@ -53,12 +51,12 @@ def get_block(node: PeerNode, msg: m.GetBlock) -> tuple[m.Block, bytes | Pending
     try:                                # the file is checked before and after (integrity.py)
         return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
     except ZorrentError as exc:
-        node.integrity.read_failed(holding.file, exc)
+        node.read_failed(holding.file, exc)
         raise
 
 
 @data.handles(m.MsgType.GET_METAINFO)
-def get_metainfo(node: PeerNode, msg: m.GetMetainfo) -> m.MetainfoReply:
+def get_metainfo(node: PeerApi, msg: m.GetMetainfo) -> m.MetainfoReply:
     """A magnet link's metainfo, for a torrent held here (the asker checks its hash)."""
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
@@ -67,7 +65,7 @@ def get_metainfo(node: PeerNode, msg: m.GetMetainfo) -> m.MetainfoReply:
 
 
 @data.handles(m.MsgType.WATCH)
-def watch(node: PeerNode, msg: m.Watch) -> m.Haves | tuple[m.Haves, Park]:
+def watch(node: PeerApi, msg: m.Watch) -> m.Haves | tuple[m.Haves, Park]:
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
@@ -85,40 +83,40 @@ def _absolute(path: str, what: str) -> Path:
 
 
 @control.handles(m.MsgType.UPLOAD)
-def upload(node: PeerNode, msg: m.Upload) -> m.Uploaded:
+def upload(node: PeerApi, msg: m.Upload) -> m.Uploaded:
     meta = metainfo.parse(msg.metainfo)
     node.add_seed(meta, _absolute(msg.path, "upload path"))
     return m.Uploaded(info_hash=meta.info_hash, num_pieces=meta.num_pieces)
 
 
-def _status(node: PeerNode, info_hash: str) -> m.StatusReply:
+def _status(node: PeerApi, info_hash: str) -> m.StatusReply:
     if info_hash and info_hash not in node.holdings:
         raise ZorrentError(f"torrent {info_hash[:40]} is not held by {node.peer_id}",
                            ErrorCode.UNKNOWN_TORRENT)
-    holdings = [node.holdings[info_hash]] if info_hash else list(node.holdings.values())
-    return m.StatusReply(peer_id=node.peer_id, registered=node.token is not None,
-                         jobs=[h.status() for h in holdings])
+    holdings = [node.holdings.get(info_hash)] if info_hash else list(node.holdings.values())
+    return m.StatusReply(peer_id=node.peer_id, registered=node.registered,
+                         jobs=[node.job_status(h) for h in holdings])
 
 
 @control.handles(m.MsgType.DOWNLOAD)
-def download(node: PeerNode, msg: m.Download) -> m.StatusReply:
+def download(node: PeerApi, msg: m.Download) -> m.StatusReply:
     meta = metainfo.parse(msg.metainfo)
     node.add_download(meta, _absolute(msg.output, "download output"))
     return _status(node, meta.info_hash)
 
 
 @control.handles(m.MsgType.STATUS)
-def status(node: PeerNode, msg: m.Status) -> m.StatusReply:
+def status(node: PeerApi, msg: m.Status) -> m.StatusReply:
     return _status(node, msg.info_hash)
 
 
 @control.handles(m.MsgType.REMOVE)
-def remove(node: PeerNode, msg: m.Remove) -> m.Ok:
+def remove(node: PeerApi, msg: m.Remove) -> m.Ok:
     node.remove(msg.info_hash, msg.delete_data)
     return m.Ok()
 
 
 @control.handles(m.MsgType.SHUTDOWN)
-def shutdown(node: PeerNode, msg: m.Shutdown) -> m.Ok:
-    node.reactor.call_later(0, node.stop)   # after this reply has gone out
+def shutdown(node: PeerApi, msg: m.Shutdown) -> m.Ok:
+    node.stop_soon()   # after this reply has gone out
     return m.Ok()

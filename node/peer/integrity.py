@@ -22,9 +22,7 @@ clock step, or within the same file-time tick as the peer's own last write).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +36,9 @@ from protocol.metainfo import Metainfo
 from protocol.pieces import Bitfield
 
 if TYPE_CHECKING:
-    from node.peer.main import Holding, PeerNode
+    from node.peer.disk import DiskWorker
+    from node.peer.holdings import Holding, Holdings
+    from node.reactor import Reactor
 
 log = logging.getLogger("zorrent.integrity")
 
@@ -67,12 +67,13 @@ def unchanged(saved: state.TorrentState, meta: Metainfo) -> bool:
 
 
 class IntegrityWatch:
-    """The peer's watch over the files it holds (one per PeerNode)."""
+    """The peer's watch over the files it holds (one per peer); it changes a holding only
+    through ``Holdings.transition``."""
 
-    def __init__(self, node: "PeerNode") -> None:
-        self.node = node
+    def __init__(self, reactor: "Reactor", disk: "DiskWorker", holdings: "Holdings") -> None:
+        self.disk, self.holdings = disk, holdings
         self.closing = False
-        node.reactor.call_every(config.FILE_CHECK_S, self.sweep)
+        reactor.call_every(config.FILE_CHECK_S, self.sweep)
 
     def close(self) -> None:
         self.closing = True            # a re-hash under way stops at its next piece
@@ -80,7 +81,7 @@ class IntegrityWatch:
     def sweep(self) -> None:
         """Each held torrent, FILE_CHECK_BATCH of its files at a time (a folder of thousands
         of files is covered over several sweeps, not in one long pause of the event loop)."""
-        for holding in list(self.node.holdings.values()):
+        for holding in self.holdings.values():
             f = holding.file
             count = min(len(f.fds), config.FILE_CHECK_BATCH)
             files = [(f.sweep_at + k) % len(f.fds) for k in range(count)]
@@ -100,7 +101,7 @@ class IntegrityWatch:
 
     def read_failed(self, piece_file: PieceFile, err: BaseException) -> None:
         """A block could not be served from ``piece_file``: find out whether it changed."""
-        h = self.node.holdings.get(piece_file.meta.info_hash)
+        h = self.holdings.get(piece_file.meta.info_hash)
         if h is None or h.file is not piece_file or h.state in SUSPENDED:
             return
         if isinstance(err, FileChanged):
@@ -112,16 +113,10 @@ class IntegrityWatch:
         log.warning("%s: %s; serving and announcing none of it until it is re-hashed", old.meta.name, why)
         if old.job is not None and old.finished is None:
             old.job.close()
-        # a new record: a piece the stopped job's disk threads still finish lands in the old one
-        h = self.node.holdings[old.meta.info_hash] = dataclasses.replace(
-            old, job=None, state=m.JobState.CHECKING, error=why, finished=None,
-            bitfield=Bitfield(old.meta.num_pieces), unannounced=set(), announced=0, announcing=False,
-            have_log=[])               # watchers start over (node/peer/watch.py)
-        self.node.state_dirty = True
-        self.node.forgotten.add(h.meta.info_hash)     # the tracker drops every piece it listed for us
-        self.node._flush_announces()
+        # a new record, no pieces verified; the tracker drops every piece it listed for us
+        h = self.holdings.transition(old.meta.info_hash, m.JobState.CHECKING, error=why, expect=old)
         path, meta, follow = h.file.path, h.meta, h.file.follow
-        self.node.disk.check(lambda: self._rehash(meta, path, follow),
+        self.disk.check(lambda: self._rehash(meta, path, follow),
                              lambda result, err: self._rehashed(h, why, result, err))
         return h
 
@@ -149,28 +144,26 @@ class IntegrityWatch:
 
     def _rehashed(self, h: "Holding", why: str, result, err: BaseException | None) -> None:
         """Back on the event loop: serve and announce only what verified."""
-        if self.node.holdings.get(h.meta.info_hash) is not h or h.state != m.JobState.CHECKING:
+        if not self.holdings.current(h) or h.state != m.JobState.CHECKING:
             if result is not None:
                 result[0].close()      # removed, or downloaded anew, meanwhile
             return
-        h.finished = time.monotonic()
         if err is not None:
-            h.state, h.bitfield = m.JobState.MISSING, Bitfield(h.meta.num_pieces)
-            h.error = err.message if isinstance(err, ZorrentError) else f"cannot re-hash {h.file.path}: {err}"
+            error = err.message if isinstance(err, ZorrentError) else f"cannot re-hash {h.file.path}: {err}"
+            self.holdings.transition(h.meta.info_hash, m.JobState.MISSING, error=error,
+                                     bitfield=Bitfield(h.meta.num_pieces), expect=h)
             h.file.close()             # a deleted file's space is freed once nothing holds it open
             log.warning("%s: %s", h.meta.name, h.error)
         else:
-            old, (h.file, h.bitfield) = h.file, result
-            old.close()
-            n, have = h.meta.num_pieces, len(h.bitfield)
-            if h.bitfield.complete:
-                h.state, h.error = m.JobState.SEEDING, ""
+            old_file, (piece_file, bitfield) = h.file, result
+            n, have = h.meta.num_pieces, len(bitfield)
+            if bitfield.complete:
+                new_state, error = m.JobState.SEEDING, ""
             else:
                 again = "download" if h.role == "download" else "upload the original file"
-                h.state = m.JobState.CHANGED
-                h.error = f"{why}: {n - have} of {n} pieces no longer verify ({again} again to restore it)"
-            h.unannounced, h.announced = set(h.bitfield.indexes()), 0
-            h.have_log.extend(sorted(h.unannounced))      # watchers learn what verifies again
+                new_state = m.JobState.CHANGED
+                error = f"{why}: {n - have} of {n} pieces no longer verify ({again} again to restore it)"
+            self.holdings.transition(h.meta.info_hash, new_state, error=error, file=piece_file,
+                                     bitfield=bitfield, expect=h)   # announced again, watchers told
+            old_file.close()
             log.warning("%s: re-hashed after a change: %d of %d pieces verify", h.meta.name, have, n)
-        self.node.state_dirty = True
-        self.node._flush_announces()

@@ -19,14 +19,21 @@ MIB = 1024 * 1024
 
 
 class Holding(Protocol):
-    """The torrent a job fills in: what the engine reads and updates of it."""
+    """The torrent a job fills in: what the engine reads of it (node/peer/holdings.py changes it)."""
 
     meta: Metainfo
     file: PieceFile
     bitfield: Bitfield
-    fetched: int
 
-    def finish(self, error: str = "") -> None: ...
+
+class Registry(Protocol):
+    """The holdings, as a job changes them (node/peer/holdings.py)."""
+
+    def get(self, info_hash: str) -> Any: ...
+
+    def piece_verified(self, h: Any, piece: int) -> bool: ...
+
+    def transition(self, info_hash: str, new_state: Any, *, error: str = "", expect: Any = None) -> Any: ...
 
 
 class Host(Protocol):
@@ -38,10 +45,7 @@ class Host(Protocol):
     tracker: Channel
     disk: DiskWorker
     links: Links                    # one shared DEALER per remote peer (node/peer/links.py)
-    holdings: dict
-    state_dirty: bool
-
-    def queue_announce(self, info_hash: str, piece: int) -> None: ...
+    holdings: Registry
 
 
 @dataclass(eq=False)
