@@ -177,8 +177,10 @@ def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
     if changes is not None:
         return _peers_since(ctx, torrent, version, changes)
     peers = []
-    for peer_id, bits in ctx.store.holders(msg.info_hash).items():   # read after the version: nothing is missed
-        peer = ctx.store.get_peer(peer_id)
+    spread = ctx.store.holders(msg.info_hash)      # read after the version: nothing before it is missed
+    records = ctx.store.peer_records(list(spread))
+    for peer_id, bits in spread.items():
+        peer = records.get(peer_id)
         if peer is not None and peer.kind == ZORRENT and _alive(ctx, peer):
             peers.append(m.PeerInfo(peer_id=peer_id, host=peer.host, port=peer.port,
                                     bitfield=bits.to_bytes(), have=len(bits)))
@@ -197,8 +199,9 @@ def _peers_since(ctx: TrackerContext, torrent: TorrentRecord, version: int, chan
     Liveness is not re-checked here: a silent peer leaves the list when it expires (a
     change), and the asker's own requests and watches tell it sooner."""
     peers, gone = [], []
+    records = ctx.store.peer_records([c.peer_id for c in changes if not c.gone])
     for c in changes:
-        peer = None if c.gone else ctx.store.get_peer(c.peer_id)
+        peer = None if c.gone else records.get(c.peer_id)
         if peer is None or peer.kind != ZORRENT:
             gone.append(c.peer_id)
             continue

@@ -313,3 +313,10 @@ def test_a_mongodb_store_from_before_one_document_per_peer_is_converted(mongo_ur
         assert "peers" not in db.files.find_one({"_id": TORRENT.info_hash})
     finally:
         store.close()
+
+
+def test_peer_records_reads_several_at_once(store):
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t1", 1.0))
+    store.put_peer(PeerRecord("p2", "127.0.0.1", 6882, "t2", 2.0))
+    store.commit()
+    assert store.peer_records(["p2", "nobody", "p1"]) == {"p1": store.get_peer("p1"), "p2": store.get_peer("p2")}

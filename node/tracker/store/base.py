@@ -77,6 +77,11 @@ class TrackerStore(ABC):
     @abstractmethod
     def get_peer(self, peer_id: str) -> PeerRecord | None: ...
 
+    def peer_records(self, peer_ids: list[str]) -> dict[str, PeerRecord]:
+        """The records of those of ``peer_ids`` that exist (a backend may read them at once)."""
+        found = {pid: self.get_peer(pid) for pid in peer_ids}
+        return {pid: p for pid, p in found.items() if p is not None}
+
     @abstractmethod
     def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
         """Write ``new`` only if the stored record is still ``expected`` (same token, or

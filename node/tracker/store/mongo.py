@@ -174,6 +174,9 @@ class MongoStore(TrackerStore):
         d = self._do(self.peers.find_one, {"_id": peer_id})
         return self._peer(d) if d else None
 
+    def peer_records(self, peer_ids: list[str]) -> dict[str, PeerRecord]:
+        return {d["_id"]: self._peer(d) for d in self._do(self.peers.find, {"_id": {"$in": list(peer_ids)}})}
+
     def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
         if expected is None:
             if self._queued:
