@@ -13,7 +13,6 @@ cursor (what the code before issue 20 understood), to measure an older tree.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import sys
