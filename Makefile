@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test soak bench bench-quick bench-swarm fuzz install install-test install-bench system-deps clean
+.PHONY: demo test soak bench bench-quick bench-swarm bench-scale fuzz install install-test install-bench system-deps clean
 
 # Debian packages the tests need, installed when missing (CI is root on a fresh Debian machine;
 # apt-get update only then): the namespace lab (ip, tc, nft, ethtool), mktorrent (folder
@@ -34,8 +34,12 @@ install-bench: $(BIN)/python
 demo: install
 	$(BIN)/python -m ctl.demo
 
+# 4 workers on 2 cores: most tests wait on real processes and sockets more than they compute.
+# Tests marked xdist_group("NAME") share one worker and run in turn (the namespace lab, the soaks).
+PYTEST_WORKERS ?= 4
+
 test: install-test
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # A 5-minute soak: 10 peers, a random node SIGKILLed every 20 s (the full one: --peers 20 --minutes 30)
 soak: install
@@ -53,6 +57,11 @@ bench-quick: install-bench
 # zorrent and libtorrent on the same namespace topology with capped links, as ratios to T_min (root)
 bench-swarm: install-bench system-deps
 	$(BIN)/python bench/swarm.py
+
+# idle CPU and RSS of 10, 100 and 300 peers under supervisord (tracker and web view too), CLI start-up,
+# and a data-port ping's latency while the peer hashes a large upload
+bench-scale: install-bench
+	$(BIN)/python bench/scale.py
 
 # 100,000 hypothesis-generated frames to the decoder, the tracker and both peer sockets
 fuzz: install-bench

@@ -2,6 +2,7 @@
 
     python bench/bench.py            # 1 GiB, 3 runs each, RSS flatness 256 MiB vs 4 GiB
     python bench/bench.py --quick    # 256 MiB, 3 runs each, no 4 GiB file
+    python bench/bench.py --keys --only zorrent --no-extras   # plain vs CURVE (a private swarm)
 
 For each scenario (1 seeder -> 1 leecher, 3 seeders -> 1 leecher, 1 seeder -> 3
 leechers) zorrent and libtorrent run alternately (A B A B ...) on the same file and
@@ -35,6 +36,7 @@ from protocol import metainfo  # noqa: E402
 from tests.procs import PY, Swarm, kill_tree, wait_for  # noqa: E402
 
 MIB = 1024 * 1024
+CURVE = "zorrent+curve"     # zorrent as a private swarm (--keys)
 SCENARIOS = [("1 seeder -> 1 leecher", 1, 1), ("3 seeders -> 1 leecher", 3, 1), ("1 seeder -> 3 leechers", 1, 3)]
 
 
@@ -90,8 +92,15 @@ def make_input(folder: Path, size: int) -> Path:
 
 
 # ---------------------------------------------------------------- zorrent
-def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: tuple[str, ...] = ()) -> Result:
+def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: tuple[str, ...] = (),
+                cli: bool = False, keys: Path | None = None) -> Result:
+    """With ``cli``, each leecher's download is the ``download`` command, timed as a user sees
+    it: from the start of its process to its exit (Python start-up, imports, the control
+    round trips, status polling and the statistics table included). With ``keys``, a private
+    swarm (CURVE on every tcp socket)."""
     swarm = Swarm(work)
+    if keys is not None:
+        os.environ["ZORRENT_KEYS"] = str(keys)       # the nodes (Swarm.env) and this process's client
     try:
         swarm.tracker()
         seeds = [f"s{i}" for i in range(seeders)]
@@ -104,10 +113,14 @@ def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: t
         meta = metainfo.read(work / info["torrent"])
         os.environ["ZORRENT_OUTPUT"] = str(work / "output")      # the control sockets live there
         sent = {}
-        for peer_id in leeches:
-            sent[peer_id] = time.time()
-            client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=str(work / "out" / peer_id)))
         done = {}
+        if cli:
+            for peer_id, (started, seconds) in _cli_downloads(swarm, work, info["torrent"], leeches).items():
+                sent[peer_id], done[peer_id] = started, started + seconds
+        else:
+            for peer_id in leeches:
+                sent[peer_id] = time.time()
+                client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=str(work / "out" / peer_id)))
 
         def all_done():
             for peer_id in leeches:
@@ -119,7 +132,8 @@ def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: t
                         raise SystemExit(f"zorrent download failed: {job.error}")
             return len(done) == len(leeches)
 
-        wait_for(all_done, timeout_s=600, what="zorrent downloads", interval_s=0.02)
+        if not cli:
+            wait_for(all_done, timeout_s=600, what="zorrent downloads", interval_s=0.02)
         seconds = max(done.values()) - min(sent.values())
         for peer_id in leeches:
             if not filecmp.cmp(src, work / "out" / peer_id, shallow=False):
@@ -130,6 +144,26 @@ def run_zorrent(work: Path, src: Path, seeders: int, leechers: int, peer_args: t
     finally:
         swarm.close(failed=False)
         os.environ.pop("ZORRENT_OUTPUT", None)
+        os.environ.pop("ZORRENT_KEYS", None)
+
+
+def _cli_downloads(swarm: Swarm, work: Path, torrent: str, leeches: list[str]) -> dict[str, tuple[float, float]]:
+    """Every leecher's ``download`` command at once: {peer: (start time, seconds to exit)}."""
+    (work / "out").mkdir(exist_ok=True)
+    runs = {}
+    for peer_id in leeches:
+        argv = swarm.argv("download", "--torrent", str(work / torrent), "--output", str(work / "out" / peer_id),
+                          "--peer-id", peer_id, "--peer-port", str(swarm.peer_ports[peer_id]))
+        started = time.time()
+        runs[peer_id] = (started, time.perf_counter(), subprocess.Popen(
+            argv, cwd=work, env=swarm.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    result = {}
+    for peer_id, (started, t0, proc) in runs.items():
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"zorrent download for {peer_id} exited {proc.returncode}: {err.decode()[-500:]}")
+        result[peer_id] = (started, time.perf_counter() - t0)
+    return result
 
 
 # ---------------------------------------------------------------- libtorrent
@@ -183,6 +217,10 @@ def main() -> int:
     ap.add_argument("--only", choices=["zorrent", "libtorrent"], help="run one side (for tuning; no ratios)")
     ap.add_argument("--no-extras", action="store_true", help="skip the create and RSS-flatness measurements")
     ap.add_argument("--disk-io", choices=["direct", "buffered"], help="zorrent peers' --disk-io (default: theirs)")
+    ap.add_argument("--cli", action="store_true", help="time zorrent's downloads as the download command, from "
+                    "process start to exit (libtorrent: its session's time to the finished file)")
+    ap.add_argument("--keys", action="store_true",
+                    help="also run zorrent as a private swarm (CURVE), alternating, and print the keyed/plain ratio")
     args = ap.parse_args()
     size = (args.size_mib or (256 if args.quick else 1024)) * MIB
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-bench-"))
@@ -199,21 +237,38 @@ def main() -> int:
 
     peer_args = ("--disk-io", args.disk_io) if args.disk_io else ()
     chosen = [SCENARIOS[i - 1] for i in (args.scenario or [1, 2, 3])]
-    table = {name: {"zorrent": [], "libtorrent": []} for name, _, _ in chosen}
+    impls = [args.only] if args.only else ["zorrent", "libtorrent"]
+    keys = None
+    if args.keys:
+        from node import curve
+
+        keys = curve.make_swarm(root / f"keys-{os.getpid()}").folder
+        impls.insert(impls.index("zorrent") + 1 if "zorrent" in impls else 0, CURVE)
+    table = {name: {impl: [] for impl in impls} for name, _, _ in chosen}
     for run in range(args.runs):
         for name, seeders, leechers in chosen:
-            for impl in [args.only] if args.only else ["zorrent", "libtorrent"]:
+            for impl in impls:
                 work = root / f"run{run}-{impl}-{seeders}x{leechers}"
                 shutil.rmtree(work, ignore_errors=True)
                 work.mkdir()
-                res = (run_zorrent(work, src, seeders, leechers, peer_args) if impl == "zorrent"
+                res = (run_zorrent(work, src, seeders, leechers, peer_args, args.cli) if impl == "zorrent"
+                       else run_zorrent(work, src, seeders, leechers, peer_args, args.cli, keys) if impl == CURVE
                        else run_libtorrent(work, src, torrent, seeders, leechers))
                 shutil.rmtree(work, ignore_errors=True)
                 table[name][impl].append(res)
-                print(f"  run {run + 1} {name:24s} {impl:10s} {res.mbps:7.0f} MB/s  {res.seconds:6.2f} s  "
+                print(f"  run {run + 1} {name:24s} {impl:13s} {res.mbps:7.0f} MB/s  {res.seconds:6.2f} s  "
                       f"RSS seeder {res.seed_rss_mib:5.0f} MiB, leecher {res.leech_rss_mib:5.0f} MiB", flush=True)
 
-    if args.only:
+    if CURVE in impls and "zorrent" in impls:
+        print(f"\n| scenario ({size // MIB} MiB) | zorrent MB/s | zorrent + CURVE MB/s | CURVE / plain | "
+              f"seeder RSS MiB (plain / CURVE) |")
+        print("|---|---|---|---|---|")
+        for name, _, _ in chosen:
+            z, c = table[name]["zorrent"], table[name][CURVE]
+            zm, cm = statistics.median(r.mbps for r in z), statistics.median(r.mbps for r in c)
+            print(f"| {name} | {zm:.0f} | {cm:.0f} | {cm / zm:.2f} | "
+                  f"{fmt([r.seed_rss_mib for r in z])} / {fmt([r.seed_rss_mib for r in c])} |")
+    if args.only or "libtorrent" not in impls:
         return 0
     print(f"\n| scenario ({size // MIB} MiB) | zorrent MB/s | libtorrent MB/s | zorrent / libtorrent | "
           f"zorrent / SHA-1 | seeder RSS MiB (z / lt) | leecher RSS MiB (z / lt) |")

@@ -3,6 +3,7 @@
     python bench/swarm.py                 # the three regimes, 3 runs each, alternating
     python bench/swarm.py --quick         # 1 run each, half the sizes
     python bench/swarm.py --regime seed-bound --only zorrent --runs 1
+    python bench/swarm.py --quick --only zorrent --keys   # plain vs a private swarm (CURVE)
 
 Every node runs in its own network namespace (ctl/lab.py) with its upload capped by HTB;
 downloads are uncapped. The tracker has a host of its own. libtorrent 2.1 (PyPI) runs
@@ -51,6 +52,7 @@ from tests.procs import PY, wait_for  # noqa: E402
 MIB = 1024 * 1024
 GOODPUT = 1448 / 1514          # TCP payload per Ethernet frame (timestamps on, MTU 1500)
 PEER_PORT, TRACKER_PORT = 6881, 6969
+CURVE = "zorrent+curve"        # zorrent as a private swarm (--keys)
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,11 @@ def _spawn(host: Host, work: Path, name: str, argv: list[str]) -> subprocess.Pop
     return host.popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False) -> Result:
+def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys: Path | None = None) -> Result:
+    """One zorrent run; with ``keys``, a private swarm (CURVE on every tcp socket)."""
     os.environ["ZORRENT_OUTPUT"] = str(work / "output")        # the control sockets live there
+    if keys is not None:
+        os.environ["ZORRENT_KEYS"] = str(keys)                # every node (_spawn) and this process's client
     with Lab() as lab:
         tracker, seed, leeches = build(lab, regime)
         endpoint = f"tcp://{tracker.ip}:{TRACKER_PORT}"
@@ -164,7 +169,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False) -> R
         for host in [seed, *leeches]:
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
         meta = metainfo.create(src, endpoint)
-        client.peer_control("seed", m.Upload(path=str(src), metainfo=meta.raw), timeout_s=30)
+        client.seed("seed", str(src), meta, timeout_s=300)
         wait_for(lambda: (j := client.peer_control("seed", m.Status(info_hash=meta.info_hash)).jobs[0]).announced
                  >= j.have, timeout_s=30, what="the seed's pieces at the tracker")
         seed_bytes = _link_bytes(seed)
@@ -199,6 +204,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False) -> R
             if not filecmp.cmp(src, work / "out" / host.name, shallow=False):
                 raise SystemExit(f"zorrent wrote a wrong file on {host.name}")
     os.environ.pop("ZORRENT_OUTPUT", None)
+    os.environ.pop("ZORRENT_KEYS", None)
     return Result(seconds, upload, tracer.samples)
 
 
@@ -242,6 +248,8 @@ def main() -> int:
     ap.add_argument("--only", choices=["zorrent", "libtorrent"], help="run one side (for tuning)")
     ap.add_argument("--dir", help="work directory (default: a temp dir)")
     ap.add_argument("--trace", action="store_true", help="print each uplink's use, second by second")
+    ap.add_argument("--keys", action="store_true",
+                    help="also run zorrent as a private swarm (CURVE), alternating, and print the CURVE/plain ratio")
     args = ap.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     regimes = [r for r in REGIMES if not args.regime or r.name in args.regime]
@@ -250,6 +258,12 @@ def main() -> int:
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-swarm-"))
     root.mkdir(parents=True, exist_ok=True)
     impls = [args.only] if args.only else ["zorrent", "libtorrent"]
+    keys = None
+    if args.keys:
+        from node import curve
+
+        keys = curve.make_swarm(root / f"keys-{os.getpid()}").folder
+        impls.insert(impls.index("zorrent") + 1 if "zorrent" in impls else 0, CURVE)
     table: dict[str, dict[str, list[Result]]] = {r.name: {i: [] for i in impls} for r in regimes}
     try:
         for number, regime in enumerate(regimes):
@@ -269,25 +283,31 @@ def main() -> int:
                     shutil.rmtree(work, ignore_errors=True)
                     work.mkdir(parents=True)
                     res = run_zorrent(work, src, regime, args.trace) if impl == "zorrent" else \
+                        run_zorrent(work, src, regime, args.trace, keys) if impl == CURVE else \
                         run_libtorrent(work, src, torrent, regime, args.trace)
                     table[regime.name][impl].append(res)
                     shutil.rmtree(work, ignore_errors=True)
-                    print(f"  run {run + 1} {impl:10s} {res.seconds:7.2f} s = {res.seconds / regime.t_min():.3f}x "
+                    print(f"  run {run + 1} {impl:13s} {res.seconds:7.2f} s = {res.seconds / regime.t_min():.3f}x "
                           f"T_min; the seed uploaded {res.seed_upload:.2f}x F", flush=True)
                     show_trace(res, regime)
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)
+    versus = {"zorrent", "libtorrent"} <= set(impls)
+    curved = {"zorrent", CURVE} <= set(impls)
     print(f"\n| regime | T_min s | {' | '.join(f'{i} s (x T_min)' for i in impls)} | "
-          f"{' | '.join(f'{i} seed upload / F' for i in impls)} |" + (" zorrent speed-up |" if len(impls) == 2 else ""))
-    print("|---" * (2 + 2 * len(impls) + (len(impls) == 2)) + "|")
+          f"{' | '.join(f'{i} seed upload / F' for i in impls)} |" + (" zorrent speed-up |" if versus else "")
+          + (" CURVE speed / plain |" if curved else ""))
+    print("|---" * (2 + 2 * len(impls) + versus + curved) + "|")
     for regime in regimes:
         med = {i: statistics.median(r.seconds for r in table[regime.name][i]) for i in impls}
         ups = {i: statistics.median(r.seed_upload for r in table[regime.name][i]) for i in impls}
         row = [regime.name, f"{regime.t_min():.1f}",
                *(f"{med[i]:.1f} ({med[i] / regime.t_min():.2f}x)" for i in impls), *(f"{ups[i]:.2f}x" for i in impls)]
-        if len(impls) == 2:
+        if versus:
             row.append(f"{med['libtorrent'] / med['zorrent']:.2f}x")
+        if curved:
+            row.append(f"{med['zorrent'] / med[CURVE]:.2f}")
         print("| " + " | ".join(row) + " |")
     return 0
 

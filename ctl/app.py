@@ -1,17 +1,16 @@
 """The Typer root: global options in the callback; the commands live in ctl/commands/,
-each module with its own Typer, merged here with add_typer."""
-from __future__ import annotations
-
-from typing import Annotated
+each module with its own Typer, merged here with add_typer. Those modules are light:
+each command imports what it runs when it runs (see ctl/cli.py)."""
+from typing import Annotated, Optional
 
 import typer
 
-from ctl.cli import Settings
-from ctl.commands import inputs, soak, swarm, torrents, web
+from ctl.cli import Settings, commands, default_keys
+from ctl.commands import inputs, keys, soak, swarm, torrents, web
 from node import config
 
-app = typer.Typer(
-    name="zorrent", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+app = commands(
+    name="zorrent", no_args_is_help=True,
     help="zorrent: a BitTorrent-style swarm over ZeroMQ. Start the tracker first.",
 )
 
@@ -21,11 +20,19 @@ def _global(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each try of a request.")] = config.REQUEST_TIMEOUT_S,
+    keys_dir: Annotated[Optional[str], typer.Option(
+        "--keys", help="A private swarm's key folder (zorrent keys new); else $ZORRENT_KEYS, "
+                       "else \"keys\" in ./peers.json.")] = None,
 ) -> None:
     ctx.obj = Settings(json=json_out, timeout_s=timeout)
+    if keys_dir:
+        import os
+
+        os.environ[config.KEYS_ENV] = os.path.abspath(keys_dir)
+    default_keys()
 
 
-for module in (torrents, swarm, inputs, soak, web):
+for module in (torrents, swarm, inputs, soak, web, keys):
     app.add_typer(module.app)
 
 

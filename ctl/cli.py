@@ -1,17 +1,25 @@
 """What every command shares: settings from the root callback, exit codes, and the
 wrapper that turns a ZorrentError into one line on stderr. Command modules import
-this, never ``ctl.app``; ``ctl.app`` composes them (no import circle)."""
+this, never ``ctl.app``; ``ctl.app`` composes them (no import circle).
+
+A command imports only what it runs: command modules import typer, this module,
+``node.config`` and ``protocol.errors`` at the top, and everything heavier (rich, zmq,
+the protocol messages, supervisor, psutil, the soak, the nodes) inside the command
+function, so ``zorrent --help`` and a peer's start-up pay for none of it.
+tests/unit/test_lazy_imports.py keeps it so."""
 from __future__ import annotations
 
 import functools
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import typer
 
-from ctl import render
 from node import config
-from protocol.errors import RemoteError, TransportError, ZorrentError
+from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE, EXIT_REMOTE = 0, 1, 2, 3
 
@@ -20,6 +28,41 @@ EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE, EXIT_REMOTE = 0, 1, 2, 3
 class Settings:
     json: bool = False
     timeout_s: float = config.REQUEST_TIMEOUT_S
+
+
+def use_keys(folder: str | os.PathLike | None, base: Path = Path(".")) -> None:
+    """A private swarm's key folder for this command and every process it starts (through
+    ``$ZORRENT_KEYS``). An earlier choice wins: ``--keys``, then ``$ZORRENT_KEYS``, then peers.json."""
+    if folder and not config.keys_dir():
+        os.environ[config.KEYS_ENV] = str((base / folder).resolve())
+
+
+def keys_entry(raw: dict, path: str | os.PathLike) -> str | None:
+    """peers.json's top-level ``"keys": "DIR"`` (relative to the file's folder), or None."""
+    folder = raw.get(config.KEYS_ENTRY)
+    if folder is None:
+        return None
+    if not isinstance(folder, str) or not folder:
+        raise ZorrentError(f"{path}: \"{config.KEYS_ENTRY}\" must name the swarm's key folder (zorrent keys new)",
+                           ErrorCode.BAD_INPUT)
+    return str(Path(path).parent / folder)
+
+
+def default_keys(peers_config: str = config.DEFAULT_PEERS_CONFIG) -> None:
+    """With no ``--keys`` and no ``$ZORRENT_KEYS``, the ``"keys"`` of peers.json in the working
+    folder, if it names one: so every command of the README runs in a private swarm as it is.
+    A file that cannot be read is left to the commands that read it (they say why)."""
+    if config.keys_dir():
+        return
+    try:
+        raw = json.loads(Path(peers_config).read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(raw, dict):
+        try:
+            use_keys(keys_entry(raw, peers_config))
+        except ZorrentError:
+            pass
 
 
 def exit_code(exc: ZorrentError) -> int:
@@ -38,18 +81,28 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ZorrentError as exc:
+            from ctl import render
+
             render.error(exc.message)
             raise typer.Exit(exit_code(exc)) from None
         except KeyboardInterrupt:
+            from ctl import render
+
             render.error("interrupted")
             raise typer.Exit(130) from None
 
     return run
 
 
+# Plain (click) help, not typer's rich panels: rendering those imports rich's markdown and
+# traceback modules, about 100 ms of every `--help` on this machine.
+MARKUP_MODE = None
+
+
 def commands(**kw) -> typer.Typer:
     """A command module's own Typer; ``ctl.app`` merges it into the root with add_typer."""
-    return typer.Typer(add_completion=False, pretty_exceptions_show_locals=False, **kw)
+    return typer.Typer(add_completion=False, pretty_exceptions_show_locals=False, rich_markup_mode=MARKUP_MODE,
+                       **kw)
 
 
 def command(app: typer.Typer, name: str, **kw) -> Callable:

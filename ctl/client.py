@@ -5,18 +5,26 @@ says what did not answer and what to check.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import zmq
 
-from node import config
+from node import config, curve
 from node.channel import call
 from node.failover import call_any
 from protocol import messages as m
-from protocol import metainfo
-from protocol.errors import ErrorCode, TransportError, ZorrentError
+from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 _zctx: zmq.Context | None = None
+
+
+def _check() -> str:
+    """What to check when nothing answered (in a private swarm, a refused key looks the same)."""
+    keys = curve.active()
+    if keys is None:
+        return "is it running?"
+    return f"is it running, and does it admit the key in {keys.folder}/client.key?"
 
 
 def zctx() -> zmq.Context:
@@ -32,12 +40,31 @@ def request(endpoint: str, msg: m.Message, what: str, timeout_s: float = config.
         return call(zctx(), endpoint, msg, timeout_s=timeout_s, tries=tries).msg
     except TransportError:
         raise TransportError(f"no answer from {what} at {endpoint} after {tries} tries "
-                             f"of {timeout_s:g}s (is it running?)") from None
+                             f"of {timeout_s:g}s ({_check()})") from None
+
+
+def seed(peer_id: str, path: str, meta, timeout_s: float) -> m.JobStatus:
+    """Have a running peer seed ``path`` (Upload), and wait until its hash has ended (the peer
+    hashes off its event loop and answers Upload at once): its status then, seeding; raise
+    RemoteError if the file does not match the torrent, TransportError after ``timeout_s``."""
+    peer_control(peer_id, m.Upload(path=path, metainfo=meta.raw))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = peer_control(peer_id, m.Status(info_hash=meta.info_hash)).jobs[0]
+        if job.state != m.JobState.HASHING.value:
+            if job.state != m.JobState.SEEDING.value:
+                raise RemoteError(ErrorCode.BAD_INPUT, job.error or f"{job.name}: {job.state}")
+            return job
+        if time.monotonic() > deadline:
+            raise TransportError(f"peer {peer_id} was still hashing {job.name} after {timeout_s:g}s")
+        time.sleep(config.STATUS_POLL_S)
 
 
 def tracker_endpoints_for(meta=None) -> list[str]:
     """A zorrent torrent names its trackers (announce-list, then announce); anything else
     falls back to ``$ZORRENT_TRACKER`` or the default."""
+    from protocol import metainfo
+
     named = [url for url in (metainfo.tracker_urls(meta) if meta is not None else [])
              if url.startswith("tcp://")]
     return config.tracker_endpoints(named or None)
@@ -53,7 +80,7 @@ def tracker(endpoints: str | list[str], msg: m.Message, timeout_s: float = confi
     except TransportError:
         where = "at " + ", ".join(endpoints)
         raise TransportError(f"no answer from the tracker {where} after {tries} tries "
-                             f"of {timeout_s:g}s (is it running?)") from None
+                             f"of {timeout_s:g}s ({_check()})") from None
 
 
 def check_peer(peer_id: str, host: str, port: int, timeout_s: float = 1.0) -> None:

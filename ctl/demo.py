@@ -53,7 +53,7 @@ def main() -> int:
     try:
         procs.append(background("tracker", "--host", config.DEFAULT_TRACKER_HOST,
                                 "--port", str(config.DEFAULT_TRACKER_PORT), log="tracker.log"))
-        nodes.wait_tracker(config.default_tracker_endpoint())
+        nodes.wait_tracker(config.endpoint(config.DEFAULT_TRACKER_HOST, config.DEFAULT_TRACKER_PORT))
         run("start-peer", "--config", config.DEFAULT_PEERS_CONFIG)   # under supervisord
         run("make-inputs", "--num_files", "3", "--path", str(INPUTS), "--min-size", "24M", "--max-size", "64M")
         source = INPUTS / "file_001.bin"

@@ -4,8 +4,9 @@ its upload capped, random packet loss and partitions, in the manner of Mininet
 sweep leftovers by name). The product never knows it runs in a lab: nodes are started
 as usual, prefixed with ``ip netns exec``.
 
-- Addresses come from 198.18.0.0/15 (RFC 2544's benchmarking range): lab N uses
-  198.18.N.0/24, the bridge is .1 (so this namespace reaches every host), hosts .2 on.
+- Addresses come from 198.18.0.0/15 (RFC 2544's benchmarking range): lab N uses the N-th
+  /24 of it (198.18.N.0/24, then 198.19.(N-256).0/24), the bridge is .1 (so this namespace
+  reaches every host), hosts .2 on. Several labs run at once, each with its own block.
 - Upload caps: HTB on the host's own side of its veth (its egress), with a bfifo of
   LINK_QUEUE_S of the link's rate behind it. This kernel has no netem, fq_codel or
   codel, so there is no delay qdisc: links add no latency of their own, only queueing.
@@ -13,17 +14,21 @@ as usual, prefixed with ``ip netns exec``.
   crossing a link meets it exactly once. Segmentation offloads are off on the veths, so
   a dropped packet is one wire packet, not a 64 KiB GSO burst.
 - Partitions: the bridge side of the host's veth goes down, then up.
-- Names carry the lab number and the owner's pid (``zl3-4711-seed``): ``sweep()``
-  removes every namespace whose owner is dead, and links of labs with no namespace
-  left, with no state from the run that made them.
+- Lab numbers are handed out under a machine-wide lock (LOCK_PATH): a number is free when
+  no bridge and no namespace carries it. The bridge carries the owner's pid (``zl3b4711``),
+  and so do the namespaces (``zl3-4711-seed``): ``sweep()`` removes every namespace and link
+  whose owner is dead, and nothing of a live lab, with no state from the run that made them.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import os
 import re
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -32,11 +37,27 @@ from protocol.errors import ErrorCode, ZorrentError
 
 PREFIX = "zl"
 NETWORK = ipaddress.ip_network("198.18.0.0/15")
-MAX_LABS = 256                  # 198.18.0.0/24 .. 198.18.255.0/24
+MAX_LABS = NETWORK.num_addresses // 256    # 512 labs: 198.18.0.0/24 .. 198.19.255.0/24
 LINK_QUEUE_S = 0.05             # a capped link queues at most this long before it drops
 MIN_QUEUE_BYTES = 64 * 1024
 NS_RE = re.compile(rf"^{PREFIX}(\d+)-(\d+)-(.+)$")
-LINK_RE = re.compile(rf"^{PREFIX}(\d+)(?:br|v\d+)$")
+BRIDGE_RE = re.compile(rf"^{PREFIX}(\d+)b(\d+)$")      # zl<lab>b<owner pid>: at most 13 of IFNAMSIZ's 15
+VETH_RE = re.compile(rf"^{PREFIX}(\d+)v\d+$")
+LEGACY_BRIDGE_RE = re.compile(rf"^{PREFIX}(\d+)br$")   # an older lab's bridge, owner unknown: its number is
+                                                       # taken, and it is left alone
+LOCK_PATH = Path(os.environ.get("ZORRENT_LAB_LOCK", "/run/zorrent-lab.lock"))   # namespaces are machine-wide
+
+
+@contextlib.contextmanager
+def _allocation_lock():
+    """One lab at a time sweeps and takes a number, so no sweep sees a half-made lab."""
+    LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_PATH, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class LabError(ZorrentError):
@@ -126,14 +147,16 @@ class Lab:
 
     def __post_init__(self) -> None:
         check_privileges()
-        sweep()
-        for n in range(MAX_LABS):
-            bridge = f"{PREFIX}{n}br"
-            if _run("ip", "link", "add", bridge, "type", "bridge", check=False).returncode == 0:
-                self.number, self.bridge = n, bridge
-                break
-        else:
-            raise LabError(f"no free lab number: {MAX_LABS} labs already exist (see `ip link`)")
+        with _allocation_lock():
+            sweep()
+            taken = {lab for lab, _ in _labs_in_use()}
+            # the upper half first: labs made by older code took numbers from 0 without this lock
+            free = next((n for n in [*range(MAX_LABS // 2, MAX_LABS), *range(MAX_LABS // 2)] if n not in taken), None)
+            if free is None:
+                raise LabError(f"no free lab number: {MAX_LABS} labs already exist (see `ip link`)")
+            bridge = f"{PREFIX}{free}b{os.getpid()}"
+            _run("ip", "link", "add", bridge, "type", "bridge")
+            self.number, self.bridge = free, bridge
         _run("ip", "addr", "add", f"{self.address(1)}/24", "dev", self.bridge)
         _run("ip", "link", "set", "dev", self.bridge, "up")
 
@@ -195,25 +218,45 @@ def namespaces() -> list[str]:
     return [line.split()[0] for line in _run("ip", "netns", "list", check=False).stdout.splitlines() if line.strip()]
 
 
-def sweep(everything: bool = False) -> list[str]:
-    """Remove what dead labs left: namespaces whose owner pid is gone (every lab
-    namespace with ``everything``), and bridges and veths of labs with no namespace left."""
-    removed, live_labs = [], set()
+def links() -> list[str]:
+    """The names of this namespace's network interfaces."""
+    out = []
+    for line in _run("ip", "-o", "link", "show", check=False).stdout.splitlines():
+        if ":" in line:
+            out.append(line.split(":")[1].strip().split("@")[0])
+    return out
+
+
+def _alive(pid: int) -> bool:
+    return pid > 0 and psutil.pid_exists(pid)
+
+
+def _labs_in_use() -> set[tuple[int, int]]:
+    """(lab number, owner pid) of every bridge and namespace of a lab."""
+    found = set()
+    for name in namespaces() + links():
+        match = NS_RE.match(name) or BRIDGE_RE.match(name)
+        if match:
+            found.add((int(match.group(1)), int(match.group(2))))
+        elif legacy := LEGACY_BRIDGE_RE.match(name):
+            found.add((int(legacy.group(1)), -1))
+    return found
+
+
+def sweep() -> list[str]:
+    """Remove what dead labs left: namespaces and bridges whose owner pid is gone, and veths
+    of labs with no live owner. A live lab (another run, another test) is never touched."""
+    live = {lab for lab, owner in _labs_in_use() if _alive(owner) or owner == -1}
+    removed = []
     for ns in namespaces():
         match = NS_RE.match(ns)
-        if not match:
-            continue
-        lab, owner = int(match.group(1)), int(match.group(2))
-        if not everything and psutil.pid_exists(owner) and owner != 0:
-            live_labs.add(lab)
-            continue
-        _kill_ns_pids(ns, 2.0)
-        _run("ip", "netns", "del", ns, check=False)
-        removed.append(ns)
-    for line in _run("ip", "-o", "link", "show", check=False).stdout.splitlines():
-        name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
-        match = LINK_RE.match(name)
-        if match and int(match.group(1)) not in live_labs:
+        if match and not _alive(int(match.group(2))):
+            _kill_ns_pids(ns, 2.0)
+            _run("ip", "netns", "del", ns, check=False)
+            removed.append(ns)
+    for name in links():
+        bridge, veth = BRIDGE_RE.match(name), VETH_RE.match(name)
+        if (bridge and not _alive(int(bridge.group(2)))) or (veth and int(veth.group(1)) not in live):
             _run("ip", "link", "del", name, check=False)
             removed.append(name)
     return removed

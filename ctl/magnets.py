@@ -49,7 +49,7 @@ class Fetch:
             raise MetainfoError(f"the metainfo of {self.magnet.info_hash}: {exc.message}") from None
 
 
-def trackers(mag: magnets.Magnet, tracker: str | None) -> list[str]:
+def trackers(mag: magnets.Magnet, tracker: str | list[str] | None) -> list[str]:
     """The tracker endpoints to ask: --tracker, else the magnet's zorrent (tcp://) trackers,
     else the default."""
     if tracker:
@@ -58,7 +58,7 @@ def trackers(mag: magnets.Magnet, tracker: str | None) -> list[str]:
     return ours or config.tracker_endpoints()
 
 
-def fetch(uri: str, tracker: str | None = None) -> metainfo.Metainfo:
+def fetch(uri: str, tracker: str | list[str] | None = None) -> metainfo.Metainfo:
     """Checked metainfo for a magnet link, or one line saying who was asked."""
     mag = magnets.parse(uri)
     job = Fetch(mag)

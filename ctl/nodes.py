@@ -1,6 +1,7 @@
 """Starting node processes from the CLI and waiting until they answer."""
 from __future__ import annotations
 
+import collections
 import ipaddress
 import json
 import os
@@ -10,15 +11,19 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING, Callable
 
 from ctl import client
+from ctl.cli import keys_entry, use_keys
 from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 REPO = Path(__file__).resolve().parents[1]
-RESERVED_NAMES = ("tracker", "web")        # supervisord programs beside the peers
+RESERVED_NAMES = ("tracker", "web")
+
+if TYPE_CHECKING:
+    import psutil          # imported where used: upload and download need none of it        # supervisord programs beside the peers
+
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,8 @@ class PeerSpec:
 
 
 def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
-    """peers.json: {"peer1": {"ip": "127.0.0.1", "port": 6881}, ...}; ids and ports unique."""
+    """peers.json: {"peer1": {"ip": "127.0.0.1", "port": 6881}, ...}; ids and ports unique.
+    An optional top-level ``"keys": "DIR"`` names a private swarm's keys (applied, see use_keys)."""
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -41,8 +47,11 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
         raise ZorrentError(f"cannot read peers config {path}: {exc}", ErrorCode.BAD_INPUT) from None
     if not isinstance(raw, dict) or not raw:
         raise ZorrentError(f"{path} must map peer ids to {{\"ip\": ..., \"port\": ...}}", ErrorCode.BAD_INPUT)
+    use_keys(keys_entry(raw, path))
     specs, seen = [], set()
     for peer_id, entry in raw.items():
+        if peer_id == config.KEYS_ENTRY:
+            continue
         config.check_peer_id(peer_id)
         if peer_id in RESERVED_NAMES:
             raise ZorrentError(f"{path}: {peer_id!r} names a supervisord program; choose another peer id",
@@ -74,6 +83,8 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
 
 def process_tree(pid: int) -> list[psutil.Process]:
     """``pid`` and its descendants (empty if it is gone)."""
+    import psutil
+
     try:
         root = psutil.Process(pid)
         return root.children(recursive=True) + [root]
@@ -83,6 +94,8 @@ def process_tree(pid: int) -> list[psutil.Process]:
 
 def stop_processes(procs: list[psutil.Process], timeout_s: float = 10.0) -> None:
     """SIGTERM each, wait up to ``timeout_s``, then SIGKILL what is left and reap it."""
+    import psutil
+
     for p in procs:
         try:
             p.terminate()
@@ -99,6 +112,8 @@ def stop_processes(procs: list[psutil.Process], timeout_s: float = 10.0) -> None
 
 def local_addresses() -> set[str]:
     """Every IP address of this host (of this network namespace)."""
+    import psutil
+
     return {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs
             if a.family in (socket.AF_INET, socket.AF_INET6)}
 
@@ -182,6 +197,25 @@ def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = 
             if time.monotonic() > deadline:
                 raise TransportError(f"peer {spec.peer_id} did not answer on {spec.ip}:{spec.port} "
                                      f"within {timeout_s:g}s") from None
+
+
+def start_paced(specs: list[PeerSpec], start: Callable[[PeerSpec], object],
+                wait: Callable[[PeerSpec], None] | None = None, window: int = config.PEER_START_WINDOW) -> None:
+    """Start each peer with ``start``, at most ``window`` at a time: the next one starts once
+    the oldest still starting answers (``wait``, by default a ping). Returns once all answer.
+
+    A peer's start-up is CPU-bound (an interpreter importing its modules), so hundreds
+    started at once take as long in total as in a row, and everything else on the host
+    (the tracker first) waits meanwhile."""
+    wait = wait or (lambda spec: wait_peer(spec, None))
+    starting: collections.deque[PeerSpec] = collections.deque()
+    for spec in specs:
+        if len(starting) >= window:
+            wait(starting.popleft())
+        start(spec)
+        starting.append(spec)
+    while starting:
+        wait(starting.popleft())
 
 
 def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S, log_name: str = "tracker") -> None:

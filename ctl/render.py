@@ -4,13 +4,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from protocol import messages as m
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from protocol import messages as m
 
 WIDE_COLUMNS = 200   # pipes and logs get whole info-hashes, not ellipses
 out = Console(highlight=False)
@@ -49,6 +51,9 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table
 
 
 def download_progress() -> Progress:
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[pieces]}"),
                     DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn(),
                     console=err, transient=False)

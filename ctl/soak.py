@@ -26,7 +26,6 @@ from pathlib import Path
 import psutil
 
 from ctl import client, nodes, supervisor
-from ctl.lab import Lab
 from ctl.commands.inputs import write_random_file
 from ctl.soak_report import Timeline, write_html
 from node import config
@@ -129,7 +128,7 @@ class Soak:
         self.min_size, self.max_size = min_size, max_size
         self.report = Report(peers=peers, files=files, minutes=minutes, kill_every_s=kill_every_s,
                              upload_rate=upload_rate, trackers=trackers)
-        ports = _free_ports(2 * trackers if trackers > 1 else 1)     # several: their HTTP doors follow
+        ports = _free_ports(trackers)
         self.tracker = supervisor.TrackerSpec("127.0.0.1", ports, store_uri, trackers)
         self.peer_ids = [f"soak{i:02d}" for i in range(1, peers + 1)]
         self.nfiles = files
@@ -151,6 +150,8 @@ class Soak:
         os.environ["ZORRENT_SUPERVISOR_CONF"] = str(self.workdir / "supervisor_conf")
         launcher = None
         if self.links:
+            from ctl.lab import Lab
+
             self.lab = Lab()
             loss = self.links.loss_pct
             tracker_host = self.lab.add_host("tracker", None, loss)
@@ -176,8 +177,7 @@ class Soak:
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
-        for spec in self.specs:
-            nodes.wait_peer(spec, None, timeout_s=60)
+        supervisor.start_peers(self.specs)
         nodes.wait_web(web.url)
         self.pids = _pids()
         self.say(f"up: tracker {', '.join(tracker.endpoints)} and {len(self.specs)} peers under supervisord ({conf})")
@@ -195,7 +195,7 @@ class Soak:
             self.inputs[path.name] = (path, sha256_of(path), meta)
             for peer_id in {seeders[i % len(seeders)], seeders[(i + 1) % len(seeders)]}:
                 self.seeded.add((peer_id, path.name))
-                client.peer_control(peer_id, m.Upload(path=str(path), metainfo=meta.raw), timeout_s=30)
+                client.seed(peer_id, str(path), meta, timeout_s=120)
         self.say(f"seeded {self.nfiles} files from {len(seeders)} seeders")
         self.report.rss_mib = {name: [_rss_mib(pid), 0.0] for name, pid in self.pids.items()}
 

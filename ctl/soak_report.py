@@ -85,24 +85,63 @@ def _svg(timeline: Timeline) -> str:
     return "\n".join(parts)
 
 
+def _esc(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _table(caption: str, head: list[str], rows: list[list[object]], cls: str) -> str:
+    """One HTML table; every cell escaped."""
+    header = "".join(f"<th>{_esc(h)}</th>" for h in head)
+    body = "\n".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f'<table class="{cls}"><caption>{_esc(caption)}</caption>\n<thead><tr>{header}</tr></thead>\n'
+            f"<tbody>\n{body}\n</tbody></table>")
+
+
+def _counts(caption: str, what: str, counts: dict, cls: str) -> str:
+    """Counts per node (kills) or host (partitions), most first, then by name."""
+    rows = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    return _table(caption, [what, "Count"], [list(r) for r in rows] or [["(none)", 0]], cls)
+
+
+def _rss(rss_mib: dict) -> str:
+    """RSS at the start and the end of each program, the most grown first."""
+    rows = sorted(([name, start, end, round(end - start, 1)] for name, (start, end) in rss_mib.items()),
+                  key=lambda r: (-r[3], str(r[0])))
+    return _table("RSS per program (MiB)", ["Program", "Start", "End", "Growth"],
+                  [[n, f"{s:.1f}", f"{e:.1f}", f"{g:+.1f}"] for n, s, e, g in rows], "rss")
+
+
+TABLES = {   # report fields that are per-node maps, each drawn as a table of its own
+    "kills_by_node": lambda v: _counts("Kills by node", "Node", v, "kills"),
+    "partitions_by_host": lambda v: _counts("Partitions by host", "Host", v, "partitions"),
+    "rss_mib": _rss,
+}
+
+
 def render_html(report: dict, timeline: Timeline, title: str = "zorrent soak") -> str:
-    rows = "\n".join(f"<tr><th>{html.escape(str(k).replace('_', ' '))}</th><td>{html.escape(str(v))}</td></tr>"
-                     for k, v in report.items())
-    marks = "\n".join(f"<li>{t:.1f} s: {html.escape(kind)} {html.escape(node)}</li>" for t, kind, node in timeline.marks)
+    scalars = {k: v for k, v in report.items() if k not in TABLES}
+    rows = "\n".join(f"<tr><th>{_esc(str(k).replace('_', ' '))}</th><td>{_esc(v)}</td></tr>"
+                     for k, v in scalars.items())
+    tables = "\n".join(draw(report[k]) for k, draw in TABLES.items() if k in report)
+    marks = "\n".join(f"<li>{t:.1f} s: {_esc(kind)} {_esc(node)}</li>" for t, kind, node in timeline.marks)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>{html.escape(title)}</title>
+<title>{_esc(title)}</title>
 <style>body{{font:13px system-ui,sans-serif;margin:16px;color:#1d2330}} th{{text-align:left;padding-right:16px;font-weight:500;color:#555}}
-td,th{{border-bottom:1px solid #eee;padding:2px 8px}} table{{border-collapse:collapse}} ol{{columns:3}}</style>
+td,th{{border-bottom:1px solid #eee;padding:2px 8px}} table{{border-collapse:collapse;margin:0 24px 16px 0;vertical-align:top;display:inline-table}}
+caption{{text-align:left;font-weight:600;padding:4px 0}} table:not(.report) td:not(:first-child){{text-align:right;font-variant-numeric:tabular-nums}} ol{{columns:3}}</style>
 </head><body>
-<h1>{html.escape(title)}</h1>
+<h1>{_esc(title)}</h1>
 <h2>Throughput over time</h2>
 {_svg(timeline)}
 <h2>Report</h2>
-<table>
+<table class="report">
 {rows}
 </table>
+<div>
+{tables}
+</div>
 <h2>Kills, restarts and partitions</h2>
 <ol>
 {marks}

@@ -59,11 +59,9 @@ class TrackerSpec:
         return local + [e for e in self.others if e not in local]
 
     def args(self, i: int) -> list[str]:
-        """Tracker ``i`` listens on ``port + i``; with several, its HTTP door is on
-        ``port + count + i`` (the default HTTP port would be the second tracker's)."""
+        """Tracker ``i`` listens on ``port + i``, and its HTTP door on its default port
+        (``config.http_port_for``), which no other tracker of the block takes."""
         args = ["tracker", "--host", self.host, "--port", str(self.port + i)]
-        if self.count > 1:
-            args += ["--http-port", str(self.port + self.count + i)]
         return args + ["--store", self.store_uri] if self.store_uri else args
 
     def endpoints_for(self, i: int) -> str:
@@ -91,11 +89,12 @@ def _program(name: str, args: list[str], workdir: Path, autostart: bool, prefix:
     log = (config.logs_dir() / f"{name}.log").resolve()
     command = shlex.join([*prefix, sys.executable, "-m", "ctl", *args])
     output = config.output_dir().resolve()
+    keys = f',{config.KEYS_ENV}="{Path(config.keys_dir()).resolve()}"' if config.keys_dir() else ""   # a private swarm
     return f"""
 [program:{name}]
 command={command}
 directory={workdir}
-environment=PYTHONPATH="{REPO}",ZORRENT_OUTPUT="{output}"
+environment=PYTHONPATH="{REPO}",ZORRENT_OUTPUT="{output}"{keys}
 autostart={'true' if autostart else 'false'}
 autorestart=true
 startsecs={config.SUPERVISOR_STARTSECS}
@@ -115,6 +114,8 @@ def render(peers: list[PeerSpec], tracker: TrackerSpec, tracker_autostart: bool,
            launcher: Launcher | None = None, web: WebSpec = WebSpec()) -> str:
     """The whole supervisord.conf. The tracker and web programs are always there; start-peer
     leaves them stopped (a foreground tracker may own the port), ``swarm up`` starts them.
+    Peers do not autostart either: ``start_peers`` starts them a few at a time, after the
+    tracker, and ``autorestart`` brings back any that dies.
     The web view runs in this namespace (a lab's bridge reaches every host from here)."""
     launcher = launcher or (lambda name: [])
     workdir = Path.cwd()
@@ -145,8 +146,8 @@ serverurl=unix://{sock}
         parts.append(_program(name, tracker.args(i), workdir, tracker_autostart, launcher(name)))
     parts.append(_program("web", ["web", "--host", web.host, "--port", str(web.port),
                                   "--tracker", ",".join(tracker.endpoints)], workdir, False, []))
-    for i, spec in enumerate(peers):
-        parts.append(_program(spec.peer_id, peer_args(spec, tracker.endpoints_for(i)), workdir, True,
+    for i, spec in enumerate(peers):      # started by start_peers, a few at a time, after the tracker
+        parts.append(_program(spec.peer_id, peer_args(spec, tracker.endpoints_for(i)), workdir, False,
                               launcher(spec.peer_id)))
     names = ",".join([*tracker.names, "web", *(p.peer_id for p in peers)])
     parts.append(f"\n[group:{config.SUPERVISOR_GROUP}]\nprograms={names}\n")
@@ -216,6 +217,38 @@ def start(name: str, wait: bool = True) -> None:
     except xmlrpc.client.Fault as fault:
         if "ALREADY_STARTED" not in fault.faultString:
             raise ZorrentError(f"supervisord could not start {name}: {fault.faultString}") from None
+
+
+def start_peers(specs: list[PeerSpec]) -> None:
+    """``supervisorctl start`` for the peers, paced: those not running yet are started
+    ``config.PEER_START_WINDOW`` at a time (each next one once an earlier one answers a
+    ping). Returns once supervisord says RUNNING for every peer and every peer answers."""
+    from ctl import nodes
+
+    states = {p["name"]: p["statename"] for p in process_info()}
+    todo = [s for s in specs if states.get(s.peer_id) in ("STOPPED", "EXITED", "FATAL")]
+    nodes.start_paced(todo, lambda spec: start(spec.peer_id, wait=False), _wait_answers)
+    wait_running([s.peer_id for s in specs])
+    for spec in specs:
+        nodes.wait_peer(spec, None)
+
+
+def _wait_answers(spec: PeerSpec, timeout_s: float = config.PEER_START_TIMEOUT_S) -> None:
+    """The peer answers a ping; fail at once if supervisord gave up on it (FATAL)."""
+    from ctl import client
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.check_peer(spec.peer_id, spec.ip, spec.port, timeout_s=0.3)
+            return
+        except TransportError:
+            pass
+        state = rpc().supervisor.getProcessInfo(f"{config.SUPERVISOR_GROUP}:{spec.peer_id}")["statename"]
+        if state == "FATAL" or time.monotonic() > deadline:
+            raise TransportError(f"peer {spec.peer_id} did not answer on {spec.ip}:{spec.port} within "
+                                 f"{timeout_s:g}s: supervisord says {state} "
+                                 f"(see {config.logs_dir() / (spec.peer_id + '.log')})")
 
 
 def wait_running(names: list[str], timeout_s: float = config.READY_TIMEOUT_S) -> None:

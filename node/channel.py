@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import zmq
 
+from node import curve
 from protocol.codec import Envelope, decode, encode
 from protocol.errors import ProtocolError, RemoteError, TransportError, ZorrentError
 from protocol.messages import MAX_FRAME_BYTES, Error, Message
@@ -54,6 +55,7 @@ class Channel:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         sock.setsockopt(zmq.RCVHWM, 0)   # credit, not the HWM, bounds what is in flight
+        curve.secure_client(sock, self.endpoint)   # a CURVE client in a private swarm (tcp only)
         sock.connect(self.endpoint)
         self.socket = sock
         if self.reactor is not None:

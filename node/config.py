@@ -14,7 +14,9 @@ from protocol.errors import ErrorCode, ZorrentError
 # ---------------------------------------------------------------- endpoints
 DEFAULT_TRACKER_HOST = "127.0.0.1"
 DEFAULT_TRACKER_PORT = 6969
-DEFAULT_HTTP_PORT = 6970          # the tracker's HTTP door for standard BitTorrent clients (BEP 3)
+HTTP_PORT_OFFSET = 1000           # a tracker's HTTP door (BEP 3, for standard clients) is on its port + this,
+                                  # so trackers on consecutive ports never take each other's (MongoDB's HTTP
+                                  # console sat at its port + 1000 the same way)
 DEFAULT_PEER_HOST = "127.0.0.1"
 DEFAULT_PEERS_CONFIG = "peers.json"
 MONGO_EXAMPLE_URI = "mongodb://localhost:27017/bittorrent"
@@ -28,15 +30,30 @@ def endpoint(host: str, port: int) -> str:
     return f"tcp://{host}:{port}"
 
 
-def default_tracker_endpoint() -> str:
-    """``$ZORRENT_TRACKER`` as given (it may list several endpoints), or the default one."""
-    return os.environ.get("ZORRENT_TRACKER", endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT))
+def _default_trackers() -> str:
+    """``$ZORRENT_TRACKER`` as given (it may list several endpoints), or the default one.
+    Read through ``tracker_endpoints()`` only, at run time (never as an option's default at
+    import), so every command sees the whole list."""
+    return os.environ.get("ZORRENT_TRACKER") or endpoint(DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT)
 
 
-def http_announce_url(tracker_endpoint: str, port: int = DEFAULT_HTTP_PORT) -> str:
-    """The HTTP announce URL of the tracker at ``tcp://HOST:PORT`` (its HTTP door on ``port``)."""
-    host = tracker_endpoint.removeprefix("tcp://").rpartition(":")[0] or DEFAULT_TRACKER_HOST
-    return f"http://{host}:{port}/announce"
+def http_port_for(tracker_port: int) -> int:
+    """The default port of the HTTP door of the tracker on ``tracker_port``: that port +
+    HTTP_PORT_OFFSET (0, any free port, for a tracker on any free port or near the top)."""
+    port = tracker_port + HTTP_PORT_OFFSET
+    return port if tracker_port and port < 65536 else 0
+
+
+DEFAULT_HTTP_PORT = http_port_for(DEFAULT_TRACKER_PORT)     # 7969
+
+
+def http_announce_url(tracker_endpoint: str, port: int | None = None) -> str:
+    """The HTTP announce URL of the tracker at ``tcp://HOST:PORT``: its HTTP door, on ``port``
+    or by default on ``http_port_for(PORT)``."""
+    host, _, tracker_port = tracker_endpoint.removeprefix("tcp://").rpartition(":")
+    if port is None:
+        port = http_port_for(int(tracker_port)) if tracker_port.isdigit() else DEFAULT_HTTP_PORT
+    return f"http://{host or DEFAULT_TRACKER_HOST}:{port}/announce"
 
 
 def parse_endpoint(text: str, what: str = "tracker endpoint") -> tuple[str, int]:
@@ -57,8 +74,8 @@ def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
     The one parser of tracker lists: peers, the CLI and the supervisor config all use it.
     ``HOST:PORT`` without a scheme means tcp. Duplicates are dropped, order is kept.
     """
-    if value is None:
-        value = default_tracker_endpoint()
+    if value is None or value == []:
+        value = _default_trackers()
     items = value if isinstance(value, list) else [value]
     out: list[str] = []
     for item in items:
@@ -75,11 +92,6 @@ def tracker_endpoints(value: str | list[str] | None = None) -> list[str]:
     if not out:
         raise ZorrentError("no tracker endpoint given (tcp://HOST:PORT, comma-separated)", ErrorCode.BAD_INPUT)
     return out
-
-
-def default_tracker_address() -> tuple[str, int]:
-    """(host, port) of the first of ``tracker_endpoints()``."""
-    return parse_endpoint(tracker_endpoints()[0])
 
 
 WILDCARD_HOSTS = ("0.0.0.0", "*", "::", "[::]")
@@ -147,13 +159,35 @@ def control_endpoint(peer_id: str) -> str:
     return f"ipc://{(run_dir() / f'{check_peer_id(peer_id)}.sock').resolve()}"
 
 
+def keys_dir() -> str | None:
+    """A private swarm's key folder (``zorrent keys new``): ``$ZORRENT_KEYS``, set by
+    ``--keys DIR`` or peers.json's ``"keys"``; None for an open swarm."""
+    return os.environ.get(KEYS_ENV) or None
+
+
+def default_keys_dir() -> Path:
+    return output_dir() / "keys"
+
+
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=mode)
     return path
 
 
+KEYS_ENV = "ZORRENT_KEYS"
+KEYS_ENTRY = "keys"        # peers.json's top-level entry naming the key folder (never a peer id)
+
 # ---------------------------------------------------------------- identities
 PEER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def heartbeat_interval(handed_s: float) -> float:
+    """The heartbeat interval a peer uses: the tracker's, within HEARTBEAT_BOUNDS_S."""
+    low, high = HEARTBEAT_BOUNDS_S
+    try:
+        return min(high, max(low, float(handed_s)))
+    except (TypeError, ValueError):
+        return HEARTBEAT_INTERVAL_S
 
 
 def check_peer_id(peer_id: str) -> str:
@@ -165,8 +199,12 @@ def check_peer_id(peer_id: str) -> str:
 
 
 # ---------------------------------------------------------------- timing (unit in every name)
-HEARTBEAT_INTERVAL_S = 2.0
-PEER_EXPIRY_S = 3 * HEARTBEAT_INTERVAL_S     # tracker forgets a peer silent this long
+HEARTBEAT_INTERVAL_S = 2.0                    # the tracker hands this out (Registered, as BEP 3's ``interval``);
+                                              # a peer heartbeats at the interval it was handed
+PEER_EXPIRY_S = 3 * HEARTBEAT_INTERVAL_S     # tracker forgets a peer silent this long (3 missed heartbeats)
+HEARTBEAT_BOUNDS_S = (0.5, 600.0)             # a peer takes an interval from a tracker only within these
+IDLE_WAIT_MAX_S = 60.0                        # a peer's event loop sleeps at most this long with nothing due
+                                              # (signals wake it at once)
 REQUEST_TIMEOUT_S = 2.0                       # one try of a control/tracker request
 REQUEST_RETRIES = 3                           # Lazy Pirate: tries before giving up
 ANNOUNCE_BATCH_S = 0.05                       # verified pieces wait at most this long
@@ -193,6 +231,13 @@ SUPERVISOR_STARTSECS = 2                      # up this long counts as started
 SUPERVISOR_STOPWAITSECS = 15                  # SIGTERM, then SIGKILL after this long
 SUPERVISOR_LOG_MAXBYTES = "10MB"
 SUPERVISOR_LOG_BACKUPS = 3
+# Peers the CLI has starting at once (a Python process importing its modules is CPU-bound):
+# a new one starts as soon as the oldest answers a ping. 300 peers forked together on 2 cores
+# starved the tracker for over 15 s; this many per core keeps both cores busy with start-ups
+# and the tracker answering. supervisord's own autostart is off for peers for the same reason.
+PEER_START_WINDOW = max(4, 2 * (os.cpu_count() or 1))
+PEER_START_TIMEOUT_S = 60.0   # a peer supervisord keeps up gets this long to answer its first ping: on a
+                              # loaded machine or a cold page cache a start-up takes seconds (FATAL fails at once)
 
 # ---------------------------------------------------------------- transfer
 PIPELINE_BYTES = 8 * 1024 * 1024              # block bytes in flight to one remote peer
@@ -236,6 +281,10 @@ CHANGE_LOG_ROWS = 4096                        # SQLite: changes kept per torrent
                                               # the torrent sees over 4,096 announces in that second
 TOMBSTONE_S = 120.0                           # MongoDB: a peer that left a torrent stays as a tombstone this
                                               # long, so jobs learn it left; older cursors get a full list
+
+# ---------------------------------------------------------------- private swarms (node/curve.py)
+CURVE_REFUSED_SOURCES_LOGGED = 1024           # refused sources each logged once; a stranger who comes from many
+                                              # addresses fills this set, not the log (or memory) without end
 
 # ---------------------------------------------------------------- HTTP tracker (standard clients)
 HTTP_ANNOUNCE_INTERVAL_S = 300                # BEP 3 `interval` (libtorrent never announces more often)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import zmq
 
+from node import curve
 from protocol.codec import decode, decode_id, encode, error_frames
 from protocol.errors import ErrorCode, ZorrentError
 from protocol.messages import MAX_FRAME_BYTES, Message, MsgType
@@ -77,7 +78,8 @@ class Dispatcher:
 
 
 def bind_router(zctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
-    """A ROUTER bound to ``endpoint`` (port 0 or * picks a free one); returns its endpoint."""
+    """A ROUTER bound to ``endpoint`` (port 0 or * picks a free one); returns its endpoint.
+    A tcp one is a CURVE server when the swarm has keys (node/curve.py)."""
     sock = zctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
@@ -86,7 +88,11 @@ def bind_router(zctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
     if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
         endpoint = endpoint[:-2] + ":*"
     try:
+        curve.secure_server(zctx, sock, endpoint)
         sock.bind(endpoint)
+    except ZorrentError:
+        sock.close(linger=0)
+        raise
     except zmq.ZMQError as exc:
         sock.close(linger=0)
         raise ZorrentError(f"cannot listen on {endpoint}: {exc.strerror}", ErrorCode.BAD_INPUT) from None

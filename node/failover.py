@@ -81,6 +81,14 @@ class FailoverChannel(Channel):
             self._home_answered = False
             self._move(0)
 
+    def next_deadline(self) -> float | None:
+        """When ``expire`` must run: a request's (or the probe's) deadline, or now to move back home."""
+        if self._home_answered and self.index != 0 and not self.pending:
+            return 0.0                  # due already
+        due = [d for d in (super().next_deadline(), self._probe.next_deadline() if self._probe else None)
+               if d is not None]
+        return min(due, default=None)
+
     def _probe_home(self) -> None:
         if self.index == 0 or self._probe is not None:
             return

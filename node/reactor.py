@@ -1,9 +1,17 @@
-"""A small single-threaded event loop: zmq.Poller plus timers."""
+"""A small single-threaded event loop: zmq.Poller plus timers and deadlines.
+
+It sleeps until the earliest thing due (libtorrent's session does the same): a timer, or a
+deadline a part of the node reports (``add_deadline``: a request's timeout, a batch to
+send), or a socket becoming readable. Nothing wakes it on a fixed short tick, so an idle
+node costs next to nothing. A signal wakes it at once (``wake_on_signals``).
+"""
 from __future__ import annotations
 
 import heapq
 import itertools
 import logging
+import os
+import signal
 import time
 from typing import Callable
 
@@ -28,7 +36,30 @@ class Reactor:
         self._handlers: dict[zmq.Socket, Callable[[], None]] = {}
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
+        self._deadlines: list[tuple[Callable[[], float | None], Callable[[float], None]]] = []
         self.running = False
+        self.wakeups = 0                 # loop iterations, for tests and benchmarks
+
+    def add_deadline(self, next_deadline: Callable[[], float | None], on_due: Callable[[float], None]) -> None:
+        """Call ``on_due(now)`` once ``next_deadline()`` (a monotonic time, or None: nothing
+        due) has passed. It is asked again on every turn of the loop, so it must be cheap."""
+        self._deadlines.append((next_deadline, on_due))
+
+    def wake_on_signals(self) -> None:
+        """Make a signal end the current wait at once (its handler runs, then the loop turns)."""
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        signal.set_wakeup_fd(w)
+
+        def drain() -> None:
+            try:
+                while os.read(r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+
+        self.add(r, drain)
 
     def add(self, sock: zmq.Socket, on_readable: Callable[[], None]) -> None:
         self._handlers[sock] = on_readable
@@ -51,15 +82,26 @@ class Reactor:
         self.call_later(interval_s, tick)
 
     def run_once(self, max_wait_s: float = 1.0) -> None:
+        self.wakeups += 1
         now = time.monotonic()
         while self._timers and (self._timers[0][2].cancelled or self._timers[0][0] <= now):
             _, _, timer = heapq.heappop(self._timers)
             if not timer.cancelled:
                 self._call(timer.fn)
+        for next_deadline, on_due in self._deadlines:
+            due = next_deadline()
+            if due is not None and due <= now:
+                self._call(lambda: on_due(now))
         wait = max_wait_s
+        now = time.monotonic()
         if self._timers:
-            wait = min(wait, max(0.0, self._timers[0][0] - time.monotonic()))
-        for sock, _ in self.poller.poll(int(wait * 1000)):
+            wait = min(wait, max(0.0, self._timers[0][0] - now))
+        for next_deadline, _ in self._deadlines:
+            due = next_deadline()
+            if due is not None:
+                wait = min(wait, max(0.0, due - now))
+        # round up: a wait that ends a hair early only turns the loop once more for nothing
+        for sock, _ in self.poller.poll(int(wait * 1000) + (1 if wait > 0 else 0)):
             handler = self._handlers.get(sock)
             if handler is not None:
                 self._call(handler)
@@ -72,10 +114,10 @@ class Reactor:
         except Exception:
             log.exception("callback %s failed", getattr(fn, "__qualname__", fn))
 
-    def run(self) -> None:
+    def run(self, max_wait_s: float = 1.0) -> None:
         self.running = True
         while self.running:
-            self.run_once()
+            self.run_once(max_wait_s)
 
     def stop(self) -> None:
         self.running = False

@@ -66,6 +66,7 @@ class Metainfo:
     files: tuple[FileEntry, ...] = ()
     multi_file: bool = False
     announce_list: tuple[tuple[str, ...], ...] = ()   # BEP 12 tiers, as read
+    private: bool = False  # BEP 27 ``private=1``: peers only from its trackers, never a public door
 
     @property
     def num_pieces(self) -> int:
@@ -228,7 +229,7 @@ def parse(raw: bytes) -> Metainfo:
         name=name, length=length, piece_length=plen, pieces=pieces,
         announce=announce.decode("utf-8", "replace"),
         info_hash=hashlib.sha1(encoded_info).hexdigest(), raw=raw, files=files, multi_file=multi_file,
-        announce_list=tiers,
+        announce_list=tiers, private=info.get(b"private") == 1,
     )
 
 
@@ -252,6 +253,15 @@ def tracker_urls(meta: Metainfo) -> list[str]:
     if meta.announce:
         urls.append(meta.announce)
     return list(dict.fromkeys(urls))
+
+
+def is_private(raw: bytes) -> bool:
+    """BEP 27: does this .torrent's info dict say ``private=1``? (False if it is not bencode.)"""
+    try:
+        info = fastbencode.bdecode(raw).get(b"info")
+    except Exception:
+        return False
+    return isinstance(info, dict) and info.get(b"private") == 1
 
 
 def info_hash_of(raw: bytes) -> str:
@@ -319,10 +329,28 @@ def folder_files(folder: Path) -> list[tuple[tuple[str, ...], Path]]:
     return sorted(found)
 
 
+def _hashed(hashes, plen: int, length: int, progress) -> bytes:
+    """Join piece digests, telling ``progress(n)`` (if given) of every n bytes hashed."""
+    if progress is None:
+        return b"".join(hashes)
+    out = []
+    for i, digest in enumerate(hashes):
+        out.append(digest)
+        progress(min(plen, length - i * plen))
+    return b"".join(out)
+
+
+def _flags(info: dict, private: bool) -> dict:
+    if private:
+        info[b"private"] = 1     # BEP 27; inside info, so the info-hash (and a magnet) says so too
+    return info
+
+
 def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None,
-                  tiers: list[list[str]] | None = None) -> Metainfo:
+                  tiers: list[list[str]] | None = None, private: bool = False, progress=None) -> Metainfo:
     """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``).
-    One file is open at a time, however many the folder holds."""
+    One file is open at a time, however many the folder holds. ``progress(n)``, if given,
+    is told of every n bytes hashed."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MetainfoError(f"{folder} is not a folder")
@@ -351,19 +379,20 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
                 os.close(fd)
 
     try:
-        pieces = b"".join(iter_stream_hashes(opened(), plen))
+        pieces = _hashed(iter_stream_hashes(opened(), plen), plen, length, progress)
     except OSError as exc:
         raise MetainfoError(f"cannot read {folder}: {exc.strerror or exc}") from None
     name = folder.resolve().name
     check_name(name)
     files = [{b"length": n, b"path": [c.encode() for c in rel]} for (rel, _), n in zip(found, lengths)]
     info = {b"files": files, b"name": name.encode(), b"piece length": plen, b"pieces": pieces}
-    return parse(_top(info, announce, tiers))
+    return parse(_top(_flags(info, private), announce, tiers))
 
 
 def create(path: str | os.PathLike, announce: str, piece_length: int | None = None,
-           tiers: list[list[str]] | None = None) -> Metainfo:
-    """Hash ``path`` and build its metainfo (not yet written anywhere)."""
+           tiers: list[list[str]] | None = None, private: bool = False, progress=None) -> Metainfo:
+    """Hash ``path`` and build its metainfo (not yet written anywhere); ``progress(n)``, if
+    given, is told of every n bytes hashed."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -375,12 +404,12 @@ def create(path: str | os.PathLike, announce: str, piece_length: int | None = No
             raise MetainfoError(f"{path} is empty; nothing to share")
         plen = piece_length or auto_piece_length(length)
         _check_piece_length(plen)
-        pieces = b"".join(iter_piece_hashes(fd, length, plen))
+        pieces = _hashed(iter_piece_hashes(fd, length, plen), plen, length, progress)
     finally:
         os.close(fd)
     check_name(path.name)
     info = {b"length": length, b"name": path.name.encode(), b"piece length": plen, b"pieces": pieces}
-    return parse(_top(info, announce, tiers))
+    return parse(_top(_flags(info, private), announce, tiers))
 
 
 def write(meta: Metainfo, path: str | os.PathLike) -> None:

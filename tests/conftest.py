@@ -7,9 +7,28 @@ killed) at teardown, its whole tree, and its log is printed if the test failed.
 from __future__ import annotations
 
 
+import shutil
+import tempfile
+
 import pytest
 
 from tests.procs import PY, REPO, Swarm, free_port, kill_tree, start_secantus, wait_for, write_random  # noqa: F401
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """A short base for tmp_path: unix socket paths (a peer's control socket, supervisord's)
+    must stay under 108 bytes, and xdist adds ``popen-gwN/`` to pytest's long default. A fresh
+    directory of its own (mkdtemp), so runs side by side never share or wipe one another's."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = config._zorrent_basetemp = tempfile.mkdtemp(prefix="zt")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The base goes with a passing run; a failing one's stays for its logs."""
+    made = getattr(session.config, "_zorrent_basetemp", None)
+    if made and exitstatus == 0:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -1,13 +1,10 @@
 """Random test input files."""
-from __future__ import annotations
-
 import random
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ctl import render
 from ctl.cli import command, commands
 from protocol.errors import ErrorCode, ZorrentError
 
@@ -46,6 +43,8 @@ def make_inputs(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
 ) -> None:
     """Generate random input files for testing."""
+    from ctl import render
+
     lo, hi = parse_size(min_size), parse_size(max_size)
     if not 0 < lo <= hi:
         raise ZorrentError(f"need 0 < --min-size <= --max-size, got {lo} and {hi}", ErrorCode.BAD_INPUT)

@@ -1,6 +1,4 @@
 """zorrent soak: a long-running local swarm that is killed at random and must lose nothing."""
-from __future__ import annotations
-
 import signal
 import time
 from pathlib import Path
@@ -8,10 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import render
 from ctl.cli import command, commands
 from ctl.commands.inputs import parse_size
-from ctl.soak import Links, Soak
 from node import config
 from protocol.errors import ZorrentError
 
@@ -21,6 +17,11 @@ def _stop(*_) -> None:
 
 
 app = commands()
+
+
+def _most_first(counts: dict) -> list[list]:
+    return [[name, n] for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
 
 @command(app, "soak")
 def soak(
@@ -48,6 +49,9 @@ def soak(
 
     Exits 1 if any downloaded file is wrong or any download never finished.
     """
+    from ctl import render
+    from ctl.soak import Links, Soak
+
     where = Path(workdir or config.output_dir() / f"soak-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     where.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _stop)   # a clean stop: the swarm always goes down
@@ -67,11 +71,14 @@ def soak(
     else:
         rows = [[k.replace("_", " "), v] for k, v in report.__dict__.items() if k not in ("rss_mib", "kills_by_node", "partitions_by_host", "links")]
         render.out.print(render.table(f"Soak report ({where})", ["", ""], rows))
-        render.out.print(render.table("RSS (MiB)", ["Process", "Start", "End"],
-                                      [[n, a, b] for n, (a, b) in sorted(report.rss_mib.items())]))
-        render.out.print(f"kills by node: {report.kills_by_node}")
+        rss = sorted(report.rss_mib.items(), key=lambda kv: (kv[1][0] - kv[1][1], kv[0]))   # most grown first
+        render.out.print(render.table("RSS (MiB)", ["Process", "Start", "End", "Growth"],
+                                      [[n, a, b, f"{b - a:+.1f}"] for n, (a, b) in rss]))
+        render.out.print(render.table("Kills by node", ["Node", "Kills"], _most_first(report.kills_by_node)))
         if netns:
-            render.out.print(f"partitions by host: {report.partitions_by_host}; links: {report.links}")
+            render.out.print(render.table("Partitions by host", ["Host", "Partitions"],
+                                          _most_first(report.partitions_by_host)))
+            render.out.print(render.table("Links", ["", ""], [[k.replace("_", " "), v] for k, v in report.links.items()]))
     if not report.ok:
         raise ZorrentError(f"soak failed: {report.downloads_corrupt} corrupt, "
                            f"{report.downloads_unfinished} unfinished downloads")

@@ -1,6 +1,8 @@
-"""Running nodes: tracker, one peer, and the peers of peers.json."""
-from __future__ import annotations
+"""Running nodes: tracker, one peer, and the peers of peers.json.
 
+The tracker and each peer are started as ``python -m ctl tracker|peer``, so this module
+imports nothing at the top that those processes do not run (supervisor, rich, psutil).
+"""
 import enum
 import signal
 import subprocess
@@ -9,10 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl import client, nodes, render, supervisor
 from ctl.cli import command, commands, handle_errors
 from node import config
-from protocol import messages as m
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 app = commands()
@@ -27,8 +27,9 @@ def tracker(
     store: Annotated[Optional[str], typer.Option(
         help=f"Store URI: sqlite:///PATH (default output/tracker.db) or {config.MONGO_EXAMPLE_URI}.")] = None,
     http_port: Annotated[Optional[int], typer.Option(
-        help=f"Port of the HTTP tracker for standard BitTorrent clients (default {config.DEFAULT_HTTP_PORT}, "
-             "or a free one when --port is 0; 0 turns it off).")] = None,
+        help=f"Port of the HTTP tracker for standard BitTorrent clients (default: --port + "
+             f"{config.HTTP_PORT_OFFSET}, so {config.DEFAULT_HTTP_PORT}, or a free one when --port is 0; "
+             "0 turns it off).")] = None,
     http_host: Annotated[Optional[str], typer.Option(
         help="Address of the HTTP tracker (default: --host), e.g. ::1 or 0.0.0.0.")] = None,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
@@ -40,7 +41,7 @@ def tracker(
         raise ZorrentError(f"--http-port {http_port} is out of range", ErrorCode.BAD_INPUT)
     strict = http_port is not None
     if http_port is None:
-        http_port = 0 if port == 0 else config.DEFAULT_HTTP_PORT
+        http_port = config.http_port_for(port)
     elif http_port == 0:
         http_port = None
     run(host, port, store, ready_file, http_port, strict, http_host)
@@ -70,30 +71,47 @@ def peer(
 
 
 PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]
-TrackerHost = Annotated[str, typer.Option(help="The tracker's address.")]
-TrackerPort = Annotated[int, typer.Option(help="The tracker's port.")]
+TrackerHost = Annotated[Optional[str], typer.Option(help=
+    "The tracker's address (with --tracker-port: one tracker; default: the first of $ZORRENT_TRACKER).")]
+TrackerPort = Annotated[Optional[int], typer.Option(help=
+    "The tracker's port (with --tracker-host: one tracker; default: the first of $ZORRENT_TRACKER).")]
 StoreUri = Annotated[Optional[str], typer.Option(help="Store URI for the supervised tracker.")]
-TrackerEndpoint = Annotated[Optional[str], typer.Option(
+TrackerEndpoint = Annotated[Optional[list[str]], typer.Option(
     "--tracker", help="The tracker as tcp://HOST:PORT, e.g. on another host (overrides --tracker-host/--tracker-port); "
-                      "several, comma-separated: the peers fail over between them.")]
+                      "several, comma-separated or repeated: the peers fail over between them "
+                      "(default: $ZORRENT_TRACKER, the whole list, else tcp://127.0.0.1:6969).")]
 
 
-def _tracker_spec(tracker: str | None, host: str, port: int, store: str | None,
-                  count: int = 1) -> supervisor.TrackerSpec:
-    others: tuple[str, ...] = ()
+def tracker_list(tracker: list[str] | str | None, host: str | None, port: int | None) -> list[str]:
+    """The trackers a command uses, preferred first: ``--tracker``, else ``--tracker-host``/
+    ``--tracker-port`` (one tracker; what is not given comes from the default's first), else
+    the whole of ``$ZORRENT_TRACKER`` (or the default)."""
     if tracker:
-        first, *rest = config.tracker_endpoints(tracker)
-        host, port = config.parse_endpoint(first)
-        others = tuple(rest)
-    return supervisor.TrackerSpec(host, port, store, count, others)
+        return config.tracker_endpoints(tracker)
+    defaults = config.tracker_endpoints()
+    if host is None and port is None:
+        return defaults
+    first_host, first_port = config.parse_endpoint(defaults[0])
+    return [config.endpoint(first_host if host is None else host, first_port if port is None else port)]
+
+
+def _tracker_spec(tracker: list[str] | None, host: str | None, port: int | None, store: str | None,
+                  count: int = 1) -> "supervisor.TrackerSpec":
+    """The first tracker of the list is the one run here (with ``count``, the first ``count``
+    ports from it); the rest are run elsewhere, and the peers use them all."""
+    from ctl import supervisor
+
+    first, *rest = tracker_list(tracker, host, port)
+    host, port = config.parse_endpoint(first)
+    return supervisor.TrackerSpec(host, port, store, count, tuple(rest))
 
 
 @command(app, "start-peer")
 def start_peer(
     ctx: typer.Context,
     config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
-    tracker_host: TrackerHost = config.default_tracker_address()[0],
-    tracker_port: TrackerPort = config.default_tracker_address()[1],
+    tracker_host: TrackerHost = None,
+    tracker_port: TrackerPort = None,
     store: StoreUri = None,
     tracker_endpoint: TrackerEndpoint = None,
     foreground: Annotated[bool, typer.Option(
@@ -106,6 +124,8 @@ def start_peer(
     supervisor_conf/supervisord.conf and supervisord is started (or told to reread and
     update). Manage them with: supervisorctl -c supervisor_conf/supervisord.conf status
     """
+    from ctl import nodes
+
     specs = nodes.split_local(nodes.load_peers(config_path), config_path)
     tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
@@ -114,10 +134,13 @@ def start_peer(
     _supervise(ctx, specs, tracker, start_tracker=False)
 
 
-def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec,
-               start_tracker: bool, web: supervisor.WebSpec = supervisor.WebSpec()) -> None:
+def _supervise(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec",
+               start_tracker: bool, web: "supervisor.WebSpec | None" = None) -> None:
     """Write the config, start or update supervisord, and return once supervisord says
     RUNNING for every node and every node answers."""
+    from ctl import nodes, render, supervisor
+
+    web = web or supervisor.WebSpec()
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False, web=web))
     what = supervisor.start_or_update(conf)
     if start_tracker:
@@ -125,9 +148,7 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
-    supervisor.wait_running([spec.peer_id for spec in specs])
-    for spec in specs:
-        nodes.wait_peer(spec, None)
+    supervisor.start_peers(specs)
     if start_tracker:
         nodes.wait_web(web.url)
     _show_swarm(ctx, specs, tracker, f"supervisord {what}: {conf}", web.url)
@@ -135,8 +156,10 @@ def _supervise(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervi
         render.out.print(f"web view: {web.url}  (also {web.url}api/swarm and {web.url}metrics)")
 
 
-def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: supervisor.TrackerSpec, title: str,
+def _show_swarm(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec", title: str,
                 web_url: str) -> None:
+    from ctl import render, supervisor
+
     info = {p["name"]: p for p in supervisor.process_info()}
     rows = []
     for name, address in [*zip(tracker.names, (e.removeprefix("tcp://") for e in tracker.endpoints)),
@@ -149,7 +172,9 @@ def _show_swarm(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: superv
         render.out.print(render.table(title, ["Program", "Address", "State", "PID", "Info"], rows))
 
 
-def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: str) -> None:
+def _run_foreground(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: str) -> None:
+    from ctl import nodes, render
+
     logs = config.ensure_dir(config.logs_dir())
     procs: dict[str, subprocess.Popen] = {}
 
@@ -164,13 +189,13 @@ def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: st
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    try:
-        for spec in specs:
-            log = open(logs / f"{spec.peer_id}.log", "ab")
+    def spawn(spec: "nodes.PeerSpec") -> None:
+        with open(logs / f"{spec.peer_id}.log", "ab") as log:
             procs[spec.peer_id] = subprocess.Popen(nodes.peer_argv(spec, tracker), stdout=log,
                                                    stderr=subprocess.STDOUT, env=nodes.node_env())
-        for spec in specs:
-            nodes.wait_peer(spec, procs[spec.peer_id])
+
+    try:
+        nodes.start_paced(specs, spawn, lambda spec: nodes.wait_peer(spec, procs[spec.peer_id]))
     except (ZorrentError, KeyboardInterrupt):
         stop_all()
         raise
@@ -193,7 +218,7 @@ def _run_foreground(ctx: typer.Context, specs: list[nodes.PeerSpec], tracker: st
         raise ZorrentError(f"peer {dead[0]} exited (see {logs / (dead[0] + '.log')})")
 
 
-swarm = typer.Typer(help="The whole swarm (tracker and peers) under supervisord.", no_args_is_help=True)
+swarm = commands(help="The whole swarm (tracker and peers) under supervisord.", no_args_is_help=True)
 app.add_typer(swarm, name="swarm")
 
 
@@ -202,8 +227,8 @@ app.add_typer(swarm, name="swarm")
 def swarm_up(
     ctx: typer.Context,
     config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
-    tracker_host: TrackerHost = config.default_tracker_address()[0],
-    tracker_port: TrackerPort = config.default_tracker_address()[1],
+    tracker_host: TrackerHost = None,
+    tracker_port: TrackerPort = None,
     store: StoreUri = None,
     tracker_endpoint: TrackerEndpoint = None,
     trackers: Annotated[int, typer.Option(
@@ -213,6 +238,8 @@ def swarm_up(
     web_port: Annotated[int, typer.Option(help="Port of the web view.")] = config.DEFAULT_WEB_PORT,
 ) -> None:
     """Bring up the tracker(s), the web view and every peer of peers.json (those on this host) under supervisord."""
+    from ctl import nodes, supervisor
+
     _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
                _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store, trackers), start_tracker=True,
                web=supervisor.WebSpec(web_host, web_port))
@@ -225,6 +252,9 @@ def swarm_status(
     config_path: PeersConfig = config.DEFAULT_PEERS_CONFIG,
 ) -> None:
     """supervisord's view of every node, merged with each peer's own (torrents, pieces, rates)."""
+    from ctl import client, nodes, render, supervisor
+    from protocol import messages as m
+
     specs = {s.peer_id: s for s in nodes.load_peers(config_path)}
     info = supervisor.process_info()
     if not info:
@@ -254,6 +284,8 @@ def swarm_status(
 @handle_errors
 def swarm_down(ctx: typer.Context) -> None:
     """Stop every node cleanly (SIGTERM, then SIGKILL after stopwaitsecs) and supervisord."""
+    from ctl import render, supervisor
+
     was = supervisor.running()
     supervisor.shutdown()
     render.out.print("swarm stopped" if was else "swarm was not running")

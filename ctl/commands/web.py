@@ -1,6 +1,4 @@
 """The read-only web view of the swarm: page, /api/swarm, /metrics."""
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer
@@ -15,7 +13,9 @@ app = commands()
 def web(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback unless you mean otherwise).")] = config.DEFAULT_WEB_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = config.DEFAULT_WEB_PORT,
-    tracker: Annotated[str, typer.Option(help="Tracker endpoint.")] = config.default_tracker_endpoint(),
+    tracker: Annotated[Optional[list[str]], typer.Option(help=
+        "Tracker endpoint; repeat it or comma-separate several, preferred first "
+        "(default: $ZORRENT_TRACKER, the whole list, else tcp://127.0.0.1:6969).")] = None,
     allow_host: Annotated[Optional[list[str]], typer.Option(
         help="Another name this server may be reached by (the Host header); repeatable.")] = None,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
@@ -26,4 +26,4 @@ def web(
     """
     from node.web.server import run
 
-    run(host, port, tracker, allow_host or [], ready_file)
+    run(host, port, ",".join(config.tracker_endpoints(tracker)), allow_host or [], ready_file)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections import deque
 
 from node import config
@@ -48,6 +47,7 @@ log = logging.getLogger("zorrent.engine")
 class DownloadJob:
     def __init__(self, node: Host, holding: Holding) -> None:
         self.node = node
+        self.clock = node.clock
         self.holding = holding
         self.meta = holding.meta
         self.remotes: dict[str, RemotePeer] = {}
@@ -59,7 +59,7 @@ class DownloadJob:
         self.failed_attempts = 0
         self.unexpected = 0                           # blocks nobody asked for, ignored
         self.redirected = 0                           # Elsewhere replies from a send-once seed
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.finished: float | None = None
         self.refreshing = False
         self.last_refresh = 0.0
@@ -73,7 +73,7 @@ class DownloadJob:
         if self.refreshing or self.finished is not None:
             return
         self.refreshing = True
-        self.last_refresh = time.monotonic()
+        self.last_refresh = self.clock()
         self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash, since=self.cursor), self._on_peers,
                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
@@ -108,7 +108,7 @@ class DownloadJob:
             remote = self.remotes.get(info.peer_id)
             if remote is None or remote.endpoint != endpoint:
                 try:
-                    channel = self.node.links.acquire(endpoint)
+                    channel = self.node.connect(endpoint)
                 except LinkRefused as exc:
                     refused.append(exc)
                     continue
@@ -135,7 +135,7 @@ class DownloadJob:
     def _drop_remote(self, remote: RemotePeer) -> None:
         for fetch in list(remote.fetches):
             self._abandon(fetch, count=False)
-        self.node.links.release(remote.endpoint)
+        self.node.disconnect(remote.endpoint)
 
     def _rebuild_order(self) -> None:
         avail: dict[int, int] = {}
@@ -196,7 +196,7 @@ class DownloadJob:
     def schedule(self) -> None:
         if self.finished is not None:
             return
-        now = time.monotonic()
+        now = self.clock()
         for remote in self.remotes.values():
             if not remote.listed or remote.banned or remote.rested_until > now:
                 continue
@@ -264,7 +264,7 @@ class DownloadJob:
             return
         msg = env.msg if err is None else None
         if not isinstance(msg, m.Haves) or msg.info_hash != self.meta.info_hash:
-            remote.watch_after = time.monotonic() + config.PEER_REFRESH_S   # not yet (or never): the tracker tells
+            remote.watch_after = self.clock() + config.PEER_REFRESH_S   # not yet (or never): the tracker tells
             return
         remote.seen = msg.seq
         news = False
@@ -285,7 +285,7 @@ class DownloadJob:
         the pieces it offered instead come first."""
         remote = fetch.remote
         self.redirected += 1
-        remote.deferred[fetch.piece_index] = time.monotonic() + config.ELSEWHERE_RETRY_S
+        remote.deferred[fetch.piece_index] = self.clock() + config.ELSEWHERE_RETRY_S
         remote.suggested.extend([i for i in suggest if 0 <= i < self.meta.num_pieces][:config.SEND_ONCE_SUGGEST])
         self._abandon(fetch, count=False)
         self.schedule()
@@ -388,7 +388,7 @@ class DownloadJob:
         elif isinstance(err, TransportError):
             fetch.remote.timeouts_in_a_row += 1
             if fetch.remote.timeouts_in_a_row >= config.SNUB_AFTER_TIMEOUTS:
-                fetch.remote.rested_until = time.monotonic() + config.SNUB_S
+                fetch.remote.rested_until = self.clock() + config.SNUB_S
         self._abandon(fetch, count=True)
         self.schedule()
 
@@ -408,13 +408,13 @@ class DownloadJob:
     def _finish_job(self, error: str = "") -> None:
         if self.finished is not None:
             return
-        self.finished = time.monotonic()
+        self.finished = self.clock()
         for fetches in list(self.fetches.values()):
             for fetch in fetches:
                 self._retire(fetch)
         self.fetches.clear()
         for remote in self.remotes.values():
-            self.node.links.release(remote.endpoint)   # the DEALER stays while other jobs use it
+            self.node.disconnect(remote.endpoint)   # the DEALER stays while other jobs use it
         # the resume store saves it (and fsyncs the file) off the event loop
         self.node.holdings.transition(self.meta.info_hash, m.JobState.FAILED if error else m.JobState.SEEDING,
                                       error=error, expect=self.holding)
@@ -439,8 +439,8 @@ class DownloadJob:
         return self.unexpected + sum(r.channel.dropped for r in self.remotes.values())
 
     def peer_stats(self) -> list[m.PeerStat]:
-        end = self.finished or time.monotonic()
-        now = time.monotonic()
+        end = self.finished or self.clock()
+        now = self.clock()
         return [m.PeerStat(peer_id=r.peer_id, pieces=r.pieces, bytes=r.bytes, failures=r.failures,
                            score=round(r.score(end), 3), banned=r.banned, hash_failures=r.hash_failures,
                            rested=r.rested_until > now)

@@ -27,6 +27,19 @@ from protocol.pieces import Bitfield
 log = logging.getLogger("zorrent.peer")
 
 
+class HashProgress:
+    """How far a hash on a worker thread has got (that thread's ``add`` is its only writer)."""
+
+    def __init__(self, total_bytes: int) -> None:
+        self.total_bytes, self.done_bytes = total_bytes, 0
+
+    def add(self, n: int) -> None:
+        self.done_bytes += n
+
+    def restart(self) -> None:
+        self.done_bytes = 0
+
+
 @dataclass(eq=False)
 class Holding:
     """A torrent this peer holds: its file, its verified pieces and its job (read-only outside this module)."""
@@ -44,6 +57,8 @@ class Holding:
     job: Any = None                    # its DownloadJob (node/peer/engine.py) while downloading
     send_once: SendOnce | None = None  # an origin seed's record of who was sent which piece
     have_log: list = field(default_factory=list)   # pieces verified in this run, in order (node/peer/watch.py)
+    hashing: HashProgress | None = None  # while HASHING or CHECKING: the hash under way
+    trusted: Bitfield | None = None    # while HASHING: what the resume state vouched for (saved as is)
 
     @property
     def info_hash(self) -> str:
@@ -57,6 +72,14 @@ class Holding:
 
     def saved(self) -> state.TorrentState:
         size, mtime_ns, ino = self.file.stamp()
+        if self.state == m.JobState.HASHING:
+            if self.role == "seed":
+                size = -1              # not vouched for yet: a restart hashes it again, whole
+            bits = self.trusted or Bitfield(self.meta.num_pieces)
+            return state.TorrentState(
+                info_hash=self.meta.info_hash, metainfo=state.b64(self.meta.raw), path=str(self.file.path),
+                role=self.role, verified=state.b64(bits.to_bytes()), size=size, mtime_ns=mtime_ns,
+                fetched=self.fetched, ino=ino)
         return state.TorrentState(
             info_hash=self.meta.info_hash, metainfo=state.b64(self.meta.raw), path=str(self.file.path),
             role=self.role, verified=state.b64(self.bitfield.to_bytes()), size=size, mtime_ns=mtime_ns,
@@ -73,7 +96,13 @@ class Holding:
             bytes_done=min(self.meta.length, have * self.meta.piece_length),
             failed_attempts=job.failed_attempts if job else 0, ignored=job.ignored if job else 0,
             elapsed_s=round((self.finished or time.monotonic()) - self.started, 3),
-            error=self.error, peers=job.peer_stats() if job else [], warning=job.warning if job else "")
+            error=self.error, peers=job.peer_stats() if job else [], warning=job.warning if job else "",
+            **self._hash_status())
+
+    def _hash_status(self) -> dict:
+        if self.hashing is None or self.state not in (m.JobState.HASHING, m.JobState.CHECKING):
+            return {}
+        return {"hashed_bytes": self.hashing.done_bytes, "hash_bytes": self.hashing.total_bytes}
 
 
 class Persist(Protocol):
@@ -129,16 +158,23 @@ class Holdings:
     def __len__(self) -> int:
         return len(self._held)
 
+    def downloading(self) -> bool:
+        """Is any job running (they need the node's tick)?"""
+        return any(h.job is not None and h.finished is None for h in self._held.values())
+
     def current(self, h: Holding) -> bool:
         return self._held.get(h.meta.info_hash) is h
 
     # ------------------------------------------------------------------ records
     def hold(self, meta: Metainfo, piece_file: PieceFile, have: Bitfield, job_state: m.JobState,
-             role: str, fetched: int = 0) -> Holding:
+             role: str, fetched: int = 0, hashing: HashProgress | None = None) -> Holding:
         """A new record (replacing none: ``release`` the old one first); durable before returning,
-        so the request that made it is acknowledged only once it would survive a crash."""
+        so the request that made it is acknowledged only once it would survive a crash. A
+        HASHING record (``hashing`` given) holds what the resume state vouched for, if anything,
+        as ``have``, until its hash ends (``transition``)."""
         h = Holding(meta=meta, file=piece_file, bitfield=have, state=job_state, role=role,
-                    resumed=len(have), fetched=fetched)
+                    resumed=len(have), fetched=fetched, hashing=hashing,
+                    trusted=have if job_state == m.JobState.HASHING else None)
         self._held[meta.info_hash] = h
         self.persist.changed()
         self.persist.save(wait=True)
@@ -184,6 +220,8 @@ class Holdings:
           finish lands in the old record); the tracker is told to forget its pieces.
         - from CHECKING (re-hashed): ``file`` and ``bitfield`` are what is on disk now and
           which of its pieces verify; those are announced again.
+        - from HASHING (an upload or a resumed file hashed): to SEEDING or DOWNLOADING with the
+          ``bitfield`` that verified, whose pieces are then announced; or to FAILED.
         - otherwise (a job completed, failed or stopped; a resumed seed that changed): it is
           finished, with ``error`` if any.
         """
@@ -193,11 +231,22 @@ class Holdings:
         if new_state == m.JobState.CHECKING:
             h = self._held[info_hash] = dataclasses.replace(
                 h, job=None, state=m.JobState.CHECKING, error=error, finished=None,
-                bitfield=Bitfield(h.meta.num_pieces), have_log=[])
+                bitfield=Bitfield(h.meta.num_pieces), have_log=[], hashing=HashProgress(h.meta.length))
             self.persist.changed()
             self.listener.withdrawn(info_hash)
             return h
         was = h.state
+        if was == m.JobState.HASHING:
+            h.state, h.error, h.trusted = new_state, error, None
+            h.resumed = len(bitfield) if bitfield is not None else len(h.bitfield)
+            if bitfield is not None:
+                h.bitfield = bitfield
+            if new_state == m.JobState.FAILED:
+                h.finished = time.monotonic()
+                log.error("%s: %s", h.meta.name, error)
+            self.persist.changed()
+            self.listener.reverified(h)
+            return h
         h.finished = time.monotonic()
         h.state, h.error = new_state, error
         if file is not None:

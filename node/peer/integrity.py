@@ -37,12 +37,12 @@ from protocol.pieces import Bitfield
 
 if TYPE_CHECKING:
     from node.peer.disk import DiskWorker
-    from node.peer.holdings import Holding, Holdings
+    from node.peer.holdings import HashProgress, Holding, Holdings
     from node.reactor import Reactor
 
 log = logging.getLogger("zorrent.integrity")
 
-SUSPENDED = frozenset({m.JobState.CHECKING, m.JobState.MISSING})   # serve and announce nothing
+SUSPENDED = frozenset({m.JobState.CHECKING, m.JobState.MISSING, m.JobState.HASHING})   # serve and announce nothing
 RESTARTABLE = frozenset({m.JobState.FAILED, m.JobState.CHECKING, m.JobState.MISSING, m.JobState.CHANGED})
 
 
@@ -115,22 +115,19 @@ class IntegrityWatch:
             old.job.close()
         # a new record, no pieces verified; the tracker drops every piece it listed for us
         h = self.holdings.transition(old.meta.info_hash, m.JobState.CHECKING, error=why, expect=old)
-        path, meta, follow = h.file.path, h.meta, h.file.follow
-        self.disk.check(lambda: self._rehash(meta, path, follow),
-                             lambda result, err: self._rehashed(h, why, result, err))
+        path, meta, follow, progress = h.file.path, h.meta, h.file.follow, h.hashing
+        self.disk.check(lambda: self._rehash(meta, path, follow, progress),
+                        lambda result, err: self._rehashed(h, why, result, err))
         return h
 
-    def _rehash(self, meta: Metainfo, path, follow: bool) -> tuple[PieceFile, Bitfield]:
-        """On a check thread: what is at ``path`` now, and which of its pieces verify."""
+    def _rehash(self, meta: Metainfo, path, follow: bool, progress: "HashProgress") -> tuple[PieceFile, Bitfield]:
+        """On a check thread: what is at ``path`` now, and which of its pieces verify (a
+        complete file's on several threads, storage.PieceFile.recheck)."""
         for _ in range(config.RECHECK_TRIES):
             piece_file = PieceFile.reopen(meta, path, follow)
             try:
-                have = Bitfield(meta.num_pieces)
-                for i in range(meta.num_pieces):
-                    if self.closing:
-                        raise StorageError("the peer is stopping")
-                    if piece_file.verify(i):
-                        have.add(i)
+                progress.restart()
+                have = piece_file.recheck(None, progress.add, lambda: self.closing)
                 if not piece_file.change():
                     return piece_file, have
             except OSError as exc:

@@ -1,6 +1,13 @@
 """Taking torrents on and off: what ``upload``, ``download`` and ``remove`` do to the
 holdings, and re-taking at start what the last run held (seeds keep seeding, downloads
-resume). Records change only through node/peer/holdings.py."""
+resume). Records change only through node/peer/holdings.py.
+
+Every hash of a whole file (an upload, a download or seed resumed from a file the state
+does not vouch for) runs on a check thread (node/peer/disk.py), never the event loop: the
+request is answered at once, the holding shows ``hashing`` with its progress in ``status``,
+and the peer keeps serving, heartbeating and answering meanwhile. A torrent is announced
+only once its hash has ended.
+"""
 from __future__ import annotations
 
 import logging
@@ -9,7 +16,7 @@ from typing import Callable
 
 from node.peer import state
 from node.peer.engine import DownloadJob
-from node.peer.holdings import Holding, Holdings
+from node.peer.holdings import HashProgress, Holding, Holdings
 from node.peer.integrity import RESTARTABLE, IntegrityWatch, unchanged
 from node.peer.remote import Host
 from node.peer.storage import PieceFile
@@ -24,24 +31,61 @@ log = logging.getLogger("zorrent.peer")
 class Jobs:
     def __init__(self, host: Host, holdings: Holdings, integrity: IntegrityWatch, direct_io: bool) -> None:
         self.host, self.holdings, self.integrity, self.direct_io = host, holdings, integrity, direct_io
+        self.closing = False
+
+    def close(self) -> None:
+        self.closing = True            # a hash under way stops at its next piece
+
+    def _hash(self, h: Holding, trusted: Bitfield | None, then: Callable[[Holding, Bitfield], None]) -> None:
+        """Hash ``h``'s file on a check thread; back on the event loop, ``then(h, verified)``
+        (or FAILED if it could not be read)."""
+        piece_file, progress = h.file, h.hashing
+
+        def work() -> Bitfield:
+            return piece_file.recheck(trusted, progress.add, lambda: self.closing)
+
+        def done(have: Bitfield | None, err: BaseException | None) -> None:
+            if not self.holdings.current(h) or h.state != m.JobState.HASHING:
+                return                 # removed meanwhile (its file is closed)
+            if err is not None:
+                why = err.message if isinstance(err, ZorrentError) else f"cannot hash {h.file.path}: {err}"
+                self.holdings.transition(h.meta.info_hash, m.JobState.FAILED, error=why, expect=h)
+                return
+            then(h, have)
+
+        self.host.disk.check(work, done)
+
+    def _hashing(self, meta: Metainfo, piece_file: PieceFile, trusted: Bitfield | None, role: str,
+                 fetched: int, then: Callable[[Holding, Bitfield], None]) -> Holding:
+        have = trusted if trusted is not None else Bitfield(meta.num_pieces)
+        h = self.holdings.hold(meta, piece_file, have, m.JobState.HASHING, role, fetched,
+                               hashing=HashProgress(piece_file.bytes_to_hash(trusted)))
+        self._hash(h, trusted, then)
+        return h
 
     def add_seed(self, meta: Metainfo, path: Path) -> Holding:
+        """Hash the file (all of it, on a check thread); it seeds once every piece verifies."""
         held = self.holdings.get(meta.info_hash)
         if held is not None:
-            if held.state == m.JobState.DOWNLOADING:
+            if held.role == "download" and held.state in (m.JobState.DOWNLOADING, m.JobState.HASHING):
                 raise ZorrentError(f"{meta.name} is being downloaded here already", ErrorCode.BAD_INPUT)
             held = self.integrity.check(held)
             if held.state not in RESTARTABLE:
-                return held             # seeding it already; else its file is checked whole again
+                return held             # seeding or hashing it already; else its file is checked whole again
         piece_file = PieceFile.open_seed(meta, path)
-        have = piece_file.recheck()
-        if not have.complete:
-            piece_file.close()
-            raise ZorrentError(f"{meta.num_pieces - len(have)} of {meta.num_pieces} pieces of {path} "
-                               f"do not match the torrent", ErrorCode.BAD_INPUT)
         if held is not None:
             self.holdings.release(meta.info_hash)
-        return self.holdings.hold(meta, piece_file, have, m.JobState.SEEDING, "seed")
+        return self._hashing(meta, piece_file, None, "seed", 0, self._uploaded)
+
+    def _uploaded(self, h: Holding, have: Bitfield) -> None:
+        meta = h.meta
+        if have.complete:
+            self.holdings.transition(meta.info_hash, m.JobState.SEEDING, bitfield=have, expect=h)
+        else:                          # nothing of it is served or announced
+            self.holdings.transition(
+                meta.info_hash, m.JobState.FAILED, bitfield=Bitfield(meta.num_pieces), expect=h,
+                error=f"{meta.num_pieces - len(have)} of {meta.num_pieces} pieces of {h.file.path} "
+                      f"do not match the torrent")
 
     def add_download(self, meta: Metainfo, path: Path) -> Holding:
         held = self.holdings.get(meta.info_hash)
@@ -59,23 +103,29 @@ class Jobs:
         return self._start_download(meta, path, None)
 
     def _start_download(self, meta: Metainfo, path: Path, trusted: Bitfield | None, fetched: int = 0) -> Holding:
-        """Open (or reopen) the output; only pieces whose hash matches on disk, or that the
-        resume state vouches for, count as verified."""
+        """Open (or reopen) the output; only pieces whose hash matches on disk (hashed on a
+        check thread first), or that the resume state vouches for, count as verified."""
         piece_file = PieceFile.open_download(meta, path, resuming=trusted is not None)
         if self.direct_io:
             piece_file.use_direct_io()
-        if piece_file.fresh:
-            have = Bitfield(meta.num_pieces)
-        else:
-            have = piece_file.recheck(trusted)
+        if not piece_file.fresh and piece_file.bytes_to_hash(trusted):
+            return self._hashing(meta, piece_file, trusted, "download", fetched, self._downloading)
+        have = trusted if trusted is not None and not piece_file.fresh else Bitfield(meta.num_pieces)
         holding = self.holdings.hold(meta, piece_file, have, m.JobState.DOWNLOADING, "download", fetched)
-        if have.complete:
-            self.holdings.transition(meta.info_hash, m.JobState.SEEDING, expect=holding)
+        self._run(holding)
+        return holding
+
+    def _downloading(self, h: Holding, have: Bitfield) -> None:
+        if self.holdings.transition(h.meta.info_hash, m.JobState.DOWNLOADING, bitfield=have, expect=h):
+            self._run(h)
+
+    def _run(self, holding: Holding) -> None:
+        if holding.bitfield.complete:
+            self.holdings.transition(holding.meta.info_hash, m.JobState.SEEDING, expect=holding)
         else:
             job = DownloadJob(self.host, holding)
             self.holdings.attach(holding, job)
             job.refresh()
-        return holding
 
     def remove(self, info_hash: str, delete_data: bool) -> None:
         """Stop seeding or downloading; the tracker is told this peer holds none of it."""
@@ -93,12 +143,12 @@ class Jobs:
                 trusted = Bitfield(meta.num_pieces, saved.verified_bits if same else None)
                 if saved.role == "seed":
                     piece_file = PieceFile.open_seed(meta, path)
-                    have = trusted if same else piece_file.recheck()
-                    holding = self.holdings.hold(meta, piece_file, have, m.JobState.SEEDING, "seed", saved.fetched)
-                    if not have.complete:
-                        self.holdings.transition(
-                            meta.info_hash, m.JobState.FAILED, expect=holding,
-                            error=f"{path} changed: {meta.num_pieces - len(have)} pieces no longer match")
+                    if same:
+                        holding = self.holdings.hold(meta, piece_file, trusted, m.JobState.SEEDING, "seed",
+                                                     saved.fetched)
+                        self._resumed_seed(holding, trusted)
+                    else:
+                        holding = self._hashing(meta, piece_file, None, "seed", saved.fetched, self._resumed_seed)
                 else:
                     holding = self._start_download(meta, path, trusted, saved.fetched)
                 log.info("%s: resumed %s with %d/%d verified pieces", meta.name, saved.role,
@@ -106,3 +156,14 @@ class Jobs:
             except (ZorrentError, OSError, ValueError) as exc:
                 unrestored(saved)
                 log.error("cannot resume %s: %s", saved.path, getattr(exc, "message", exc))
+
+    def _resumed_seed(self, h: Holding, have: Bitfield) -> None:
+        """A seed of the last run, its file hashed again if it changed since: it keeps seeding
+        what verifies (all of it, or it failed)."""
+        meta = h.meta
+        if h.state == m.JobState.HASHING:
+            self.holdings.transition(meta.info_hash, m.JobState.SEEDING, bitfield=have, expect=h)
+        if not have.complete:
+            self.holdings.transition(
+                meta.info_hash, m.JobState.FAILED, expect=h,
+                error=f"{h.file.path} changed: {meta.num_pieces - len(have)} pieces no longer match")

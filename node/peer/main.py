@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node import config
-from node.channel import call
+from node import config, curve
+from node.channel import Channel, call
 from node.dispatch import Context, bind_router, serve
 from node.peer.disk import DiskWorker
 from node.peer.holdings import Holding, Holdings
@@ -36,7 +36,7 @@ from protocol.errors import ErrorCode, ZorrentError
 from protocol.metainfo import Metainfo
 
 log = logging.getLogger("zorrent.peer")
-TICK_S = 0.05
+TICK_S = 0.05            # download jobs' timer while any runs (an idle peer has none: node/reactor.py)
 
 
 class PeerNode(Context):
@@ -56,6 +56,8 @@ class PeerNode(Context):
         self.resume = ResumeStore(self.peer_id, self.holdings.values,
                                   lambda: self.session.last_token if self.session else "")
         self.fatal: str | None = None
+        self.last_tick = 0.0
+        self.clock = time.monotonic              # remote.Host: the engine's clock
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> str:
@@ -83,11 +85,12 @@ class PeerNode(Context):
         self.jobs = Jobs(self, self.holdings, self.integrity, self.direct_io)
         self.pacer = Pacer(self.data_sock, self.reactor, self.upload_rate_bps)
         self.watchers = Watchers(self.pacer, lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
-        self.reactor.call_every(config.ANNOUNCE_BATCH_S, lambda: self.watchers.flush(time.monotonic()))
+        self.reactor.add_deadline(self.watchers.next_deadline, self.watchers.flush)
         self.reactor.add(self.data_sock, serve(self.data_sock, data, self, send=self._send_block))
         self.reactor.add(self.ctl_sock, serve(self.ctl_sock, control, self))
-        self.reactor.call_every(TICK_S, self._tick)
-        self.reactor.call_every(config.STATE_SAVE_S, self.resume.save)
+        self.reactor.add_deadline(lambda: self.last_tick + TICK_S if self.holdings.downloading() else None,
+                                  self._tick)
+        self.reactor.add_deadline(self.resume.next_deadline, lambda now: self.resume.save())
         self.jobs.restore(loaded.torrents, self.resume.keep_unrestored)
         self.resume.restored()
         self.session.start()
@@ -128,7 +131,12 @@ class PeerNode(Context):
                            ErrorCode.PEER_ID_TAKEN)
 
     def run(self) -> None:
-        self.reactor.run()
+        try:
+            self.reactor.wake_on_signals()
+            max_wait_s = config.IDLE_WAIT_MAX_S
+        except ValueError:                   # not the main thread: no signal wakes the loop, so poll
+            max_wait_s = 1.0
+        self.reactor.run(max_wait_s)
 
     def stop(self) -> None:
         self.reactor.stop()
@@ -139,6 +147,7 @@ class PeerNode(Context):
             if h.job is not None and h.finished is None:
                 h.job.close()
         if hasattr(self, "disk"):
+            self.jobs.close()          # hashes under way stop at their next piece
             self.integrity.close()
             self.disk.close()          # pieces already with the disk threads are written first
         self.resume.close()
@@ -146,18 +155,27 @@ class PeerNode(Context):
             h.file.close()
         if self.session is not None:
             self.session.deregister(self.zctx)
+        curve.stop(self.zctx)
         self.zctx.destroy(linger=0)
 
     def _fatal(self, why: str) -> None:
         self.fatal = why
         self.stop()
 
-    def _tick(self) -> None:
-        now = time.monotonic()
-        self.session.expire(now)
+    def _tick(self, now: float) -> None:
+        self.last_tick = now
         for h in self.holdings.values():
             if h.job is not None and h.finished is None:
                 h.job.tick(now)
+
+    def connect(self, endpoint: str) -> Channel:
+        """remote.Host: a request channel to another peer's data port, on this reactor: one
+        per remote peer, shared by the jobs (node/peer/links.py)."""
+        return self.links.acquire(endpoint)
+
+    def disconnect(self, endpoint: str) -> None:
+        """remote.Host: a job is done with its channel to ``endpoint``."""
+        self.links.release(endpoint)
 
     # ------------------------------------------------------------------ api.PeerApi (for handlers)
     @property
@@ -190,6 +208,7 @@ def run(peer_id: str, host: str, port: int, tracker_endpoint: str | list[str], u
     try:
         endpoint = node.start()
     except Exception:
+        curve.stop(node.zctx)
         node.zctx.destroy(linger=0)
         raise
     for sig in (signal.SIGTERM, signal.SIGINT):

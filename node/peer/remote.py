@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from node.channel import Channel
 from node.peer.disk import DiskWorker
-from node.peer.links import Links
 from node.peer.storage import PieceFile
-from node.reactor import Reactor
 from protocol.metainfo import Metainfo
 from protocol.pieces import Bitfield
 
@@ -37,15 +35,19 @@ class Registry(Protocol):
 
 
 class Host(Protocol):
-    """The narrow part of the peer node a job uses (the node hands itself in)."""
+    """The narrow part of the peer node a job uses (the node hands itself in; tests hand in a
+    fake, tests/unit/test_engine.py)."""
 
     peer_id: str
-    zctx: Any
-    reactor: Reactor
-    tracker: Channel
-    disk: DiskWorker
-    links: Links                    # one shared DEALER per remote peer (node/peer/links.py)
+    tracker: Channel               # for GET_PEERS
+    disk: DiskWorker               # submit(verify, write, done), snapshot()
     holdings: Registry
+    clock: Callable[[], float]     # monotonic seconds
+
+    def connect(self, endpoint: str) -> Channel: ...   # a request channel to a remote peer's data port,
+    #                 shared with the node's other jobs (node/peer/links.py); raises links.LinkRefused
+
+    def disconnect(self, endpoint: str) -> None: ...   # this job is done with that channel
 
 
 @dataclass(eq=False)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable
 
+from node import config
 from node.peer import state
 from node.peer.holdings import Holding
 
@@ -25,6 +27,7 @@ class ResumeStore:
         self.peer_id = peer_id
         self.records, self.token = records, token     # what to save: the holdings, the session token
         self.dirty = False
+        self.dirty_since = 0.0         # changes within STATE_SAVE_S of the first are saved together
         self.restoring = False
         self.unrestored: list[state.TorrentState] = []
         self.saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
@@ -45,7 +48,12 @@ class ResumeStore:
         self.save(wait=True)
 
     def changed(self) -> None:
-        self.dirty = True
+        if not self.dirty:
+            self.dirty, self.dirty_since = True, time.monotonic()
+
+    def next_deadline(self) -> float | None:
+        """When the periodic save is due (for the reactor): None while nothing changed."""
+        return self.dirty_since + config.STATE_SAVE_S if self.dirty and not self.restoring else None
 
     def save(self, wait: bool = False) -> None:
         """Snapshot the state, fdatasync the files it covers, then write it.
@@ -58,7 +66,8 @@ class ResumeStore:
             return
         if self.saving is not None and not self.saving.done():
             if not wait:
-                return                     # still flushing the last one; try again next tick
+                self.dirty_since = time.monotonic()
+                return                     # still flushing the last one; try again in STATE_SAVE_S
             self.saving.result()
         self.dirty = False
         snapshot = list(self.unrestored)
@@ -82,7 +91,7 @@ class ResumeStore:
             state.save(self.peer_id, token, snapshot)
             log.debug("state saved: %s", ", ".join(f"{Path(t.path).name}:{t.role}" for t in snapshot))
         except OSError as exc:
-            self.dirty = True
+            self.dirty_since, self.dirty = time.monotonic(), True     # tried again in STATE_SAVE_S
             log.error("cannot save resume state: %s", exc.strerror or exc)
         finally:
             for fd in fds:

@@ -50,6 +50,10 @@ class TrackerSession:
         self.last_token = last_token   # the previous session's, to take back our own live record
         self.refused_since: float | None = None
         self.registering = False
+        self.heartbeat_s = config.HEARTBEAT_INTERVAL_S   # until the tracker says otherwise (Registered)
+        self._heartbeat_timer = None
+        self.due = False                      # something to send at the next batch (flush)
+        self.last_flush = 0.0
         self.records: dict[str, Announcing] = {}
         self.forgotten: set[str] = set()      # torrents whose pieces the tracker must drop (FORGET to send)
         self.forgetting: set[str] = set()     # FORGET sent, not yet acknowledged: announce none of them
@@ -59,12 +63,22 @@ class TrackerSession:
         return self.channel.endpoint
 
     def start(self) -> None:
-        self.reactor.call_every(config.HEARTBEAT_INTERVAL_S, self.heartbeat)
-        self.reactor.call_every(config.ANNOUNCE_BATCH_S, self.flush)
+        """Heartbeats on their own timer; announces and request timeouts when due (never a tick)."""
+        self._beat_later()
+        self.reactor.add_deadline(self.channel.next_deadline, self.channel.expire)
+        self.reactor.add_deadline(lambda: self.last_flush + config.ANNOUNCE_BATCH_S if self.due else None,
+                                  lambda now: self.flush())
         self.register()
 
-    def expire(self, now: float) -> None:
-        self.channel.expire(now)
+    def _beat_later(self) -> None:
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+        self._heartbeat_timer = self.reactor.call_later(self.heartbeat_s, self._beat)
+
+    def _beat(self) -> None:
+        self._heartbeat_timer = None
+        self._beat_later()
+        self.heartbeat()
 
     def announced(self, info_hash: str) -> int:
         rec = self.records.get(info_hash)
@@ -104,6 +118,10 @@ class TrackerSession:
             return
         self.token = self.last_token = env.msg.token
         self.refused_since = None
+        interval = config.heartbeat_interval(env.msg.heartbeat_interval_s)
+        if interval != self.heartbeat_s:       # the tracker's word (BEP 3's ``interval``); its expiry follows it
+            self.heartbeat_s = interval
+            self._beat_later()
         self.on_token()
         log.info("registered with tracker %s", self.channel.endpoint)
         for h in self.holdings:   # the tracker forgot us (or never knew): tell it all
@@ -141,6 +159,7 @@ class TrackerSession:
 
     def verified(self, info_hash: str, piece: int) -> None:
         self._record(info_hash).unannounced.add(piece)      # sent with the next batch
+        self.due = True
 
     def withdrawn(self, info_hash: str) -> None:
         old = self._record(info_hash)
@@ -161,8 +180,10 @@ class TrackerSession:
     # ------------------------------------------------------------------ announces
     def flush(self) -> None:
         """Send what is due: FORGETs first, then each holding's REGISTER_TORRENT or its batch of pieces."""
+        self.due = False
+        self.last_flush = time.monotonic()
         if self.token is None:
-            return
+            return                            # registering flushes once it has a token
         for info_hash in list(self.forgotten):
             self.forgotten.discard(info_hash)
             self.forgetting.add(info_hash)
@@ -191,6 +212,7 @@ class TrackerSession:
         self.forgetting.discard(info_hash)
         if err is not None and not isinstance(err, RemoteError):
             self.forgotten.add(info_hash)     # no answer: say it again (announces wait for it)
+            self.due = True
         else:
             self.flush()
 
@@ -200,6 +222,7 @@ class TrackerSession:
             rec.tracker_known = True
             self.flush()
         else:
+            self.due = True                   # tried again with the next batch
             log.warning("%s: tracker did not take the torrent: %s", h.meta.name, err.message)
 
     def _on_announced(self, rec: Announcing, batch: list[int], err) -> None:
@@ -207,8 +230,10 @@ class TrackerSession:
         if err is None:
             rec.announced += len(batch)
             rec.joined = True
+            self.due = self.due or bool(rec.unannounced)   # what was verified meanwhile goes next
             return
         rec.unannounced.update(batch)
+        self.due = True                       # this batch again, with the next
         if isinstance(err, RemoteError):
             if err.code in (ErrorCode.UNKNOWN_PEER, ErrorCode.NOT_AUTHORISED):
                 self.register()

@@ -122,26 +122,53 @@ class PieceFile:
         piece_file.fresh = fresh
         return piece_file
 
-    def recheck(self, trusted: Bitfield | None = None) -> Bitfield:
-        """Hash the pieces on disk that ``trusted`` does not vouch for; keep those that match."""
-        have = Bitfield(self.meta.num_pieces, trusted.to_bytes() if trusted else None)
+    def recheck(self, trusted: Bitfield | None = None, progress: Callable[[int], None] | None = None,
+                stop: Callable[[], bool] | None = None) -> Bitfield:
+        """Hash the pieces on disk that ``trusted`` does not vouch for; keep those that match.
+
+        Runs on a worker thread (never the event loop: a large file takes minutes), the
+        pieces of a complete file hashed on several threads at once (iter_piece_hashes).
+        ``progress(n)`` is told of every n bytes hashed; once ``stop()`` is true, it raises
+        StorageError at the next piece."""
+        meta = self.meta
+        have = Bitfield(meta.num_pieces, trusted.to_bytes() if trusted else None)
+
+        def step(i: int) -> None:
+            if stop is not None and stop():
+                raise StorageError("the peer is stopping")
+            if progress is not None:
+                progress(meta.piece_size(i))
+
         try:
             if trusted is None and self.layout.sizes_complete(self.fds):
-                if self.meta.multi_file:
+                if meta.multi_file:
                     hashes = iter_stream_hashes(
-                        [(fd, e.length) for fd, e in zip(self.fds, self.layout.entries)], self.meta.piece_length)
+                        [(fd, e.length) for fd, e in zip(self.fds, self.layout.entries)], meta.piece_length)
                 else:
-                    hashes = iter_piece_hashes(self.fd, self.meta.length, self.meta.piece_length)
+                    hashes = iter_piece_hashes(self.fd, meta.length, meta.piece_length)
                 for i, digest in enumerate(hashes):
-                    if digest == self.meta.piece_hash(i):
+                    step(i)
+                    if digest == meta.piece_hash(i):
                         have.add(i)
             else:
-                for i in range(self.meta.num_pieces):
-                    if i not in have and self.verify(i):
-                        have.add(i)
+                for i in range(meta.num_pieces):
+                    if i not in have:
+                        step(i)
+                        if self.verify(i):
+                            have.add(i)
         except OSError as exc:
             raise StorageError(f"cannot read {self.path}: {_why(exc)}") from None
         return have
+
+    def bytes_to_hash(self, trusted: Bitfield | None) -> int:
+        """What ``recheck(trusted)`` reads: every byte of the pieces ``trusted`` does not vouch for."""
+        meta = self.meta
+        if not trusted:
+            return meta.length
+        last = meta.num_pieces - 1
+        vouched = len(trusted) * meta.piece_length - (
+            meta.piece_length - meta.piece_size(last) if last in trusted else 0)
+        return meta.length - vouched
 
     def verify(self, piece_index: int) -> bool:
         size = self.meta.piece_size(piece_index)

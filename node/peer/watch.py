@@ -40,6 +40,21 @@ class Watchers:
     def __init__(self, send: Callable[[bytes, list[Any]], None], logs: Callable[[str], list[int] | None]) -> None:
         self.send, self.logs = send, logs                 # logs(info_hash): that holding's have_log
         self.parked: dict[str, list[tuple[bytes, int, int, float]]] = defaultdict(list)
+        self.span: dict[str, tuple[int, int]] = {}        # per torrent: the lowest and highest ``since`` parked
+        self.last_flush = 0.0
+
+    def next_deadline(self) -> float | None:
+        """When ``flush`` must run: the next announce batch if a parked WATCH has news (or its
+        torrent is gone), else the first parked WATCH's timeout; None with nothing parked."""
+        due = None
+        for info_hash, waiting in self.parked.items():
+            log = self.logs(info_hash)
+            low, high = self.span[info_hash]
+            if log is None or not low == high == len(log):    # answer() has a reply for one of them
+                return self.last_flush + config.ANNOUNCE_BATCH_S
+            first = waiting[0][3]                          # parked in order: the first times out first
+            due = first if due is None else min(due, first)
+        return due
 
     def park(self, ident: bytes, frames: list[Any], park: Park, now: float) -> None:
         waiting = self.parked[park.info_hash]
@@ -48,9 +63,12 @@ class Watchers:
             self.send(ident, encode(m.Haves(info_hash=park.info_hash, seq=park.since, pieces=[]), msg_id))
             return
         waiting.append((ident, msg_id, park.since, now + config.WATCH_S))
+        low, high = self.span.get(park.info_hash, (park.since, park.since))
+        self.span[park.info_hash] = (min(low, park.since), max(high, park.since))
 
     def flush(self, now: float) -> None:
         """Answer every parked WATCH that has news, has timed out, or whose torrent is gone."""
+        self.last_flush = now
         for info_hash in list(self.parked):
             log = self.logs(info_hash)
             keep = []
@@ -64,5 +82,8 @@ class Watchers:
                     self.send(ident, encode(reply, msg_id))
             if keep:
                 self.parked[info_hash] = keep
+                sinces = [since for _, _, since, _ in keep]
+                self.span[info_hash] = (min(sinces), max(sinces))
             else:
                 del self.parked[info_hash]
+                self.span.pop(info_hash, None)

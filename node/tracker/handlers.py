@@ -229,7 +229,12 @@ def get_metainfo(ctx: TrackerContext, msg: m.GetMetainfo) -> m.MetainfoReply:
 
 @standard.handles(m.MsgType.CLIENT_ANNOUNCE)
 def client_announce(ctx: TrackerContext, msg: m.ClientAnnounce) -> m.ClientSwarm:
-    """BEP 3: record the client in the torrent's swarm and hand it other standard clients."""
+    """BEP 3: record the client in the torrent's swarm and hand it other standard clients.
+    A private torrent (BEP 27) is never served here: its swarm is the zorrent peers'."""
+    torrent = ctx.store.get_torrent(msg.info_hash)
+    if torrent is not None and metainfo.is_private(torrent.metainfo):
+        raise ZorrentError("this torrent is private (BEP 27): its tracker does not serve it to standard clients",
+                           ErrorCode.NOT_AUTHORISED)
     peer_id = CLIENT_ID_PREFIX + msg.peer_id
     old = ctx.store.get_peer(peer_id)
     if old is not None and _alive(ctx, old) and old.host != msg.host:

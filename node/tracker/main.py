@@ -10,7 +10,7 @@ import signal
 
 import zmq
 
-from node import config
+from node import config, curve
 from node.dispatch import bind_router, serve
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
@@ -26,6 +26,9 @@ def _open_http(zctx: zmq.Context, host: str, http_port: int | None, http_strict:
     """The HTTP door on ``http_port`` (0: any free port; None: off). A busy port is an error only
     if it was asked for (``http_strict``); the default one being busy is logged and skipped."""
     if http_port is None:
+        return None
+    if curve.active() is not None and not http_strict:
+        log.info("a private swarm (CURVE keys): the HTTP door for standard clients is off unless --http-port is given")
         return None
     door = HttpDoor(zctx, host, http_port)
     try:
@@ -54,6 +57,7 @@ def run(host: str, port: int, store_uri: str | None = None, ready_file: str | No
         for s in socks:
             s.close(linger=0)
         store.close()
+        curve.stop(zctx)
         zctx.term()
         raise
     ctx = TrackerContext(store=store)
@@ -81,5 +85,6 @@ def run(host: str, port: int, store_uri: str | None = None, ready_file: str | No
         for s in socks:
             s.close(linger=0)
         store.close()
+        curve.stop(zctx)
         zctx.term()
         log.info("tracker stopped")

@@ -200,14 +200,17 @@ def test_http_port_in_use(swarm):
         assert res.returncode == 2, res.stderr
         assert res.stderr.strip() == f"error: cannot listen on http://127.0.0.1:{port}: Address already in use"
     holder = socket.socket()
-    try:
-        holder.bind(("127.0.0.1", config.DEFAULT_HTTP_PORT))   # busy either way: ours, or another tracker's
-        holder.listen()
-    except OSError:
-        pass
+    for _ in range(50):                          # a free tracker port whose default HTTP port we can take
+        tracker_port = free_port()
+        try:
+            holder.bind(("127.0.0.1", config.http_port_for(tracker_port)))
+            break
+        except OSError:
+            continue
+    holder.listen()
     try:
         ready = swarm.workdir / "t2.ready"
-        swarm.spawn("tracker", "tracker", "--port", str(free_port()), "--ready-file", str(ready))
+        swarm.spawn("tracker", "tracker", "--port", str(tracker_port), "--ready-file", str(ready))
         wait_for(ready.exists, what="the tracker to start without its HTTP door")
         assert not (swarm.workdir / "t2.ready.http").exists()
         assert "running without the HTTP tracker" in swarm.log("tracker")

@@ -104,9 +104,9 @@ def test_create_writes_announce_list_libtorrent_reads(swarm):
     atp = lt.load_torrent_file(str(swarm.workdir / "output" / "torrents" / "f.bin.torrent"))
     top = fastbencode.bdecode(meta.raw)
     assert top[b"announce"] == b"tcp://10.0.0.5:6969"
-    assert top[b"announce-list"] == [[b"tcp://10.0.0.5:6969"], [b"http://10.0.0.5:6970/announce"]]
+    assert top[b"announce-list"] == [[b"tcp://10.0.0.5:6969"], [b"http://10.0.0.5:7969/announce"]]
     # libtorrent skips the ZeroMQ endpoint (not a scheme it speaks) and keeps the HTTP tracker
-    assert (atp.trackers, atp.tracker_tiers) == (["http://10.0.0.5:6970/announce"], [1])
+    assert (atp.trackers, atp.tracker_tiers) == (["http://10.0.0.5:7969/announce"], [1])
     assert str(atp.info_hashes.v1) == meta.info_hash
     swarm.cli("create", "--input", str(src), "--announce", "tcp://10.0.0.5:6969", "--http-announce", "")
     top = fastbencode.bdecode((swarm.workdir / "output" / "torrents" / "f.bin.torrent").read_bytes())

@@ -157,6 +157,7 @@ def test_a_file_of_a_folder_torrent_deleted_or_modified(swarm, tmp_path):
     info = swarm.cli_json("upload", "--input", str(src), "--one-torrent",
                           "--peer-id", "p1", "--peer-port", str(swarm.peer_ports["p1"]))[0]
     n = info["num_pieces"]
+    (tmp_path / "dl").mkdir()                            # an existing folder: the torrent's goes inside it
     download(swarm, info["torrent"], tmp_path / "dl", "p2")
     out = tmp_path / "dl" / "folder"
     (out / "sub" / "deep" / "b.bin").unlink()

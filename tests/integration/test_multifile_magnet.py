@@ -53,6 +53,7 @@ def test_mktorrent_folder_downloads_identical_resumes_and_comes_back_by_magnet(s
     assert up["info_hash"] == mk.info_hash                  # mktorrent's torrent is used as it is
     assert up["magnet"].startswith(f"magnet:?xt=urn:btih:{mk.info_hash}&dn=folder&tr=")
 
+    (tmp_path / "dl").mkdir()                                 # an existing folder: the content goes inside it
     args = ["--peer-id", "leecher", "--peer-port", str(swarm.peer_ports["leecher"]), "--output", "dl"]
     res = swarm.cli("download", "--torrent", str(torrents / "folder.torrent"), *args)
     assert "Total pieces downloaded" in res.stdout
@@ -88,7 +89,7 @@ def test_a_folder_download_killed_midway_resumes_without_refetching(swarm, tmp_p
         write_random(src / ("deep/er" if i % 2 else "") / f"f{i}.bin", n, seed=60 + i)
     up = swarm.cli_json("upload", "--input", str(src), "--one-torrent", "--peer-id", "seeder",
                         "--peer-port", str(swarm.peer_ports["seeder"]))[0]
-    args = ["download", "--torrent", up["torrent"], "--output", "dl", "--peer-id", "leecher"]
+    args = ["download", "--torrent", up["torrent"], "--output", "dl/folder", "--peer-id", "leecher"]
     swarm.spawn("first-download", *args, "--peer-port", str(swarm.peer_ports["leecher"]))
     third = up["num_pieces"] // 3
     job = wait_for(lambda: (j := swarm.job("leecher", up["info_hash"])) and j["have"] >= third and j,
@@ -126,7 +127,7 @@ def test_libtorrent_pad_files_are_never_written(swarm, tmp_path):
     up = swarm.cli_json("upload", "--input", str(src), "--one-torrent", "--peer-id", "seeder",
                         "--peer-port", str(swarm.peer_ports["seeder"]))[0]
     assert up["info_hash"] == str(lt.torrent_info(raw).info_hashes().v1)
-    swarm.cli("download", "--torrent", up["torrent"], "--output", "dl", "--peer-id", "leecher",
+    swarm.cli("download", "--torrent", up["torrent"], "--output", "dl/folder", "--peer-id", "leecher",
               "--peer-port", str(swarm.peer_ports["leecher"]))
     assert diff_r(src, tmp_path / "dl" / "folder").returncode == 0       # and no .pad/ folder
 

@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import PY, REPO
 
 
+@pytest.mark.xdist_group("heavy")     # with the lab tests, on one worker, one at a time
 @pytest.mark.timeout(420)
 def test_short_soak_loses_nothing(tmp_path):
     res = subprocess.run([PY, str(REPO / "main.py"), "--json", "soak", "--peers", "6", "--files", "3",

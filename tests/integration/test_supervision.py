@@ -180,6 +180,10 @@ def test_start_peer_and_swarm_up_return_only_once_supervisord_says_running(swarm
     assert "stopped" in out.stdout
     swarm.cli("swarm", "up", "--config", "peers.json", "--tracker-port", str(tport))
     assert states() == {"tracker": "RUNNING", "web": "RUNNING", "p1": "RUNNING", "p2": "RUNNING"}  # p2 again
+    # peers never autostart with supervisord: swarm up starts p2 once the tracker is up (past startsecs)
+    assert "autostart=true" not in conf.read_text().split("[program:web]")[1]
+    started = {p["name"]: p["start"] for p in supervisor.process_info()}
+    assert started["p2"] >= started["tracker"] + 1
     out = subprocess.run([SUPERVISORCTL, "-c", str(conf), "status"], capture_output=True, text=True,
                          env=swarm.env(), cwd=tmp_path)
     assert "STARTING" not in out.stdout and out.stdout.count("RUNNING") == 4, out.stdout

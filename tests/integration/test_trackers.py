@@ -93,6 +93,7 @@ def test_tracker_killed_mid_download_then_back(swarm, two_trackers, tmp_path):
 
 
 @pytest.mark.mongo
+@pytest.mark.xdist_group("heavy")     # with the lab tests, on one worker, one at a time
 @pytest.mark.timeout(300)
 def test_soak_with_two_trackers_and_kills(tmp_path, mongo_uri):
     store = f"{mongo_uri}/soak{next(_dbs)}?retryWrites=false"

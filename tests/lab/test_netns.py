@@ -7,6 +7,7 @@ why; they never skip.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -19,6 +20,9 @@ import pytest
 
 from ctl import lab as labmod
 from tests.procs import PY, REPO, wait_for, write_random
+
+pytestmark = pytest.mark.xdist_group("heavy")   # one worker runs the lab and the soaks in turn: they load
+                                                # the cores hard, and a soak must see its downloads finish
 
 MIB = 1024 * 1024
 PORT = 6881
@@ -152,9 +156,38 @@ def test_a_crashed_labs_namespaces_are_swept_at_the_next_start(tmp_path):
     removed = labmod.sweep()
     assert set(made) <= set(removed)
     assert not [ns for ns in labmod.namespaces() if ns in made]
-    number = made[0].split("-")[0]                       # zl<N>
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    assert f" {number}br:" not in links and f" {number}br@" not in links
+    number, owner = made[0].split("-")[:2]               # zl<N>, its pid
+    assert f"{number}b{owner}" in removed                # the bridge went too
+    assert not [name for name in labmod.links() if name == f"{number}b{owner}" or name.startswith(f"{number}v")]
+
+
+LAB_SCRIPT = ("import sys, time; sys.path.insert(0, %r)\n"
+              "from ctl.lab import Lab\n"
+              "lab = Lab(); h = lab.add_host('a', 10)\n"
+              "print(lab.number, lab.bridge, h.ns, h.ip, flush=True); time.sleep(600)\n") % str(REPO)
+
+
+def test_two_labs_at_once_have_their_own_names_and_addresses(lab):
+    """Another live lab (another run, another test) keeps its number, names and /24, and
+    neither lab's sweep touches the other."""
+    other = subprocess.Popen([sys.executable, "-c", LAB_SCRIPT], stdout=subprocess.PIPE, text=True)
+    try:
+        number, bridge, ns, ip = other.stdout.readline().split()
+        mine = lab.add_host("a", 10)
+        assert int(number) != lab.number and bridge != lab.bridge and ns != mine.ns
+        block = lambda address: ipaddress.ip_network(f"{address}/24", strict=False)   # noqa: E731
+        assert block(ip) != block(mine.ip) and {block(ip), block(mine.ip)} <= set(labmod.NETWORK.subnets(new_prefix=24))
+        assert str(os.getpid()) in lab.bridge and str(other.pid) in bridge
+        assert not set(labmod.sweep()) & {bridge, ns, lab.bridge, mine.ns}          # both owners are alive
+        assert {ns, mine.ns} <= set(labmod.namespaces()) and {bridge, lab.bridge} <= set(labmod.links())
+        seen = subprocess.run(["ip", "-n", ns, "-o", "-4", "addr", "show", "dev", "eth0"],
+                              capture_output=True, text=True).stdout
+        assert f" {ip}/24 " in seen
+    finally:
+        other.send_signal(signal.SIGKILL)
+        other.wait()
+    removed = labmod.sweep()                              # now the other's owner is dead: it goes, mine stays
+    assert {ns, bridge} <= set(removed) and mine.ns in labmod.namespaces() and lab.bridge in labmod.links()
 
 
 def test_the_lab_says_why_when_it_cannot_run(monkeypatch):

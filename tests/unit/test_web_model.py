@@ -151,7 +151,10 @@ def test_metrics_size_and_model_time_at_100_peers_and_10000_pieces():
     size = len(exposition(registry_for(view)))
     print(f"\n100 peers x 4 torrents x 10,000 pieces: one poll applied + serialised in {apply_s * 1000:.0f} ms, "
           f"snapshot {len(payload)} bytes, /metrics {size} bytes")
-    assert apply_s < 1.0 and len(view.snapshot()["torrents"][0]["buckets"]) == config.WEB_PIECE_BUCKETS
+    # the page gets at most WEB_PIECE_BUCKETS columns per torrent, however many pieces: the
+    # snapshot is smaller than the bitfields it sums up (timing is bench/web_view.py's to measure)
+    assert all(len(t["buckets"]) == config.WEB_PIECE_BUCKETS for t in view.snapshot()["torrents"])
+    assert len(payload) < sum(len(p.bitfield) for held in hold.values() for p in held.peers) / 4, len(payload)
 
 
 def test_a_delta_brings_the_whole_peer_list_up_to_its_version():

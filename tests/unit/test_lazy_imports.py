@@ -1,0 +1,70 @@
+"""A command imports only what it runs (issue 20): `--help` loads none of the heavy
+modules, `status` none beyond the request and the table, and a peer's or tracker's
+start-up none of the CLI's. Checked on sys.modules in a fresh interpreter, not by timing."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Modules that cost tens of milliseconds (or megabytes) each to import on this machine.
+HEAVY = ["rich", "zmq", "msgpack", "supervisor", "psutil", "aiohttp", "pymongo", "pydantic", "xmlrpc.client",
+         "http.client", "asyncio", "protocol.messages", "protocol.metainfo", "ctl.soak", "ctl.lab",
+         "ctl.supervisor", "ctl.client", "node.peer.main", "node.tracker.main", "node.web.server"]
+
+PROBE = """
+import json, runpy, sys
+sys.argv = ["zorrent", *json.loads(sys.argv[1])]
+try:
+    runpy.run_path({main!r}, run_name="__main__")
+except SystemExit:
+    pass
+sys.stdout = sys.__stdout__
+print("\\nMODULES " + json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_by(tmp_path: Path, *argv: str) -> set[str]:
+    """The modules a real `python main.py ARGV` has loaded by the time it exits."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ZORRENT_OUTPUT": str(tmp_path / "output")}
+    res = subprocess.run([sys.executable, "-c", PROBE.format(main=str(REPO / "main.py")), json.dumps(argv)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    line = next(l for l in res.stdout.splitlines() if l.startswith("MODULES "))
+    return set(json.loads(line.removeprefix("MODULES ")))
+
+
+def heavy_in(modules: set[str], heavy: list[str]) -> list[str]:
+    return [h for h in heavy if h in modules]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["peer", "--help"], ["download", "--help"], ["soak", "--help"],
+                                  ["swarm", "up", "--help"]])
+def test_help_imports_nothing_heavy(tmp_path, argv):
+    modules = loaded_by(tmp_path, *argv)
+    assert "ctl.app" in modules      # the probe ran the real CLI
+    assert heavy_in(modules, HEAVY) == []
+
+
+def test_status_imports_only_the_request_and_the_table(tmp_path):
+    """No peer runs here, so status fails fast, after importing what it runs."""
+    modules = loaded_by(tmp_path, "status", "--peer-id", "peer2")
+    assert "ctl.client" in modules and "rich.table" in modules
+    assert heavy_in(modules, ["supervisor", "psutil", "aiohttp", "pymongo", "pydantic", "xmlrpc.client", "ctl.soak",
+                              "ctl.lab", "ctl.supervisor", "rich.progress", "protocol.metainfo",
+                              "node.peer.main", "node.tracker.main"]) == []
+
+
+def test_a_node_process_loads_none_of_the_cli(tmp_path):
+    """What `python -m ctl peer` and `python -m ctl tracker` import before they run: the
+    CLI root and their own node, never the CLI's output, supervisor or soak machinery."""
+    code = ("import json, sys, ctl.app, node.peer.main, node.tracker.main; "
+            "print(json.dumps(sorted(sys.modules)))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=60, check=True)
+    modules = set(json.loads(res.stdout))
+    assert heavy_in(modules, ["rich", "supervisor", "psutil", "pydantic", "xmlrpc.client", "ctl.soak", "ctl.lab",
+                              "ctl.supervisor", "ctl.client", "ctl.render"]) == []
