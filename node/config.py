@@ -266,6 +266,29 @@ CHECK_THREADS = 1                             # per peer: re-hashes of files tha
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit
+ZMQ_MAX_SOCKETS = 8192                        # per peer process: libzmq's socket cap (its default, 1,023, is
+                                              # about 20 jobs x 50 remotes); a DEALER per remote peer is shared
+                                              # by every job, so this is ~8,000 remote peers. $ZORRENT_MAX_SOCKETS
+SPARE_FILES = 256                             # open files beyond 2 per socket (torrent files, logs, the state)
+
+
+def max_sockets() -> int:
+    """The socket limit of a peer's ZeroMQ context: $ZORRENT_MAX_SOCKETS, else ZMQ_MAX_SOCKETS."""
+    try:
+        return max(8, int(os.environ.get("ZORRENT_MAX_SOCKETS", ZMQ_MAX_SOCKETS)))
+    except ValueError:
+        return ZMQ_MAX_SOCKETS
+
+
+CHANGE_LOG_PIECES = 32                        # pieces one change lists; a bigger announce says "re-read its
+                                              # bitfield" instead (keeps a (torrent, peer) document small)
+CHANGE_LOG_ENTRIES = 16                       # MongoDB: recent changes kept in each (torrent, peer) document
+                                              # ($push $slice); a cursor older than them gets that peer whole
+CHANGE_LOG_ROWS = 4096                        # SQLite: changes kept per torrent (one row per announce): a job
+                                              # that refreshes every PEER_REFRESH_S stays within them unless
+                                              # the torrent sees over 4,096 announces in that second
+TOMBSTONE_S = 120.0                           # MongoDB: a peer that left a torrent stays as a tombstone this
+                                              # long, so jobs learn it left; older cursors get a full list
 
 # ---------------------------------------------------------------- bounds on what a remote can fill
 # Sized from the piece size and the link (node/budget.py). A legitimate downloader keeps

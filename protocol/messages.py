@@ -138,10 +138,11 @@ class PeerInfo:
     peer_id: str
     host: str
     port: int
-    bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0
-    have: int              # number of set bits
+    bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0; b"" in a delta that lists ``pieces``
+    have: int              # number of set bits (in a delta with ``pieces``: how many it lists)
     kind: str = "zorrent"  # "bittorrent": a standard client (no bitfield; it speaks BEP 3, not ZeroMQ)
     bt_port: int = 0       # a zorrent peer's BEP 3 port (0: none)
+    pieces: list[int] = field(default_factory=list)   # a delta's pieces this peer added since the cursor
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ class JobStatus:
     elapsed_s: float
     error: str
     peers: list[PeerStat] = field(default_factory=list)
+    warning: str = ""      # why a running job may be slower than it could be (e.g. a socket limit reached)
     hashed_bytes: int = 0  # while hashing or checking: bytes hashed so far, of
     hash_bytes: int = 0    # ... this many (0: no hash under way)
 
@@ -320,17 +322,33 @@ class Forget(Message):
 
 @message(MsgType.GET_PEERS)
 class GetPeers(Message):
+    """The torrent's peers and pieces: all of them, or what changed after ``since`` (the
+    ``version`` of an earlier PEER_LIST), so that a job's refresh costs what changed."""
+
     info_hash: str
     standard_clients: bool = False   # also list standard clients (kind "bittorrent"); `get` asks, peers don't
+    since: int = -1                  # -1: the whole list
+
+    def __post_init__(self) -> None:
+        if self.since < -1:
+            raise FieldError("['body']['since']", f"must be -1 or a version, not {self.since}")
 
 
 @message(MsgType.PEER_LIST)
 class PeerList(Message):
+    """With ``delta`` false, every peer with its whole bitfield. With ``delta`` true, only
+    the peers that changed after ``since``: those in ``gone`` hold nothing now (or came back,
+    and what they held before is void); each of ``peers`` adds its ``pieces`` (or its whole
+    ``bitfield``, when the tracker could not list them) to what the asker knew of it."""
+
     info_hash: str
     name: str
     num_pieces: int
     length: int
     peers: list[PeerInfo]
+    version: int = 0                 # the cursor for the next GET_PEERS
+    delta: bool = False
+    gone: list[str] = field(default_factory=list)
 
 
 @message(MsgType.GET_METAINFO)

@@ -502,7 +502,7 @@ def status(
         render.emit_json(reply)
         return
     rows = [[j.name, f"{j.state} {100 * j.hashed_bytes // j.hash_bytes}%" if j.hash_bytes else j.state,
-             f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts, j.error or "", j.path]
+             f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts, j.error or j.warning, j.path]
             for j in reply.jobs]
     render.out.print(render.table(
         f"{reply.peer_id} ({'registered' if reply.registered else 'not registered'} with the tracker)",

@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import zmq
-
 from node import config, curve
 from node.channel import Channel, call
 from node.dispatch import Context, bind_router, serve
@@ -24,6 +22,7 @@ from node.peer.disk import DiskWorker
 from node.peer.holdings import Holding, Holdings
 from node.peer.integrity import IntegrityWatch
 from node.peer.jobs import Jobs
+from node.peer.links import Links, sized_context
 from node.peer.resume import ResumeStore
 from node.peer.session import TrackerSession
 from node.peer.serving import BlockServer
@@ -52,8 +51,9 @@ class PeerNode(Context):
         self.tracker_endpoints = config.tracker_endpoints(tracker_endpoint)   # preferred first
         self.upload_rate_bps = upload_rate_bps
         self.direct_io = disk_io == "direct"
-        self.zctx = zmq.Context()
+        self.zctx = sized_context()
         self.reactor = Reactor()
+        self.links = Links(self.zctx, self.reactor)   # one DEALER per remote peer, shared by the jobs
         self.holdings = Holdings()
         self.session: TrackerSession | None = None
         self.resume = ResumeStore(self.peer_id, self.holdings.values,
@@ -185,8 +185,13 @@ class PeerNode(Context):
                 h.job.tick(now)
 
     def connect(self, endpoint: str) -> Channel:
-        """remote.Host: a request channel to another peer's data port, on this reactor."""
-        return Channel(self.zctx, endpoint, self.reactor)
+        """remote.Host: a request channel to another peer's data port, on this reactor: one
+        per remote peer, shared by the jobs (node/peer/links.py)."""
+        return self.links.acquire(endpoint)
+
+    def disconnect(self, endpoint: str) -> None:
+        """remote.Host: a job is done with its channel to ``endpoint``."""
+        self.links.release(endpoint)
 
     # ------------------------------------------------------------------ api.PeerApi (for handlers)
     @property

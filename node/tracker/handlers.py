@@ -70,6 +70,7 @@ class TrackerContext(Context):
                 cutoff = now - expiry_s
                 gone += [pid for pid in self.store.peers_seen_before(cutoff, kind)
                          if self.store.expire_peer(pid, cutoff)]
+        self.store.sweep(now)
         self.store.commit()
         for pid in gone:
             self.registered.pop(pid, None)
@@ -237,19 +238,62 @@ def forget(ctx: TrackerContext, msg: m.Forget) -> m.Ok:
 @tracker.handles(m.MsgType.GET_PEERS)
 def get_peers(ctx: TrackerContext, msg: m.GetPeers) -> m.PeerList:
     torrent = _torrent(ctx, msg.info_hash)
+    version, changes = ctx.store.changes(msg.info_hash, msg.since)
+    if changes is not None:
+        reply = _peers_since(ctx, torrent, version, changes)
+        if msg.standard_clients:        # few, and without bitfields: listed whole every time
+            reply.peers.extend(_standard_peers(ctx, torrent))
+        return reply
     peers = []
-    for peer_id, bits in ctx.store.holders(msg.info_hash).items():
-        peer = ctx.store.get_peer(peer_id)
+    spread = ctx.store.holders(msg.info_hash)      # read after the version: nothing before it is missed
+    records = ctx.store.peer_records(list(spread))
+    for peer_id, bits in spread.items():
+        peer = records.get(peer_id)
         if peer is not None and peer.kind == ZORRENT and _alive(ctx, peer):
             peers.append(m.PeerInfo(peer_id=peer_id, host=peer.host, port=peer.port,
                                     bitfield=bits.to_bytes(), have=len(bits), bt_port=peer.bt_port))
     if msg.standard_clients:   # `get`, and a download engine that also speaks BEP 3 (node/peer/bt/remote.py)
-        for c in _live_clients(ctx, msg.info_hash):
-            missing = -(-c.left // torrent.piece_length)
-            peers.append(m.PeerInfo(peer_id=c.peer.peer_id, host=c.peer.host, port=c.peer.port, bitfield=b"",
-                                    have=max(0, torrent.num_pieces - missing), kind=BITTORRENT))
+        peers.extend(_standard_peers(ctx, torrent))
     return m.PeerList(info_hash=torrent.info_hash, name=torrent.name,
-                      num_pieces=torrent.num_pieces, length=torrent.length, peers=peers)
+                      num_pieces=torrent.num_pieces, length=torrent.length, peers=peers, version=version)
+
+
+def _standard_peers(ctx: TrackerContext, torrent: TorrentRecord) -> list[m.PeerInfo]:
+    """The torrent's live standard clients (HTTP-door announcers), with what they still miss."""
+    peers = []
+    for c in _live_clients(ctx, torrent.info_hash):
+        missing = -(-c.left // torrent.piece_length)
+        peers.append(m.PeerInfo(peer_id=c.peer.peer_id, host=c.peer.host, port=c.peer.port, bitfield=b"",
+                                have=max(0, torrent.num_pieces - missing), kind=BITTORRENT))
+    return peers
+
+
+def _peers_since(ctx: TrackerContext, torrent: TorrentRecord, version: int, changes: list) -> m.PeerList:
+    """A delta: the peers whose pieces changed after the asker's cursor, and those that left.
+
+    Liveness is not re-checked here: a silent peer leaves the list when it expires (a
+    change), and the asker's own requests and watches tell it sooner."""
+    peers, gone = [], []
+    records = ctx.store.peer_records([c.peer_id for c in changes if not c.gone])
+    for c in changes:
+        peer = None if c.gone else records.get(c.peer_id)
+        if peer is None or peer.kind != ZORRENT:
+            gone.append(c.peer_id)
+            continue
+        if c.reset:
+            gone.append(c.peer_id)
+        if c.pieces is not None:
+            peers.append(m.PeerInfo(peer_id=c.peer_id, host=peer.host, port=peer.port, bitfield=b"",
+                                    have=len(c.pieces), pieces=c.pieces))
+            continue
+        bits = ctx.store.bitfield_of(torrent.info_hash, c.peer_id)
+        if bits is None:
+            gone.append(c.peer_id)
+        else:
+            peers.append(m.PeerInfo(peer_id=c.peer_id, host=peer.host, port=peer.port,
+                                    bitfield=bits.to_bytes(), have=len(bits)))
+    return m.PeerList(info_hash=torrent.info_hash, name=torrent.name, num_pieces=torrent.num_pieces,
+                      length=torrent.length, peers=peers, version=version, delta=True, gone=gone)
 
 
 @tracker.handles(m.MsgType.GET_METAINFO)

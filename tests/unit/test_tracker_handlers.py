@@ -258,3 +258,38 @@ def test_an_advertised_address_must_be_the_connections_own_unless_trusted(ctx):
     ctx.trusted = parse_networks("127.0.0.0/8")
     ask(ctx, m.RegisterPeer(peer_id="p2", host="198.18.0.9", port=6882, token=""))
     assert ctx.store.get_peer("p2").host == "198.18.0.9"
+
+
+def test_get_peers_since_a_version_sends_only_what_changed(ctx, meta):
+    """A job's first refresh is the whole list; later ones carry only the changes, so their
+    size follows what changed, not holders x pieces."""
+    tokens = {pid: register(ctx, pid, 6881 + i) for i, pid in enumerate(("p1", "p2", "p3"))}
+    register_torrent(ctx, meta)
+    for pid in ("p1", "p2"):
+        ask(ctx, m.Announce(peer_id=pid, token=tokens[pid], info_hash=meta.info_hash, pieces=[0, 1, 2]))
+    whole = ask(ctx, m.GetPeers(info_hash=meta.info_hash))
+    assert not whole.delta and [p.peer_id for p in whole.peers] == ["p1", "p2"]
+    same = ask(ctx, m.GetPeers(info_hash=meta.info_hash, since=whole.version))
+    assert (same.delta, same.peers, same.gone, same.version) == (True, [], [], whole.version)
+    ask(ctx, m.Announce(peer_id="p2", token=tokens["p2"], info_hash=meta.info_hash, pieces=[2, 5]))
+    ask(ctx, m.Announce(peer_id="p3", token=tokens["p3"], info_hash=meta.info_hash, pieces=[]))
+    ask(ctx, m.Forget(peer_id="p1", token=tokens["p1"], info_hash=meta.info_hash))
+    delta = ask(ctx, m.GetPeers(info_hash=meta.info_hash, since=whole.version))
+    assert delta.delta and delta.gone == ["p1"]
+    assert [(p.peer_id, p.pieces, p.bitfield, p.port) for p in delta.peers] == [("p2", [5], b"", 6882),
+                                                                               ("p3", [], b"", 6883)]
+    ctx.clock_obj.now += config.PEER_EXPIRY_S + 1          # p2 and p3 go silent and expire
+    ask(ctx, m.Heartbeat(peer_id="p1", token=tokens["p1"]))
+    ctx.expire_peers()
+    after = ask(ctx, m.GetPeers(info_hash=meta.info_hash, since=delta.version))
+    assert after.delta and sorted(after.gone) == ["p2", "p3"] and after.peers == []
+    stale = ask(ctx, m.GetPeers(info_hash=meta.info_hash, since=after.version + 100))   # another store's cursor
+    assert not stale.delta
+
+
+def test_get_peers_refuses_a_bad_cursor(ctx, meta):
+    register_torrent(ctx, meta)
+    body = {"info_hash": meta.info_hash, "since": -7}
+    frames = [msgpack.packb({"v": m.PROTOCOL_VERSION, "id": 5, "type": "get_peers", "body": body})]
+    reply = decode(tracker.dispatch(ctx, frames)).msg
+    assert isinstance(reply, m.Error) and "['body']['since'] must be -1 or a version" in reply.message
