@@ -21,7 +21,24 @@ def pytest_configure(config):
     must stay under 108 bytes, and xdist adds ``popen-gwN/`` to pytest's long default. A fresh
     directory of its own (mkdtemp), so runs side by side never share or wipe one another's."""
     if config.option.basetemp is None and not hasattr(config, "workerinput"):
-        config.option.basetemp = config._zorrent_basetemp = tempfile.mkdtemp(prefix="zt")
+        config.option.basetemp = config._zorrent_basetemp = tempfile.mkdtemp(prefix=BASETEMP_PREFIX)
+        _prune_old_bases()
+
+
+BASETEMP_PREFIX = "zorrent-t-"     # shorter than pytest's /tmp/pytest-of-USER/pytest-N/
+BASETEMP_KEPT_S = 24 * 3600        # a failed run's base is kept this long for its logs; no run lasts as long
+
+
+def _prune_old_bases() -> None:
+    import time
+    from pathlib import Path
+
+    for old in Path(tempfile.gettempdir()).glob(f"{BASETEMP_PREFIX}*"):
+        try:
+            if old.is_dir() and not old.is_symlink() and time.time() - old.stat().st_mtime > BASETEMP_KEPT_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -35,8 +35,6 @@ NOT_RUN = {    # heading of a block -> why it is not run here
     "Web view: the swarm live in a browser": "a synopsis with [optional] parts, not a command (test_web.py)",
     "A lab of hosts on one machine": "5 minutes in a lab (tests/lab runs short ones)",
     "Benchmarks": "benchmarks: minutes each, figures in bench/RESULTS.md",
-    "Private swarms: only key holders join": "test_private_swarm.py runs keys new, keys add and the "
-                                             "simple example with the keys",
 }
 SHRINK = {"--num_files 10": "--num_files 3 --min-size 256K --max-size 1M"}
 
@@ -160,7 +158,8 @@ class Runner:
 
 def test_every_bash_block_is_run_or_says_why_not():
     run_here = {"The simple example, from start to end", "A folder as one torrent, and magnet links",
-                "Supervision: supervisord keeps every node alive", "Several trackers"}
+                "Supervision: supervisord keeps every node alive", "Several trackers",
+                "Private swarms: only key holders join"}
     for heading, cmds in blocks():
         assert heading in run_here or heading in NOT_RUN, f"README block under {heading!r} ({cmds[0]!r}) is " \
                                                           f"neither run by this test nor in NOT_RUN"
@@ -199,3 +198,14 @@ def test_the_supervision_example(swarm):
     r = Runner(swarm)
     for command in block("Supervision: supervisord keeps every node alive"):
         r.run(command)
+
+
+def test_the_private_swarm_key_examples(swarm):
+    """Making the swarm's keys and a member's (test_private_swarm.py runs a swarm with them)."""
+    r = Runner(swarm)
+    for heading, cmds in blocks():
+        if heading == "Private swarms: only key holders join":
+            for command in cmds:
+                r.run(command)
+    assert (r.workdir / "keys" / "allowed" / "laptop.key").exists()
+    assert (r.workdir / "laptop-keys").is_dir() and (r.workdir / "host2-keys" / "allowed").is_dir()
