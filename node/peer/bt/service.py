@@ -64,8 +64,10 @@ class BtService:
         self.listener.setblocking(False)
         self.port = self.listener.getsockname()[1]
         self.reactor.add_fd(self.listener.fileno(), self._on_accept)
-        self.reactor.call_every(TICK_S, self._tick)
-        self.reactor.call_every(config.ANNOUNCE_BATCH_S, self._send_haves)
+        # with no connection nothing is due: an idle peer sleeps (its loop waits for the earliest deadline)
+        self.next_tick_at = self.next_haves_at = 0.0
+        self.reactor.add_deadline(lambda: self.next_tick_at if self.conns else None, self._on_tick)
+        self.reactor.add_deadline(lambda: self.next_haves_at if self.conns else None, self._on_haves)
 
     # ------------------------------------------------------------------ holdings (the narrow hook)
     def holding(self, info_hash: bytes):
@@ -153,6 +155,14 @@ class BtService:
             log.warning("bt %s (%s): %s", conn.name, conn.client, text)
 
     # ------------------------------------------------------------------ timers
+    def _on_tick(self, now: float) -> None:
+        self.next_tick_at = now + TICK_S
+        self._tick()
+
+    def _on_haves(self, now: float) -> None:
+        self.next_haves_at = now + config.ANNOUNCE_BATCH_S
+        self._send_haves()
+
     def _send_haves(self) -> None:
         for conn in self.open_connections():
             h = conn.holding
