@@ -42,7 +42,10 @@ class Jobs:
         piece_file, progress = h.file, h.hashing
 
         def work() -> Bitfield:
-            return piece_file.recheck(trusted, progress.add, lambda: self.closing)
+            try:
+                return piece_file.recheck(trusted, progress.add, lambda: self.closing)
+            finally:
+                piece_file.release()   # a remove meanwhile closes its fds only now
 
         def done(have: Bitfield | None, err: BaseException | None) -> None:
             if not self.holdings.current(h) or h.state != m.JobState.HASHING:
@@ -53,6 +56,7 @@ class Jobs:
                 return
             then(h, have)
 
+        piece_file.hold()              # its fds stay open while the check thread reads them
         self.host.disk.check(work, done)
 
     def _hashing(self, meta: Metainfo, piece_file: PieceFile, trusted: Bitfield | None, role: str,
