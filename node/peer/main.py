@@ -155,6 +155,7 @@ class PeerNode(Context):
             h.file.close()
         if self.session is not None:
             self.session.deregister(self.zctx)
+        self.reactor.close()
         curve.stop(self.zctx)
         self.zctx.destroy(linger=0)
 
