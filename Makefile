@@ -6,10 +6,12 @@ BIN    := $(VENV)/bin
 .PHONY: demo test soak bench bench-quick bench-swarm bench-scale fuzz install install-test install-bench system-deps clean
 
 # Debian packages the tests need, installed when missing (CI is root on a fresh Debian machine;
-# apt-get update only then): the namespace lab (ip, tc, nft, ethtool), mktorrent (folder
+# apt-get update only then): the namespace lab (ip, tc, nft, ethtool; its delay line's
+# NFQUEUE rule is iptables', its binding builds against libnetfilter-queue-dev with gcc; ping
+# measures it), mktorrent (folder
 # torrents made by another tool), aria2 (a standard client for the HTTP tracker), and the web
 # view's browser tests (chromium, chromium-driver).
-DEBIAN_PACKAGES := iproute2 nftables ethtool mktorrent aria2 chromium chromium-driver
+DEBIAN_PACKAGES := iproute2 nftables ethtool iptables gcc libnetfilter-queue-dev iputils-ping mktorrent aria2 chromium chromium-driver
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +30,7 @@ system-deps:
 install-test: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e '.[test]'
 
-install-bench: $(BIN)/python
+install-bench: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 
 demo: install
@@ -55,7 +57,7 @@ bench-quick: install-bench
 	$(BIN)/python bench/tracker_rate.py --announces 20000
 
 # zorrent and libtorrent on the same namespace topology with capped links, as ratios to T_min (root)
-bench-swarm: install-bench system-deps
+bench-swarm: install-bench
 	$(BIN)/python bench/swarm.py
 
 # idle CPU and RSS of 10, 100 and 300 peers under supervisord (tracker and web view too), CLI start-up,

@@ -1,6 +1,7 @@
 """How many piece announces per second the tracker acknowledges, each one durable first.
 
     python bench/tracker_rate.py [--announces 40000] [--mongo [--trackers 1,2] [--spy]]
+    python bench/tracker_rate.py --no-sqlite --mongo --pieces 1000,10000,100000 [--holding 0.5]
 
 Starts a real tracker (SQLite store; with --mongo also 1 and then 2 trackers on one
 SecantusDB server), registers 8 peers and a 65,536-piece torrent, then has the 8 peers
@@ -9,6 +10,10 @@ the peers' heartbeats are not queued past their expiry) and counts the
 acknowledgements. With several trackers, peer i talks to tracker i mod N. Reported
 twice: one piece per ANNOUNCE (the worst case) and 32 pieces per ANNOUNCE (what peers
 send when they batch within ANNOUNCE_BATCH_S).
+
+With --pieces, it measures only MongoDB, by torrent size: each peer first holds --holding
+of the pieces (announced 1,024 at a time), then announces new ones, so each update meets
+documents of the size a swarm of that torrent has.
 
 For the MongoDB runs it also prints the CPU seconds each side spent per announce
 (trackers, server), and with --spy where each tracker's wall time went (py-spy, idle
@@ -47,9 +52,9 @@ SLOW_BATCHED = 256   # 32-piece announces on SecantusDB, whose $addToSet slows a
 NUM_PIECES = 65536
 
 
-def fake_torrent() -> bytes:
-    info = {b"length": NUM_PIECES * 16384, b"name": b"rate.bin", b"piece length": 16384,
-            b"pieces": os.urandom(20 * NUM_PIECES)}
+def fake_torrent(num_pieces: int = NUM_PIECES) -> bytes:
+    info = {b"length": num_pieces * 16384, b"name": b"rate%d.bin" % num_pieces, b"piece length": 16384,
+            b"pieces": os.urandom(20 * num_pieces)}
     return fastbencode.bencode({b"announce": b"tcp://127.0.0.1:1", b"info": info})
 
 
@@ -70,14 +75,16 @@ def heartbeat(zctx: zmq.Context, peers: list) -> None:
             raise SystemExit(f"heartbeat refused: {reply}")
 
 
-def measure(endpoints: list[str], total: int, per_msg: int, window: int) -> tuple[float, float]:
-    """(pieces acknowledged per second, seconds the announcing took)."""
-    zctx = zmq.Context()
-    raw = fake_torrent()
-    info_hash = call(zctx, endpoints[0], m.RegisterTorrent(metainfo=raw), timeout_s=5, tries=2).msg.info_hash
+def join(zctx: zmq.Context, endpoints: list[str], tag: str, num_pieces: int = NUM_PIECES) -> tuple[str, list]:
+    """Register a fresh torrent and PEERS peers (peer i on tracker i mod N): (info_hash, peers)."""
+    raw = fake_torrent(num_pieces)
+    owner = call(zctx, endpoints[0], m.RegisterPeer(peer_id=f"rate{tag}_owner", host="127.0.0.1", port=19999,
+                                                    token=""), timeout_s=5, tries=2).msg.token
+    info_hash = call(zctx, endpoints[0], m.RegisterTorrent(peer_id=f"rate{tag}_owner", token=owner, metainfo=raw),
+                     timeout_s=30, tries=2).msg.info_hash
     peers = []
     for i in range(PEERS):
-        pid = f"rate{per_msg}_{i}"
+        pid = f"rate{tag}_{i}"
         endpoint = endpoints[i % len(endpoints)]
         token = call(zctx, endpoint, m.RegisterPeer(peer_id=pid, host="127.0.0.1", port=20000 + i, token=""),
                      timeout_s=5, tries=2).msg.token
@@ -85,16 +92,26 @@ def measure(endpoints: list[str], total: int, per_msg: int, window: int) -> tupl
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(endpoint)
         peers.append([pid, token, sock, 0, 0, endpoint])  # id, token, socket, next piece, outstanding, tracker
+    return info_hash, peers
+
+
+def announce(zctx: zmq.Context, info_hash: str, peers: list, total: int, per_msg: int, window: int,
+             num_pieces: int = NUM_PIECES, first: int = 0, cap_s: float = 0.0) -> tuple[float, float, int]:
+    """Each peer announces ``total / PEERS`` times ``per_msg`` pieces from piece ``first`` on:
+    (pieces acknowledged per second, seconds, announces acknowledged). With ``cap_s``, stop
+    sending after that long (a store too slow to finish) and count what was acknowledged."""
     poller = zmq.Poller()
     for p in peers:
+        p[3], p[4] = 0, 0
         poller.register(p[2], zmq.POLLIN)
     per_peer = total // PEERS
     acked = errors = 0
     started = time.perf_counter()
+    stop = [False]
 
     def fill(p):
-        while p[4] < window and p[3] < per_peer * per_msg:
-            pieces = [(p[3] + k) % NUM_PIECES for k in range(per_msg)]
+        while not stop[0] and p[4] < window and p[3] < per_peer * per_msg:
+            pieces = [(first + p[3] + k) % num_pieces for k in range(per_msg)]
             p[2].send_multipart(encode(m.Announce(peer_id=p[0], token=p[1], info_hash=info_hash, pieces=pieces), 1))
             p[3] += per_msg
             p[4] += 1
@@ -103,7 +120,9 @@ def measure(endpoints: list[str], total: int, per_msg: int, window: int) -> tupl
         fill(p)
     by_sock = {p[2]: p for p in peers}
     last_beat = time.monotonic()
-    while acked + errors < per_peer * PEERS:
+    while any(p[4] for p in peers):
+        if cap_s and time.perf_counter() - started > cap_s:
+            stop[0] = True
         if time.monotonic() - last_beat > 1.0:     # stay alive, as real peers do: all at once
             last_beat = time.monotonic()
             heartbeat(zctx, peers)
@@ -122,11 +141,46 @@ def measure(endpoints: list[str], total: int, per_msg: int, window: int) -> tupl
             fill(p)
     elapsed = time.perf_counter() - started
     for p in peers:
+        poller.unregister(p[2])
+    if errors and not cap_s:
+        raise SystemExit(f"{errors} announces were refused")
+    if errors:
+        print(f"    {errors} announces refused (peers expired: the store was too slow to take their heartbeats)",
+              flush=True)
+    return acked * per_msg / elapsed, elapsed, acked
+
+
+def measure(endpoints: list[str], total: int, per_msg: int, window: int) -> tuple[float, float]:
+    """(pieces acknowledged per second, seconds the announcing took), on a fresh torrent."""
+    zctx = zmq.Context()
+    info_hash, peers = join(zctx, endpoints, str(per_msg))
+    rate, elapsed, _ = announce(zctx, info_hash, peers, total, per_msg, window)
+    for p in peers:
         p[2].close(0)
     zctx.term()
-    if errors:
-        raise SystemExit(f"{errors} announces were refused")
-    return acked * per_msg / elapsed, elapsed
+    return rate, elapsed
+
+
+def by_size(endpoints: list[str], sizes: list[int], holding: float, total: int, cap_s: float) -> None:
+    """Announces per second by torrent size: each peer first announces ``holding`` of the
+    pieces (1,024 a message, timed too), then 1-piece and 32-piece announces of new pieces."""
+    zctx = zmq.Context()
+    try:
+        for n in sizes:
+            info_hash, peers = join(zctx, endpoints, f"n{n}", n)
+            held = int(n * holding)
+            chunk = 1024
+            rate, secs, acked = announce(zctx, info_hash, peers, PEERS * -(-held // chunk), chunk, 1, n, 0, cap_s)
+            short = "" if acked * chunk >= PEERS * held else f" (stopped after {cap_s:.0f} s: {acked * chunk // PEERS:,d} of {held:,d} each)"
+            print(f"  {n:>7,d} pieces: filling to {holding:.0%} per peer at {rate:,.0f} pieces/s{short}", flush=True)
+            one, secs1, acked1 = announce(zctx, info_hash, peers, total, 1, SLOW_WINDOW, n, held, cap_s)
+            many, _, _ = announce(zctx, info_hash, peers, max(PEERS, total // 8), 32, SLOW_WINDOW, n, held + total, cap_s)
+            print(f"  {n:>7,d} pieces: {one:,.0f} announces/s at 1 piece ({acked1:,d} in {secs1:.1f} s), "
+                  f"{many:,.0f} pieces/s at 32 per announce", flush=True)
+            for p in peers:
+                p[2].close(0)
+    finally:
+        zctx.destroy(linger=0)
 
 
 def start_tracker(work: Path, store: str, name: str = "tracker") -> tuple[subprocess.Popen, str]:
@@ -236,6 +290,9 @@ def main() -> int:
     ap.add_argument("--trackers", default="1,2", help="with --mongo: tracker counts to measure, e.g. 1,2")
     ap.add_argument("--spy", action="store_true", help="with --mongo: py-spy each tracker during the 1-piece run")
     ap.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
+    ap.add_argument("--pieces", default="", help="with --mongo: only announces/s by torrent size, e.g. 1000,10000,100000")
+    ap.add_argument("--holding", type=float, default=0.5, help="with --pieces: what each peer holds first")
+    ap.add_argument("--cap-s", type=float, default=120.0, help="with --pieces: stop a phase after this long")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="zorrent-rate-"))
     server = None
@@ -253,6 +310,15 @@ def main() -> int:
                 kill_tree(proc)
         if args.mongo:
             server, base = start_secantus(work / "mongo")
+            if args.pieces:
+                proc, endpoint = start_tracker(work, f"{base}/sizes?retryWrites=false", "tracker_sizes")
+                try:
+                    print(f"MongoDB protocol (SecantusDB), 1 tracker, {PEERS} peers, by torrent size:", flush=True)
+                    by_size([endpoint], [int(x) for x in args.pieces.split(",")], args.holding,
+                            max(PEERS, args.announces // 40), args.cap_s)
+                finally:
+                    kill_tree(proc)
+                return 0
             for n in (int(x) for x in args.trackers.split(",")):
                 run_mongo(work, base, server, n, max(1000, args.announces // 40), args.spy)
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,8 +87,30 @@ def exit_code(exc: ZorrentError) -> int:
     return EXIT_USAGE
 
 
+def os_error_line(exc: OSError) -> str:
+    """``cannot write output/torrents/x.torrent: No space left on device``"""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    path = exc.filename if exc.filename is not None else ""
+    return f"{why}: {path}" if path else why
+
+
+def _one_line(exc: Exception) -> tuple[str | None, int]:
+    """(line, exit code) for an OSError or a supervisord XML-RPC fault; (None, 0) otherwise.
+    xmlrpc.client is looked up, not imported: a fault can only come from a command that loaded it."""
+    xmlrpc = sys.modules.get("xmlrpc.client")
+    if xmlrpc is not None and isinstance(exc, xmlrpc.Fault):
+        return f"supervisord refused: {exc.faultString}", EXIT_REMOTE
+    if xmlrpc is not None and isinstance(exc, xmlrpc.ProtocolError):
+        return f"supervisord answered {exc.errcode} {exc.errmsg}", EXIT_TRANSPORT
+    if isinstance(exc, OSError):
+        return os_error_line(exc), EXIT_TRANSPORT if isinstance(exc, (ConnectionError, TimeoutError)) else EXIT_USAGE
+    return None, 0
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """ZorrentErrors become one line on stderr and an exit code, never a traceback."""
+    """The one place a command's errors become exits: a ZorrentError, an OSError (an
+    unwritable folder, a full disk) or a supervisord XML-RPC fault is one line on stderr
+    and an exit code, never a traceback."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -103,6 +126,14 @@ def handle_errors(fn: Callable) -> Callable:
 
             render.error("interrupted")
             raise typer.Exit(130) from None
+        except Exception as exc:
+            line, code = _one_line(exc)
+            if line is None:
+                raise
+            from ctl import render
+
+            render.error(line)
+            raise typer.Exit(code) from None
 
     return run
 

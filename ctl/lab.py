@@ -9,10 +9,13 @@ as usual, prefixed with ``ip netns exec``.
   reaches every host), hosts .2 on. Several labs run at once, each with its own block.
 - Upload caps: HTB on the host's own side of its veth (its egress), with a bfifo of
   LINK_QUEUE_S of the link's rate behind it. This kernel has no netem, fq_codel or
-  codel, so there is no delay qdisc: links add no latency of their own, only queueing.
+  codel, so there is no delay qdisc: latency comes from the delay line below.
 - Loss: an nftables ``numgen random`` drop rule on the host's egress, so every packet
   crossing a link meets it exactly once. Segmentation offloads are off on the veths, so
   a dropped packet is one wire packet, not a 64 KiB GSO burst.
+- Latency: a delay line (ctl/delay.py, NFQUEUE) holds every packet entering a host for
+  its one-way delay, plus optional jitter: ``Lab(rtt_ms=N)`` gives each host N/2, so any
+  two hosts see an RTT of N.
 - Partitions: the bridge side of the host's veth goes down, then up.
 - Lab numbers are handed out under a machine-wide lock (LOCK_PATH): a number is free when
   no bridge and no namespace carries it. The bridge carries the owner's pid (``zl3b4711``),
@@ -26,7 +29,10 @@ import fcntl
 import ipaddress
 import os
 import re
+import select
 import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +46,7 @@ NETWORK = ipaddress.ip_network("198.18.0.0/15")
 MAX_LABS = NETWORK.num_addresses // 256    # 512 labs: 198.18.0.0/24 .. 198.19.255.0/24
 LINK_QUEUE_S = 0.05             # a capped link queues at most this long before it drops
 MIN_QUEUE_BYTES = 64 * 1024
+DELAY_READY_S = 10.0            # a delay line binds its queue and adds its rule within this
 NS_RE = re.compile(rf"^{PREFIX}(\d+)-(\d+)-(.+)$")
 BRIDGE_RE = re.compile(rf"^{PREFIX}(\d+)b(\d+)$")      # zl<lab>b<owner pid>: at most 13 of IFNAMSIZ's 15
 VETH_RE = re.compile(rf"^{PREFIX}(\d+)v\d+$")
@@ -92,7 +99,10 @@ class Host:
     veth: str                     # the bridge side, in the lab's namespace
     up_mbit: float | None = None
     loss_pct: float = 0.0
+    delay_ms: float = 0.0         # one-way, on every packet that enters the host
+    jitter_ms: float = 0.0
     partitioned: bool = False
+    delay_line: subprocess.Popen | None = None
 
     def argv(self, *cmd: str) -> list[str]:
         """``cmd`` run inside this host's namespace."""
@@ -127,14 +137,43 @@ class Host:
             "table inet zlab {\n chain egress {\n  type filter hook output priority 0; policy accept;\n"
             f'  oifname "eth0" numgen random mod 10000 < {per_10k} counter drop\n }}\n}}\n'))
 
+    def set_delay(self, delay_ms: float, jitter_ms: float = 0.0) -> None:
+        """Hold every packet that enters this host for ``delay_ms`` (0: no delay line)."""
+        if self.delay_line:
+            self.delay_line.terminate()
+            self.delay_line.wait(5)
+            self.delay_line = None
+        self.delay_ms, self.jitter_ms = delay_ms, jitter_ms
+        if delay_ms <= 0:
+            return
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        proc = self.popen([sys.executable, "-m", "ctl.delay", "--delay-ms", str(delay_ms), "--jitter-ms",
+                           str(jitter_ms)], cwd=repo, env={**os.environ, "PYTHONPATH": repo},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([proc.stdout], [], [], DELAY_READY_S)
+        if not ready or proc.stdout.readline().strip() != "ready":
+            proc.kill()
+            err = [line for line in proc.communicate(timeout=5)[1].splitlines() if line.strip()]
+            raise LabError(f"the delay line on {self.name} did not start: {err[-1].strip() if err else 'no output'}")
+        self.delay_line = proc
+
+    def delay_cpu_s(self) -> float:
+        """CPU seconds the delay line has used so far."""
+        try:
+            times = psutil.Process(self.delay_line.pid).cpu_times() if self.delay_line else None
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system if times else 0.0
+
     def partition(self, down: bool) -> None:
         """Cut this host off the bridge (its link goes down), or bring it back."""
         _run("ip", "link", "set", "dev", self.veth, "down" if down else "up")
         self.partitioned = down
 
-    def kill_all(self, timeout_s: float = 5.0) -> None:
+    def kill_all(self, timeout_s: float = 5.0, keep_delay_line: bool = False) -> None:
         """SIGTERM every process in the namespace, then SIGKILL what is left."""
-        _kill_ns_pids(self.ns, timeout_s)
+        spare = {self.delay_line.pid} if keep_delay_line and self.delay_line else set()
+        _kill_ns_pids(self.ns, timeout_s, spare)
 
 
 @dataclass
@@ -144,6 +183,8 @@ class Lab:
     number: int = -1
     bridge: str = ""
     hosts: dict = field(default_factory=dict)
+    rtt_ms: float = 0.0           # between any two hosts: each gets rtt_ms / 2 one way
+    jitter_ms: float = 0.0        # per host and direction
 
     def __post_init__(self) -> None:
         check_privileges()
@@ -168,7 +209,9 @@ class Lab:
         """This (the root) namespace's address on the bridge."""
         return self.address(1)
 
-    def add_host(self, name: str, up_mbit: float | None = None, loss_pct: float = 0.0) -> Host:
+    def add_host(self, name: str, up_mbit: float | None = None, loss_pct: float = 0.0,
+                 delay_ms: float | None = None) -> Host:
+        """A host on the bridge; ``delay_ms`` (one-way) defaults to the lab's rtt_ms / 2."""
         index = len(self.hosts) + 2
         if index > 254:
             raise LabError("a lab holds at most 253 hosts")
@@ -186,9 +229,13 @@ class Lab:
             _run(*where, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", check=False)
         host.shape(up_mbit)
         host.set_loss(loss_pct)
+        one_way = self.rtt_ms / 2 if delay_ms is None else delay_ms
+        host.set_delay(one_way, min(self.jitter_ms, one_way))
         return host
 
     def close(self) -> None:
+        for host in self.hosts.values():      # the nodes first: their last words still cross the delay lines
+            host.kill_all(keep_delay_line=True)
         for host in self.hosts.values():
             host.kill_all()
             _run("ip", "netns", "del", host.ns, check=False)
@@ -204,9 +251,11 @@ class Lab:
         self.close()
 
 
-def _kill_ns_pids(ns: str, timeout_s: float) -> None:
+def _kill_ns_pids(ns: str, timeout_s: float, spare: set[int] = frozenset()) -> None:
     procs = []
     for pid in _run("ip", "netns", "pids", ns, check=False).stdout.split():
+        if int(pid) in spare:
+            continue
         try:
             procs.append(psutil.Process(int(pid)))
         except psutil.Error:

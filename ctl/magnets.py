@@ -48,6 +48,30 @@ class Fetch:
         except MetainfoError as exc:       # the right hash, but a torrent we refuse: say why
             raise MetainfoError(f"the metainfo of {self.magnet.info_hash}: {exc.message}") from None
 
+    def ask_bt(self, host: str, port: int, who: str) -> metainfo.Metainfo | None:
+        """The info dict from a standard peer over BEP 9 ut_metadata, trusted only if it
+        hashes to the btih (a liar is named and skipped, as above)."""
+        from node.peer.bt.framing import WireError
+        from node.peer.bt.metadata import fetch_info, torrent_from_info
+
+        self.tried.append(who)
+        try:
+            info = fetch_info(host, port, bytes.fromhex(self.magnet.info_hash), config.REQUEST_TIMEOUT_S)
+        except OSError:
+            return None
+        except WireError as exc:
+            self.answered = True
+            if "hash" in str(exc):
+                self.liars.append(who)
+                render.err.print(f"warning: {who} sent metadata that does not hash to btih "
+                                 f"{self.magnet.info_hash}; ignored, as a bad piece is", markup=False, soft_wrap=True)
+            return None
+        self.answered = True
+        try:
+            return metainfo.parse(torrent_from_info(info, [t for t in self.magnet.trackers]))
+        except MetainfoError as exc:
+            raise MetainfoError(f"the metainfo of {self.magnet.info_hash}: {exc.message}") from None
+
 
 def trackers(mag: magnets.Magnet, tracker: str | list[str] | None) -> list[str]:
     """The tracker endpoints to ask: --tracker, else the magnet's zorrent (tcp://) trackers,
@@ -63,6 +87,7 @@ def fetch(uri: str, tracker: str | list[str] | None = None) -> metainfo.Metainfo
     mag = magnets.parse(uri)
     job = Fetch(mag)
     holders: list[tuple[str, str]] = []
+    standard: list[tuple[str, int, str]] = []        # BEP 3 peers: asked over ut_metadata
     for endpoint in trackers(mag, tracker):
         answered = job.answered
         job.answered = False
@@ -73,14 +98,23 @@ def fetch(uri: str, tracker: str | list[str] | None = None) -> metainfo.Metainfo
             job.answered = answered
             continue
         try:
-            peers = client.tracker(endpoint, m.GetPeers(info_hash=mag.info_hash),
+            peers = client.tracker(endpoint, m.GetPeers(info_hash=mag.info_hash, standard_clients=True),
                                    timeout_s=config.REQUEST_TIMEOUT_S, tries=1).peers
-            holders += [(config.endpoint(p.host, p.port), f"peer {p.peer_id}") for p in peers]
+            holders += [(config.endpoint(p.host, p.port), f"peer {p.peer_id}") for p in peers
+                        if p.kind != "bittorrent"]
+            standard += [(p.host, p.port, f"standard client {p.host}:{p.port}") for p in peers
+                         if p.kind == "bittorrent"]
         except ZorrentError:
             pass
     holders += [(config.endpoint(host, port), f"peer {host}:{port}") for host, port in mag.peers]
     for endpoint, who in holders:
         meta = job.ask(endpoint, who)
+        if meta is not None:
+            return meta
+    # x.pe may name a standard client (BEP 9's meaning) as well as a zorrent data port
+    standard += [(host, port, f"peer {host}:{port} (BEP 9)") for host, port in mag.peers]
+    for host, port, who in standard:
+        meta = job.ask_bt(host, port, who)
         if meta is not None:
             return meta
     bad = f"; wrong metainfo from {', '.join(job.liars)}" if job.liars else ""

@@ -34,6 +34,7 @@ class PeerSpec:
     upload_rate: int = 0     # bytes/s, 0 for no limit (optional "upload_rate" in peers.json)
     disk_io: str = config.DISK_IO   # optional "disk_io" in peers.json: "direct" or "buffered"
     bind: str = ""                  # optional "bind" in peers.json (e.g. 0.0.0.0); "ip" is then advertised
+    bt_port: int | None = None      # optional "bt_port": BEP 3 port (default config.default_bt_port; -1: none)
 
 
 def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
@@ -74,10 +75,15 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
         if entry["ip"] in config.WILDCARD_HOSTS:
             raise ZorrentError(f"{path}: {peer_id} \"ip\" is the address other peers reach it at, not "
                                f"{entry['ip']} (bind every interface with \"bind\": \"0.0.0.0\")", ErrorCode.BAD_INPUT)
+        bt_port = entry.get("bt_port")
+        if bt_port is not None and (not isinstance(bt_port, int) or isinstance(bt_port, bool)
+                                    or not config.BT_PORT_OFF <= bt_port < 65536):
+            raise ZorrentError(f"{path}: {peer_id} \"bt_port\" must be 1-65535 (0: any free port, "
+                               f"{config.BT_PORT_OFF}: no BEP 3 listener)", ErrorCode.BAD_INPUT)
         if (entry["ip"], entry["port"]) in seen:
             raise ZorrentError(f"{path}: {entry['ip']}:{entry['port']} is listed twice", ErrorCode.BAD_INPUT)
         seen.add((entry["ip"], entry["port"]))
-        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io, bind))
+        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io, bind, bt_port))
     return specs
 
 
@@ -177,6 +183,8 @@ def peer_args(spec: PeerSpec, tracker: str) -> list[str]:
         args += ["--upload-rate", str(spec.upload_rate)]
     if spec.disk_io != config.DISK_IO:
         args += ["--disk-io", spec.disk_io]
+    if spec.bt_port is not None:
+        args += ["--bt-port", str(spec.bt_port)]
     return args
 
 

@@ -23,7 +23,10 @@ for _c in (out, err):
 
 
 def error(text: str) -> None:
-    err.print(f"[bold red]error:[/] {text}", markup=True, soft_wrap=True)
+    """One line on stderr; the text is never read as markup (a path may hold "[/]")."""
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(' '.join(str(text).splitlines()))}", markup=True, soft_wrap=True)
 
 
 def emit_json(obj: Any) -> None:

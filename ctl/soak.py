@@ -8,7 +8,7 @@ It runs in its own work directory, with its own output/ and supervisor_conf/, so
 never touches the swarm of the directory it is started from.
 
 With ``Links`` (``soak --netns``) every node is a host of its own in a lab of network
-namespaces (ctl/lab.py): upload caps, random loss, and partitions (a host's link goes
+namespaces (ctl/lab.py): upload caps, latency, random loss, and partitions (a host's link goes
 down for a while, then comes back) on top of the kills. The lab is removed on the way
 out, and a crashed soak's lab is swept at the next start.
 """
@@ -47,6 +47,8 @@ class Links:
     loss_pct: float = 0.0
     partition_every_s: float = 0.0
     partition_s: float = 10.0
+    rtt_ms: float = 0.0             # between any two hosts (a delay line on each, ctl/delay.py)
+    jitter_ms: float = 0.0
 DRAIN_S = 180.0             # after the last minute, unfinished downloads get this long
 
 
@@ -152,7 +154,7 @@ class Soak:
         if self.links:
             from ctl.lab import Lab
 
-            self.lab = Lab()
+            self.lab = Lab(rtt_ms=self.links.rtt_ms, jitter_ms=self.links.jitter_ms)
             loss = self.links.loss_pct
             tracker_host = self.lab.add_host("tracker", None, loss)
             tracker = supervisor.TrackerSpec(tracker_host.ip, config.DEFAULT_TRACKER_PORT, self.tracker.store_uri,
@@ -164,12 +166,16 @@ class Soak:
             # every tracker program runs on the lab's tracker host
             launcher = lambda name: self.lab.hosts["tracker" if name in tracker.names else name].argv()   # noqa: E731
             self.say(f"lab: {len(self.lab.hosts)} hosts on {self.lab.bridge} ({self.lab.address(0)}/24)")
+            web_port = _free_port()
         else:
             tracker = self.tracker
-            self.specs = [nodes.PeerSpec(p, "127.0.0.1", _free_port(), self.upload_rate) for p in self.peer_ids]
+            base = tracker.port                  # the trackers' ports and their HTTP doors' are taken
+            *ports, web_port = _distinct_free_ports(len(self.peer_ids) + 1,
+                                                    {*range(base, base + 2 * tracker.count), base + 1000})
+            self.specs = [nodes.PeerSpec(p, "127.0.0.1", port, self.upload_rate) for p, port in zip(self.peer_ids, ports)]
         self.tracker = tracker
         os.environ["ZORRENT_TRACKER"] = ",".join(tracker.endpoints)
-        web = supervisor.WebSpec("127.0.0.1", _free_port())    # in this namespace: the lab's bridge reaches all
+        web = supervisor.WebSpec("127.0.0.1", web_port)    # in this namespace: the lab's bridge reaches all
         conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False, launcher=launcher,
                                                   web=web))
         supervisor.start_or_update(conf)
@@ -353,6 +359,17 @@ class Soak:
         page = write_html(self.workdir / "soak-report.html", asdict(self.report), self.timeline,
                           f"zorrent soak: {self.report.peers} peers, {self.report.files} files, {self.report.minutes:g} min")
         self.say(f"report: {self.workdir / 'soak-report.json'} and {page}")
+
+
+def _distinct_free_ports(count: int, taken: set[int]) -> list[int]:
+    """``count`` free ports, no two alike and none in ``taken``: a port just freed is often
+    handed out again at once (two of 300 soak peers got the same one, and one never started)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = _free_port()
+        if port not in ports and port not in taken:
+            ports.append(port)
+    return ports
 
 
 def _free_port() -> int:

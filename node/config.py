@@ -19,6 +19,14 @@ HTTP_PORT_OFFSET = 1000           # a tracker's HTTP door (BEP 3, for standard c
                                   # console sat at its port + 1000 the same way)
 DEFAULT_PEER_HOST = "127.0.0.1"
 DEFAULT_PEERS_CONFIG = "peers.json"
+BT_PORT_OFFSET = 1000             # a peer's BEP 3 port defaults to its data port + this (6881 -> 7881):
+                                  # clear of 6881-6889 (data ports), 6969 and its HTTP door 7969 (tracker), 8080 (web)
+BT_PORT_OFF = -1                  # `--bt-port -1` / "bt_port": -1 runs no BEP 3 listener
+
+
+def default_bt_port(data_port: int) -> int:
+    """A peer's BEP 3 port when none is given: data port + BT_PORT_OFFSET (0, any free port, for port 0)."""
+    return data_port + BT_PORT_OFFSET if 0 < data_port <= 65535 - BT_PORT_OFFSET else 0
 MONGO_EXAMPLE_URI = "mongodb://localhost:27017/bittorrent"
 
 
@@ -254,10 +262,110 @@ MAX_HASH_FAILURES = 3                         # pieces failed as sole sender bef
 HASH_THREADS = 2                              # per peer: SHA-1 of arrived pieces (one per core)
 WRITE_THREADS = 2                             # per peer: writes of verified pieces (keeps the device's queue full)
 READ_THREADS = 2                              # per peer: reads of the blocks it serves (off the event loop)
-CHECK_THREADS = 1                             # per peer: re-hashes of files that changed on disk
+CHECK_THREADS = 2                             # per peer: whole-file hashes (upload, resume, re-hash of a changed
+                                              # file), two torrents at once: a small one's hash never waits
+                                              # behind a 100 GiB one; each also hashes its own pieces on
+                                              # pieces.hash_workers() threads, so 2 keeps the disk and cores busy
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit
+ZMQ_MAX_SOCKETS = 8192                        # per peer process: libzmq's socket cap (its default, 1,023, is
+                                              # about 20 jobs x 50 remotes); a DEALER per remote peer is shared
+                                              # by every job, so this is ~8,000 remote peers. $ZORRENT_MAX_SOCKETS
+SPARE_FILES = 256                             # open files beyond 2 per socket (torrent files, logs, the state)
+
+
+def max_sockets() -> int:
+    """The socket limit of a peer's ZeroMQ context: $ZORRENT_MAX_SOCKETS, else ZMQ_MAX_SOCKETS."""
+    try:
+        return max(8, int(os.environ.get("ZORRENT_MAX_SOCKETS", ZMQ_MAX_SOCKETS)))
+    except ValueError:
+        return ZMQ_MAX_SOCKETS
+
+
+CHANGE_LOG_PIECES = 32                        # pieces one change lists; a bigger announce says "re-read its
+                                              # bitfield" instead (keeps a (torrent, peer) document small)
+CHANGE_LOG_ENTRIES = 16                       # MongoDB: recent changes kept in each (torrent, peer) document
+                                              # ($push $slice); a cursor older than them gets that peer whole
+CHANGE_LOG_ROWS = 4096                        # SQLite: changes kept per torrent (one row per announce): a job
+                                              # that refreshes every PEER_REFRESH_S stays within them unless
+                                              # the torrent sees over 4,096 announces in that second
+TOMBSTONE_S = 120.0                           # MongoDB: a peer that left a torrent stays as a tombstone this
+                                              # long, so jobs learn it left; older cursors get a full list
+
+# ---------------------------------------------------------------- bounds on what a remote can fill
+# Sized from the piece size and the link (node/budget.py). A legitimate downloader keeps
+# at most PIPELINE_BYTES (8 MiB) and MAX_PIPELINE_REQUESTS pieces requested from one seed;
+# on loopback (1-3 GB/s) or a 1 Gbit/s link (125 MB/s) a block leaves the seeder's process
+# for the kernel's socket buffer within milliseconds of its read, so a reader that keeps
+# up never holds more than a few blocks here. One that never reads holds its cap, no more.
+# The largest block one request may ask for is protocol.messages.MAX_BLOCK_BYTES, 1 MiB
+# (it was 4 MiB): 4 of them fill the in-process send window below, so a remote holding
+# its cap holds whole blocks; a bigger piece is fetched in several blocks.
+REMOTE_MAX_REQUESTS = 2 * MAX_PIPELINE_REQUESTS   # requests: GetBlocks one remote may have waiting or in
+                                              # flight here; a legit downloader sends <= 64 pieces' worth
+                                              # (more blocks only for pieces > 1 MiB, which credit keeps few);
+                                              # beyond: a BUSY error reply (cheap, no disk read)
+REMOTE_MAX_BYTES = 4 * 1024 * 1024            # bytes: block payload one remote may hold in this process (read,
+                                              # paced, or in the ZeroMQ pipe not yet written to the kernel);
+                                              # at 125 MB/s that is 32 ms of link, far more than a reader needs
+REMOTES_TOTAL_BYTES = 32 * 1024 * 1024        # bytes: the same over every remote: the seeder's RSS may grow by
+                                              # this much at worst (the issue-17 goal allows 64 MiB over idle)
+REMOTES_MAX = 1024                            # remotes with block requests here at once (a new one is refused)
+REMOTE_MAX_REFUSALS = MAX_PIPELINE_REQUESTS   # refusals in a row (a legit downloader never gets one: it keeps
+                                              # <= REMOTE_MAX_REQUESTS in flight) before the remote is cut off:
+                                              # its requests are then dropped unread (no decode, no reply) ...
+REMOTE_CUT_OFF_S = 30.0                       # ... for this long (a flood costs ~1 us a frame, not ~40 us)
+DATA_SNDHWM_MSGS = 2 * REMOTE_MAX_REQUESTS    # messages: data ROUTER send queue per remote (ZMQ_SNDHWM). Blocks
+                                              # hold budget tickets until written, so this only bounds the small
+                                              # replies (errors, Haves, Elsewhere, metainfo); a full pipe drops
+                                              # the reply (ROUTER_MANDATORY + DONTWAIT: never blocks the loop)
+DATA_RCVHWM_MSGS = 2 * REMOTE_MAX_REQUESTS    # messages: requests read ahead from one remote (ZMQ_RCVHWM)
+DATA_MAX_REQUEST_BYTES = 64 * 1024            # bytes: largest frame the data port accepts (ZMQ_MAXMSGSIZE); its
+                                              # requests are ~100-byte GetBlock/Watch/GetMetainfo/Ping
+PACER_MAX_QUEUED = REMOTES_MAX * 4            # replies: the upload pacer's queue. Paced blocks hold budget
+                                              # tickets, so REMOTES_TOTAL_BYTES bounds it first; this caps small ones
+READ_QUEUE_MAX = REMOTES_TOTAL_BYTES // (16 * 1024)   # block reads waiting for a read thread: every one holds a
+                                              # claimed ticket, so the byte budget bounds it; this is the backstop
+TRACKER_SNDHWM_MSGS = 2 * TRACKER_BATCH_MAX   # messages: tracker ROUTER send queue per client: one drained batch
+                                              # may all be one client's (a pipelining CLI or bench), answered at
+                                              # once, and libzmq learns of reads in steps of HWM/2; a client that
+                                              # never reads loses what is beyond. Replies are
+                                              # small (GetSwarm is paged) except metainfo (<= 4 MiB header)
+TRACKER_RCVHWM_MSGS = 256                     # messages: requests read ahead from one client
+TRACKER_MAX_TORRENTS_PER_PEER = 4096          # torrents one registered peer may register (in this tracker's run)
+TRACKER_MAX_PEERS_PER_HOST = 1024             # live peer ids registered from one address ("hundreds of peers on
+                                              # one machine" fit; one stranger cannot fill the peers collection)
+TRUST_ADVERTISE_DEFAULT = "127.0.0.0/8,::1"     # tracker --trust-advertise: sources whose RegisterPeer may name
+                                              # another address (a local process is the operator's own)
+SWARM_PAGE_MAX = 500                          # peers or torrents in one GetSwarm reply (~60 KiB of header)
+# ---------------------------------------------------------------- BEP 3 peer wire (standard clients)
+# Each bound caps what one stranger on the BEP 3 port can make us hold (GUIDE: every buffer a
+# remote can fill has a bound). libtorrent's figures are the model where one is named.
+BT_MAX_CONNECTIONS = 200                      # per peer process, both directions; more are closed on arrival
+                                              # (Transmission's peer-limit-global default is 200)
+BT_MAX_REQUEST_QUEUE = 500                    # requests one remote may have queued with us; past it each
+                                              # gets a reject (libtorrent's max_allowed_in_request_queue is
+                                              # 2000; 500 x 16 KiB = 8 MiB, PIPELINE_BYTES, is a fast link's fill)
+BT_SEND_BUFFER_BYTES = 1024 * 1024            # block bytes queued to one remote before we stop reading its
+                                              # requests (libtorrent's send_buffer_watermark is 500 KiB; 1 MiB
+                                              # keeps 1 Gbit/s loopback busy within one reactor turn)
+BT_RECV_BUFFER_BYTES = 256 * 1024             # a connection's preallocated receive buffer; it grows only for
+                                              # a bitfield (num_pieces / 8 bytes, fixed by the torrent)
+BT_MAX_MESSAGE_BYTES = 16 * 1024 + 64 * 1024  # largest message but a bitfield: a 16 KiB piece or metadata
+                                              # block plus its bencoded header; longer closes the connection
+BT_HANDSHAKE_TIMEOUT_S = 10.0                 # a connection must finish its handshake by then
+BT_IDLE_TIMEOUT_S = 120.0                     # nothing received this long (keep-alives count): closed
+BT_KEEPALIVE_S = 60.0                         # we send a keep-alive after this long without sending
+BT_READS_IN_FLIGHT = 8                        # blocks read on read threads for one remote at once
+BT_UPLOAD_SLOTS = 4                           # unchoked remotes per peer process, besides the optimistic one
+                                              # (libtorrent's unchoke_slots_limit is 8 for a whole session;
+                                              # 4 + 1 fills a capped uplink without splitting it thin)
+BT_RECHOKE_S = 10.0                           # BEP 3: re-choose the unchoked every 10 s
+BT_OPTIMISTIC_S = 30.0                        # ... and the optimistic unchoke every 30 s (3 rounds)
+BT_REQUESTS_PER_REMOTE = 64                   # 16 KiB requests we keep in flight to one BEP 3 remote (1 MiB)
+BT_METADATA_MAX_BYTES = 16 * 1024 * 1024      # a ut_metadata size we accept (protocol/metainfo's torrent cap)
+BT_CONNECT_TIMEOUT_S = 5.0                    # an outgoing BEP 3 connection must be up by then
 
 # ---------------------------------------------------------------- private swarms (node/curve.py)
 CURVE_REFUSED_SOURCES_LOGGED = 1024           # refused sources each logged once; a stranger who comes from many

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import zmq
@@ -24,8 +25,36 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Any, Message], Any]
 
 
+@dataclass(frozen=True)
+class Source:
+    """The connection a request came in on: what a handler may trust about its sender.
+
+    ``identity`` is the ROUTER routing id (libzmq refuses a second connection that
+    claims one in use), ``address`` the IP the TCP connection comes from (the frame's
+    ``Peer-Address``; "" on ipc/inproc). Claims inside a message are only claims.
+    """
+
+    identity: bytes = b""
+    address: str = ""
+
+
+def source_of(ident: bytes, frame: Any, tcp: bool) -> Source:
+    address = ""
+    if tcp:
+        try:
+            address = frame.get("Peer-Address")
+        except (zmq.ZMQError, AttributeError):
+            pass
+    return Source(ident, address)
+
+
 class Context:
-    """What handlers get. Subclasses add the store, the config, the node state."""
+    """What handlers get. Subclasses add the store, the config, the node state.
+
+    ``source`` is the connection of the request being handled (set by ``serve``).
+    """
+
+    source: Source = Source()
 
     def scope(self):
         """Wraps one handler call (the tracker makes it a savepoint)."""
@@ -77,14 +106,21 @@ class Dispatcher:
         return encode(result, msg_id)
 
 
-def bind_router(zctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
+def bind_router(zctx: zmq.Context, endpoint: str, sndhwm: int = 0, rcvhwm: int = 1000,
+                max_msg_bytes: int = MAX_FRAME_BYTES) -> tuple[zmq.Socket, str]:
     """A ROUTER bound to ``endpoint`` (port 0 or * picks a free one); returns its endpoint.
-    A tcp one is a CURVE server when the swarm has keys (node/curve.py)."""
+    A tcp one is a CURVE server when the swarm has keys (node/curve.py).
+
+    ``sndhwm``/``rcvhwm`` are messages per connection (0: none, for local-only sockets).
+    With ROUTER_MANDATORY a send to a full pipe raises EAGAIN (every send here is
+    DONTWAIT), one to a gone identity EHOSTUNREACH: never a silent drop, never a block.
+    """
     sock = zctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_msg_bytes)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.SNDHWM, sndhwm)
+    sock.setsockopt(zmq.RCVHWM, rcvhwm)
     if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
         endpoint = endpoint[:-2] + ":*"
     try:
@@ -100,19 +136,22 @@ def bind_router(zctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
 
 
 def serve(sock: zmq.Socket, dispatcher: Dispatcher, ctx: Context, batch_max: int = 64,
-          send: Callable[[bytes, list[Any]], None] | None = None) -> Callable[[], None]:
+          send: Callable[[bytes, list[Any]], None] | None = None,
+          accepts: Callable[[bytes], bool] | None = None) -> Callable[[], None]:
     """The readable-callback for a ROUTER: drain a batch, handle it, commit, then reply.
 
-    ``send(identity, frames)`` replaces the plain send (the peer paces uploads with it).
+    ``send(identity, frames)`` replaces the plain send (the peer budgets uploads with it).
+    ``accepts(identity)`` False: the request is dropped unread (a remote that was cut off).
     """
 
     def send_now(ident: bytes, frames: list[Any]) -> None:
         try:
-            sock.send_multipart([ident, *frames], copy=False)
+            sock.send_multipart([ident, *frames], flags=zmq.DONTWAIT, copy=False)
         except zmq.ZMQError:
-            pass  # the requester went away; ROUTER_MANDATORY says so instead of dropping silently
+            pass  # gone (EHOSTUNREACH) or not reading (EAGAIN, its pipe is full): the reply is dropped
 
     send = send or send_now
+    tcp = sock.getsockopt_string(zmq.LAST_ENDPOINT).startswith("tcp://")
 
     def on_readable() -> None:
         started = time.perf_counter()
@@ -124,10 +163,17 @@ def serve(sock: zmq.Socket, dispatcher: Dispatcher, ctx: Context, batch_max: int
                 break
             if len(parts) < 2:
                 continue  # no identity + header: nothing to reply to
-            batch.append((parts[0].bytes, parts[1:]))
+            ident = parts[0].bytes
+            if accepts is not None and not accepts(ident):
+                continue
+            batch.append((ident, parts[1:]))
         if not batch:
             return
-        replies = [(ident, dispatcher.dispatch(ctx, frames)) for ident, frames in batch]
+        replies = []
+        for ident, frames in batch:
+            ctx.source = source_of(ident, frames[0], tcp)
+            replies.append((ident, dispatcher.dispatch(ctx, frames)))
+        ctx.source = Source()
         try:
             ctx.commit()
         except ZorrentError as exc:

@@ -1,6 +1,7 @@
-"""What every node process does the same way: logging and the ready file."""
+"""What every node process does the same way: logging, the ready file, a lock file."""
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sys
@@ -23,3 +24,15 @@ def write_ready_file(path: str | None, endpoint: str) -> None:
     tmp.write_text(endpoint)
     os.replace(tmp, path)
 
+
+
+def hold_lock(path: Path) -> int | None:
+    """An exclusive flock on ``path``, held until the descriptor is closed (or the process
+    dies, so a crash never leaves it stale); None if another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

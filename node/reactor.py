@@ -35,6 +35,7 @@ class Reactor:
         self.clock = clock
         self.poller = zmq.Poller()
         self._handlers: dict[zmq.Socket, Callable[[], None]] = {}
+        self._fds: dict[int, Callable[[int], None]] = {}   # plain sockets (the BEP 3 wire): fd -> on_events(mask)
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self._deadlines: list[tuple[Callable[[], float | None], Callable[[float], None]]] = []
@@ -92,6 +93,19 @@ class Reactor:
         if self._handlers.pop(sock, None) is not None:
             self.poller.unregister(sock)
 
+    def add_fd(self, fd: int, on_events: Callable[[int], None], events: int = zmq.POLLIN) -> None:
+        """A plain socket: ``on_events(mask)`` with zmq.POLLIN / POLLOUT bits when it is ready."""
+        self._fds[fd] = on_events
+        self.poller.register(fd, events)
+
+    def modify_fd(self, fd: int, events: int) -> None:
+        if fd in self._fds:
+            self.poller.modify(fd, events)
+
+    def remove_fd(self, fd: int) -> None:
+        if self._fds.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+
     def call_later(self, delay_s: float, fn: Callable[[], None]) -> Timer:
         timer = Timer(self.clock() + delay_s, fn)
         heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
@@ -124,7 +138,11 @@ class Reactor:
             if due is not None:
                 wait = min(wait, max(0.0, due - now))
         # round up: a wait that ends a hair early only turns the loop once more for nothing
-        for sock, _ in self.poller.poll(int(wait * 1000) + (1 if wait > 0 else 0)):
+        for sock, events in self.poller.poll(int(wait * 1000) + (1 if wait > 0 else 0)):
+            on_events = self._fds.get(sock) if isinstance(sock, int) else None
+            if on_events is not None:
+                self._call(lambda: on_events(events))
+                continue
             handler = self._handlers.get(sock)
             if handler is not None:
                 self._call(handler)

@@ -20,6 +20,8 @@ class ErrorCode(IntEnum):
     BAD_METAINFO = 15
     BAD_INPUT = 16         # a path or file the request names is unusable
     STORE = 17             # the tracker store failed; nothing was acknowledged
+    BUSY = 18              # this remote already has its share of requests or bytes in flight; retry later
+    LIMIT = 19             # a cap on what one peer may register was reached
 
 
 class ZorrentError(Exception):

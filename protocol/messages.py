@@ -21,7 +21,7 @@ from protocol.errors import FieldError
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 4 * 1024 * 1024      # largest frame 0 a node will decode
-MAX_BLOCK_BYTES = 4 * 1024 * 1024       # largest piece block one request may ask for
+MAX_BLOCK_BYTES = 1024 * 1024           # largest piece block one request may ask for (why: node/config.py)
 MAX_FRAME_BYTES = MAX_HEADER_BYTES + MAX_BLOCK_BYTES  # zmq MAXMSGSIZE on every socket
 
 
@@ -138,9 +138,11 @@ class PeerInfo:
     peer_id: str
     host: str
     port: int
-    bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0
-    have: int              # number of set bits
+    bitfield: bytes        # BEP-3 bit order: piece 0 is the high bit of byte 0; b"" in a delta that lists ``pieces``
+    have: int              # number of set bits (in a delta with ``pieces``: how many it lists)
     kind: str = "zorrent"  # "bittorrent": a standard client (no bitfield; it speaks BEP 3, not ZeroMQ)
+    bt_port: int = 0       # a zorrent peer's BEP 3 port (0: none)
+    pieces: list[int] = field(default_factory=list)   # a delta's pieces this peer added since the cursor
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ class JobStatus:
     elapsed_s: float
     error: str
     peers: list[PeerStat] = field(default_factory=list)
+    warning: str = ""      # why a running job may be slower than it could be (e.g. a socket limit reached)
     hashed_bytes: int = 0  # while hashing or checking: bytes hashed so far, of
     hash_bytes: int = 0    # ... this many (0: no hash under way)
 
@@ -243,6 +246,7 @@ class Pong(Message):
     node: str              # "tracker" or "peer"
     peer_id: str           # empty for the tracker
     pid: int
+    bt_port: int = 0       # a peer's BEP 3 port (0: none)
 
 
 @message(MsgType.OK)
@@ -265,6 +269,7 @@ class RegisterPeer(Message):
     host: str
     port: int
     token: str             # the previous session's token ("" if none): needed to take over a live record
+    bt_port: int = 0       # its BEP 3 port for standard clients (0: none)
 
 
 @message(MsgType.REGISTERED)
@@ -287,6 +292,8 @@ class Deregister(Message):
 
 @message(MsgType.REGISTER_TORRENT)
 class RegisterTorrent(Message):
+    peer_id: str           # a registered peer ...
+    token: str             # ... and its token: strangers cannot fill the torrents collection
     metainfo: bytes        # the bencoded .torrent; the tracker validates it itself
 
 
@@ -315,17 +322,33 @@ class Forget(Message):
 
 @message(MsgType.GET_PEERS)
 class GetPeers(Message):
+    """The torrent's peers and pieces: all of them, or what changed after ``since`` (the
+    ``version`` of an earlier PEER_LIST), so that a job's refresh costs what changed."""
+
     info_hash: str
     standard_clients: bool = False   # also list standard clients (kind "bittorrent"); `get` asks, peers don't
+    since: int = -1                  # -1: the whole list
+
+    def __post_init__(self) -> None:
+        if self.since < -1:
+            raise FieldError("['body']['since']", f"must be -1 or a version, not {self.since}")
 
 
 @message(MsgType.PEER_LIST)
 class PeerList(Message):
+    """With ``delta`` false, every peer with its whole bitfield. With ``delta`` true, only
+    the peers that changed after ``since``: those in ``gone`` hold nothing now (or came back,
+    and what they held before is void); each of ``peers`` adds its ``pieces`` (or its whole
+    ``bitfield``, when the tracker could not list them) to what the asker knew of it."""
+
     info_hash: str
     name: str
     num_pieces: int
     length: int
     peers: list[PeerInfo]
+    version: int = 0                 # the cursor for the next GET_PEERS
+    delta: bool = False
+    gone: list[str] = field(default_factory=list)
 
 
 @message(MsgType.GET_METAINFO)
@@ -376,7 +399,11 @@ class ScrapeReply(Message):
 
 @message(MsgType.GET_SWARM)
 class GetSwarm(Message):
-    """Read-only: every peer and torrent the tracker knows, and its own counters."""
+    """Read-only: the peers and torrents the tracker knows, and its own counters, a page
+    at a time: those whose id sorts after ``peers_after`` / ``torrents_after``."""
+
+    peers_after: str = ""
+    torrents_after: str = ""
 
 
 @message(MsgType.SWARM)
@@ -384,6 +411,8 @@ class Swarm(Message):
     peers: list[SwarmPeer]
     torrents: list[SwarmTorrent]
     stats: TrackerStats
+    peers_more: bool = False       # more peers after the last one here: ask again from it
+    torrents_more: bool = False
 
 
 # ---------------------------------------------------------------- peer data plane
@@ -395,7 +424,7 @@ class GetBlock(Message):
     piece_index: int
     block_offset: int
     length: int
-    requester: str = ""    # the asking peer's id: a seed sends each piece to one peer first
+    requester: str = ""    # the asking peer's id, for logs only: a seed trusts the connection, not this
 
 
 @message(MsgType.BLOCK)
@@ -452,6 +481,7 @@ class Uploaded(Message):
 class Download(Message):
     metainfo: bytes
     output: str            # absolute path of the file to write (a multi-file torrent: of its folder)
+    peers: list[str] = field(default_factory=list)   # "HOST:PORT" BEP 3 peers to take pieces from (x.pe)
 
 
 @message(MsgType.REMOVE)

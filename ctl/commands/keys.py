@@ -1,6 +1,4 @@
 """A private swarm's keys (ZeroMQ CURVE, node/curve.py): make them, add a member."""
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

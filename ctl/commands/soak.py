@@ -42,6 +42,9 @@ def soak(
     loss: Annotated[float, typer.Option(min=0, max=50, help="With --netns: percent of packets every host drops.")] = 0.0,
     partition_every: Annotated[float, typer.Option(min=0, help="With --netns: cut a random host off every this many seconds (0: never).")] = 0.0,
     partition_s: Annotated[float, typer.Option(min=0.5, help="With --netns: how long a partition lasts.")] = 10.0,
+    rtt_ms: Annotated[float, typer.Option(min=0, max=2000, help="With --netns: RTT between any two hosts, ms "
+                                          "(a delay line on each host).")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(min=0, help="With --netns: jitter of each host's one-way delay, ms.")] = 0.0,
     trackers: Annotated[int, typer.Option(min=1, help="Trackers on one store (more than 1 needs --store mongodb://...).")] = 1,
     store: Annotated[Optional[str], typer.Option(help="Tracker store URI (default: SQLite in the work directory).")] = None,
 ) -> None:
@@ -55,7 +58,7 @@ def soak(
     where = Path(workdir or config.output_dir() / f"soak-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     where.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _stop)   # a clean stop: the swarm always goes down
-    links = Links(up_mbit, seed_up_mbit or up_mbit, loss, partition_every, partition_s) if netns else None
+    links = Links(up_mbit, seed_up_mbit or up_mbit, loss, partition_every, partition_s, rtt_ms, jitter_ms) if netns else None
     rate = 0 if netns or upload_rate == "0" else parse_size(upload_rate)    # in a lab the links are the limit
     run = Soak(where, peers, files, minutes, kill_every, parse_size(min_size), parse_size(max_size), seed, rate,
                say=lambda s: render.err.print(s, markup=False, highlight=False), links=links,

@@ -32,6 +32,10 @@ def tracker(
              "0 turns it off).")] = None,
     http_host: Annotated[Optional[str], typer.Option(
         help="Address of the HTTP tracker (default: --host), e.g. ::1 or 0.0.0.0.")] = None,
+    trust_advertise: Annotated[str, typer.Option(
+        help="Networks (comma-separated, or 'none') whose peers may advertise another address than "
+             "they connect from: the bind/ip case of peers.json. Others are listed only at their "
+             "connection's address.")] = config.TRUST_ADVERTISE_DEFAULT,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the tracker in the foreground. Start it before anything else."""
@@ -44,7 +48,7 @@ def tracker(
         http_port = config.http_port_for(port)
     elif http_port == 0:
         http_port = None
-    run(host, port, store, ready_file, http_port, strict, http_host)
+    run(host, port, store, ready_file, http_port, strict, http_host, trust_advertise)
 
 
 @command(app, "peer")
@@ -62,12 +66,18 @@ def peer(
     disk_io: Annotated[DiskIo, typer.Option(
         help="direct: write verified pieces with O_DIRECT, bypassing the page cache (buffered where the "
              "filesystem refuses it); buffered: through the page cache.")] = DiskIo(config.DISK_IO),
+    bt_port: Annotated[Optional[int], typer.Option(
+        help=f"BEP 3 port for standard BitTorrent clients (default: --port + {config.BT_PORT_OFFSET}; "
+             f"0 picks a free one; {config.BT_PORT_OFF} runs none).")] = None,
     ready_file: Annotated[Optional[str], typer.Option(hidden=True)] = None,
 ) -> None:
     """Run one peer in the foreground (what start-peer runs for each peer)."""
     from node.peer.main import run
 
-    run(peer_id, host, port, config.tracker_endpoints(tracker), upload_rate, ready_file, disk_io.value, advertise)
+    if bt_port is not None and not config.BT_PORT_OFF <= bt_port < 65536:
+        raise ZorrentError(f"--bt-port {bt_port} is out of range", ErrorCode.BAD_INPUT)
+    run(peer_id, host, port, config.tracker_endpoints(tracker), upload_rate, ready_file, disk_io.value, advertise,
+        bt_port)
 
 
 PeersConfig = Annotated[str, typer.Option("--config", help="peers.json")]

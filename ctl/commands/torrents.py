@@ -299,15 +299,19 @@ def download(
     if (torrent is None) == (magnet_link is None):
         raise ZorrentError("give exactly one of --torrent and --magnet", ErrorCode.BAD_INPUT)
     host = nodes.listed_host(peer_id, peers_config, peer_host)
+    sources: list[str] = []
     if torrent is not None:
         meta = metainfo.read(torrent)
     else:
         meta = magnets.fetch(magnet_link, tracker)
+        from protocol import magnet
+
+        sources = [f"{h}:{p}" for h, p in magnet.parse(magnet_link).peers]   # x.pe: BEP 3 peers too
         if not torrent_path(meta.name).exists():     # for `get` and `remove --torrent` later
             metainfo.write(meta, torrent_path(meta.name))
     client.check_peer(peer_id, host, peer_port)
     out_path = output_path(meta, output, _held_path(peer_id, meta.info_hash))
-    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=out_path),
+    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=out_path, peers=sources),
                         timeout_s=ctx.obj.timeout_s)    # a file already there is hashed meanwhile
     job = _follow(peer_id, meta, quiet=ctx.obj.json)
     if job.state != m.JobState.SEEDING.value:     # failed, or its file went missing or changed meanwhile
@@ -419,15 +423,28 @@ def get(
     if ctx.obj.json:
         render.emit_json({"name": reply.name, "info_hash": reply.info_hash, "num_pieces": reply.num_pieces,
                           "peers": [{"peer_id": p.peer_id, "host": p.host, "port": p.port, "have": p.have,
-                                     "seeder": p.have == reply.num_pieces, "kind": p.kind} for p in reply.peers]})
+                                     "seeder": p.have == reply.num_pieces, "kind": p.kind, "client": _client(p),
+                                     "bt_port": p.bt_port} for p in reply.peers]})
         return
     rows = [[p.peer_id, f"{p.host}:{p.port}", f"{p.have}/{reply.num_pieces}",
-             f"{100 * p.have / reply.num_pieces:.0f}%", "yes" if p.have == reply.num_pieces else "no", p.kind]
+             f"{100 * p.have / reply.num_pieces:.0f}%", "yes" if p.have == reply.num_pieces else "no", _client(p)]
             for p in reply.peers]
     render.out.print(render.table(f"{reply.name} ({reply.info_hash})",
                                   ["Peer ID", "Address", "Pieces", "Done", "Seeder", "Client"], rows))
     if not rows:
         render.out.print("No live peer seeds or downloads it.")
+
+
+def _client(p) -> str:
+    """The Client column: zorrent (and its BEP 3 port), or what a standard client's peer id names."""
+    if p.kind != "bittorrent":
+        return f"zorrent (BEP 3 :{p.bt_port})" if p.bt_port else "zorrent"
+    from node.peer.bt.framing import client_of
+
+    try:
+        return client_of(bytes.fromhex(p.peer_id.removeprefix("bt:")))
+    except ValueError:
+        return "BitTorrent client"
 
 
 def _scrape_only(ctx: typer.Context, endpoint: list[str], meta: "metainfo.Metainfo", unknown: RemoteError) -> None:
@@ -479,7 +496,7 @@ def status(
         render.emit_json(reply)
         return
     rows = [[j.name, f"{j.state} {100 * j.hashed_bytes // j.hash_bytes}%" if j.hash_bytes else j.state,
-             f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts, j.error or "", j.path]
+             f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts, j.error or j.warning, j.path]
             for j in reply.jobs]
     render.out.print(render.table(
         f"{reply.peer_id} ({'registered' if reply.registered else 'not registered'} with the tracker)",

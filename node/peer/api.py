@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from node.dispatch import Source
 from node.peer.holdings import Holding
 from node.peer.storage import PieceFile
 from protocol import messages as m
@@ -22,7 +23,9 @@ class HoldingsView(Protocol):
 
 class PeerApi(Protocol):
     peer_id: str
+    bt_port: int                # the BEP 3 port (0: none)
     holdings: HoldingsView
+    source: Source                                     # the connection of the request being handled
 
     @property
     def registered(self) -> bool: ...                  # the tracker took our registration

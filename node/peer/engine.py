@@ -33,6 +33,7 @@ import random
 from collections import deque
 
 from node import config
+from node.peer.links import LinkRefused
 from node.peer.remote import MIB, Fetch, Holding, Host, RemotePeer
 from node.peer.storage import sha1_of
 from protocol import messages as m
@@ -62,7 +63,10 @@ class DownloadJob:
         self.finished: float | None = None
         self.refreshing = False
         self.last_refresh = 0.0
+        self.cursor = -1                              # the tracker's version our view of the swarm is at
+        self.warning = ""                             # why the job may be slower than it could (status)
         self.disk_at_start = node.disk.snapshot()
+        self.sources: list[m.PeerInfo] = []           # BEP 3 peers named by the user (a magnet's x.pe)
         self._rebuild_order()
 
     # ------------------------------------------------------------------ peers
@@ -71,42 +75,93 @@ class DownloadJob:
             return
         self.refreshing = True
         self.last_refresh = self.clock()
-        self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash), self._on_peers,
+        bt = getattr(self.node, "bt", None)      # with a BEP 3 wire, standard clients are sources too
+        self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash, since=self.cursor,
+                                             standard_clients=bt is not None), self._on_peers,
                                   timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
+    def add_sources(self, addresses: list[str]) -> None:
+        """Standard peers to download from besides those the tracker lists ("HOST:PORT")."""
+        for address in addresses:
+            host, _, port = address.rpartition(":")
+            if host and port.isdigit() and 0 < int(port) < 65536:
+                self.sources.append(m.PeerInfo(peer_id=f"bt:{host}:{port}", host=host.strip("[]"), port=int(port),
+                                               bitfield=b"", have=0, kind="bittorrent"))
+
     def _on_peers(self, env: Envelope | None, err: ZorrentError | None) -> None:
+        """The tracker's list: whole the first time (and whenever it cannot say what changed),
+        then only the peers that changed after our cursor."""
         self.refreshing = False
         if err is not None:
             log.warning("%s: peer list unavailable: %s", self.meta.name, err.message)
-            return
-        listed = set()
-        for info in env.msg.peers:
+            if not self.sources:
+                return
+            reply = None
+        else:
+            reply = env.msg
+            if not isinstance(reply, m.PeerList) or reply.info_hash != self.meta.info_hash:
+                return
+        whole = reply is not None and not reply.delta
+        if reply is not None and reply.delta:
+            for peer_id in reply.gone:          # it left (or came back): what it held is void
+                remote = self.remotes.get(peer_id)
+                if remote is not None:
+                    remote.listed = False
+                    remote.bitfield = Bitfield(self.meta.num_pieces)
+        listed, refused = set(), []
+        for info in (reply.peers if reply is not None else []) + self.sources:
             if info.peer_id == self.node.peer_id:
                 continue
-            try:
-                bits = Bitfield(self.meta.num_pieces, info.bitfield)
-            except ValueError:
+            standard = info.kind == "bittorrent"
+            if standard and getattr(self.node, "bt", None) is None:
+                continue
+            try:   # a standard client's pieces are learnt from its bitfield and haves (remote.py)
+                bits = Bitfield(self.meta.num_pieces, None if standard or not (info.bitfield or whole)
+                                else info.bitfield)
+                for i in info.pieces:
+                    bits.add(i)
+            except (ValueError, IndexError):
                 continue
             listed.add(info.peer_id)
-            endpoint = config.endpoint(info.host, info.port)
+            endpoint = f"bt://{info.host}:{info.port}" if standard else config.endpoint(info.host, info.port)
             remote = self.remotes.get(info.peer_id)
             if remote is None or remote.endpoint != endpoint:
+                try:
+                    channel = self._channel(info, endpoint)
+                except LinkRefused as exc:
+                    refused.append(exc)
+                    continue
                 if remote is not None:
                     self._drop_remote(remote)
-                remote = RemotePeer(info.peer_id, endpoint, self.node.connect(endpoint), bits)
+                remote = RemotePeer(info.peer_id, endpoint, channel, bits)
                 self.remotes[info.peer_id] = remote
             else:
                 bits = bits | remote.bitfield   # what it told us itself (WATCH) may be newer
             remote.bitfield = bits
-        for remote in self.remotes.values():
-            remote.listed = remote.peer_id in listed
-        self._rebuild_order()
-        self.schedule()
+            remote.listed = True
+        if whole:
+            for remote in self.remotes.values():
+                remote.listed = remote.peer_id in listed
+        if reply is not None:
+            self.cursor = -1 if refused else reply.version   # a peer we could not link to: ask again in full
+        self.warning = ""
+        if refused:
+            self.warning = f"{len(refused)} peers not contacted: {refused[0]}"
+            log.warning("%s: %s", self.meta.name, self.warning)
+        if reply is None or reply.peers or reply.gone or whole:
+            self._rebuild_order()
+            self.schedule()
+
+    def _channel(self, info: m.PeerInfo, endpoint: str):
+        if info.kind == "bittorrent":
+            from node.peer.bt.remote import BtRemoteChannel
+            return BtRemoteChannel(self.node.bt, info.host, info.port, self.meta.info_hash, self.meta.num_pieces)
+        return self.node.connect(endpoint)
 
     def _drop_remote(self, remote: RemotePeer) -> None:
         for fetch in list(remote.fetches):
             self._abandon(fetch, count=False)
-        remote.channel.close()
+        self.node.disconnect(remote.endpoint)
 
     def _rebuild_order(self) -> None:
         avail: dict[int, int] = {}
@@ -385,7 +440,7 @@ class DownloadJob:
                 self._retire(fetch)
         self.fetches.clear()
         for remote in self.remotes.values():
-            remote.channel.close()
+            self.node.disconnect(remote.endpoint)   # the DEALER stays while other jobs use it
         # the resume store saves it (and fsyncs the file) off the event loop
         self.node.holdings.transition(self.meta.info_hash, m.JobState.FAILED if error else m.JobState.SEEDING,
                                       error=error, expect=self.holding)

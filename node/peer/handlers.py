@@ -3,18 +3,18 @@ the local-only ipc socket (upload, download, status, shutdown)."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from node.dispatch import Dispatcher
-from node.peer.integrity import SUSPENDED
 from node.peer.api import PeerApi
+from node.peer.block_rules import check_block, send_once
 from node.peer.storage import PendingRead
 from node.peer.watch import Park, answer
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, ZorrentError
 
+MAX_EXTRA_PEERS = 50     # x.pe addresses one download takes (a magnet may list any number)
 data = Dispatcher("peer data port")
 control = Dispatcher("peer control")
 
@@ -22,37 +22,23 @@ control = Dispatcher("peer control")
 @data.handles(m.MsgType.PING)
 @control.handles(m.MsgType.PING)
 def ping(node: PeerApi, msg: m.Ping) -> m.Pong:
-    return m.Pong(node="peer", peer_id=node.peer_id, pid=os.getpid())
+    return m.Pong(node="peer", peer_id=node.peer_id, pid=os.getpid(), bt_port=node.bt_port)
 
 
 @data.handles(m.MsgType.GET_BLOCK)
-def get_block(node: PeerApi, msg: m.GetBlock) -> tuple[m.Block, bytes | PendingRead] | m.Elsewhere:
+def get_block(node: PeerApi, msg: m.GetBlock) -> tuple[m.Block, PendingRead] | m.Elsewhere:
     holding = node.holdings.get(msg.info_hash)
     if holding is None:
         raise ZorrentError(f"torrent {msg.info_hash[:40]} is not held here", ErrorCode.UNKNOWN_TORRENT)
+    check_block(holding, msg.piece_index, msg.block_offset, msg.length, m.MAX_BLOCK_BYTES)
     meta = holding.meta
-    if not 0 <= msg.piece_index < meta.num_pieces:
-        raise ZorrentError(f"piece {msg.piece_index} is out of range 0..{meta.num_pieces - 1}",
-                           ErrorCode.BAD_FIELD)
-    size = meta.piece_size(msg.piece_index)
-    if not (0 <= msg.block_offset < size and 0 < msg.length <= m.MAX_BLOCK_BYTES
-            and msg.block_offset + msg.length <= size):
-        raise ZorrentError(f"block {msg.block_offset}+{msg.length} does not fit piece of {size} bytes",
-                           ErrorCode.BAD_FIELD)
-    if msg.piece_index not in holding.bitfield or holding.state in SUSPENDED:
-        raise ZorrentError(f"piece {msg.piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
-    if holding.role == "seed":
-        suggest = holding.sender().admit(msg.piece_index, msg.requester, time.monotonic())
-        if suggest is not None:
-            return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
+    # the connection, not the claimed ``requester``: a routing id libzmq gives one connection only
+    suggest = send_once(holding, msg.piece_index, node.source.identity)
+    if suggest is not None:
+        return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
     block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)
-    if holding.file.cache_bypassed:     # not in the page cache: a read thread waits for the device
-        return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)
-    try:                                # the file is checked before and after (integrity.py)
-        return block, holding.file.read(msg.piece_index, msg.block_offset, msg.length)
-    except ZorrentError as exc:
-        node.read_failed(holding.file, exc)
-        raise
+    # read only once the budget admits it (node/peer/serving.py); the file is checked before and after
+    return block, holding.file.read_later(msg.piece_index, msg.block_offset, msg.length)
 
 
 @data.handles(m.MsgType.GET_METAINFO)
@@ -101,7 +87,9 @@ def _status(node: PeerApi, info_hash: str) -> m.StatusReply:
 @control.handles(m.MsgType.DOWNLOAD)
 def download(node: PeerApi, msg: m.Download) -> m.StatusReply:
     meta = metainfo.parse(msg.metainfo)
-    node.add_download(meta, _absolute(msg.output, "download output"))
+    holding = node.add_download(meta, _absolute(msg.output, "download output"))
+    if msg.peers and holding.job is not None:
+        holding.job.add_sources(msg.peers[:MAX_EXTRA_PEERS])
     return _status(node, meta.info_hash)
 
 

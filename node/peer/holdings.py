@@ -96,7 +96,7 @@ class Holding:
             bytes_done=min(self.meta.length, have * self.meta.piece_length),
             failed_attempts=job.failed_attempts if job else 0, ignored=job.ignored if job else 0,
             elapsed_s=round((self.finished or time.monotonic()) - self.started, 3),
-            error=self.error, peers=job.peer_stats() if job else [],
+            error=self.error, peers=job.peer_stats() if job else [], warning=job.warning if job else "",
             **self._hash_status())
 
     def _hash_status(self) -> dict:

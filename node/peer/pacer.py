@@ -3,43 +3,49 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
-import zmq
-
+from node import config
 from node.reactor import Reactor
+
+Send = Callable[[bytes, list[Any], Any], None]
 
 
 class Pacer:
-    """Upload rate limit: replies leave in order, no faster than ``rate_bps`` payload bytes/s."""
+    """Upload rate limit: blocks leave in order, no faster than ``rate_bps`` payload bytes/s.
 
-    def __init__(self, sock: zmq.Socket, reactor: Reactor, rate_bps: int) -> None:
-        self.sock, self.reactor, self.rate_bps = sock, reactor, rate_bps
+    Every queued block holds a budget ticket (node/peer/serving.py), so the byte budget
+    bounds the queue; ``PACER_MAX_QUEUED`` is the backstop on its length.
+    """
+
+    def __init__(self, reactor: Reactor, rate_bps: int, send: Send) -> None:
+        self.reactor, self.rate_bps, self.send = reactor, rate_bps, send
         self.queue: deque = deque()
         self.next_free = 0.0
         self.timer = None
 
-    def _send(self, ident: bytes, frames: list[Any]) -> None:
-        try:
-            self.sock.send_multipart([ident, *frames], copy=False)
-        except zmq.ZMQError:
-            pass
-
-    def __call__(self, ident: bytes, frames: list[Any]) -> None:
-        if not self.rate_bps or len(frames) < 2:   # only piece payloads are paced
-            self._send(ident, frames)
-            return
+    def __call__(self, ident: bytes, frames: list[Any], ticket: Any) -> bool:
+        """Send (now or at its time); False: the queue is full and nothing was sent."""
+        if not self.rate_bps:
+            self.send(ident, frames, ticket)
+            return True
+        if len(self.queue) >= config.PACER_MAX_QUEUED:
+            return False
         now = time.monotonic()
         release = max(now, self.next_free)
-        self.next_free = release + len(frames[1]) / self.rate_bps
-        self.queue.append((release, ident, frames))
+        self.next_free = release + len(frames[-1]) / self.rate_bps
+        self.queue.append((release, ident, frames, ticket))
+        self._drain()
+        return True
+
+    def _on_timer(self) -> None:
+        self.timer = None
         self._drain()
 
     def _drain(self) -> None:
-        self.timer = None
         now = time.monotonic()
         while self.queue and self.queue[0][0] <= now:
-            _, ident, frames = self.queue.popleft()
-            self._send(ident, frames)
+            _, ident, frames, ticket = self.queue.popleft()
+            self.send(ident, frames, ticket)
         if self.queue and self.timer is None:
-            self.timer = self.reactor.call_later(self.queue[0][0] - now, self._drain)
+            self.timer = self.reactor.call_later(self.queue[0][0] - now, self._on_timer)

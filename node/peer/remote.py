@@ -44,7 +44,10 @@ class Host(Protocol):
     holdings: Registry
     clock: Callable[[], float]     # monotonic seconds
 
-    def connect(self, endpoint: str) -> Channel: ...   # a request channel to a remote peer's data port
+    def connect(self, endpoint: str) -> Channel: ...   # a request channel to a remote peer's data port,
+    #                 shared with the node's other jobs (node/peer/links.py); raises links.LinkRefused
+
+    def disconnect(self, endpoint: str) -> None: ...   # this job is done with that channel
 
 
 @dataclass(eq=False)

@@ -12,7 +12,10 @@ least once, the seed serves anything: every leecher still needs every piece, and
 the seed's upload is then as good as anyone's.
 
 A piece's first taker may die or drop it: after SEND_ONCE_RESEND_S anyone may have it
-again. Requests that name no requester are always served.
+again.
+
+The taker is the connection a request came on (its ROUTER routing id), never what the
+request claims: a stranger who names another peer, or nobody, is one more taker.
 """
 from __future__ import annotations
 
@@ -27,12 +30,11 @@ class SendOnce:
         (rng or random).shuffle(order)
         self.unsent = order                           # never sent nor offered, in random order
         self.fresh = set(order)
-        self.taken: dict[int, tuple[str, float]] = {}  # piece -> (first taker, when)
+        self.taken: dict[int, tuple[bytes, float]] = {}  # piece -> (first taker, when)
 
-    def admit(self, piece: int, requester: str, now: float) -> list[int] | None:
-        """None: serve ``piece`` to ``requester``. A list: don't; offer these instead."""
-        if not requester:
-            return None
+    def admit(self, piece: int, requester: bytes, now: float) -> list[int] | None:
+        """None: serve ``piece`` to ``requester`` (a connection's identity). A list: don't;
+        offer these instead."""
         taken = self.taken.get(piece)
         if taken is None or now - taken[1] > config.SEND_ONCE_RESEND_S:
             self._take(piece, requester, now)
@@ -41,7 +43,7 @@ class SendOnce:
             return None
         return [self._take(q, requester, now) for q in self._next_fresh(config.SEND_ONCE_SUGGEST)]
 
-    def _take(self, piece: int, requester: str, now: float) -> int:
+    def _take(self, piece: int, requester: bytes, now: float) -> int:
         self.taken[piece] = (requester, now)
         self.fresh.discard(piece)
         return piece

@@ -43,6 +43,7 @@ class TrackerSession:
                  on_token: Callable[[], None] = lambda: None,
                  on_fatal: Callable[[str], None] = lambda why: None) -> None:
         self.peer_id, self.host, self.port = peer_id, host, port
+        self.bt_port = 0               # the peer's BEP 3 port, registered for standard clients (0: none)
         self.reactor, self.holdings = reactor, holdings
         self.channel = FailoverChannel(zctx, endpoints, reactor)
         self.on_token, self.on_fatal = on_token, on_fatal    # token changed (save it) / give up (stop)
@@ -97,7 +98,7 @@ class TrackerSession:
         self.registering = True
         self.token = None
         self.channel.request(m.RegisterPeer(peer_id=self.peer_id, host=self.host, port=self.port,
-                                            token=self.last_token),
+                                            token=self.last_token, bt_port=self.bt_port),
                              self._on_registered, timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
 
     def _on_registered(self, env, err) -> None:
@@ -197,7 +198,7 @@ class TrackerSession:
                 continue
             if not rec.tracker_known:
                 rec.announcing = True
-                self.channel.request(m.RegisterTorrent(metainfo=h.meta.raw),
+                self.channel.request(m.RegisterTorrent(peer_id=self.peer_id, token=self.token, metainfo=h.meta.raw),
                                      lambda env, err, h=h, rec=rec: self._on_torrent_registered(h, rec, err),
                                      timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
             elif rec.unannounced or not rec.joined:

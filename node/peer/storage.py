@@ -343,6 +343,10 @@ class PendingRead:
     def __init__(self, file: PieceFile, piece_index: int, block_offset: int, length: int) -> None:
         self.file, self.piece_index, self.block_offset, self.length = file, piece_index, block_offset, length
 
+    def cancel(self) -> None:
+        """Not to be read after all (refused, or its asker gave up)."""
+        self.file.release()
+
     def __call__(self) -> bytes:
         try:
             if self.file.closing:

@@ -14,7 +14,7 @@ from node import config, curve
 from node.dispatch import bind_router, serve
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
-from node.tracker.handlers import TrackerContext, standard, tracker
+from node.tracker.handlers import TrackerContext, parse_networks, standard, tracker
 from node.tracker.http import INPROC_ENDPOINT, HttpDoor
 from node.tracker.store import open_store
 from protocol.errors import ZorrentError
@@ -42,13 +42,16 @@ def _open_http(zctx: zmq.Context, host: str, http_port: int | None, http_strict:
 
 
 def run(host: str, port: int, store_uri: str | None = None, ready_file: str | None = None,
-        http_port: int | None = None, http_strict: bool = False, http_host: str | None = None) -> None:
+        http_port: int | None = None, http_strict: bool = False, http_host: str | None = None,
+        trust_advertise: str = config.TRUST_ADVERTISE_DEFAULT) -> None:
     setup_logging("tracker")
+    trusted = parse_networks(trust_advertise)
     store = open_store(store_uri or config.default_store_uri())
     zctx = zmq.Context()
     socks, door = [], None
     try:
-        sock, bound = bind_router(zctx, config.endpoint(host, port))
+        sock, bound = bind_router(zctx, config.endpoint(host, port), sndhwm=config.TRACKER_SNDHWM_MSGS,
+                                  rcvhwm=config.TRACKER_RCVHWM_MSGS)
         socks.append(sock)
         inproc, _ = bind_router(zctx, INPROC_ENDPOINT)
         socks.append(inproc)
@@ -60,7 +63,7 @@ def run(host: str, port: int, store_uri: str | None = None, ready_file: str | No
         curve.stop(zctx)
         zctx.term()
         raise
-    ctx = TrackerContext(store=store)
+    ctx = TrackerContext(store=store, trusted=trusted)
     reactor = Reactor()
     reactor.add(sock, serve(sock, tracker, ctx, batch_max=config.TRACKER_BATCH_MAX))
     reactor.add(inproc, serve(inproc, standard, ctx, batch_max=config.TRACKER_BATCH_MAX))

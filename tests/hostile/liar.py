@@ -51,7 +51,7 @@ def main() -> None:
     port = sock.bind_to_random_port("tcp://127.0.0.1")
     reg = call(zctx, args.tracker, m.RegisterPeer(peer_id=args.peer_id, host="127.0.0.1", port=port, token=""),
                timeout_s=2, tries=3).msg
-    call(zctx, args.tracker, m.RegisterTorrent(metainfo=meta.raw), timeout_s=2, tries=3)
+    call(zctx, args.tracker, m.RegisterTorrent(peer_id=args.peer_id, token=reg.token, metainfo=meta.raw), timeout_s=2, tries=3)
     call(zctx, args.tracker, m.Announce(peer_id=args.peer_id, token=reg.token, info_hash=meta.info_hash,
                                         pieces=list(range(meta.num_pieces))), timeout_s=2, tries=3)
     Path(args.ready_file).write_text(f"tcp://127.0.0.1:{port}")

@@ -245,3 +245,78 @@ def test_listings_for_the_swarm_view(store):
     assert store.list_torrents() == [TORRENT, other]
     assert store.list_peers() == [PeerRecord("p1", "127.0.0.1", 6881, "t1", 7.0),
                                   PeerRecord("p2", "127.0.0.1", 6882, "t2", 5.0)]
+
+
+def test_changes_since_a_version(store):
+    """A job reads the whole spread once, then only what changed after its cursor."""
+    store.put_torrent(TORRENT)
+    for pid in ("p1", "p2"):
+        store.put_peer(PeerRecord(pid, "127.0.0.1", 6881, "t", 1.0))
+    store.commit()
+    start, none = store.changes(TORRENT.info_hash, -1)
+    assert none is None                                     # no cursor yet: read holders()
+    store.add_pieces(TORRENT.info_hash, "p1", [0, 1])
+    store.add_pieces(TORRENT.info_hash, "p2", [])           # a member with no pieces yet
+    store.commit()
+    v1, changes = store.changes(TORRENT.info_hash, start)
+    assert v1 > start
+    assert [(c.peer_id, c.pieces, c.gone) for c in changes] == [("p1", [0, 1], False), ("p2", [], False)]
+    assert store.changes(TORRENT.info_hash, v1) == (v1, [])   # nothing new
+    store.add_pieces(TORRENT.info_hash, "p2", [5])
+    store.remove_pieces(TORRENT.info_hash, "p1")
+    store.commit()
+    v2, changes = store.changes(TORRENT.info_hash, v1)
+    assert [(c.peer_id, c.pieces, c.gone) for c in changes] == [("p1", None, True), ("p2", [5], False)]
+    store.add_pieces(TORRENT.info_hash, "p1", [3])            # p1 came back: what it held before is void
+    store.commit()
+    v3, changes = store.changes(TORRENT.info_hash, v1)
+    assert [(c.peer_id, c.gone, c.reset) for c in changes] == [("p1", False, True), ("p2", False, False)]
+    assert store.bitfield_of(TORRENT.info_hash, "p1").indexes() == [3]
+    assert store.changes(TORRENT.info_hash, v3 + 5)[1] is None      # a cursor from another store
+    store.delete_peer("p2")
+    store.commit()
+    _, changes = store.changes(TORRENT.info_hash, v3)
+    assert [(c.peer_id, c.gone) for c in changes] == [("p2", True)]
+    assert store.bitfield_of(TORRENT.info_hash, "p2") is None
+
+
+def test_a_big_announce_says_read_the_bitfield(store):
+    big = TorrentRecord("ef" * 20, "big.bin", 100_000 * 16384, 16384, 100_000, b"d4:infode")
+    store.put_torrent(big)
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    store.commit()
+    v0, _ = store.changes(big.info_hash, -1)
+    store.add_pieces(big.info_hash, "p1", list(range(0, 100_000, 3)))
+    store.commit()
+    _, changes = store.changes(big.info_hash, v0)
+    assert [(c.peer_id, c.pieces) for c in changes] == [("p1", None)]
+    assert store.bitfield_of(big.info_hash, "p1").indexes() == list(range(0, 100_000, 3))
+    assert store.held_by("p1") == {big.info_hash: len(range(0, 100_000, 3))}
+    assert store.holders(big.info_hash)["p1"].indexes()[-1] == 99_999
+
+
+@pytest.mark.mongo
+def test_a_mongodb_store_from_before_one_document_per_peer_is_converted(mongo_uri):
+    import pymongo
+
+    uri = f"{mongo_uri}/contract_old{next(_db_names)}?retryWrites=false"
+    db = pymongo.MongoClient(uri).get_default_database()
+    db.torrents.insert_one({"_id": TORRENT.info_hash, "name": TORRENT.name, "length": TORRENT.length,
+                            "piece_length": TORRENT.piece_length, "num_pieces": TORRENT.num_pieces,
+                            "metainfo": TORRENT.metainfo})
+    db.files.insert_one({"_id": TORRENT.info_hash, "name": TORRENT.name, "num_pieces": TORRENT.num_pieces,
+                         "peers": {"p1": [0, 6, 3]}, "clients": {"bt:" + "aa" * 20: 9}})
+    store = open_store(uri)
+    try:
+        assert store.holders(TORRENT.info_hash)["p1"].indexes() == [0, 3, 6]
+        assert store.held_by("bt:" + "aa" * 20) == {TORRENT.info_hash: 0}
+        assert "peers" not in db.files.find_one({"_id": TORRENT.info_hash})
+    finally:
+        store.close()
+
+
+def test_peer_records_reads_several_at_once(store):
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t1", 1.0))
+    store.put_peer(PeerRecord("p2", "127.0.0.1", 6882, "t2", 2.0))
+    store.commit()
+    assert store.peer_records(["p2", "nobody", "p1"]) == {"p1": store.get_peer("p1"), "p2": store.get_peer("p2")}

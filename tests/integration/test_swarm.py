@@ -5,6 +5,7 @@ import filecmp
 import pymongo
 import pytest
 
+from node.tracker.store.mongo import bitfield_from_words
 from tests.conftest import write_random, wait_for
 from tests.integration.test_readme_flow import stats_rows
 
@@ -86,10 +87,15 @@ def test_tracker_on_mongodb(swarm, tmp_path, mongo_uri):
     db = pymongo.MongoClient(uri).get_default_database()
     assert {d["_id"] for d in db.peers.find()} == {"p1", "p2"}
     assert db.torrents.find_one({"_id": info["info_hash"]})["num_pieces"] == info["num_pieces"]
-    spread = db.files.find_one({"_id": info["info_hash"]})["peers"]
-    wait_for(lambda: len(db.files.find_one({"_id": info["info_hash"]})["peers"].get("p2", [])) == info["num_pieces"],
-             what="p2's pieces in the files collection")
-    assert sorted(spread["p1"]) == list(range(info["num_pieces"]))
+    n = info["num_pieces"]
+
+    def held(peer_id: str) -> list[int]:       # one files document per (torrent, peer), a word bitfield
+        d = db.files.find_one({"_id": f"{info['info_hash']}/{peer_id}"}) or {}
+        return bitfield_from_words(n, d.get("w", {})).indexes()
+
+    wait_for(lambda: held("p2") == list(range(n)), what="p2's pieces in the files collection")
+    assert held("p1") == list(range(n))
+    assert db.files.find_one({"_id": info["info_hash"]})["v"] >= 2      # the torrent's change counter
 
 
 def test_remove_stops_serving_and_tells_the_tracker(swarm, tmp_path):

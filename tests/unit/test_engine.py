@@ -139,6 +139,9 @@ class FakeHost:
         self.channels[endpoint] = FakeChannel(endpoint)
         return self.channels[endpoint]
 
+    def disconnect(self, endpoint: str) -> None:
+        self.channels[endpoint].close()
+
 
 # ---------------------------------------------------------------- a job and its swarm
 def torrent(num_pieces: int, seed: int = 1):

@@ -60,7 +60,8 @@ def test_tracker_serves_the_metainfo_it_stored(tmp_path):
     write_random(folder / "b.bin", 1, seed=3)
     meta = metainfo.create_folder(folder, "tcp://127.0.0.1:1")
     expect_error(ctx, m.GetMetainfo(info_hash=meta.info_hash), ErrorCode.UNKNOWN_TORRENT)
-    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    token = ask(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token="")).token
+    ask(ctx, m.RegisterTorrent(peer_id="p1", token=token, metainfo=meta.raw))
     reply = ask(ctx, m.GetMetainfo(info_hash=meta.info_hash))
     assert reply == m.MetainfoReply(info_hash=meta.info_hash, metainfo=meta.raw)
     assert metainfo.info_hash_of(reply.metainfo) == meta.info_hash

@@ -29,7 +29,7 @@ def test_a_lost_first_copy_is_sent_again_after_the_resend_time():
     assert s.admit(5, "b", config.SEND_ONCE_RESEND_S + 0.1) is None
 
 
-def test_requests_without_a_requester_are_always_served():
+def test_an_empty_identity_is_one_more_taker_not_a_pass():
     s = SendOnce(8)
-    assert s.admit(1, "a", 0.0) is None
-    assert s.admit(1, "", 0.1) is None
+    assert s.admit(1, b"a", 0.0) is None
+    assert s.admit(1, b"", 0.1) is not None

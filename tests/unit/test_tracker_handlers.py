@@ -52,9 +52,16 @@ def register(ctx, peer_id="p1", port=6881):
     return ask(ctx, m.RegisterPeer(peer_id=peer_id, host="127.0.0.1", port=port, token="")).token
 
 
+def register_torrent(ctx, meta, peer_id="p1"):
+    """RegisterTorrent needs a registered peer's token."""
+    peer = ctx.store.get_peer(peer_id)
+    token = peer.token if peer else register(ctx, peer_id)
+    return ask(ctx, m.RegisterTorrent(peer_id=peer_id, token=token, metainfo=meta.raw))
+
+
 def test_register_announce_get_peers(ctx, meta):
     token = register(ctx)
-    assert ask(ctx, m.RegisterTorrent(metainfo=meta.raw)).info_hash == meta.info_hash
+    assert register_torrent(ctx, meta).info_hash == meta.info_hash
     assert isinstance(ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash,
                                           pieces=[0, 2])), m.Ok)
     peers = ask(ctx, m.GetPeers(info_hash=meta.info_hash)).peers
@@ -71,7 +78,7 @@ def test_duplicate_live_peer_id_from_another_address_is_refused(ctx):
 
 def test_only_the_peer_itself_may_change_its_record(ctx, meta):
     register(ctx, "p1")
-    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    register_torrent(ctx, meta)
     expect_error(ctx, m.Announce(peer_id="p1", token="forged", info_hash=meta.info_hash, pieces=[0]),
                  ErrorCode.NOT_AUTHORISED)
     expect_error(ctx, m.Deregister(peer_id="p1", token="forged"), ErrorCode.NOT_AUTHORISED)
@@ -82,7 +89,7 @@ def test_announce_validates_before_writing(ctx, meta):
     token = register(ctx)
     expect_error(ctx, m.Announce(peer_id="p1", token=token, info_hash="0" * 40, pieces=[0]),
                  ErrorCode.UNKNOWN_TORRENT)
-    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    register_torrent(ctx, meta)
     text = expect_error(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash,
                                         pieces=[1, meta.num_pieces]), ErrorCode.BAD_FIELD)
     assert "out of range" in text
@@ -91,7 +98,7 @@ def test_announce_validates_before_writing(ctx, meta):
 
 def test_silent_peers_expire(ctx, meta):
     token = register(ctx)
-    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    register_torrent(ctx, meta)
     ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash, pieces=[0]))
     ctx.clock_obj.now += config.PEER_EXPIRY_S + 1
     assert ctx.expire_peers() == ["p1"]
@@ -99,7 +106,8 @@ def test_silent_peers_expire(ctx, meta):
 
 
 def test_bad_metainfo_is_an_error_reply(ctx):
-    text = expect_error(ctx, m.RegisterTorrent(metainfo=b"d4:infoi3ee"), ErrorCode.BAD_METAINFO)
+    text = expect_error(ctx, m.RegisterTorrent(peer_id="p1", token=register(ctx), metainfo=b"d4:infoi3ee"),
+                        ErrorCode.BAD_METAINFO)
     assert text == "['info'] must be dict, not int"
 
 
@@ -161,7 +169,7 @@ def client_announce(info_hash, peer_id="aa" * 20, host="127.0.0.1", port=51413, 
 
 def test_standard_clients_meet_each_other_not_zorrent_peers(ctx, meta):
     token = register(ctx)
-    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    register_torrent(ctx, meta)
     ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash, pieces=[0, 1]))
     seed = ask_door(ctx, client_announce(meta.info_hash, "aa" * 20, left=0))
     assert (seed.complete, seed.incomplete, seed.peers) == (1, 0, [])     # p1 is not handed out
@@ -195,7 +203,7 @@ def test_the_http_door_cannot_reach_zorrent_handlers(ctx, meta):
 def test_get_swarm_lists_live_peers_torrents_and_counters(ctx, meta):
     token = register(ctx, "p1", 6881)
     register(ctx, "p2", 6882)
-    ask(ctx, m.RegisterTorrent(metainfo=meta.raw))
+    register_torrent(ctx, meta)
     ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash, pieces=[0, 1, 2]))
     ctx.observe(4, 0.002)
     swarm = ask(ctx, m.GetSwarm())
@@ -206,3 +214,82 @@ def test_get_swarm_lists_live_peers_torrents_and_counters(ctx, meta):
     assert len(stats.latency_counts) == len(stats.latency_buckets_s) + 1 and sum(stats.latency_counts) == 4
     ctx.clock_obj.now += config.PEER_EXPIRY_S + 1          # silent peers drop out before expiry runs
     assert ask(ctx, m.GetSwarm()).peers == []
+
+
+def test_register_torrent_needs_a_registered_peers_token_and_is_capped(ctx, meta, tmp_path, monkeypatch):
+    expect_error(ctx, m.RegisterTorrent(peer_id="nobody", token="", metainfo=meta.raw), ErrorCode.UNKNOWN_PEER)
+    token = register(ctx)
+    expect_error(ctx, m.RegisterTorrent(peer_id="p1", token="guess", metainfo=meta.raw), ErrorCode.NOT_AUTHORISED)
+    monkeypatch.setattr(config, "TRACKER_MAX_TORRENTS_PER_PEER", 1)
+    ask(ctx, m.RegisterTorrent(peer_id="p1", token=token, metainfo=meta.raw))
+    ask(ctx, m.RegisterTorrent(peer_id="p1", token=token, metainfo=meta.raw))     # the same again: fine
+    other = create(write_random(tmp_path / "g.bin", 1000, 2), "tcp://t:1", 16384)
+    expect_error(ctx, m.RegisterTorrent(peer_id="p1", token=token, metainfo=other.raw), ErrorCode.LIMIT)
+    assert [t.info_hash for t in ctx.store.list_torrents()] == [meta.info_hash]
+
+
+def test_get_swarm_answers_in_pages(ctx, monkeypatch):
+    monkeypatch.setattr(config, "SWARM_PAGE_MAX", 2)
+    for i in range(5):
+        register(ctx, f"p{i}", 7000 + i)
+    seen, after, pages = [], "", 0
+    while True:
+        page = ask(ctx, m.GetSwarm(peers_after=after))
+        pages += 1
+        assert len(page.peers) <= 2
+        seen += [p.peer_id for p in page.peers]
+        if not page.peers_more:
+            break
+        after = page.peers[-1].peer_id
+    assert seen == [f"p{i}" for i in range(5)] and pages == 3
+
+
+def test_an_advertised_address_must_be_the_connections_own_unless_trusted(ctx):
+    from node.dispatch import Source
+    from node.tracker.handlers import parse_networks
+
+    ctx.trusted = parse_networks("none")
+    ctx.source = Source(b"x", "127.0.0.1")
+    text = expect_error(ctx, m.RegisterPeer(peer_id="p1", host="198.18.0.9", port=6881, token=""),
+                        ErrorCode.NOT_AUTHORISED)
+    assert "198.18.0.9" in text and "127.0.0.1" in text and "--trust-advertise" in text
+    assert ctx.store.get_peer("p1") is None
+    ask(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=""))
+    ctx.trusted = parse_networks("127.0.0.0/8")
+    ask(ctx, m.RegisterPeer(peer_id="p2", host="198.18.0.9", port=6882, token=""))
+    assert ctx.store.get_peer("p2").host == "198.18.0.9"
+
+
+def test_get_peers_since_a_version_sends_only_what_changed(ctx, meta):
+    """A job's first refresh is the whole list; later ones carry only the changes, so their
+    size follows what changed, not holders x pieces."""
+    tokens = {pid: register(ctx, pid, 6881 + i) for i, pid in enumerate(("p1", "p2", "p3"))}
+    register_torrent(ctx, meta)
+    for pid in ("p1", "p2"):
+        ask(ctx, m.Announce(peer_id=pid, token=tokens[pid], info_hash=meta.info_hash, pieces=[0, 1, 2]))
+    whole = ask(ctx, m.GetPeers(info_hash=meta.info_hash))
+    assert not whole.delta and [p.peer_id for p in whole.peers] == ["p1", "p2"]
+    same = ask(ctx, m.GetPeers(info_hash=meta.info_hash, since=whole.version))
+    assert (same.delta, same.peers, same.gone, same.version) == (True, [], [], whole.version)
+    ask(ctx, m.Announce(peer_id="p2", token=tokens["p2"], info_hash=meta.info_hash, pieces=[2, 5]))
+    ask(ctx, m.Announce(peer_id="p3", token=tokens["p3"], info_hash=meta.info_hash, pieces=[]))
+    ask(ctx, m.Forget(peer_id="p1", token=tokens["p1"], info_hash=meta.info_hash))
+    delta = ask(ctx, m.GetPeers(info_hash=meta.info_hash, since=whole.version))
+    assert delta.delta and delta.gone == ["p1"]
+    assert [(p.peer_id, p.pieces, p.bitfield, p.port) for p in delta.peers] == [("p2", [5], b"", 6882),
+                                                                               ("p3", [], b"", 6883)]
+    ctx.clock_obj.now += config.PEER_EXPIRY_S + 1          # p2 and p3 go silent and expire
+    ask(ctx, m.Heartbeat(peer_id="p1", token=tokens["p1"]))
+    ctx.expire_peers()
+    after = ask(ctx, m.GetPeers(info_hash=meta.info_hash, since=delta.version))
+    assert after.delta and sorted(after.gone) == ["p2", "p3"] and after.peers == []
+    stale = ask(ctx, m.GetPeers(info_hash=meta.info_hash, since=after.version + 100))   # another store's cursor
+    assert not stale.delta
+
+
+def test_get_peers_refuses_a_bad_cursor(ctx, meta):
+    register_torrent(ctx, meta)
+    body = {"info_hash": meta.info_hash, "since": -7}
+    frames = [msgpack.packb({"v": m.PROTOCOL_VERSION, "id": 5, "type": "get_peers", "body": body})]
+    reply = decode(tracker.dispatch(ctx, frames)).msg
+    assert isinstance(reply, m.Error) and "['body']['since'] must be -1 or a version" in reply.message

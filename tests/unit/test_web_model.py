@@ -155,3 +155,23 @@ def test_metrics_size_and_model_time_at_100_peers_and_10000_pieces():
     # snapshot is smaller than the bitfields it sums up (timing is bench/web_view.py's to measure)
     assert all(len(t["buckets"]) == config.WEB_PIECE_BUCKETS for t in view.snapshot()["torrents"])
     assert len(payload) < sum(len(p.bitfield) for held in hold.values() for p in held.peers) / 4, len(payload)
+
+
+def test_a_delta_brings_the_whole_peer_list_up_to_its_version():
+    from node.web.poller import merged
+    from protocol.pieces import Bitfield
+
+    def bits(*pieces):
+        b = Bitfield(10)
+        for i in pieces:
+            b.add(i)
+        return b.to_bytes()
+
+    whole = m.PeerList(info_hash="aa", name="f", num_pieces=10, length=10, version=4, peers=[
+        m.PeerInfo("p1", "h", 1, bits(0, 1), 2), m.PeerInfo("p2", "h", 2, bits(3), 1)])
+    delta = m.PeerList(info_hash="aa", name="f", num_pieces=10, length=10, version=9, delta=True, gone=["p2"],
+                       peers=[m.PeerInfo("p1", "h", 1, b"", 1, pieces=[7]), m.PeerInfo("p3", "h", 3, bits(9), 1)])
+    out = merged(whole, delta)
+    assert (out.version, out.delta) == (9, False)
+    assert [(p.peer_id, Bitfield(10, p.bitfield).indexes(), p.have) for p in out.peers] == [
+        ("p1", [0, 1, 7], 3), ("p3", [9], 1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from node.tracker.store.base import (
     BITTORRENT,
     ZORRENT,
+    Change,
     ClientEntry,
     PeerRecord,
     StoreError,
@@ -24,5 +25,5 @@ def open_store(uri: str) -> TrackerStore:
     raise StoreError(f"unknown store URI {uri!r} (use sqlite:///PATH or mongodb://HOST:PORT/DB)")
 
 
-__all__ = ["open_store", "PeerRecord", "TorrentRecord", "TrackerStore", "StoreError", "ClientEntry",
+__all__ = ["open_store", "PeerRecord", "TorrentRecord", "TrackerStore", "StoreError", "ClientEntry", "Change",
            "ZORRENT", "BITTORRENT"]

@@ -37,6 +37,7 @@ class PeerRecord:
     last_seen: float
     kind: str = ZORRENT
     prev_token: str = ""    # the token the peer proved it held when it got this one
+    bt_port: int = 0        # a zorrent peer's BEP 3 port for standard clients (0: none)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,16 @@ class ClientEntry:
 
     peer: PeerRecord
     left: int              # bytes it still needs; 0 is a seeder
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one peer's holding of a torrent did after a cursor (``TrackerStore.changes``)."""
+
+    peer_id: str
+    pieces: list[int] | None = None   # pieces it added; None: read its whole bitfield (``bitfield_of``)
+    gone: bool = False                # it holds nothing now (it left, or expired)
+    reset: bool = False               # it left and came back: what it held before is void
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,11 @@ class TrackerStore(ABC):
 
     @abstractmethod
     def get_peer(self, peer_id: str) -> PeerRecord | None: ...
+
+    def peer_records(self, peer_ids: list[str]) -> dict[str, PeerRecord]:
+        """The records of those of ``peer_ids`` that exist (a backend may read them at once)."""
+        found = {pid: self.get_peer(pid) for pid in peer_ids}
+        return {pid: p for pid, p in found.items() if p is not None}
 
     @abstractmethod
     def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
@@ -139,6 +155,19 @@ class TrackerStore(ABC):
         """peer id -> verified pieces, for every peer holding any."""
 
     @abstractmethod
+    def bitfield_of(self, info_hash: str, peer_id: str) -> Bitfield | None:
+        """One zorrent peer's verified pieces of a torrent, or None if it holds none."""
+
+    @abstractmethod
+    def changes(self, info_hash: str, since: int) -> tuple[int, list[Change] | None]:
+        """The torrent's version (a cursor), and what its zorrent holders changed after
+        ``since``, one Change per peer; None when the store no longer reaches back that far
+        (or ``since`` is -1, or from another store): then read ``holders()`` whole.
+
+        Every add, removal or expiry of a zorrent peer's pieces moves the version on. A reply
+        built from ``holders()`` after reading the version misses nothing before it."""
+
+    @abstractmethod
     def held_by(self, peer_id: str) -> dict[str, int]:
         """info-hash -> number of pieces, for one peer (for a standard client: its torrents, 0)."""
 
@@ -157,6 +186,9 @@ class TrackerStore(ABC):
 
     @abstractmethod
     def completed(self, info_hash: str) -> int: ...
+
+    def sweep(self, now: float) -> None:
+        """Housekeeping the tracker runs with its expiry (MongoDB: drop old tombstones)."""
 
     # batches
     @contextmanager

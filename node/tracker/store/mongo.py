@@ -1,29 +1,51 @@
 """MongoDB store through pymongo; the same three collections as documents.
 
-- ``peers``    {_id: peer_id, host, port, token, last_seen, kind}
+- ``peers``    {_id: peer_id, host, port, token, last_seen, kind, prev_token}
 - ``torrents`` {_id: info_hash, name, length, piece_length, num_pieces, metainfo}
-- ``files``    {_id: info_hash, name, num_pieces, peers: {peer_id: [piece indexes]},
-                clients: {peer_id: bytes left}, downloaded: completions}  (standard clients)
+- ``files``    one document per file, and one per (file, peer):
+  - {_id: info_hash, name, num_pieces, v: version, swept, downloaded}: the torrent's change
+    counter (``changes``), and standard clients' completions (BEP 48);
+  - {_id: "info_hash/peer_id", t: info_hash, p: peer_id, w: {word: int64}, v, n, r: [...]}: a
+    zorrent peer's verified pieces as a sparse bitfield, 64 pieces a word (piece i is bit
+    63 - i % 64 of word i // 64, so the words written big-endian are the BEP 3 bitfield),
+    the version of its last change (``v``) and its last changes (``r``, at most
+    CHANGE_LOG_ENTRIES; ``n`` counts them all); ``gone: true`` marks a tombstone;
+  - {_id: "info_hash/bt:...", t, p, left}: a standard client in the swarm, bytes left.
+
+An announce is ``$bit`` ``or`` on the words its pieces fall in, with the version and a
+``$push``/``$slice`` of the change: its cost follows the pieces announced, not the
+torrent's size or the swarm's, and a document never outgrows num_pieces / 8 bytes plus
+its bounded change list (16 MB is 130 million pieces). Indexes: ``files`` on (t, v) for
+a torrent's holders and their changes, on p for one peer's holdings.
 
 Every write is acknowledged by the server before the tracker replies. Announced pieces
 are group-committed: ``add_pieces`` queues its update, and ``commit()`` (once per batch
-of requests, before any reply) sends the batch's updates as one ordered bulk write.
-Any other call sends the queue first, so reads see every earlier write. Add
-``journal=true`` to the URI for on-disk durability on a real mongod.
+of requests, before any reply) takes one version per torrent and sends the batch's
+updates as one ordered bulk write. Any other call sends the queue first, so reads see
+every earlier write. Add ``journal=true`` to the URI for on-disk durability on a real mongod.
 
 Nothing here is kept between batches except the piece-count cache of the base class,
-so any number of trackers can share one database.
+so any number of trackers can share one database. With several, two may take versions
+for one torrent at once and write them in the other order; a job that read between the
+two misses the earlier change in its delta, and learns those pieces from that peer's
+WATCH instead (node/peer/watch.py).
 """
 from __future__ import annotations
 
+import struct
+import time
+
 import pymongo
-from pymongo import UpdateOne
 from bson.binary import Binary
+from bson.int64 import Int64
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from node import config
 from node.tracker.store.base import (
     BITTORRENT,
     ZORRENT,
+    Change,
     ClientEntry,
     PeerRecord,
     StoreError,
@@ -33,11 +55,38 @@ from node.tracker.store.base import (
 from protocol.pieces import Bitfield
 
 SERVER_TIMEOUT_MS = 3000
+WORD_BITS = 64
+_TOP = 1 << 63
+NOT_GONE = {"$ne": True}
 
 
 def _peer_doc(peer: PeerRecord) -> dict:
     return {"host": peer.host, "port": peer.port, "token": peer.token, "last_seen": peer.last_seen,
-            "kind": peer.kind, "prev_token": peer.prev_token}
+            "kind": peer.kind, "prev_token": peer.prev_token, "bt_port": peer.bt_port}
+
+
+def _key(info_hash: str, peer_id: str) -> str:
+    return f"{info_hash}/{peer_id}"
+
+
+def word_masks(pieces) -> dict[str, Int64]:
+    """{word index: mask} for ``$bit``: piece i is bit 63 - i % 64 of word i // 64."""
+    words: dict[int, int] = {}
+    for i in pieces:
+        words[i // WORD_BITS] = words.get(i // WORD_BITS, 0) | (_TOP >> (i % WORD_BITS))
+    return {str(k): Int64(v - (1 << 64) if v >= _TOP else v) for k, v in words.items()}
+
+
+def bitfield_from_words(num_pieces: int, words: dict) -> Bitfield:
+    nbytes = (num_pieces + 7) // 8
+    buf = bytearray(-(-nbytes // 8) * 8)
+    for k, v in words.items():
+        struct.pack_into(">q", buf, 8 * int(k), v)
+    return Bitfield(num_pieces, bytes(buf[:nbytes]))
+
+
+def count_words(words: dict) -> int:
+    return sum((v & 0xFFFF_FFFF_FFFF_FFFF).bit_count() for v in words.values())
 
 
 class MongoStore(TrackerStore):
@@ -47,12 +96,31 @@ class MongoStore(TrackerStore):
             self.client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=SERVER_TIMEOUT_MS)
             self.db = self.client.get_default_database(default="bittorrent")
             self.db.command("ping")
+            self.peers = self.db["peers"]
+            self.torrents = self.db["torrents"]
+            self.files = self.db["files"]
+            self.files.create_index([("t", 1), ("v", 1)])
+            self.files.create_index("p")
+            self.files.create_index("at", sparse=True)     # tombstones, for sweep()
+            self._migrate()
         except PyMongoError as exc:
             raise StoreError(f"cannot reach MongoDB at {uri}: {type(exc).__name__}") from None
-        self.peers = self.db["peers"]
-        self.torrents = self.db["torrents"]
-        self.files = self.db["files"]
-        self._queued: list[UpdateOne] = []       # this batch's piece updates, sent at commit()
+        self._queued: dict[tuple[str, str], set[int]] = {}   # this batch's announces, sent at commit()
+
+    def _migrate(self) -> None:
+        """A database from before one document per (torrent, peer): each torrent's ``peers``
+        arrays and ``clients`` map become their own documents, once."""
+        for d in self.files.find({"$or": [{"peers": {"$exists": True}}, {"clients": {"$exists": True}}]}):
+            ih, ops = d["_id"], []
+            for pid, pieces in d.get("peers", {}).items():
+                ops.append(UpdateOne({"_id": _key(ih, pid)}, {"$setOnInsert": {
+                    "t": ih, "p": pid, "v": 0, "n": 0, "r": [], "w": word_masks(pieces)}}, upsert=True))
+            for pid, left in d.get("clients", {}).items():
+                ops.append(UpdateOne({"_id": _key(ih, pid)}, {"$setOnInsert": {"t": ih, "p": pid, "left": left}},
+                                     upsert=True))
+            if ops:
+                self.files.bulk_write(ops, ordered=True)
+            self.files.update_one({"_id": ih}, {"$unset": {"peers": "", "clients": ""}})
 
     def _do(self, fn, *args, **kwargs):
         if self._queued:
@@ -62,9 +130,25 @@ class MongoStore(TrackerStore):
         except PyMongoError as exc:
             raise StoreError(f"MongoDB: {exc}") from None
 
+    def _next_version(self, info_hash: str) -> int:
+        d = self.files.find_one_and_update({"_id": info_hash}, {"$inc": {"v": 1}}, projection={"v": 1},
+                                           upsert=True, return_document=ReturnDocument.AFTER)
+        return d["v"]
+
     def _send_queued(self) -> None:
-        ops, self._queued = self._queued, []
+        queued, self._queued = self._queued, {}
         try:
+            versions = {ih: self._next_version(ih) for ih in sorted({ih for ih, _ in queued})}
+            ops = []
+            for (ih, pid), pieces in queued.items():
+                v = versions[ih]
+                change = {"v": v, "i": sorted(pieces)} if len(pieces) <= config.CHANGE_LOG_PIECES else {"v": v, "f": 1}
+                update = {"$setOnInsert": {"t": ih, "p": pid}, "$set": {"v": v, "gone": False},
+                          "$unset": {"at": ""}, "$inc": {"n": 1},
+                          "$push": {"r": {"$each": [change], "$slice": -config.CHANGE_LOG_ENTRIES}}}
+                if pieces:
+                    update["$bit"] = {f"w.{k}": {"or": mask} for k, mask in word_masks(pieces).items()}
+                ops.append(UpdateOne({"_id": _key(ih, pid)}, update, upsert=True))
             self.files.bulk_write(ops, ordered=True)
         except PyMongoError as exc:
             raise StoreError(f"MongoDB: {exc}") from None
@@ -84,11 +168,14 @@ class MongoStore(TrackerStore):
     @staticmethod
     def _peer(d: dict) -> PeerRecord:
         return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"], d.get("kind", ZORRENT),
-                          d.get("prev_token", ""))
+                          d.get("prev_token", ""), d.get("bt_port", 0))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
         d = self._do(self.peers.find_one, {"_id": peer_id})
         return self._peer(d) if d else None
+
+    def peer_records(self, peer_ids: list[str]) -> dict[str, PeerRecord]:
+        return {d["_id"]: self._peer(d) for d in self._do(self.peers.find, {"_id": {"$in": list(peer_ids)}})}
 
     def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
         if expected is None:
@@ -104,10 +191,19 @@ class MongoStore(TrackerStore):
         done = self._do(self.peers.replace_one, {"_id": new.peer_id, "token": expected.token}, _peer_doc(new))
         return done.matched_count == 1
 
+    def _bury(self, info_hash: str, peer_id: str) -> None:
+        """A zorrent peer left the torrent: a tombstone, so that jobs learn it (``changes``)."""
+        v = self._do(self._next_version, info_hash)
+        self._do(self.files.update_one, {"_id": _key(info_hash, peer_id), "left": {"$exists": False}, "gone": NOT_GONE},
+                 {"$set": {"gone": True, "v": v, "at": time.time()}, "$unset": {"w": ""}, "$inc": {"n": 1},
+                  "$push": {"r": {"$each": [{"v": v, "g": 1}], "$slice": -config.CHANGE_LOG_ENTRIES}}})
+
     def drop_pieces(self, peer_id: str) -> None:
-        for field in ("peers", "clients"):
-            self._do(self.files.update_many, {f"{field}.{peer_id}": {"$exists": True}},
-                     {"$unset": {f"{field}.{peer_id}": ""}})
+        held = list(self._do(self.files.find, {"p": peer_id, "gone": NOT_GONE}, {"t": 1, "left": 1}))
+        self._do(self.files.delete_many, {"p": peer_id, "left": {"$exists": True}})
+        for d in held:
+            if "left" not in d:
+                self._bury(d["t"], peer_id)
 
     def touch_peer(self, peer_id: str, now: float) -> None:
         self._do(self.peers.update_one, {"_id": peer_id}, {"$max": {"last_seen": now}})
@@ -132,6 +228,13 @@ class MongoStore(TrackerStore):
         self.drop_pieces(peer_id)
         return True
 
+    def sweep(self, now: float) -> None:
+        """Tombstones older than TOMBSTONE_S go; a cursor from before them gets a full list."""
+        old = list(self._do(self.files.find, {"at": {"$lt": now - config.TOMBSTONE_S}}, {"t": 1, "v": 1}))
+        for d in old:
+            self._do(self.files.update_one, {"_id": d["t"]}, {"$max": {"swept": d["v"]}})
+            self._do(self.files.delete_one, {"_id": d["_id"], "gone": True, "v": d["v"]})
+
     # torrents
     def put_torrent(self, torrent: TorrentRecord) -> None:
         if self.get_torrent(torrent.info_hash) is not None:
@@ -151,43 +254,61 @@ class MongoStore(TrackerStore):
 
     # files
     def add_pieces(self, info_hash: str, peer_id: str, pieces: list[int]) -> None:
-        if not pieces:      # a member with no pieces yet is listed too
-            self._queued.append(UpdateOne({"_id": info_hash, f"peers.{peer_id}": {"$exists": False}},
-                                          {"$set": {f"peers.{peer_id}": []}}))
-            return
-        self._queued.append(UpdateOne({"_id": info_hash},
-                                      {"$addToSet": {f"peers.{peer_id}": {"$each": list(pieces)}}}))
+        # an empty announce still makes the document: a member with no pieces yet is listed too
+        self._queued.setdefault((info_hash, peer_id), set()).update(pieces)
 
     def remove_pieces(self, info_hash: str, peer_id: str) -> None:
-        self._do(self.files.update_one, {"_id": info_hash},
-                 {"$unset": {f"peers.{peer_id}": "", f"clients.{peer_id}": ""}})
+        d = self._do(self.files.find_one_and_delete, {"_id": _key(info_hash, peer_id), "left": {"$exists": True}})
+        if d is None:
+            self._bury(info_hash, peer_id)
+
+    def _size(self, info_hash: str) -> int | None:
+        return self.num_pieces(info_hash)
 
     def holders(self, info_hash: str) -> dict[str, Bitfield]:
-        d = self._do(self.files.find_one, {"_id": info_hash})
-        if not d or "num_pieces" not in d:
+        size = self._do(self._size, info_hash)
+        if size is None:
             return {}
-        out = {}
-        for pid in sorted(d.get("peers", {})):
-            bits = Bitfield(d["num_pieces"])
-            for i in d["peers"][pid]:
-                bits.add(i)
-            out[pid] = bits
-        return out
+        found = self._do(self.files.find, {"t": info_hash, "left": {"$exists": False}, "gone": NOT_GONE},
+                         {"p": 1, "w": 1})
+        return {d["p"]: bitfield_from_words(size, d.get("w", {})) for d in sorted(found, key=lambda d: d["p"])}
+
+    def bitfield_of(self, info_hash: str, peer_id: str) -> Bitfield | None:
+        size = self._do(self._size, info_hash)
+        d = self._do(self.files.find_one, {"_id": _key(info_hash, peer_id), "left": {"$exists": False},
+                                           "gone": NOT_GONE}, {"w": 1})
+        return bitfield_from_words(size, d.get("w", {})) if d and size is not None else None
+
+    def changes(self, info_hash: str, since: int) -> tuple[int, list[Change] | None]:
+        t = self._do(self.files.find_one, {"_id": info_hash}, {"v": 1, "swept": 1}) or {}
+        version = t.get("v", 0)
+        if since < 0 or since > version or since < t.get("swept", 0):
+            return version, None
+        out = []
+        for d in self._do(self.files.find, {"t": info_hash, "v": {"$gt": since}}, {"p": 1, "n": 1, "r": 1, "gone": 1}):
+            recent = d.get("r", [])
+            news = [c for c in recent if c["v"] > since]
+            covered = d.get("n", 0) <= len(recent) or (recent and recent[0]["v"] <= since)
+            if d.get("gone"):
+                out.append(Change(d["p"], gone=True))
+            elif not covered or any("f" in c or "g" in c for c in news):
+                out.append(Change(d["p"], None, reset=any("g" in c for c in news)))
+            else:
+                out.append(Change(d["p"], sorted({i for c in news for i in c["i"]})))
+        return version, sorted(out, key=lambda c: c.peer_id)
 
     def held_by(self, peer_id: str) -> dict[str, int]:
-        held = {d["_id"]: 0 for d in self._do(
-            self.files.find, {f"clients.{peer_id}": {"$exists": True}}, {"_id": 1})}
-        held.update({d["_id"]: len(d["peers"][peer_id]) for d in self._do(
-            self.files.find, {f"peers.{peer_id}": {"$exists": True}}, {f"peers.{peer_id}": 1})})
-        return held
+        return {d["t"]: 0 if "left" in d else count_words(d.get("w", {}))
+                for d in self._do(self.files.find, {"p": peer_id, "gone": NOT_GONE}, {"t": 1, "w": 1, "left": 1})}
 
     # files: standard clients
     def put_client(self, info_hash: str, peer_id: str, left: int) -> None:
-        self._do(self.files.update_one, {"_id": info_hash}, {"$set": {f"clients.{peer_id}": left}}, upsert=True)
+        self._do(self.files.update_one, {"_id": _key(info_hash, peer_id)},
+                 {"$set": {"left": left}, "$setOnInsert": {"t": info_hash, "p": peer_id}}, upsert=True)
 
     def clients(self, info_hash: str) -> list[ClientEntry]:
-        d = self._do(self.files.find_one, {"_id": info_hash}, {"clients": 1})
-        left = (d or {}).get("clients", {})
+        left = {d["p"]: d["left"] for d in self._do(self.files.find, {"t": info_hash, "left": {"$exists": True}},
+                                                     {"p": 1, "left": 1})}
         if not left:
             return []
         found = self._do(self.peers.find, {"_id": {"$in": sorted(left)}})

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+from array import array
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
+from node import config
 from node.tracker.store.base import (
     ZORRENT,
+    Change,
     ClientEntry,
     PeerRecord,
     StoreError,
@@ -31,7 +34,8 @@ CREATE TABLE IF NOT EXISTS peers (
     token     TEXT NOT NULL,
     last_seen REAL NOT NULL,
     kind      TEXT NOT NULL DEFAULT 'zorrent',
-    prev_token TEXT NOT NULL DEFAULT ''
+    prev_token TEXT NOT NULL DEFAULT '',
+    bt_port   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS torrents (
     info_hash    TEXT PRIMARY KEY,
@@ -50,6 +54,14 @@ CREATE TABLE IF NOT EXISTS files (          -- one row per (file, peer): that pe
     PRIMARY KEY (info_hash, peer_id)
 );
 CREATE INDEX IF NOT EXISTS files_by_peer ON files(peer_id);
+CREATE TABLE IF NOT EXISTS changes (        -- per file: the last CHANGE_LOG_ROWS changes of its zorrent holders
+    info_hash  TEXT NOT NULL,
+    version    INTEGER NOT NULL,             -- torrents.version when it happened
+    peer_id    TEXT NOT NULL,
+    pieces     BLOB,                         -- uint32 piece indexes added; NULL: re-read its bitfield
+    gone       INTEGER NOT NULL,             -- 1: it holds nothing now
+    PRIMARY KEY (info_hash, version)
+);
 CREATE TABLE IF NOT EXISTS completions (    -- per file: standard clients' event=completed (BEP 48)
     info_hash  TEXT PRIMARY KEY,
     downloaded INTEGER NOT NULL
@@ -61,6 +73,8 @@ MIGRATIONS = [
     ("peers", "kind", "TEXT NOT NULL DEFAULT 'zorrent'"),
     ("peers", "prev_token", "TEXT NOT NULL DEFAULT ''"),
     ("files", "bytes_left", "INTEGER"),
+    ("peers", "bt_port", "INTEGER NOT NULL DEFAULT 0"),
+    ("torrents", "version", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
 
@@ -131,14 +145,15 @@ class SqliteStore(TrackerStore):
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
-        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, kind, prev_token) "
-                    "VALUES (?,?,?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, "
+        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, kind, prev_token, bt_port) "
+                    "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, "
                     "port=excluded.port, token=excluded.token, last_seen=excluded.last_seen, kind=excluded.kind, "
-                    "prev_token=excluded.prev_token",
-                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.kind, peer.prev_token))
+                    "prev_token=excluded.prev_token, bt_port=excluded.bt_port",
+                    (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.kind, peer.prev_token,
+                     peer.bt_port))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
-        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, kind, prev_token FROM peers "
+        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, kind, prev_token, bt_port FROM peers "
                               "WHERE peer_id=?", (peer_id,)).fetchone()
         return PeerRecord(*row) if row else None
 
@@ -149,7 +164,24 @@ class SqliteStore(TrackerStore):
         self.put_peer(new)
         return True
 
+    def _log(self, info_hash: str, peer_id: str, pieces: list[int] | None, gone: bool = False) -> None:
+        """One change of a zorrent holder: the torrent's version moves on (``changes``)."""
+        row = self.db.execute("SELECT version FROM torrents WHERE info_hash=?", (info_hash,)).fetchone()
+        if row is None:
+            return
+        version = row[0] + 1
+        if pieces is not None and len(pieces) > config.CHANGE_LOG_PIECES:
+            pieces = None
+        blob = None if pieces is None else array("I", pieces).tobytes()
+        self._write("UPDATE torrents SET version=? WHERE info_hash=?", (version, info_hash))
+        self._write("INSERT INTO changes VALUES (?,?,?,?,?)", (info_hash, version, peer_id, blob, int(gone)))
+        self._write("DELETE FROM changes WHERE info_hash=? AND version<=?",
+                    (info_hash, version - config.CHANGE_LOG_ROWS))
+
     def drop_pieces(self, peer_id: str) -> None:
+        for (info_hash,) in self.db.execute("SELECT info_hash FROM files WHERE peer_id=? AND bytes_left IS NULL",
+                                            (peer_id,)).fetchall():
+            self._log(info_hash, peer_id, [], gone=True)
         self._write("DELETE FROM files WHERE peer_id=?", (peer_id,))
         for key in [k for k in self._bits if k[1] == peer_id]:
             del self._bits[key]
@@ -178,7 +210,8 @@ class SqliteStore(TrackerStore):
 
     # torrents
     def put_torrent(self, torrent: TorrentRecord) -> None:
-        self._write("INSERT OR IGNORE INTO torrents VALUES (?,?,?,?,?,?)",
+        self._write("INSERT OR IGNORE INTO torrents (info_hash, name, length, piece_length, num_pieces, metainfo) "
+                    "VALUES (?,?,?,?,?,?)",
                     (torrent.info_hash, torrent.name, torrent.length, torrent.piece_length,
                      torrent.num_pieces, torrent.metainfo))
 
@@ -207,16 +240,20 @@ class SqliteStore(TrackerStore):
                                   key).fetchone()
             bits = Bitfield(self._num_pieces(info_hash), row[0] if row else None)
             changed = row is None          # a member with no pieces yet is listed too
-        for i in pieces:
-            changed |= bits.add(i)
+        new = [i for i in pieces if bits.add(i)]
+        changed |= bool(new)
         self._bits[key] = bits
         if changed:
+            self._log(info_hash, peer_id, new)
             self._write("INSERT INTO files (info_hash, peer_id, bitfield, have) VALUES (?,?,?,?) "
                         "ON CONFLICT(info_hash, peer_id) "
                         "DO UPDATE SET bitfield=excluded.bitfield, have=excluded.have",
                         (info_hash, peer_id, bits.to_bytes(), len(bits)))
 
     def remove_pieces(self, info_hash: str, peer_id: str) -> None:
+        if self.db.execute("SELECT 1 FROM files WHERE info_hash=? AND peer_id=? AND bytes_left IS NULL",
+                           (info_hash, peer_id)).fetchone():
+            self._log(info_hash, peer_id, [], gone=True)
         self._write("DELETE FROM files WHERE info_hash=? AND peer_id=?", (info_hash, peer_id))
         self._bits.pop((info_hash, peer_id), None)
 
@@ -225,6 +262,32 @@ class SqliteStore(TrackerStore):
         return {pid: Bitfield(size, blob) for pid, blob in self.db.execute(
             "SELECT peer_id, bitfield FROM files WHERE info_hash=? AND bytes_left IS NULL ORDER BY peer_id",
             (info_hash,))}
+
+    def bitfield_of(self, info_hash: str, peer_id: str) -> Bitfield | None:
+        row = self.db.execute("SELECT bitfield FROM files WHERE info_hash=? AND peer_id=? AND bytes_left IS NULL",
+                              (info_hash, peer_id)).fetchone()
+        return Bitfield(self._num_pieces(info_hash), row[0]) if row else None
+
+    def changes(self, info_hash: str, since: int) -> tuple[int, list[Change] | None]:
+        row = self.db.execute("SELECT version FROM torrents WHERE info_hash=?", (info_hash,)).fetchone()
+        version = row[0] if row else 0
+        if since < 0 or since > version or since < version - config.CHANGE_LOG_ROWS:
+            return version, None
+        seen: dict[str, list] = {}      # peer -> [pieces added, re-read whole, gone now, reset]
+        for peer_id, blob, gone in self.db.execute(
+                "SELECT peer_id, pieces, gone FROM changes WHERE info_hash=? AND version>? ORDER BY version",
+                (info_hash, since)):
+            s = seen.setdefault(peer_id, [set(), False, False, False])
+            if gone:
+                seen[peer_id] = [set(), False, True, True]
+            else:
+                s[2] = False
+                if blob is None:
+                    s[1] = True
+                else:
+                    s[0].update(array("I", blob))
+        return version, [Change(pid, gone=True) if gone else Change(pid, None if whole else sorted(added), reset=reset)
+                         for pid, (added, whole, gone, reset) in sorted(seen.items())]
 
     def held_by(self, peer_id: str) -> dict[str, int]:
         return dict(self.db.execute("SELECT info_hash, have FROM files WHERE peer_id=?", (peer_id,)))

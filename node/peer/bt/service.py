@@ -1,0 +1,186 @@
+"""The BEP 3 port of a peer process: a listening socket on the peer's reactor, every
+BEP 3 connection (accepted, or opened by a download), the choker, the have broadcast.
+
+Its hook into the peer is narrow (``BtHost``): the holdings it serves, the reactor it
+runs on, the read threads and the integrity watch. What it may serve is decided by
+node/peer/serving.py, the same rules as the ZeroMQ data port.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from typing import Any, Protocol
+
+import zmq
+
+from node import config
+from node.peer.bt import framing as f
+from node.peer.bt.choker import Choker
+from node.peer.bt.connection import OPEN, BtConnection
+from node.peer.bt.metadata import Metadata
+from node.peer.integrity import SUSPENDED
+from node.reactor import Reactor
+from protocol.errors import ErrorCode, ZorrentError
+
+log = logging.getLogger("zorrent.bt")
+TICK_S = 1.0
+REFUSAL_LOG_S = 60.0            # a refused address is named in the log at most this often
+
+
+class BtHost(Protocol):
+    """What the BEP 3 port needs of the peer node."""
+
+    peer_id: str
+    reactor: Reactor
+    holdings: dict              # info-hash hex -> Holding
+    disk: Any                   # node.peer.disk.DiskWorker: read threads
+
+    def read_failed(self, piece_file: Any, err: BaseException) -> None: ...   # integrity.py: changed?
+
+
+class BtService:
+    def __init__(self, node: BtHost, host: str, port: int) -> None:
+        self.node = node
+        self.reactor = node.reactor
+        self.disk, self.read_failed = node.disk, node.read_failed
+        self.peer_id_bytes = f.bt_peer_id(node.peer_id)
+        self.conns: dict[int, BtConnection] = {}
+        self.choker = Choker()
+        self.metadata = Metadata(self)
+        self.refused: dict[str, float] = {}
+        self.last_rechoke = time.monotonic()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.listener.bind((host, port))
+        except OSError as exc:
+            self.listener.close()
+            code = ErrorCode.BAD_INPUT if exc.errno == errno.EADDRINUSE else ErrorCode.TRANSPORT
+            raise ZorrentError(f"BEP 3 port {host}:{port}: {exc.strerror or exc}", code) from None
+        self.listener.listen(128)
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        self.reactor.add_fd(self.listener.fileno(), self._on_accept)
+        self.reactor.call_every(TICK_S, self._tick)
+        self.reactor.call_every(config.ANNOUNCE_BATCH_S, self._send_haves)
+
+    # ------------------------------------------------------------------ holdings (the narrow hook)
+    def holding(self, info_hash: bytes):
+        return self.node.holdings.get(info_hash.hex())
+
+    @staticmethod
+    def serving(holding) -> bool:
+        return holding.state not in SUSPENDED
+
+    def metadata_size(self, info_hash: bytes) -> int:
+        info = self.metadata.info_of(info_hash)
+        return len(info) if info else 0
+
+    # ------------------------------------------------------------------ connections
+    def open_connections(self) -> list[BtConnection]:
+        return [c for c in self.conns.values() if c.state == OPEN]
+
+    def _refuse(self, addr: tuple, why: str) -> None:
+        now = time.monotonic()
+        key = f"{addr[0]}:{why}"
+        if now - self.refused.get(key, float("-inf")) >= REFUSAL_LOG_S:
+            if len(self.refused) > 1024:
+                self.refused.clear()
+            self.refused[key] = now
+            log.warning("bt %s: %s", addr[0], why)
+
+    def _on_accept(self, events: int) -> None:
+        for _ in range(64):
+            try:
+                sock, addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("bt accept failed: %s", exc.strerror or exc)
+                return
+            if len(self.conns) >= config.BT_MAX_CONNECTIONS:
+                sock.close()
+                self._refuse(addr, f"refused: {config.BT_MAX_CONNECTIONS} connections already")
+                continue
+            self._add(BtConnection(self, sock, addr, outgoing=False))
+
+    def connect(self, host: str, port: int, info_hash: bytes, downloader) -> BtConnection | None:
+        if len(self.conns) >= config.BT_MAX_CONNECTIONS:
+            self._refuse((host, port), f"not connecting: {config.BT_MAX_CONNECTIONS} connections already")
+            return None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect((host, port))
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            sock.close()
+            downloader.on_closed(f"cannot connect: {exc.strerror or exc}")
+            return None
+        conn = BtConnection(self, sock, (host, port), outgoing=True, info_hash=info_hash, downloader=downloader)
+        self._add(conn)
+        conn.start_outgoing()
+        return conn
+
+    def _add(self, conn: BtConnection) -> None:
+        self.conns[conn.fd] = conn
+        self.reactor.add_fd(conn.fd, conn.on_events, conn.polling)
+
+    def forget(self, conn: BtConnection) -> None:
+        if self.conns.get(conn.fd) is conn:
+            del self.conns[conn.fd]
+            self.reactor.remove_fd(conn.fd)
+        if not conn.choked:
+            conn.choked = True
+            self.choker.refill(self.open_connections())
+
+    def joined(self, conn: BtConnection) -> None:
+        log.info("bt %s (%s): %s handshake for %s", conn.name, conn.client,
+                 "outgoing" if conn.outgoing else "incoming", conn.info_hash.hex()[:12])
+
+    def once(self, conn: BtConnection, key: str, text: str) -> None:
+        """One log line per connection and kind of misbehaviour."""
+        seen = getattr(conn, "logged", None)
+        if seen is None:
+            seen = conn.logged = set()
+        if key not in seen:
+            seen.add(key)
+            log.warning("bt %s (%s): %s", conn.name, conn.client, text)
+
+    # ------------------------------------------------------------------ timers
+    def _send_haves(self) -> None:
+        for conn in self.open_connections():
+            h = conn.holding
+            if h is None or not hasattr(conn, "have_sent"):
+                continue
+            log_ = h.have_log
+            if len(log_) > conn.have_sent:
+                for piece in log_[conn.have_sent:]:
+                    conn.send_have(piece)
+                conn.have_sent = len(log_)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.conns.values()):
+            if conn.holding is not None and conn.holding.meta.info_hash not in self.node.holdings:
+                conn.close("torrent removed")
+                continue
+            conn.tick(now)
+        if now - self.last_rechoke >= config.BT_RECHOKE_S:
+            self.last_rechoke = now
+            self.choker.rechoke(self.open_connections(), now)
+
+    def close(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close()
+        self.reactor.remove_fd(self.listener.fileno())
+        self.listener.close()
+
+    def stats(self) -> dict:
+        conns = self.open_connections()
+        return {"connections": len(conns), "unchoked": sum(1 for c in conns if not c.choked)}

@@ -1,0 +1,218 @@
+"""The data port's replies, with a bounded cost per remote (node/budget.py).
+
+A block request is admitted (or refused with a BUSY error at once), waits in its
+remote's queue until the budget lets its bytes be held, is read (on the loop from the
+page cache, or on a read thread), paced, and sent zero-copy with a tracker. Its bytes
+count until libzmq lets go of the payload, i.e. until it is in the kernel's socket buffer.
+A remote that never reads therefore holds at most ``REMOTE_MAX_BYTES`` here: its further
+requests wait (at most ``REMOTE_MAX_REQUESTS``, each a few hundred bytes) and beyond
+that are refused. Remotes are served round-robin, so a reader keeps its pace next to
+ten that do not read.
+
+Every send is non-blocking: with ROUTER_MANDATORY a full pipe (a remote over
+``DATA_SNDHWM_MSGS``) raises EAGAIN, and such a reply is dropped; a remote that has gone
+raises EHOSTUNREACH, and what it had here is forgotten.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections import OrderedDict, deque
+from typing import Any, Callable
+
+import zmq
+
+from node import config
+from node.budget import Budget, Limits, Ticket
+from node.peer.pacer import Pacer
+from node.peer.storage import PendingRead
+from protocol.codec import decode_id, error_frames
+from protocol.errors import ErrorCode, ZorrentError
+
+log = logging.getLogger("zorrent.peer.serving")
+REAP_S = 0.002              # while requests wait for bytes, check this often whether sent ones left
+SMALL_REPLY_BYTES = 64 * 1024   # a reply this big or more (metainfo) is budgeted like a block
+
+LIMITS = Limits(max_requests=config.REMOTE_MAX_REQUESTS, max_bytes=config.REMOTE_MAX_BYTES,
+                total_bytes=config.REMOTES_TOTAL_BYTES, max_remotes=config.REMOTES_MAX,
+                max_refusals=config.REMOTE_MAX_REFUSALS)
+
+
+class _Waiting:
+    __slots__ = ("ticket", "header", "body", "since")
+
+    def __init__(self, ticket: Ticket, header: Any, body: Any, since: float) -> None:
+        self.ticket, self.header, self.body, self.since = ticket, header, body, since
+
+    @property
+    def nbytes(self) -> int:
+        return self.body.length if isinstance(self.body, PendingRead) else len(self.body) + len(self.header)
+
+
+class BlockServer:
+    def __init__(self, sock: zmq.Socket, reactor, disk, rate_bps: int,
+                 read_failed: Callable[[Any, BaseException], None], limits: Limits = LIMITS) -> None:
+        self.sock, self.reactor, self.disk, self.read_failed = sock, reactor, disk, read_failed
+        self.budget = Budget(limits)
+        self.pacer = Pacer(reactor, rate_bps, self._send_tracked)
+        self.waiting: OrderedDict[bytes, deque[_Waiting]] = OrderedDict()   # per remote, round-robin order
+        self.sent: dict[bytes, deque[tuple[Any, Ticket]]] = {}              # per remote, in send order
+        self.reading = 0                                                     # reads queued on read threads
+        self.timer = None
+        self.dropped = 0                                                     # replies a full pipe refused
+        self.cut_off: dict[bytes, float] = {}                                # remote -> until (monotonic)
+
+    def accepts(self, ident: bytes) -> bool:
+        """False while ``ident`` is cut off: its requests are dropped before they are decoded."""
+        until = self.cut_off.get(ident)
+        if until is None:
+            return True
+        if time.monotonic() < until:
+            return False
+        del self.cut_off[ident]
+        return True
+
+    # ------------------------------------------------------------------ entry
+    def send(self, ident: bytes, frames: list[Any]) -> None:
+        """A data-port reply from the dispatcher."""
+        if len(frames) == 2 and isinstance(frames[1], PendingRead):
+            self._queue(ident, frames[0], frames[1])
+        elif sum(len(f) for f in frames) >= SMALL_REPLY_BYTES:
+            self._queue(ident, frames[0], frames[1] if len(frames) > 1 else b"")
+        else:
+            self.send_small(ident, frames)
+
+    def send_small(self, ident: bytes, frames: list[Any]) -> None:
+        try:
+            self.sock.send_multipart([ident, *frames], flags=zmq.DONTWAIT, copy=False)
+        except zmq.ZMQError as exc:
+            self._unsent(ident, exc)
+
+    def _queue(self, ident: bytes, header: Any, body: Any) -> None:
+        ticket = self.budget.admit(ident)
+        if ticket is None:
+            if isinstance(body, PendingRead):
+                body.cancel()
+            if self.budget.abusive(ident) and ident not in self.cut_off and len(self.cut_off) < config.REMOTES_MAX:
+                self.cut_off[ident] = time.monotonic() + config.REMOTE_CUT_OFF_S
+                log.warning("a remote was refused %d times in a row: ignoring it for %.0f s",
+                            config.REMOTE_MAX_REFUSALS, config.REMOTE_CUT_OFF_S)
+            requests, held = self.budget.usage(ident)
+            self.send_small(ident, error_frames(
+                decode_id([header]), ErrorCode.BUSY,
+                f"busy: {requests} requests and {held} bytes of yours are in flight here"))
+            return
+        self.waiting.setdefault(ident, deque()).append(_Waiting(ticket, header, body, time.monotonic()))
+        self._pump()
+
+    # ------------------------------------------------------------------ the loop
+    def _pump(self) -> None:
+        """Start what the budget allows, one per remote in turn."""
+        self._reap()
+        now = time.monotonic()
+        progress = True
+        while progress and self.waiting:
+            progress = False
+            for ident in list(self.waiting):
+                queue = self.waiting[ident]
+                while queue and now - queue[0].since > config.BLOCK_TIMEOUT_S:   # its asker gave up
+                    self._drop(queue.popleft())
+                if not queue:
+                    del self.waiting[ident]
+                    continue
+                item = queue[0]
+                if isinstance(item.body, PendingRead) and self.reading >= config.READ_QUEUE_MAX:
+                    continue
+                if not self.budget.claim(item.ticket, item.nbytes):
+                    continue
+                queue.popleft()
+                self.waiting.move_to_end(ident)
+                self._start(ident, item)
+                progress = True
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.waiting and self.timer is None:
+            self.timer = self.reactor.call_later(REAP_S, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self._pump()
+
+    def _start(self, ident: bytes, item: _Waiting) -> None:
+        body = item.body
+        if not isinstance(body, PendingRead):
+            self._deliver(ident, item.ticket, [item.header, body])
+        elif body.file.cache_bypassed:          # not in the page cache: a read thread waits for the device
+            self.reading += 1
+            self.disk.read(body, lambda data, err: self._read_done(ident, item, data, err, threaded=True))
+        else:
+            try:
+                data = body()
+            except Exception as exc:            # noqa: BLE001 - turned into an error reply
+                self._read_done(ident, item, None, exc)
+            else:
+                self._deliver(ident, item.ticket, [item.header, data])
+
+    def _read_done(self, ident: bytes, item: _Waiting, data: bytes | None, err: BaseException | None,
+                   threaded: bool = False) -> None:
+        if threaded:
+            self.reading -= 1
+        if err is None:
+            self._deliver(ident, item.ticket, [item.header, data])
+            return
+        self.budget.release(item.ticket)
+        self.read_failed(item.body.file, err)
+        if isinstance(err, ZorrentError):
+            code, text = err.code, err.message
+        else:
+            code, text = ErrorCode.INTERNAL, f"cannot read: {getattr(err, 'strerror', None) or err}"
+        self.send_small(ident, error_frames(decode_id([item.header]), code, text))
+        self._pump()
+
+    def _deliver(self, ident: bytes, ticket: Ticket, frames: list[Any]) -> None:
+        if not self.pacer(ident, frames, ticket):
+            self.budget.release(ticket)
+            self.dropped += 1
+
+    def _send_tracked(self, ident: bytes, frames: list[Any], ticket: Ticket) -> None:
+        """Zero-copy with a tracker even for a small block, so its bytes count until sent."""
+        header, body = frames
+        try:
+            self.sock.send(ident, zmq.SNDMORE | zmq.DONTWAIT)
+            self.sock.send(header, zmq.SNDMORE, copy=False)
+            tracker = self.sock.send(zmq.Frame(body, track=True, copy=False), copy=False, track=True)
+        except zmq.ZMQError as exc:
+            self.budget.release(ticket)
+            self._unsent(ident, exc)
+            return
+        self.sent.setdefault(ident, deque()).append((tracker, ticket))
+
+    def _reap(self) -> None:
+        """Release the tickets of blocks libzmq has written (the head of each remote's queue)."""
+        for ident in list(self.sent):
+            queue = self.sent[ident]
+            while queue and queue[0][0].done:
+                self.budget.release(queue.popleft()[1])
+            if not queue:
+                del self.sent[ident]
+
+    def _drop(self, item: _Waiting) -> None:
+        self.budget.release(item.ticket)
+        if isinstance(item.body, PendingRead):
+            item.body.cancel()
+
+    def _unsent(self, ident: bytes, exc: zmq.ZMQError) -> None:
+        if exc.errno == errno.EHOSTUNREACH:     # gone: what it asked for is void
+            for item in self.waiting.pop(ident, ()):
+                self._drop(item)
+            self.budget.forget(ident)
+        else:                                   # EAGAIN: its pipe is full (it does not read)
+            self.dropped += 1
+
+    def close(self) -> None:
+        for queue in self.waiting.values():
+            for item in queue:
+                self._drop(item)
+        self.waiting.clear()

@@ -1,0 +1,40 @@
+"""Standard BitTorrent clients for the BEP 3 wire tests: a loopback-only libtorrent
+session (the PyPI wheel) and aria2c (Debian), plus where a zorrent peer's BEP 3 port is."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import libtorrent as lt
+
+from tests.procs import free_port, wait_for
+
+ARIA2 = shutil.which("aria2c")
+
+
+def bt_port(swarm, peer_id: str) -> int:
+    """The BEP 3 port a test peer (started with --port 0) bound: written beside its ready file."""
+    return int((swarm.workdir / f"{peer_id}.ready.bt").read_text())
+
+
+def lt_session() -> lt.session:
+    """A libtorrent on loopback only: no DHT, LSD, UPnP, NAT-PMP or uTP."""
+    return lt.session({"listen_interfaces": f"127.0.0.1:{free_port()}", "enable_dht": False,
+                       "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+                       "enable_incoming_utp": False, "enable_outgoing_utp": False,
+                       "allow_multiple_connections_per_ip": True, "alert_mask": 0})
+
+
+def lt_add(ses: lt.session, torrent: Path | None, save: Path, magnet: str = "", seed_mode: bool = False):
+    params = lt.parse_magnet_uri(magnet) if magnet else lt.add_torrent_params()
+    if torrent is not None:
+        params.ti = lt.torrent_info(str(torrent))
+    params.save_path = str(save)
+    if seed_mode:
+        params.flags |= lt.torrent_flags.seed_mode
+    return ses.add_torrent(params)
+
+
+def lt_wait_done(handle, timeout_s: float = 60, what: str = "libtorrent to finish") -> None:
+    wait_for(lambda: handle.status().is_seeding, timeout_s=timeout_s,
+             what=f"{what} (state {handle.status().state}, {handle.status().progress:.0%})")

@@ -1,0 +1,37 @@
+"""The delay line's schedule (ctl/delay.py DelayLine), without a kernel queue."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ctl.delay import DelayLine
+
+
+class Packet:
+    def __init__(self, n: int, log: list) -> None:
+        self.n, self.log = n, log
+
+    def accept(self) -> None:
+        self.log.append(self.n)
+
+
+def test_each_packet_is_released_after_its_delay_in_arrival_order():
+    log: list = []
+    line = DelayLine(0.05)
+    for n, t in enumerate([0.0, 0.001, 0.002]):
+        line.hold(Packet(n, log), t)
+    assert line.release(0.0505) == pytest.approx(0.051) and log == [0]
+    assert line.release(0.06) is None and log == [0, 1, 2]
+
+
+def test_jitter_spreads_the_delay_but_never_reorders():
+    log: list = []
+    line = DelayLine(0.02, 0.005, random.Random(3))
+    dues = []
+    for n in range(500):
+        line.hold(Packet(n, log), n * 0.0001)
+        dues.append(line.held[-1][0] - n * 0.0001)
+    assert all(0.015 <= d <= 0.025 + 0.05 for d in dues) and max(dues) - min(dues) > 0.005
+    line.release(10.0)
+    assert log == list(range(500))
