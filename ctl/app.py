@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctl.cli import Settings, commands, default_keys
+from ctl.cli import Settings, commands, default_keys, use_keys
 from ctl.commands import inputs, keys, soak, swarm, torrents, web
 from node import config
 
@@ -25,10 +25,7 @@ def _global(
                        "else \"keys\" in ./peers.json.")] = None,
 ) -> None:
     ctx.obj = Settings(json=json_out, timeout_s=timeout)
-    if keys_dir:
-        import os
-
-        os.environ[config.KEYS_ENV] = os.path.abspath(keys_dir)
+    use_keys(keys_dir, source="flag")
     default_keys()
 
 

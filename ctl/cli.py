@@ -31,11 +31,24 @@ class Settings:
     timeout_s: float = config.REQUEST_TIMEOUT_S
 
 
-def use_keys(folder: str | os.PathLike | None, base: Path = Path(".")) -> None:
+_KEYS_RANK = {"cwd": 0, "config": 1, "env": 2, "flag": 3}
+_keys_source: str | None = None     # where this process's $ZORRENT_KEYS came from, once chosen
+
+
+def use_keys(folder: str | os.PathLike | None, base: Path = Path("."), source: str = "config") -> None:
     """A private swarm's key folder for this command and every process it starts (through
-    ``$ZORRENT_KEYS``). An earlier choice wins: ``--keys``, then ``$ZORRENT_KEYS``, then peers.json."""
-    if folder and not config.keys_dir():
-        os.environ[config.KEYS_ENV] = str((base / folder).resolve())
+    ``$ZORRENT_KEYS``); the one setter of it. The stronger source wins, whatever the order:
+    ``--keys`` (flag), then ``$ZORRENT_KEYS`` as the command was started (env), then the
+    "keys" of an explicit ``--config`` file (config), then ./peers.json's (cwd)."""
+    global _keys_source
+    if not folder:
+        return
+    if _keys_source is None and config.keys_dir():
+        _keys_source = "env"            # set before this process chose anything
+    if _keys_source is not None and _KEYS_RANK[_keys_source] >= _KEYS_RANK[source]:
+        return
+    os.environ[config.KEYS_ENV] = str((base / folder).resolve())
+    _keys_source = source
 
 
 def keys_entry(raw: dict, path: str | os.PathLike) -> str | None:
@@ -61,7 +74,7 @@ def default_keys(peers_config: str = config.DEFAULT_PEERS_CONFIG) -> None:
         return
     if isinstance(raw, dict):
         try:
-            use_keys(keys_entry(raw, peers_config))
+            use_keys(keys_entry(raw, peers_config), source="cwd")
         except ZorrentError:
             pass
 

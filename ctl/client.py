@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import zmq
 
@@ -48,15 +49,35 @@ def seed(peer_id: str, path: str, meta, timeout_s: float) -> m.JobStatus:
     hashes off its event loop and answers Upload at once): its status then, seeding; raise
     RemoteError if the file does not match the torrent, TransportError after ``timeout_s``."""
     peer_control(peer_id, m.Upload(path=path, metainfo=meta.raw))
-    deadline = time.monotonic() + timeout_s
+    return wait_hashed(peer_id, [meta.info_hash], timeout_s)[meta.info_hash]
+
+
+def wait_hashed(peer_id: str, info_hashes: list[str], timeout_s: float | None = None,
+                on_status: Callable[[m.StatusReply], None] | None = None) -> dict[str, m.JobStatus]:
+    """Poll the peer until none of ``info_hashes`` is hashing any more (``on_status(reply)``
+    sees each reply first: a progress bar, a check); their statuses then, each seeding.
+    RemoteError if one does not match its torrent or is gone; TransportError after ``timeout_s``."""
+    left, done = list(info_hashes), {}
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        job = peer_control(peer_id, m.Status(info_hash=meta.info_hash)).jobs[0]
-        if job.state != m.JobState.HASHING.value:
+        reply = peer_control(peer_id, m.Status(info_hash=""))
+        if on_status is not None:
+            on_status(reply)
+        jobs = {j.info_hash: j for j in reply.jobs}
+        for info_hash in list(left):
+            job = jobs.get(info_hash)
+            if job is None:
+                raise RemoteError(ErrorCode.UNKNOWN_TORRENT, f"{peer_id} no longer holds {info_hash}")
+            if job.state == m.JobState.HASHING.value:
+                continue
+            left.remove(info_hash)
+            done[info_hash] = job
             if job.state != m.JobState.SEEDING.value:
                 raise RemoteError(ErrorCode.BAD_INPUT, job.error or f"{job.name}: {job.state}")
-            return job
-        if time.monotonic() > deadline:
-            raise TransportError(f"peer {peer_id} was still hashing {job.name} after {timeout_s:g}s")
+        if not left:
+            return done
+        if deadline is not None and time.monotonic() > deadline:
+            raise TransportError(f"peer {peer_id} was still hashing after {timeout_s:g}s")
         time.sleep(config.STATUS_POLL_S)
 
 

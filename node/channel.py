@@ -55,8 +55,12 @@ class Channel:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         sock.setsockopt(zmq.RCVHWM, 0)   # credit, not the HWM, bounds what is in flight
-        curve.secure_client(sock, self.endpoint)   # a CURVE client in a private swarm (tcp only)
-        sock.connect(self.endpoint)
+        try:
+            curve.secure_client(sock, self.endpoint)   # a CURVE client in a private swarm (tcp only)
+            sock.connect(self.endpoint)
+        except BaseException:
+            sock.close(linger=0)
+            raise
         self.socket = sock
         if self.reactor is not None:
             self.reactor.add(sock, self.on_readable)

@@ -31,7 +31,8 @@ class Timer:
 
 
 class Reactor:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.poller = zmq.Poller()
         self._handlers: dict[zmq.Socket, Callable[[], None]] = {}
         self._fds: dict[int, Callable[[int], None]] = {}   # plain sockets (the BEP 3 wire): fd -> on_events(mask)
@@ -40,6 +41,7 @@ class Reactor:
         self._deadlines: list[tuple[Callable[[], float | None], Callable[[float], None]]] = []
         self.running = False
         self.wakeups = 0                 # loop iterations, for tests and benchmarks
+        self._wake: tuple[int, int] | None = None   # the signal wake-up pipe
 
     def add_deadline(self, next_deadline: Callable[[], float | None], on_due: Callable[[float], None]) -> None:
         """Call ``on_due(now)`` once ``next_deadline()`` (a monotonic time, or None: nothing
@@ -51,7 +53,14 @@ class Reactor:
         r, w = os.pipe()
         os.set_blocking(r, False)
         os.set_blocking(w, False)
-        signal.set_wakeup_fd(w)
+        try:
+            signal.set_wakeup_fd(w)
+        except ValueError:               # not the main thread
+            os.close(r)
+            os.close(w)
+            raise
+        self._close_wake()               # called again: the old pipe goes
+        self._wake = (r, w)
 
         def drain() -> None:
             try:
@@ -61,6 +70,20 @@ class Reactor:
                 pass
 
         self.add(r, drain)
+
+    def close(self) -> None:
+        """Give back the signal wake-up pipe (the sockets are their owners' to close)."""
+        if self._wake is not None:
+            signal.set_wakeup_fd(-1)
+            self._close_wake()
+
+    def _close_wake(self) -> None:
+        if self._wake is not None:
+            r, w = self._wake
+            self._wake = None
+            self.remove(r)
+            os.close(r)
+            os.close(w)
 
     def add(self, sock: zmq.Socket, on_readable: Callable[[], None]) -> None:
         self._handlers[sock] = on_readable
@@ -84,7 +107,7 @@ class Reactor:
             self.poller.unregister(fd)
 
     def call_later(self, delay_s: float, fn: Callable[[], None]) -> Timer:
-        timer = Timer(time.monotonic() + delay_s, fn)
+        timer = Timer(self.clock() + delay_s, fn)
         heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
         return timer
 
@@ -97,7 +120,7 @@ class Reactor:
 
     def run_once(self, max_wait_s: float = 1.0) -> None:
         self.wakeups += 1
-        now = time.monotonic()
+        now = self.clock()
         while self._timers and (self._timers[0][2].cancelled or self._timers[0][0] <= now):
             _, _, timer = heapq.heappop(self._timers)
             if not timer.cancelled:
@@ -107,7 +130,7 @@ class Reactor:
             if due is not None and due <= now:
                 self._call(lambda: on_due(now))
         wait = max_wait_s
-        now = time.monotonic()
+        now = self.clock()
         if self._timers:
             wait = min(wait, max(0.0, self._timers[0][0] - now))
         for next_deadline, _ in self._deadlines:

@@ -4,7 +4,6 @@ folder changes) and a log line for each refused source, once."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import zmq
@@ -25,15 +24,47 @@ class Allowed:
         self.keys: dict[bytes, bool] = {}
 
     def callback(self, domain: str, key: bytes) -> bool:
+        """Never raises: an exception here would end pyzmq's ZAP thread, and with it every
+        later handshake. A failure refuses this key."""
         try:
-            st = self.folder.stat()
-            stamp = (st.st_mtime_ns, st.st_ino, len(os.listdir(self.folder)))
+            stamp = self._stamp()
             if stamp != self.stamp:
-                self.keys, self.stamp = zmq.auth.load_certificates(self.folder), stamp
+                self.keys, self.stamp = self._load(), stamp
         except OSError as exc:
             log.warning("cannot read the allowed keys in %s (%s): refusing every key", self.folder, exc)
             self.keys, self.stamp = {}, None
+        except Exception as exc:       # noqa: BLE001 -- the thread must survive whatever this is
+            log.warning("cannot check a key against %s (%s): refusing it", self.folder, exc)
+            self.keys, self.stamp = {}, None
+            return False
         return key in self.keys
+
+    def _stamp(self) -> tuple:
+        """Changes when the folder does, and when a key file is overwritten in place."""
+        st = self.folder.stat()
+        files = sorted(self.folder.glob("*.key"))
+        mtimes = []
+        for f in files:
+            try:
+                fs = f.stat()
+            except OSError:
+                continue               # removed meanwhile; the folder's mtime tells
+            mtimes.append((f.name, fs.st_mtime_ns, fs.st_size, fs.st_ino))
+        return st.st_mtime_ns, st.st_ino, tuple(mtimes)
+
+    def _load(self) -> dict[bytes, bool]:
+        """The public keys of the ``*.key`` files, one at a time: a bad file (empty, half
+        copied) is skipped with one warning, not fatal to the others."""
+        keys: dict[bytes, bool] = {}
+        for f in sorted(self.folder.glob("*.key")):
+            try:
+                public, _ = zmq.auth.load_certificate(f)
+            except (OSError, ValueError) as exc:
+                log.warning("skipping the allowed key file %s: %s", f, exc)
+                continue
+            if public:
+                keys[public] = True
+        return keys
 
 
 class Gate(ThreadAuthenticator):

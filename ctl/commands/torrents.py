@@ -241,25 +241,19 @@ def _wait_hashed(peer_id: str, metas: "list[metainfo.Metainfo]", quiet: bool) ->
     with progress if not quiet else _NoProgress() as bar:
         tasks = {meta.info_hash: bar.add_task(f"hashing {meta.name}", total=meta.length, pieces="")
                  for meta in metas}
-        while tasks:
-            reply = client.peer_control(peer_id, m.Status(info_hash=""))
+        def shown(reply: "m.StatusReply") -> None:
             if not reply.registered and time.monotonic() - start > config.TRACKER_GRACE_S:
                 raise TransportError(f"{peer_id} cannot reach the tracker (is it running? see "
                                      f"{config.logs_dir() / (peer_id + '.log')})")
             jobs = {j.info_hash: j for j in reply.jobs}
-            for info_hash, task in list(tasks.items()):
+            for info_hash, task in tasks.items():
                 job = jobs.get(info_hash)
-                if job is None:
-                    raise RemoteError(ErrorCode.UNKNOWN_TORRENT, f"{peer_id} no longer holds {info_hash}")
-                if job.state == m.JobState.HASHING.value:
+                if job is not None and job.state == m.JobState.HASHING.value:
                     bar.update(task, completed=job.hashed_bytes, total=job.hash_bytes or job.length)
-                    continue
-                bar.update(task, completed=job.length, total=job.length)
-                del tasks[info_hash]
-                if job.state != m.JobState.SEEDING.value:
-                    raise RemoteError(ErrorCode.BAD_INPUT, job.error or f"{job.name}: {job.state}")
-            if tasks:
-                time.sleep(config.STATUS_POLL_S)
+                elif job is not None:
+                    bar.update(task, completed=job.length, total=job.length)
+
+        client.wait_hashed(peer_id, list(tasks), on_status=shown)
 
 
 def _wait_announced(peer_id: str, meta: "metainfo.Metainfo") -> None:

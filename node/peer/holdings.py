@@ -221,7 +221,8 @@ class Holdings:
         - from CHECKING (re-hashed): ``file`` and ``bitfield`` are what is on disk now and
           which of its pieces verify; those are announced again.
         - from HASHING (an upload or a resumed file hashed): to SEEDING or DOWNLOADING with the
-          ``bitfield`` that verified, whose pieces are then announced; or to FAILED.
+          ``bitfield`` that verified, whose pieces are then announced; or to FAILED, which
+          serves and announces nothing (the tracker is told to forget its pieces).
         - otherwise (a job completed, failed or stopped; a resumed seed that changed): it is
           finished, with ``error`` if any.
         """
@@ -241,10 +242,17 @@ class Holdings:
             h.resumed = len(bitfield) if bitfield is not None else len(h.bitfield)
             if bitfield is not None:
                 h.bitfield = bitfield
+            self.persist.changed()
             if new_state == m.JobState.FAILED:
+                # The one rule for a hash that failed (an upload that does not match, a resumed
+                # seed that changed, a read error): the file is not what the torrent says, so
+                # nothing of it is served or announced, and the tracker forgets what it listed.
+                # Re-adding it hashes it whole again.
+                h.bitfield = Bitfield(h.meta.num_pieces)
                 h.finished = time.monotonic()
                 log.error("%s: %s", h.meta.name, error)
-            self.persist.changed()
+                self.listener.withdrawn(info_hash)
+                return h
             self.listener.reverified(h)
             return h
         h.finished = time.monotonic()

@@ -42,7 +42,10 @@ class Jobs:
         piece_file, progress = h.file, h.hashing
 
         def work() -> Bitfield:
-            return piece_file.recheck(trusted, progress.add, lambda: self.closing)
+            try:
+                return piece_file.recheck(trusted, progress.add, lambda: self.closing)
+            finally:
+                piece_file.release()   # a remove meanwhile closes its fds only now
 
         def done(have: Bitfield | None, err: BaseException | None) -> None:
             if not self.holdings.current(h) or h.state != m.JobState.HASHING:
@@ -53,6 +56,7 @@ class Jobs:
                 return
             then(h, have)
 
+        piece_file.hold()              # its fds stay open while the check thread reads them
         self.host.disk.check(work, done)
 
     def _hashing(self, meta: Metainfo, piece_file: PieceFile, trusted: Bitfield | None, role: str,
@@ -81,9 +85,9 @@ class Jobs:
         meta = h.meta
         if have.complete:
             self.holdings.transition(meta.info_hash, m.JobState.SEEDING, bitfield=have, expect=h)
-        else:                          # nothing of it is served or announced
+        else:                          # nothing of it is served or announced (transition)
             self.holdings.transition(
-                meta.info_hash, m.JobState.FAILED, bitfield=Bitfield(meta.num_pieces), expect=h,
+                meta.info_hash, m.JobState.FAILED, expect=h,
                 error=f"{meta.num_pieces - len(have)} of {meta.num_pieces} pieces of {h.file.path} "
                       f"do not match the torrent")
 
@@ -161,9 +165,9 @@ class Jobs:
         """A seed of the last run, its file hashed again if it changed since: it keeps seeding
         what verifies (all of it, or it failed)."""
         meta = h.meta
-        if h.state == m.JobState.HASHING:
+        if h.state == m.JobState.HASHING and have.complete:
             self.holdings.transition(meta.info_hash, m.JobState.SEEDING, bitfield=have, expect=h)
-        if not have.complete:
+        elif not have.complete:        # from HASHING: it serves and announces nothing (transition)
             self.holdings.transition(
                 meta.info_hash, m.JobState.FAILED, expect=h,
                 error=f"{h.file.path} changed: {meta.num_pieces - len(have)} pieces no longer match")

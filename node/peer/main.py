@@ -168,6 +168,7 @@ class PeerNode(Context):
             h.file.close()
         if self.session is not None:
             self.session.deregister(self.zctx)
+        self.reactor.close()
         curve.stop(self.zctx)
         self.zctx.destroy(linger=0)
         if getattr(self, "lock_fd", None) is not None:

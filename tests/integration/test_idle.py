@@ -16,6 +16,19 @@ def main_thread_switches(pid: int) -> int:
     raise AssertionError("no voluntary_ctxt_switches in /proc")
 
 
+def settled(pid: int, sample_s: float = 0.5, quiet: int = 5) -> None:
+    """Two samples in a row in which the loop woke at most ``quiet`` times (a timer may fall in one)."""
+    calm, last = 0, main_thread_switches(pid)
+
+    def calm_twice() -> bool:
+        nonlocal calm, last
+        time.sleep(sample_s)
+        now = main_thread_switches(pid)
+        calm, last = (calm + 1 if now - last <= quiet else 0), now
+        return calm >= 2
+    wait_for(calm_twice, what="the peer's loop to settle", interval_s=0)
+
+
 def test_idle_seed_sleeps_between_timers(swarm, tmp_path):
     swarm.tracker()
     swarm.peer("peer1")
@@ -24,7 +37,7 @@ def test_idle_seed_sleeps_between_timers(swarm, tmp_path):
     pid = next(p.pid for name, p, _ in swarm.procs if name == "peer1")
     wait_for(lambda: swarm.job("peer1", info["info_hash"])["announced"] == info["num_pieces"],
              what="every piece announced")
-    time.sleep(1.0)   # the upload's last saves and announces are done
+    settled(pid)      # the upload's last saves and announces are done
     before = main_thread_switches(pid)
     time.sleep(WINDOW_S)
     wakeups = main_thread_switches(pid) - before

@@ -5,17 +5,21 @@ import filecmp
 import json
 import socket
 import subprocess
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fastbencode
 import pytest
+import zmq
 import zmq.auth
+import zmq.utils.monitor
 
 from ctl import client
 from node import curve
 from protocol import messages as m
+from protocol.codec import encode
 from protocol.errors import TransportError
 from tests.procs import free_port, wait_for, write_random
 
@@ -127,13 +131,37 @@ def asks(swarm, info_hash: str) -> list:
     ]
 
 
+HANDSHAKE_FAILED = ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL",
+                    "EVENT_HANDSHAKE_FAILED_NO_DETAIL")
+
+
 def refused(where: str, endpoint: str, msg) -> bool:
-    """Nothing comes back (the handshake never completes), within the deadline."""
+    """The handshake fails: a socket monitor reports a handshake failure (the ZAP refusal, or
+    keys/mechanism that do not match) before any success, and no reply comes back."""
+    zctx = zmq.Context.instance()
+    sock = zctx.socket(zmq.DEALER)
+    sock.linger = 0
+    monitor = sock.get_monitor_socket()
+    failed = {getattr(zmq, name) for name in HANDSHAKE_FAILED}
     try:
-        client.request(endpoint, msg, where, timeout_s=0.5, tries=1)
-    except TransportError:
-        return True
-    return False
+        curve.secure_client(sock, endpoint)
+        sock.connect(endpoint)
+        sock.send_multipart(encode(msg, 1, None))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if sock.poll(0):
+                return False                            # it answered
+            if monitor.poll(100):
+                event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    return False
+                if event in failed:
+                    return not sock.poll(0)
+        return False                                    # no refusal seen: not proof of one
+    finally:
+        sock.disable_monitor()
+        monitor.close(0)
+        sock.close(0)
 
 
 def test_strangers_are_refused_by_the_tracker_and_every_data_port(swarm, keyed, tmp_path, monkeypatch):
@@ -154,6 +182,7 @@ def test_strangers_are_refused_by_the_tracker_and_every_data_port(swarm, keyed, 
             intruder = swarm.peer_start_unregistered("intruder")
 
     monkeypatch.setenv("ZORRENT_KEYS", str(keys))
+    assert not refused("tracker", swarm.tracker_endpoint, m.Ping())              # the check tells them apart
     listed = client.tracker(swarm.tracker_endpoint, m.GetSwarm(), timeout_s=2, tries=2)
     assert sorted(p.peer_id for p in listed.peers) == ["peer1", "peer2"]       # alive, and no intruder
     assert not swarm.status("intruder")["registered"] and intruder

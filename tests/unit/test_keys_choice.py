@@ -1,0 +1,44 @@
+"""Which key folder a command uses: --keys, then $ZORRENT_KEYS, then an explicit --config
+file's "keys", then ./peers.json's, whatever order they are applied in."""
+import json
+
+import pytest
+
+from ctl import cli
+from ctl.nodes import load_peers
+from node import config
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    monkeypatch.delenv(config.KEYS_ENV, raising=False)
+    monkeypatch.setattr(cli, "_keys_source", None)
+    monkeypatch.chdir(tmp_path)
+    peers = {"peer1": {"ip": "127.0.0.1", "port": 6881}}
+    (tmp_path / "peers.json").write_text(json.dumps({"keys": "cwd-keys", **peers}))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "other.json").write_text(json.dumps({"keys": "its-keys", **peers}))
+    return tmp_path
+
+
+def chosen():
+    return config.keys_dir() and str(config.keys_dir()).rsplit("/", 1)[-1]
+
+
+def test_an_explicit_config_beats_the_working_folders_peers_json(fresh):
+    cli.default_keys()                                      # what ctl/app.py does before any command
+    assert chosen() == "cwd-keys"
+    load_peers(fresh / "other" / "other.json")              # start-peer --config other/other.json
+    assert chosen() == "its-keys"
+
+
+def test_the_flag_and_the_environment_beat_any_file(fresh, monkeypatch):
+    cli.use_keys("flag-keys", source="flag")
+    cli.default_keys()
+    load_peers(fresh / "other" / "other.json")
+    assert chosen() == "flag-keys"
+    monkeypatch.setattr(cli, "_keys_source", None)
+    monkeypatch.setenv(config.KEYS_ENV, str(fresh / "env-keys"))
+    cli.default_keys()
+    load_peers(fresh / "other" / "other.json")
+    assert chosen() == "env-keys"
