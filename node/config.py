@@ -262,7 +262,10 @@ MAX_HASH_FAILURES = 3                         # pieces failed as sole sender bef
 HASH_THREADS = 2                              # per peer: SHA-1 of arrived pieces (one per core)
 WRITE_THREADS = 2                             # per peer: writes of verified pieces (keeps the device's queue full)
 READ_THREADS = 2                              # per peer: reads of the blocks it serves (off the event loop)
-CHECK_THREADS = 1                             # per peer: re-hashes of files that changed on disk
+CHECK_THREADS = 2                             # per peer: whole-file hashes (upload, resume, re-hash of a changed
+                                              # file), two torrents at once: a small one's hash never waits
+                                              # behind a 100 GiB one; each also hashes its own pieces on
+                                              # pieces.hash_workers() threads, so 2 keeps the disk and cores busy
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit

@@ -6,7 +6,7 @@ release the GIL, so they run on threads, in two stages with their own queues:
 - hash threads (config.HASH_THREADS, one per core) check each piece's SHA-1;
 - write threads (config.WRITE_THREADS) write the verified pieces.
 
-A check thread (config.CHECK_THREADS) re-hashes a file that changed on disk
+Check threads (config.CHECK_THREADS) hash whole files: an upload, a resume, a file that changed on disk
 (node/peer/integrity.py), so a long re-hash never holds up reads or the event loop.
 
 Read threads (config.READ_THREADS) read the blocks the data port serves from files this

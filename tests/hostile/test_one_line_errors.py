@@ -19,7 +19,11 @@ from tests.conftest import PY, REPO, write_random
 
 def run_cli(cwd, *args, preexec=None):
     return subprocess.run([PY, str(REPO / "main.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          preexec_fn=preexec, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+                          preexec_fn=preexec, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+                               # a child under a file-size limit would leave truncated .pyc files
+                               # behind (importlib renames a short write into place), which break
+                               # every later import of those modules
+                               "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def one_line(res) -> str:

@@ -1,0 +1,236 @@
+"""A big upload from a cold page cache (issue 20): is it hashed at disk (or SHA-1) speed,
+does the peer keep answering, and does the tracker keep listing it?
+
+    sudo python bench/big_upload.py --gib 16            # root: it drops the page cache
+    python bench/big_upload.py --gib 4 --dir /work/tmp  # where the file goes (needs the room)
+
+It writes a file of --gib GiB once (a random 4 MiB block, each copy stamped with its index,
+so every piece differs; the torrent is built from the blocks' hashes as they are written),
+then, in the same run:
+- the disk's sequential read rate: the whole file read once with 4 MiB reads after
+  `echo 3 > /proc/sys/vm/drop_caches` (it is measured again after the upload: the slower
+  of the two is the bound, as the machine is shared);
+- SHA-1's rate on one core and on the threads the peer hashes with (a 4 MiB buffer, hashlib
+  releases the GIL for it), before and after the upload; the bound is the slower of the disk
+  and the faster of these two (on a busy machine one thread can beat two);
+- the upload: a tracker and a peer; a small torrent seeded first; the page cache dropped;
+  `Upload` of the big file. Throughout, the data port is pinged every --ping-ms, the
+  peer's `status` is read, and the tracker is asked whether it still lists the peer.
+Printed: the hash rate and its ratio to min(disk, SHA-1), ping p50/p99/max (ms), and
+whether the peer was ever missing from the tracker or logged as expired. The file is
+deleted at the end (--keep keeps it, for a second run).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import fastbencode  # noqa: E402
+
+from ctl import client  # noqa: E402
+from node.channel import call  # noqa: E402
+from protocol import messages as m  # noqa: E402
+from protocol import metainfo, pieces  # noqa: E402
+from tests import procs  # noqa: E402
+
+MIB = 1 << 20
+BLOCK = 4 * MIB              # one piece; also the read size of the disk rate
+PING_TIMEOUT_S = 10.0
+
+
+WARM = False                 # --warm: never drop the page cache (a smoke run, or not root)
+
+
+def drop_caches() -> None:
+    if WARM:
+        return
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def write_file(path: Path, size: int) -> bytes:
+    """``size`` bytes of stamped random blocks; the SHA-1 of each BLOCK-sized piece."""
+    block = bytearray(os.urandom(BLOCK))
+    hashes = []
+    with open(path, "wb") as f:
+        for i in range(size // BLOCK):
+            block[:8] = i.to_bytes(8, "big")
+            hashes.append(hashlib.sha1(block).digest())
+            f.write(block)
+        os.fsync(f.fileno())
+    return b"".join(hashes)
+
+
+def disk_rate(path: Path) -> float:
+    """Bytes per second of one sequential read of the whole file from a cold cache."""
+    drop_caches()
+    buf = bytearray(BLOCK)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        started, total = time.monotonic(), 0
+        while n := os.readv(fd, [buf]):
+            total += n
+        elapsed = time.monotonic() - started
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return total / elapsed
+
+
+def sha1_rate(threads: int, seconds: float = 2.0) -> float:
+    """Bytes per second of SHA-1 over 4 MiB buffers on ``threads`` threads at once."""
+    buf = os.urandom(BLOCK)
+
+    def run() -> int:
+        done, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            hashlib.sha1(buf).digest()
+            done += BLOCK
+        return done
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(lambda _: run(), range(threads)))
+    return total / (time.monotonic() - started)
+
+
+def pct(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
+def upload(work: Path, big: Path, hashes: bytes, size: int, ping_s: float) -> dict:
+    swarm = procs.Swarm(work)
+    failed = True
+    try:
+        swarm.tracker()
+        port = swarm.peer("peer1")
+        small = swarm.upload(procs.write_random(work / "in" / "small.bin", MIB, 3), "peer1")
+        info = {b"length": size, b"name": big.name.encode(), b"piece length": BLOCK, b"pieces": hashes}
+        meta = metainfo.parse(fastbencode.bencode({b"announce": swarm.tracker_endpoint.encode(), b"info": info}))
+        drop_caches()
+        done = threading.Event()
+        lat: list[float] = []
+        missing = [0, 0]                          # tracker asks without peer1, tracker asks
+
+        def pinger() -> None:
+            ep = f"tcp://127.0.0.1:{port}"
+            while not done.is_set():
+                started = time.monotonic()
+                try:
+                    call(client.zctx(), ep, m.Ping(), timeout_s=PING_TIMEOUT_S, tries=1)
+                    lat.append(time.monotonic() - started)
+                except Exception:                 # noqa: BLE001 - a lost ping counts as the full wait
+                    lat.append(PING_TIMEOUT_S)
+                done.wait(max(0.0, ping_s - (time.monotonic() - started)))
+
+        def lister() -> None:
+            while not done.is_set():
+                peers = client.tracker(swarm.tracker_endpoint, m.GetPeers(info_hash=small["info_hash"]),
+                                       timeout_s=5, tries=1).peers
+                missing[1] += 1
+                missing[0] += "peer1" not in [p.peer_id for p in peers]
+                done.wait(0.5)
+
+        threads = [threading.Thread(target=pinger), threading.Thread(target=lister)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)                           # pings of the idle peer first
+        idle = len(lat)
+        started = time.monotonic()
+        client.peer_control("peer1", m.Upload(path=str(big), metainfo=meta.raw), timeout_s=10, tries=1)
+        while True:
+            job = client.peer_control("peer1", m.Status(info_hash=meta.info_hash), timeout_s=10, tries=1).jobs[0]
+            if job.state != "hashing":
+                break
+            time.sleep(0.05)
+        hash_s = time.monotonic() - started
+        busy = len(lat)
+        done.set()
+        for t in threads:
+            t.join()
+        expired = "expired silent peer peer1" in swarm.log("tracker")
+        failed = False
+        during = lat[idle:busy]
+        return {"state": job.state, "hash_s": hash_s, "hash_rate": size / hash_s, "pings": len(during),
+                "idle_p50_ms": 1000 * statistics.median(lat[:idle]),
+                "p50_ms": 1000 * statistics.median(during), "p99_ms": 1000 * pct(during, 0.99),
+                "max_ms": 1000 * max(during), "lost": sum(x >= PING_TIMEOUT_S for x in during),
+                "tracker_asks": missing[1], "tracker_missing": missing[0], "expired_logged": expired}
+    finally:
+        swarm.close(failed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--gib", type=float, default=16.0)
+    ap.add_argument("--dir", default=None, help="where the big file goes (default: a temp dir under /work)")
+    ap.add_argument("--ping-ms", type=float, default=50.0)
+    ap.add_argument("--keep", action="store_true", help="keep the big file (reused by the next run)")
+    ap.add_argument("--warm", action="store_true", help="never drop the page cache (figures are then not cold)")
+    args = ap.parse_args()
+    global WARM
+    WARM = args.warm
+    size = int(args.gib * 1024) * MIB // BLOCK * BLOCK
+    base = Path(args.dir or ("/work" if Path("/work").is_dir() else tempfile.gettempdir()))
+    free = shutil.disk_usage(base).free
+    big = base / f"zorrent-big-{size // MIB}M.bin"
+    hashes_path = big.with_suffix(".hashes")
+    if not big.exists() and free < size + (4 << 30):
+        sys.exit(f"big_upload: {base} has {free >> 30} GiB free, {size >> 30} GiB + 4 GiB needed")
+    threads = pieces.hash_workers()
+    try:
+        if big.exists() and hashes_path.exists() and big.stat().st_size == size:
+            hashes = hashes_path.read_bytes()
+            print(f"reusing {big}")
+        else:
+            started = time.monotonic()
+            hashes = write_file(big, size)
+            hashes_path.write_bytes(hashes)
+            print(f"wrote {big} ({size / MIB:.0f} MiB) in {time.monotonic() - started:.1f} s")
+        disk = [disk_rate(big)]
+        sha1 = {1: sha1_rate(1), threads: sha1_rate(threads)}
+        with tempfile.TemporaryDirectory(dir=base) as work:
+            os.chdir(work)
+            up = upload(Path(work), big, hashes, size, args.ping_ms / 1000)
+        disk.append(disk_rate(big))
+        sha1_after = {1: sha1_rate(1), threads: sha1_rate(threads)}
+        sha1 = {k: min(v, sha1_after[k]) for k, v in sha1.items()}
+    finally:
+        if not args.keep:
+            big.unlink(missing_ok=True)
+            hashes_path.unlink(missing_ok=True)
+    bound = min(min(disk), max(sha1.values()))   # the stricter: SHA-1 on 1 thread may beat 2 on a busy machine
+    result = {"size_mib": size // MIB, "disk_mib_s": [round(d / MIB) for d in disk],
+              "sha1_mib_s": {k: round(v / MIB) for k, v in sha1.items()}, "hash_threads": threads,
+              "bound_mib_s": round(bound / MIB), "hash_mib_s": round(up["hash_rate"] / MIB),
+              "ratio": round(up["hash_rate"] / bound, 3), **{k: (round(v, 1) if isinstance(v, float) else v)
+                                                            for k, v in up.items() if k != "hash_rate"}}
+    print(f"{size / MIB / 1024:.1f} GiB cold: disk {result['disk_mib_s']} MiB/s (before, after), "
+          f"SHA-1 {result['sha1_mib_s']} MiB/s (threads: rate), bound {result['bound_mib_s']} MiB/s")
+    print(f"hashed in {up['hash_s']:.1f} s = {result['hash_mib_s']} MiB/s = {result['ratio']:.2f} x bound "
+          f"(state {up['state']})")
+    print(f"data-port ping during the hash ({up['pings']} pings, every {args.ping_ms:.0f} ms): "
+          f"p50 {up['p50_ms']:.1f} ms, p99 {up['p99_ms']:.1f} ms, max {up['max_ms']:.1f} ms, lost {up['lost']} "
+          f"(idle p50 {up['idle_p50_ms']:.1f} ms)")
+    print(f"tracker: peer missing in {up['tracker_missing']} of {up['tracker_asks']} GetPeers, "
+          f"expired logged: {up['expired_logged']}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
