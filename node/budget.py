@@ -60,6 +60,7 @@ class Budget:
         self.on_free = on_free                 # called after bytes were released
         self.remotes: dict[Hashable, _Usage] = {}
         self.total_bytes = 0
+        self.peak_bytes = 0                    # the most total_bytes has been, for status and tests
         self.refusals = 0                      # over the budget's life, for metrics and logs
 
     def admit(self, remote: Hashable) -> Ticket | None:
@@ -100,6 +101,8 @@ class Budget:
         ticket.nbytes += nbytes
         usage.nbytes += nbytes
         self.total_bytes += nbytes
+        if self.total_bytes > self.peak_bytes:
+            self.peak_bytes = self.total_bytes
         return True
 
     def release(self, ticket: Ticket) -> None:

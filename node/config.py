@@ -344,12 +344,14 @@ SWARM_PAGE_MAX = 500                          # peers or torrents in one GetSwar
 # remote can fill has a bound). libtorrent's figures are the model where one is named.
 BT_MAX_CONNECTIONS = 200                      # per peer process, both directions; more are closed on arrival
                                               # (Transmission's peer-limit-global default is 200)
-BT_MAX_REQUEST_QUEUE = 500                    # requests one remote may have queued with us; past it each
-                                              # gets a reject (libtorrent's max_allowed_in_request_queue is
-                                              # 2000; 500 x 16 KiB = 8 MiB, PIPELINE_BYTES, is a fast link's fill)
-BT_SEND_BUFFER_BYTES = 1024 * 1024            # block bytes queued to one remote before we stop reading its
-                                              # requests (libtorrent's send_buffer_watermark is 500 KiB; 1 MiB
-                                              # keeps 1 Gbit/s loopback busy within one reactor turn)
+# Requests and bytes in flight are NOT bounded here any more: the BEP 3 wire takes them from
+# the peer's one Budget (node/budget.py), shared with the ZeroMQ data port, so a stranger
+# on either port gets REMOTE_MAX_REQUESTS requests (advertised as BEP 10 `reqq`; beyond, a
+# BEP 6 reject, or a drop without Fast) and REMOTE_MAX_BYTES of blocks held here, both wires
+# together REMOTES_TOTAL_BYTES; refused REMOTE_MAX_REFUSALS times in a row, it is cut off.
+# (This replaces BT_MAX_REQUEST_QUEUE 500, BT_SEND_BUFFER_BYTES 1 MiB, BT_READS_IN_FLIGHT 8:
+# every read holds claimed budget bytes.) A connection stops being read while its queued
+# replies exceed REMOTE_MAX_BYTES. What stays below is wire-specific.
 BT_RECV_BUFFER_BYTES = 256 * 1024             # a connection's preallocated receive buffer; it grows only for
                                               # a bitfield (num_pieces / 8 bytes, fixed by the torrent)
 BT_MAX_MESSAGE_BYTES = 16 * 1024 + 64 * 1024  # largest message but a bitfield: a 16 KiB piece or metadata
@@ -357,7 +359,6 @@ BT_MAX_MESSAGE_BYTES = 16 * 1024 + 64 * 1024  # largest message but a bitfield: 
 BT_HANDSHAKE_TIMEOUT_S = 10.0                 # a connection must finish its handshake by then
 BT_IDLE_TIMEOUT_S = 120.0                     # nothing received this long (keep-alives count): closed
 BT_KEEPALIVE_S = 60.0                         # we send a keep-alive after this long without sending
-BT_READS_IN_FLIGHT = 8                        # blocks read on read threads for one remote at once
 BT_UPLOAD_SLOTS = 4                           # unchoked remotes per peer process, besides the optimistic one
                                               # (libtorrent's unchoke_slots_limit is 8 for a whole session;
                                               # 4 + 1 fills a capped uplink without splitting it thin)

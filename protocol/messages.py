@@ -503,6 +503,8 @@ class StatusReply(Message):
     peer_id: str
     registered: bool       # the tracker has acknowledged this peer
     jobs: list[JobStatus]
+    held_bytes: int = 0        # block bytes remotes' requests hold in this process now, both wires
+    held_peak_bytes: int = 0   # ... the most they have held since start (node/budget.py bounds both)
 
 
 @message(MsgType.SHUTDOWN)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from node.budget import Budget
 from node.dispatch import Source
 from node.peer.holdings import Holding
 from node.peer.storage import PieceFile
@@ -26,6 +27,7 @@ class PeerApi(Protocol):
     bt_port: int                # the BEP 3 port (0: none)
     holdings: HoldingsView
     source: Source                                     # the connection of the request being handled
+    budget: Budget                                     # node/budget.py, shared by both wires
 
     @property
     def registered(self) -> bool: ...                  # the tracker took our registration

@@ -96,6 +96,8 @@ class PeerNode(Context):
         self.jobs = Jobs(self, self.holdings, self.integrity, self.direct_io)
         self.server = BlockServer(self.data_sock, self.reactor, self.disk, self.upload_rate_bps,
                                   self.integrity.read_failed)
+        self.budget = self.server.budget             # ONE budget for both wires (BtHost.budget)
+        self.reap_sent = self.server.reap
         self.watchers = Watchers(self.server.send_small,
                                  lambda ih: h.have_log if (h := self.holdings.get(ih)) else None)
         if self.bt_port != config.BT_PORT_OFF:     # the BEP 3 wire for standard clients (node/peer/bt/)

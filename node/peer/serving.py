@@ -54,7 +54,7 @@ class BlockServer:
     def __init__(self, sock: zmq.Socket, reactor, disk, rate_bps: int,
                  read_failed: Callable[[Any, BaseException], None], limits: Limits = LIMITS) -> None:
         self.sock, self.reactor, self.disk, self.read_failed = sock, reactor, disk, read_failed
-        self.budget = Budget(limits)
+        self.budget = Budget(limits)    # the peer's one budget: the BEP 3 wire shares it (node/peer/bt/)
         self.pacer = Pacer(reactor, rate_bps, self._send_tracked)
         self.waiting: OrderedDict[bytes, deque[_Waiting]] = OrderedDict()   # per remote, round-robin order
         self.sent: dict[bytes, deque[tuple[Any, Ticket]]] = {}              # per remote, in send order
@@ -188,6 +188,10 @@ class BlockServer:
             self._unsent(ident, exc)
             return
         self.sent.setdefault(ident, deque()).append((tracker, ticket))
+
+    def reap(self) -> None:
+        """Release the tickets of blocks libzmq has written (the BEP 3 wire asks, as it shares the budget)."""
+        self._reap()
 
     def _reap(self) -> None:
         """Release the tickets of blocks libzmq has written (the head of each remote's queue)."""

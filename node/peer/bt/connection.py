@@ -6,10 +6,12 @@ same rules as the ZeroMQ port), who is unchoked is choker.py, and what to reques
 the download engine's, through node/peer/bt/remote.py.
 
 Memory per connection is bounded: a preallocated receive buffer (it grows only to the
-torrent's bitfield size), at most BT_MAX_REQUEST_QUEUE queued requests (three ints each),
-and at most BT_SEND_BUFFER_BYTES of replies queued. While the replies are over that
-mark, nothing more is read from the socket, so a remote that never reads fills only
-its own TCP window, and the kernel's.
+torrent's bitfield size); requests and piece bytes in flight are the peer's one Budget's
+(node/budget.py, shared with the ZeroMQ data port: REMOTE_MAX_REQUESTS requests and
+REMOTE_MAX_BYTES of blocks per connection, REMOTES_TOTAL_BYTES over both wires; see
+upload.py). While the queued replies are over REMOTE_MAX_BYTES (blocks, rejects, metadata),
+nothing more is read from the socket, so a remote that never reads fills only its own TCP
+window, and the kernel's.
 """
 from __future__ import annotations
 
@@ -56,9 +58,11 @@ class BtConnection(Uploads):
         self.rview = memoryview(self.rbuf)
         self.rstart = self.rend = 0
         self.out: deque = deque()
-        self.out_bytes = 0
+        self.out_bytes = 0                         # queued, not yet written to the kernel
+        self.out_total = self.out_sent = 0         # bytes ever queued / written: marks for ``held``
+        self.held: deque = deque()                 # (out_total after a piece, its budget ticket)
         self.corked = False                        # while parsing or serving a batch: one send at the end
-        self.requests: deque = deque()             # (piece, begin, length) the remote asked of us
+        self.requests: deque = deque()             # (piece, begin, length, ticket) the remote asked of us
         self.reads = 0                             # blocks with the read threads
         self.bad_requests = 0
         self.uploaded = self.downloaded = 0        # block bytes, whole connection
@@ -85,13 +89,14 @@ class BtConnection(Uploads):
         self.state = CLOSED
         if why:
             log.log(level, "bt %s (%s): %s", self.name, self.client, why)
-        self.service.forget(self)
+        self.service.forget(self)                  # and its budget counts (tickets become no-ops)
         try:
             self.sock.close()
         except OSError:
             pass
         self.out.clear()
         self.requests.clear()
+        self.held.clear()
         if self.downloader is not None:
             self.downloader.on_closed(why or "connection closed")
 
@@ -117,7 +122,7 @@ class BtConnection(Uploads):
 
     def read(self) -> None:
         for _ in range(16):                       # then let other sockets have a turn
-            if self.state == CLOSED or self.out_bytes >= config.BT_SEND_BUFFER_BYTES:
+            if self.state == CLOSED or self.out_bytes >= config.REMOTE_MAX_BYTES:
                 break
             if self.rend == len(self.rbuf):
                 self._compact()
@@ -211,7 +216,7 @@ class BtConnection(Uploads):
             self.send(f.handshake(info_hash, self.service.peer_id_bytes))
         if self.extended:
             size = self.service.metadata_size(info_hash)
-            self.send(f.ext_handshake(size, self.service.port, config.BT_MAX_REQUEST_QUEUE))
+            self.send(f.ext_handshake(size, self.service.port, config.REMOTE_MAX_REQUESTS))
         self._send_have_state()
         self.service.joined(self)
         if self.downloader is not None:
@@ -277,11 +282,7 @@ class BtConnection(Uploads):
             if self.downloader is not None:
                 self.downloader.on_unchoke()
         elif msg_id == f.CANCEL:
-            item = f.unpack_triple(payload, 0)
-            try:
-                self.requests.remove(item)
-            except ValueError:
-                pass
+            self._cancel(*f.unpack_triple(payload, 0))
         elif msg_id == f.REJECT:
             if self.downloader is not None:
                 self.downloader.on_reject(*f.unpack_triple(payload, 0))
@@ -325,10 +326,7 @@ class BtConnection(Uploads):
         self.choked = yes
         self.send(f.simple(f.CHOKE if yes else f.UNCHOKE))
         if yes:                                     # BEP 6: every dropped request gets a reject
-            while self.requests:
-                piece, begin, length = self.requests.popleft()
-                if self.fast:
-                    self.send(f.triple(f.REJECT, piece, begin, length))
+            self._drop_requests()
         else:
             self.pump()
 
@@ -342,6 +340,7 @@ class BtConnection(Uploads):
             return
         self.out.append(data)
         self.out_bytes += len(data)
+        self.out_total += len(data)
         if not self.corked and not self.connecting and not self.polling & zmq.POLLOUT:
             self.flush()
 
@@ -368,7 +367,11 @@ class BtConnection(Uploads):
                 self.close(f"send failed: {exc.strerror or exc}")
                 return
             self.out_bytes -= sent
+            self.out_sent += sent
             self.last_send = time.monotonic()
+            held = self.held
+            while held and held[0][0] <= self.out_sent:   # a piece wholly in the kernel: its bytes are free
+                self.service.budget.release(held.popleft()[1])
             while sent:
                 head = out[0]
                 if len(head) <= sent:
@@ -384,7 +387,7 @@ class BtConnection(Uploads):
         if self.state == CLOSED:
             return
         want = zmq.POLLOUT if (self.out or self.connecting) else 0
-        if self.out_bytes < config.BT_SEND_BUFFER_BYTES and not self.connecting:
+        if self.out_bytes < config.REMOTE_MAX_BYTES and not self.connecting:
             want |= zmq.POLLIN
         if want != self.polling:
             self.polling = want

@@ -2,8 +2,10 @@
 BEP 3 connection (accepted, or opened by a download), the choker, the have broadcast.
 
 Its hook into the peer is narrow (``BtHost``): the holdings it serves, the reactor it
-runs on, the read threads and the integrity watch. What it may serve is decided by
-node/peer/serving.py, the same rules as the ZeroMQ data port.
+runs on, the read threads, the integrity watch, and the peer's one Budget (node/budget.py),
+which the ZeroMQ data port (node/peer/serving.py) shares, so what strangers make this
+process hold is bounded over both wires together. What it may serve is decided by
+node/peer/block_rules.py, the same rules as the ZeroMQ data port.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any, Protocol
 import zmq
 
 from node import config
+from node.budget import Budget
 from node.peer.bt import framing as f
 from node.peer.bt.choker import Choker
 from node.peer.bt.connection import OPEN, BtConnection
@@ -26,6 +29,7 @@ from protocol.errors import ErrorCode, ZorrentError
 
 log = logging.getLogger("zorrent.bt")
 TICK_S = 1.0
+RETRY_S = 0.01                  # a connection waiting for budget bytes is retried this often (besides on_free)
 REFUSAL_LOG_S = 60.0            # a refused address is named in the log at most this often
 
 
@@ -36,6 +40,9 @@ class BtHost(Protocol):
     reactor: Reactor
     holdings: dict              # info-hash hex -> Holding
     disk: Any                   # node.peer.disk.DiskWorker: read threads
+    budget: Budget              # shared with the ZeroMQ data port (node/peer/serving.py)
+
+    def reap_sent(self) -> None: ...   # the data port releases the blocks libzmq has written
 
     def read_failed(self, piece_file: Any, err: BaseException) -> None: ...   # integrity.py: changed?
 
@@ -45,6 +52,10 @@ class BtService:
         self.node = node
         self.reactor = node.reactor
         self.disk, self.read_failed = node.disk, node.read_failed
+        self.budget: Budget = node.budget
+        self.budget.on_free = self._on_free         # the data port polls (serving.REAP_S); we are woken
+        self.starving: set[BtConnection] = set()    # connections whose next request waits for bytes
+        self.wake = None                            # the timer that retries them
         self.peer_id_bytes = f.bt_peer_id(node.peer_id)
         self.conns: dict[int, BtConnection] = {}
         self.choker = Choker()
@@ -134,6 +145,8 @@ class BtService:
         self.reactor.add_fd(conn.fd, conn.on_events, conn.polling)
 
     def forget(self, conn: BtConnection) -> None:
+        self.starving.discard(conn)
+        self.budget.forget(conn)
         if self.conns.get(conn.fd) is conn:
             del self.conns[conn.fd]
             self.reactor.remove_fd(conn.fd)
@@ -153,6 +166,33 @@ class BtService:
         if key not in seen:
             seen.add(key)
             log.warning("bt %s (%s): %s", conn.name, conn.client, text)
+
+    # ------------------------------------------------------------------ the shared budget
+    def starved(self, conn: BtConnection) -> None:
+        """``conn``'s next request cannot claim its bytes yet: retry when some are freed."""
+        self.starving.add(conn)
+        self._arm(RETRY_S)
+
+    def _on_free(self) -> None:
+        if self.starving:
+            self._arm(0.0)                          # not from inside a send: on the next turn
+
+    def _arm(self, delay_s: float) -> None:
+        if self.wake is not None:
+            if self.wake.when <= time.monotonic() + delay_s:
+                return
+            self.wake.cancel()
+        self.wake = self.reactor.call_later(delay_s, self._retry)
+
+    def _retry(self) -> None:
+        self.wake = None
+        self.node.reap_sent()                       # blocks the data port sent meanwhile free their bytes
+        waiting, self.starving = self.starving, set()
+        for conn in waiting:
+            if conn.state == OPEN:
+                conn.pump()
+        if self.starving:
+            self._arm(RETRY_S)
 
     # ------------------------------------------------------------------ timers
     def _on_tick(self, now: float) -> None:
@@ -193,4 +233,5 @@ class BtService:
 
     def stats(self) -> dict:
         conns = self.open_connections()
-        return {"connections": len(conns), "unchoked": sum(1 for c in conns if not c.choked)}
+        return {"connections": len(conns), "unchoked": sum(1 for c in conns if not c.choked),
+                "budget_bytes": self.budget.total_bytes, "budget_refusals": self.budget.refusals}

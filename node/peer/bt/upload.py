@@ -1,7 +1,17 @@
 """The serving half of a BEP 3 connection: requests in, pieces out (a mixin of
-connection.BtConnection). What may be served is node/peer/serving.py's, as on the
-ZeroMQ port; how much is queued is bounded by BT_MAX_REQUEST_QUEUE requests and
-BT_SEND_BUFFER_BYTES of replies per connection, and BT_READS_IN_FLIGHT disk reads."""
+connection.BtConnection). What may be served is node/peer/block_rules.py's, as on the
+ZeroMQ port; how much is held is the peer's ONE Budget (node/budget.py), shared with the
+ZeroMQ data port (node/peer/serving.py), so REMOTES_TOTAL_BYTES bounds both wires together:
+
+- a request is admitted, or refused at once (BEP 6 reject_request; without the Fast
+  extension it is dropped, as BEP 3 allows a choked or busy peer to); a connection
+  refused REMOTE_MAX_REFUSALS times in a row is cut off;
+- its bytes are claimed before the disk read; a request that cannot claim waits at the
+  head of the connection's queue (at most REMOTE_MAX_REQUESTS, admitted ones) until bytes
+  are freed on either wire;
+- its ticket is released once the piece message has been written to the kernel (sendmsg
+  took its last byte), or when it is cancelled, choked away or fails;
+- the connection's counts are forgotten when it closes."""
 from __future__ import annotations
 
 import logging
@@ -26,15 +36,36 @@ class Uploads:
         if self.choked or self.holding is None:
             self._reject(piece, begin, length)
             return
-        if len(self.requests) >= config.BT_MAX_REQUEST_QUEUE:
-            self.service.once(self, "request queue full", f"over {config.BT_MAX_REQUEST_QUEUE} requests queued: rejecting")
+        budget = self.service.budget
+        ticket = budget.admit(self)
+        if ticket is None:
+            requests, held = budget.usage(self)
+            self.service.once(self, "over budget", f"over the budget ({requests} requests, {held} bytes "
+                                                   f"in flight here): rejecting")
             self._reject(piece, begin, length)
+            if budget.abusive(self):
+                self.close(f"refused {config.REMOTE_MAX_REFUSALS} requests in a row: cut off", logging.WARNING)
             return
-        self.requests.append((piece, begin, length))
+        self.requests.append((piece, begin, length, ticket))
         self.pump()
 
+    def _cancel(self, piece: int, begin: int, length: int) -> None:
+        for item in self.requests:
+            if item[0] == piece and item[1] == begin and item[2] == length:
+                self.requests.remove(item)
+                self.service.budget.release(item[3])
+                return
+
+    def _drop_requests(self) -> None:
+        """Choked: BEP 6 wants every dropped request rejected; their tickets end."""
+        release = self.service.budget.release
+        while self.requests:
+            piece, begin, length, ticket = self.requests.popleft()
+            release(ticket)
+            self._reject(piece, begin, length)
+
     def pump(self) -> None:
-        """Serve queued requests while the send buffer and the read threads have room."""
+        """Serve queued requests while the budget lets their bytes be held."""
         corked, self.corked = self.corked, True
         try:
             self._serve_queued()
@@ -44,15 +75,18 @@ class Uploads:
             self.flush()
 
     def _serve_queued(self) -> None:
-        while (self.requests and not self.choked and self.state == OPEN
-               and self.out_bytes < config.BT_SEND_BUFFER_BYTES and self.reads < config.BT_READS_IN_FLIGHT):
-            piece, begin, length = self.requests.popleft()
+        budget = self.service.budget
+        requests = self.requests
+        while requests and not self.choked and self.state == OPEN:
+            piece, begin, length, ticket = requests[0]
             holding = self.holding
             try:
                 check_block(holding, piece, begin, length, f.BLOCK_BYTES)
                 if not self.service.serving(holding):
                     raise ZorrentError("torrent is not served")
             except ZorrentError as exc:
+                requests.popleft()
+                budget.release(ticket)
                 self.bad_requests += 1
                 self.service.once(self, "bad request", f"request {piece}:{begin}+{length} refused: {exc.message}")
                 self._reject(piece, begin, length)
@@ -60,34 +94,48 @@ class Uploads:
                     self.close(f"{self.bad_requests} bad requests", logging.WARNING)
                 continue
             if self.fast and send_once(holding, piece, self.requester) is not None:
+                requests.popleft()
+                budget.release(ticket)
                 self._reject(piece, begin, length)  # sent to another peer first: it will relay it
                 continue
+            if not budget.claim(ticket, length):
+                self.service.starved(self)          # retried when bytes are freed, on either wire
+                return
+            requests.popleft()
             try:
                 data = read_block(self.service.read_failed, holding, piece, begin, length)
             except ZorrentError:
+                budget.release(ticket)
                 self._reject(piece, begin, length)
                 continue
             if isinstance(data, PendingRead):
                 self.reads += 1
-                self.service.disk.read(data, lambda d, err, p=piece, b=begin, n=length: self._read_done(p, b, n, d, err))
+                self.service.disk.read(data, lambda d, err, p=piece, b=begin, n=length, t=ticket:
+                                       self._read_done(p, b, n, t, d, err))
             else:
-                self._send_piece(piece, begin, data)
+                self._send_piece(piece, begin, data, ticket)
 
-    def _read_done(self, piece: int, begin: int, length: int, data, err) -> None:
+    def _read_done(self, piece: int, begin: int, length: int, ticket, data, err) -> None:
         self.reads -= 1
         if self.state == CLOSED:
+            self.service.budget.release(ticket)     # a no-op once forgotten
             return
         if err is not None:
+            self.service.budget.release(ticket)
             if self.holding is not None:
                 self.service.read_failed(self.holding.file, err)
             self._reject(piece, begin, length)
         else:
-            self._send_piece(piece, begin, data)
+            self._send_piece(piece, begin, data, ticket)
         self.pump()
 
-    def _send_piece(self, piece: int, begin: int, data) -> None:
+    def _send_piece(self, piece: int, begin: int, data, ticket) -> None:
         self.uploaded += len(data)
         self.round_up += len(data)
-        self.out.append(f.piece_header(piece, begin, len(data)))
-        self.send(data)
-
+        header = f.piece_header(piece, begin, len(data))
+        self.out.append(header)                     # sent by the caller's flush (pump), with the rest
+        self.out.append(data)
+        n = len(header) + len(data)
+        self.out_bytes += n
+        self.out_total += n
+        self.held.append((self.out_total, ticket))  # released when sendmsg has taken its last byte
