@@ -32,7 +32,6 @@ import re
 import select
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 

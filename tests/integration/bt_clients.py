@@ -1,15 +1,29 @@
-"""Standard BitTorrent clients for the BEP 3 wire tests: a loopback-only libtorrent
-session (the PyPI wheel) and aria2c (Debian), plus where a zorrent peer's BEP 3 port is."""
+"""Standard BitTorrent clients for the BEP 3 wire and HTTP tracker tests: a loopback-only
+libtorrent session (the PyPI wheel) and aria2c (Debian), where a zorrent peer's BEP 3 port
+is, and the tracker's HTTP door (its URL, a scrape)."""
 from __future__ import annotations
 
 import shutil
+import urllib.request
 from pathlib import Path
 
+import fastbencode
 import libtorrent as lt
 
 from tests.procs import free_port, wait_for
 
 ARIA2 = shutil.which("aria2c")
+
+
+def http_url(swarm) -> str:
+    return (swarm.workdir / "tracker.ready.http").read_text()
+
+
+def scrape(announce_url: str, info_hash: str) -> dict:
+    url = announce_url.replace("/announce", "/scrape") + "?info_hash=" + "".join(
+        f"%{b:02x}" for b in bytes.fromhex(info_hash))
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return fastbencode.bdecode(r.read())[b"files"].get(bytes.fromhex(info_hash), {})
 
 
 def bt_port(swarm, peer_id: str) -> int:

@@ -2,23 +2,10 @@
 seed (libtorrent from the PyPI wheel, aria2 from Debian), byte-identical, over each
 peer's BEP 3 port, with the Fast, extension and ut_metadata extensions."""
 import subprocess
-import urllib.request
 
-import fastbencode
 
-from tests.integration.bt_clients import ARIA2, bt_port, lt_add, lt_session, lt_wait_done
+from tests.integration.bt_clients import ARIA2, bt_port, http_url, lt_add, lt_session, lt_wait_done, scrape
 from tests.procs import free_port, wait_for, write_random
-
-
-def http_url(swarm) -> str:
-    return (swarm.workdir / "tracker.ready.http").read_text()
-
-
-def scrape(announce_url: str, info_hash: str) -> dict:
-    url = announce_url.replace("/announce", "/scrape") + "?info_hash=" + "".join(
-        f"%{b:02x}" for b in bytes.fromhex(info_hash))
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return fastbencode.bdecode(r.read())[b"files"].get(bytes.fromhex(info_hash), {})
 
 
 def test_libtorrent_downloads_from_a_zorrent_seed(swarm):

@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import urllib.request
 
 import fastbencode
 import libtorrent as lt
@@ -13,20 +12,10 @@ import libtorrent as lt
 from ctl import client
 from protocol import messages as m
 from protocol.metainfo import read
+from tests.integration.bt_clients import http_url, scrape
 from tests.procs import free_port, wait_for, write_random
 
 ARIA2 = shutil.which("aria2c")
-
-
-def http_url(swarm) -> str:
-    return (swarm.workdir / "tracker.ready.http").read_text()
-
-
-def scrape(announce_url: str, info_hash: str) -> dict:
-    url = announce_url.replace("/announce", "/scrape") + "?info_hash=" + "".join(
-        f"%{b:02x}" for b in bytes.fromhex(info_hash))
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return fastbencode.bdecode(r.read())[b"files"].get(bytes.fromhex(info_hash), {})
 
 
 def lt_session() -> lt.session:

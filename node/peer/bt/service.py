@@ -15,7 +15,6 @@ import socket
 import time
 from typing import Any, Protocol
 
-import zmq
 
 from node import config
 from node.budget import Budget
