@@ -69,3 +69,14 @@ def mongo_uri(tmp_path_factory):
     proc, base = start_secantus(tmp_path_factory.mktemp("secantus"))
     yield base
     kill_tree(proc)
+
+
+@pytest.fixture
+def mute_endpoint():
+    """A tcp endpoint where nothing ever answers: a listener that never speaks ZeroMQ, held
+    for the test (a merely free port could be taken meanwhile by another worker's node)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+

@@ -8,7 +8,7 @@ import subprocess
 import fastbencode
 import pytest
 
-from tests.conftest import free_port, wait_for, write_random
+from tests.conftest import write_random
 from tests.torrents import HOSTILE
 
 MIB = 1024 * 1024
@@ -47,9 +47,9 @@ def test_unreadable_and_hostile_torrents(swarm, tmp_path):
     one_line_error(swarm.cli("get", "--torrent", "cut.torrent", check=False), 2, "not valid bencode")
 
 
-def test_tracker_down(swarm, tmp_path):
+def test_tracker_down(swarm, tmp_path, mute_endpoint):
     (tmp_path / "f.bin").write_bytes(b"z" * 40000)
-    dead = f"tcp://127.0.0.1:{free_port()}"
+    dead = mute_endpoint
     swarm.cli("create", "--input", "f.bin", "--announce", dead)
     res = swarm.cli("--timeout", "0.3", "get", "--torrent", "output/torrents/f.bin.torrent", check=False)
     one_line_error(res, 1, f"no answer from the tracker at {dead}")

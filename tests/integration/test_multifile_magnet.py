@@ -159,7 +159,7 @@ class WrongMetainfo:
         self.zctx.term()
 
 
-def test_a_wrong_info_dict_is_ignored_and_the_next_source_is_used(swarm, tmp_path):
+def test_a_wrong_info_dict_is_ignored_and_the_next_source_is_used(swarm, tmp_path, mute_endpoint):
     swarm.tracker()
     for p in ("seeder", "leecher"):
         swarm.peer(p)
@@ -168,7 +168,7 @@ def test_a_wrong_info_dict_is_ignored_and_the_next_source_is_used(swarm, tmp_pat
     info = swarm.upload(src, "seeder")
     liar = WrongMetainfo(metainfo.create(other, "tcp://127.0.0.1:1").raw)
     try:
-        dead_tracker = f"tcp://127.0.0.1:{free_port()}"
+        dead_tracker = mute_endpoint
         base = f"magnet:?xt=urn:btih:{info['info_hash']}&tr={dead_tracker}&x.pe=127.0.0.1:{liar.port}"
         args = ["--peer-id", "leecher", "--peer-port", str(swarm.peer_ports["leecher"]), "--output", "dl"]
         res = swarm.cli("download", "--magnet", base, *args, check=False)

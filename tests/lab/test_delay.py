@@ -15,6 +15,9 @@ from ctl import lab as labmod
 from tests.lab.test_netns import PORT, swarm_on
 from tests.procs import PY, REPO, write_random
 
+pytestmark = pytest.mark.xdist_group("heavy")   # with the other lab tests and the soaks: a delay line is
+                                                # a timing measurement, and they load the cores hard
+
 MIB = 1024 * 1024
 
 

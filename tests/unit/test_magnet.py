@@ -10,7 +10,7 @@ from protocol import magnet
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode
-from tests.conftest import free_port, write_random
+from tests.conftest import write_random
 from tests.unit.test_tracker_handlers import ask, expect_error
 
 HASH = "c9676c6e1b5001a4e731ec81b6a497ae69b7ab72"
@@ -67,13 +67,13 @@ def test_tracker_serves_the_metainfo_it_stored(tmp_path):
     assert metainfo.info_hash_of(reply.metainfo) == meta.info_hash
 
 
-def test_download_takes_exactly_one_of_torrent_and_magnet_and_refuses_bad_links(tmp_path, monkeypatch):
+def test_download_takes_exactly_one_of_torrent_and_magnet_and_refuses_bad_links(tmp_path, monkeypatch, mute_endpoint):
     from typer.testing import CliRunner
 
     from ctl.app import app
     from ctl.cli import EXIT_TRANSPORT, EXIT_USAGE
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ZORRENT_TRACKER", f"tcp://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("ZORRENT_TRACKER", mute_endpoint)
     runner = CliRunner()
     base = ["download", "--peer-id", "p2", "--peer-port", "1"]
     cases = [
