@@ -11,7 +11,10 @@ from node import config
 
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
-    monkeypatch.delenv(config.KEYS_ENV, raising=False)
+    # set, then deleted: monkeypatch then restores the variable as it was, even after
+    # cli.use_keys wrote it (a delenv of an absent variable records nothing to undo)
+    monkeypatch.setenv(config.KEYS_ENV, "")
+    monkeypatch.delenv(config.KEYS_ENV)
     monkeypatch.setattr(cli, "_keys_source", None)
     monkeypatch.chdir(tmp_path)
     peers = {"peer1": {"ip": "127.0.0.1", "port": 6881}}
