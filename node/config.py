@@ -163,6 +163,9 @@ def peer_state_path(peer_id: str) -> Path:
     return state_dir() / f"{check_peer_id(peer_id)}.json"
 
 
+IPC_PATH_MAX_BYTES = 107   # a unix socket's path: sockaddr_un.sun_path is 108 bytes with its NUL (Linux)
+
+
 def control_endpoint(peer_id: str) -> str:
     return f"ipc://{(run_dir() / f'{check_peer_id(peer_id)}.sock').resolve()}"
 

@@ -69,8 +69,9 @@ class PeerNode(Context):
         run = config.ensure_dir(config.run_dir(), 0o700)
         os.chmod(run, 0o700)
         ctl_endpoint = config.control_endpoint(self.peer_id)
-        if len(ctl_endpoint) > 100:
-            raise ZorrentError(f"control socket path is too long: {ctl_endpoint}", ErrorCode.BAD_INPUT)
+        if len(ctl_endpoint[len("ipc://"):].encode()) > config.IPC_PATH_MAX_BYTES:
+            raise ZorrentError(f"control socket path is too long (over {config.IPC_PATH_MAX_BYTES} bytes): "
+                               f"{ctl_endpoint}", ErrorCode.BAD_INPUT)
         # one process per peer id: the lock is taken before the socket is looked at, so a twin
         # can never bind over (and take) a live peer's control socket between check and bind
         self.lock_fd = hold_lock(run / f"{self.peer_id}.lock")
