@@ -121,8 +121,9 @@ def test_a_seed_replaced_by_a_symlink_or_a_directory_while_served(swarm, tmp_pat
     shutil.copyfile(src, kept)
     with Hammer(swarm.peer_ports["p1"], meta) as hammer:
         wait_for(lambda: hammer.served > 5, what="blocks served")
-        src.unlink()                                   # a seed may be a symlink: followed, and re-hashed
-        src.symlink_to(other)
+        link = src.with_name("s.link")                 # a seed may be a symlink: followed, and re-hashed
+        link.symlink_to(other)
+        os.replace(link, src)                          # in one step: the checks never see it missing
         job = wait_for(lambda: (j := state_of(swarm, "p1", info))["state"] == "changed" and j,
                        what="p1 to show changed")
         assert job["have"] == 0 and "was replaced by another file" in job["error"], job
