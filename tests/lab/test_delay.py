@@ -6,14 +6,13 @@ import json
 import re
 import statistics
 import subprocess
-from pathlib import Path
 
 import psutil
 import pytest
 
 from ctl import lab as labmod
-from tests.lab.test_netns import PORT, swarm_on
-from tests.procs import PY, REPO, write_random
+from tests.lab.test_netns import PORT, download_everywhere, swarm_on
+from tests.procs import write_random
 
 pytestmark = pytest.mark.xdist_group("heavy")   # with the other lab tests and the soaks: a delay line is
                                                 # a timing measurement, and they load the cores hard
@@ -66,13 +65,5 @@ def test_a_short_lab_swarm_with_latency_completes_byte_identical(far_lab, tmp_pa
     info = json.loads(machines["seed"].cli("--json", "upload", "--input", str(src), "--peer-id", "seed",
                                            "--peer-port", str(PORT)).stdout)[0]
     torrent = machines["seed"].dir / info["torrent"]
-    downloads = [subprocess.Popen(m.host.argv(PY, str(REPO / "main.py"), "download", "--torrent", str(torrent),
-                                              "--output", "out/far.bin", "--peer-id", name, "--peer-port", str(PORT)),
-                                  cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for name, m in machines.items() if name != "seed"]
-    for proc in downloads:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out + err
-    for name in ("leech1", "leech2"):
-        assert (machines[name].dir / "out" / "far.bin").read_bytes() == src.read_bytes()
+    download_everywhere(machines, "seed", torrent, src)
     assert _ping_ms(machines["leech1"].host, tracker, 3)[0] >= 54        # the latency was there all along

@@ -92,21 +92,29 @@ def swarm_on(lab: labmod.Lab, root: Path, caps: dict[str, float]) -> tuple[labmo
     return tracker, machines
 
 
+def download_everywhere(machines: dict[str, Machine], seed: str, torrent: Path, src: Path) -> None:
+    """Every machine but the seed downloads ``torrent`` at once, each on its own host, to
+    out/NAME; each exits 0 with a byte-identical copy."""
+    downloads = {name: subprocess.Popen(m.host.argv(PY, str(REPO / "main.py"), "download", "--torrent", str(torrent),
+                                                    "--output", f"out/{src.name}", "--peer-id", name,
+                                                    "--peer-port", str(PORT)),
+                                        cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+                 for name, m in machines.items() if name != seed}
+    for proc in downloads.values():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out + err
+    for name in downloads:
+        assert (machines[name].dir / "out" / src.name).read_bytes() == src.read_bytes()
+
+
 def test_four_hosts_capped_links_download_byte_identical(lab, tmp_path):
     tracker, machines = swarm_on(lab, tmp_path, {"peer1": 40, "peer2": 40, "peer3": 40})
     src = write_random(machines["peer1"].dir / "in" / "movie.bin", 6 * MIB + 77, seed=14)
     info = json.loads(machines["peer1"].cli("--json", "upload", "--input", str(src), "--peer-id", "peer1",
                                             "--peer-port", str(PORT)).stdout)[0]
     torrent = Path(info["torrent"]) if Path(info["torrent"]).is_absolute() else machines["peer1"].dir / info["torrent"]
-    downloads = [subprocess.Popen(m.host.argv(PY, str(REPO / "main.py"), "download", "--torrent", str(torrent),
-                                              "--output", "out/movie.bin", "--peer-id", name, "--peer-port", str(PORT)),
-                                  cwd=m.dir, env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for name, m in machines.items() if name != "peer1"]
-    for proc in downloads:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out + err
-    for name in ("peer2", "peer3"):
-        assert (machines[name].dir / "out" / "movie.bin").read_bytes() == src.read_bytes()
+    download_everywhere(machines, "peer1", torrent, src)
     # start-peer on each host started only its own entry, and said which it skipped
     log = (machines["peer2"].dir / "start-peer.log").read_text()
     assert "skipping peer1" in log and "skipping peer3" in log and "skipping peer2" not in log

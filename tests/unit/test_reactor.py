@@ -7,14 +7,7 @@ import threading
 import pytest
 
 from node.reactor import Reactor
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.unit.test_tracker_handlers import Clock
 
 
 @pytest.fixture
