@@ -347,14 +347,20 @@ SWARM_PAGE_MAX = 500                          # peers or torrents in one GetSwar
 # remote can fill has a bound). libtorrent's figures are the model where one is named.
 BT_MAX_CONNECTIONS = 200                      # per peer process, both directions; more are closed on arrival
                                               # (Transmission's peer-limit-global default is 200)
-# Requests and bytes in flight are NOT bounded here any more: the BEP 3 wire takes them from
-# the peer's one Budget (node/budget.py), shared with the ZeroMQ data port, so a stranger
-# on either port gets REMOTE_MAX_REQUESTS requests (advertised as BEP 10 `reqq`; beyond, a
-# BEP 6 reject, or a drop without Fast) and REMOTE_MAX_BYTES of blocks held here, both wires
-# together REMOTES_TOTAL_BYTES; refused REMOTE_MAX_REFUSALS times in a row, it is cut off.
-# (This replaces BT_MAX_REQUEST_QUEUE 500, BT_SEND_BUFFER_BYTES 1 MiB, BT_READS_IN_FLIGHT 8:
-# every read holds claimed budget bytes.) A connection stops being read while its queued
-# replies exceed REMOTE_MAX_BYTES. What stays below is wire-specific.
+# Bytes in flight are NOT bounded here: the BEP 3 wire takes them from the peer's one Budget
+# (node/budget.py), shared with the ZeroMQ data port, so a stranger on either port gets
+# REMOTE_MAX_REQUESTS requests being served and REMOTE_MAX_BYTES of blocks held here, both
+# wires together REMOTES_TOTAL_BYTES. A connection stops being read while its queued replies
+# exceed REMOTE_MAX_BYTES. What stays below is wire-specific.
+BT_MAX_QUEUED_REQUESTS = 500                  # requests one BEP 3 remote may have queued here, not yet served
+                                              # (advertised as BEP 10 `reqq`; beyond: a BEP 6 reject, or a drop
+                                              # without Fast; REMOTE_MAX_REFUSALS in a row cuts it off). Each is
+                                              # 3 ints (~100 bytes: 50 KB per connection). libtorrent keeps up
+                                              # to 500 in flight to a peer (max_out_request_queue) and sizes its
+                                              # queue to ~3 s of transfer: with 128 (2 MiB) a libtorrent leecher
+                                              # on loopback got 0.68x of a libtorrent seed's speed, with 512
+                                              # 0.98x (bench/bt_interop.py), as every scheduling delay of our
+                                              # loop then left the pipe empty.
 BT_RECV_BUFFER_BYTES = 256 * 1024             # a connection's preallocated receive buffer; it grows only for
                                               # a bitfield (num_pieces / 8 bytes, fixed by the torrent)
 BT_MAX_MESSAGE_BYTES = 16 * 1024 + 64 * 1024  # largest message but a bitfield: a 16 KiB piece or metadata

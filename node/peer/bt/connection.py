@@ -6,10 +6,11 @@ same rules as the ZeroMQ port), who is unchoked is choker.py, and what to reques
 the download engine's, through node/peer/bt/remote.py.
 
 Memory per connection is bounded: a preallocated receive buffer (it grows only to the
-torrent's bitfield size); requests and piece bytes in flight are the peer's one Budget's
-(node/budget.py, shared with the ZeroMQ data port: REMOTE_MAX_REQUESTS requests and
-REMOTE_MAX_BYTES of blocks per connection, REMOTES_TOTAL_BYTES over both wires; see
-upload.py). While the queued replies are over REMOTE_MAX_BYTES (blocks, rejects, metadata),
+torrent's bitfield size); requests queued are BT_MAX_QUEUED_REQUESTS; requests being
+served and their bytes are the peer's one Budget's (node/budget.py, shared with the ZeroMQ
+data port: REMOTE_MAX_REQUESTS requests and REMOTE_MAX_BYTES of blocks per connection,
+REMOTES_TOTAL_BYTES over both wires; see upload.py). Blocks go out by sendfile where they
+can (spans.py). While the queued replies are over REMOTE_MAX_BYTES (blocks, rejects, metadata),
 nothing more is read from the socket, so a remote that never reads fills only its own TCP
 window, and the kernel's.
 """
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
+import struct
 import time
 from collections import deque
 
@@ -26,11 +29,13 @@ import zmq
 from node import config
 from node.peer.bt import framing as f
 from node.peer.bt.framing import WireError
+from node.peer.bt.spans import Span, after, before
 from node.peer.bt.upload import CLOSED, HANDSHAKE, OPEN, Uploads
+from node.peer.storage import FileChanged
 from protocol.pieces import Bitfield
 
 log = logging.getLogger("zorrent.bt")
-
+_LINGER_RESET = struct.pack("ii", 1, 0)         # SO_LINGER on, 0 s: close() sends a reset, drops the queue
 
 
 class BtConnection(Uploads):
@@ -62,7 +67,8 @@ class BtConnection(Uploads):
         self.out_total = self.out_sent = 0         # bytes ever queued / written: marks for ``held``
         self.held: deque = deque()                 # (out_total after a piece, its budget ticket)
         self.corked = False                        # while parsing or serving a batch: one send at the end
-        self.requests: deque = deque()             # (piece, begin, length, ticket) the remote asked of us
+        self.requests: deque = deque()             # (piece, begin, length) the remote asked of us, not yet served
+        self.refused_in_a_row = 0                  # requests refused as over BT_MAX_QUEUED_REQUESTS
         self.reads = 0                             # blocks with the read threads
         self.bad_requests = 0
         self.uploaded = self.downloaded = 0        # block bytes, whole connection
@@ -94,6 +100,9 @@ class BtConnection(Uploads):
             self.sock.close()
         except OSError:
             pass
+        for item in self.out:
+            if item.__class__ is Span:
+                item.drop()
         self.out.clear()
         self.requests.clear()
         self.held.clear()
@@ -216,7 +225,7 @@ class BtConnection(Uploads):
             self.send(f.handshake(info_hash, self.service.peer_id_bytes))
         if self.extended:
             size = self.service.metadata_size(info_hash)
-            self.send(f.ext_handshake(size, self.service.port, config.REMOTE_MAX_REQUESTS))
+            self.send(f.ext_handshake(size, self.service.port, config.BT_MAX_QUEUED_REQUESTS))
         self._send_have_state()
         self.service.joined(self)
         if self.downloader is not None:
@@ -345,8 +354,12 @@ class BtConnection(Uploads):
             self.flush()
 
     def flush(self) -> None:
-        """Write what is queued until the socket would block; refill from queued requests."""
+        """Write what is queued until the socket would block; refill from queued requests.
+        Bytes go out by sendmsg (up to 128 at a time), block spans by sendfile (spans.py:
+        their files are checked before the first span of each and after the last)."""
         out = self.out
+        checked: dict | None = None                # (file, index) sent from in this flush
+        wrote = False
         while self.state != CLOSED and not self.connecting:
             if not out:
                 if not self.requests or self.choked:
@@ -358,9 +371,33 @@ class BtConnection(Uploads):
                     self.corked = False
                 if not out:
                     break
-            batch = [out[i] for i in range(min(len(out), 128))]
+            head = out[0]
             try:
-                sent = self.sock.sendmsg(batch)
+                if head.__class__ is Span:
+                    if checked is None:             # full segments, not one per 16 KiB block
+                        checked = {}
+                        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                    key = (head.file, head.index)
+                    if key not in checked:
+                        why = before(head)
+                        if why:
+                            self._file_changed(head.file, why)
+                            return
+                        checked[key] = None
+                    sent = os.sendfile(self.fd, head.fd, head.offset, head.length)
+                    if sent == 0:                   # the file ends before the block: it shrank
+                        self._file_changed(head.file, f"{head.file.path} is shorter than the torrent says")
+                        return
+                else:
+                    batch, flags = [], 0
+                    for item in out:
+                        if item.__class__ is Span:
+                            flags = socket.MSG_MORE     # the header goes out with its block
+                            break
+                        batch.append(item)
+                        if len(batch) == 128:
+                            break
+                    sent = self.sock.sendmsg(batch, (), flags)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -368,20 +405,49 @@ class BtConnection(Uploads):
                 return
             self.out_bytes -= sent
             self.out_sent += sent
-            self.last_send = time.monotonic()
+            wrote = True
             held = self.held
             while held and held[0][0] <= self.out_sent:   # a piece wholly in the kernel: its bytes are free
                 self.service.budget.release(held.popleft()[1])
             while sent:
                 head = out[0]
+                if head.__class__ is Span:
+                    head.offset += sent
+                    head.length -= sent
+                    if head.length:
+                        break
+                    head.drop()
+                    out.popleft()
+                    break
                 if len(head) <= sent:
                     sent -= len(head)
                     out.popleft()
                 else:
                     out[0] = memoryview(head)[sent:]
                     sent = 0
+        if checked is not None:
+            if self.state != CLOSED:
+                try:
+                    self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)   # and push the rest
+                except OSError:
+                    pass
+            changed, why = after(checked)
+            if changed is not None:
+                self._file_changed(changed, why)
+                return
+        if wrote:
+            self.last_send = time.monotonic()
         if self.state != CLOSED:
             self._update_poll()
+
+    def _file_changed(self, piece_file, why: str) -> None:
+        """A file we send from changed (spans.py): reset, so nothing more of it leaves."""
+        self.service.read_failed(piece_file, FileChanged(why))
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass
+        self.close(f"{why}: connection reset", logging.WARNING)
 
     def _update_poll(self) -> None:
         if self.state == CLOSED:
