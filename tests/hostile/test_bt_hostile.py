@@ -16,7 +16,7 @@ from node import config
 from node.peer.bt import framing as f
 from protocol import metainfo
 from tests.hostile.btwire import RawPeer, length_prefixed, request
-from tests.integration.bt_clients import bt_port, lt_add, lt_session, lt_wait_done
+from tests.integration.bt_clients import bt_port, lt_add, lt_session, lt_wait_done, wrote
 from tests.procs import Swarm, wait_for
 
 MIB = 1024 * 1024
@@ -59,7 +59,7 @@ def still_serves(seed, tmp_path) -> None:
     handle = lt_add(ses, seed.workdir / "output" / "torrents" / "f.bin.torrent", tmp_path)
     handle.connect_peer(("127.0.0.1", seed.port))
     lt_wait_done(handle, timeout_s=30)
-    assert (tmp_path / "f.bin").read_bytes() == seed.src.read_bytes()
+    wrote(tmp_path / "f.bin", seed.src)
 
 
 def test_a_bad_handshake_is_closed_with_one_line(seed):

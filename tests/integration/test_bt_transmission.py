@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from ctl import lab as labmod
-from tests.integration.bt_clients import bt_port
+from tests.integration.bt_clients import bt_port, wrote
 from tests.procs import wait_for, write_random
 
 pytestmark = pytest.mark.xdist_group("heavy")   # it makes a namespace, as the lab tests do
@@ -72,7 +72,7 @@ def test_transmission_downloads_from_a_zorrent_seed(swarm, tmp_path):
 
             wait_for(done, timeout_s=60, what=f"Transmission to download (its log: "
                                               f"{log.read_text(errors='replace')[-1500:] if log.exists() else ''})")
-            assert (out / "track.bin").read_bytes() == src.read_bytes()
+            wrote(out / "track.bin", src)
             assert "(Transmission" in swarm.log("z1")            # it came over z1's BEP 3 port
             assert bt_port(swarm, "z1") > 0
         finally:
