@@ -373,7 +373,9 @@ BT_UPLOAD_SLOTS = 4                           # unchoked remotes per peer proces
                                               # 4 + 1 fills a capped uplink without splitting it thin)
 BT_RECHOKE_S = 10.0                           # BEP 3: re-choose the unchoked every 10 s
 BT_OPTIMISTIC_S = 30.0                        # ... and the optimistic unchoke every 30 s (3 rounds)
-BT_REQUESTS_PER_REMOTE = 64                   # 16 KiB requests we keep in flight to one BEP 3 remote (1 MiB)
+BT_REQUESTS_PER_REMOTE = 256                  # 16 KiB requests we keep in flight to one BEP 3 remote (4 MiB;
+                                              # at most its `reqq`): 64 was one 1 MiB piece at a time, so every
+                                              # turn of either loop left the link idle (libtorrent keeps ~3 s)
 BT_METADATA_MAX_BYTES = 16 * 1024 * 1024      # a ut_metadata size we accept (protocol/metainfo's torrent cap)
 BT_CONNECT_TIMEOUT_S = 5.0                    # an outgoing BEP 3 connection must be up by then
 

@@ -33,6 +33,7 @@ from node.peer.bt.upload import CLOSED, HANDSHAKE, OPEN, Uploads
 from protocol.pieces import Bitfield
 
 log = logging.getLogger("zorrent.bt")
+BT_DEFAULT_REQQ = 250                           # BEP 10: libtorrent's figure when a remote gives no reqq
 
 
 class BtConnection(Uploads, Outbox):
@@ -56,6 +57,7 @@ class BtConnection(Uploads, Outbox):
         self.remote_bitfield: Bitfield | None = None
         self.remote_ut_metadata = 0
         self.remote_metadata_size = 0
+        self.remote_reqq = BT_DEFAULT_REQQ        # BEP 10 `reqq`: requests it queues (250 if it says none)
         self.rbuf = bytearray(config.BT_RECV_BUFFER_BYTES)
         self.rview = memoryview(self.rbuf)
         self.rstart = self.rend = 0
