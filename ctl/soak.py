@@ -31,7 +31,7 @@ from ctl.soak_report import Timeline, write_html
 from node import config
 from node.web.poller import append_event
 from protocol import messages as m
-from protocol import metainfo
+from protocol import making, metainfo
 from protocol.errors import ZorrentError
 
 POLL_S = 1.0
@@ -197,7 +197,7 @@ class Soak:
             path = inputs / f"soak_{i:03d}.bin"
             write_random_file(path, self.rng.randint(self.min_size, self.max_size), self.rng)
             trackers = config.tracker_endpoints()
-            meta = metainfo.create(path, trackers[0], None, metainfo.announce_list(*trackers))
+            meta = making.create(path, trackers[0], None, making.announce_list(*trackers))
             self.inputs[path.name] = (path, sha256_of(path), meta)
             for peer_id in {seeders[i % len(seeders)], seeders[(i + 1) % len(seeders)]}:
                 self.seeded.add((peer_id, path.name))
