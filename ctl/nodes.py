@@ -19,11 +19,10 @@ from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 REPO = Path(__file__).resolve().parents[1]
-RESERVED_NAMES = ("tracker", "web")
+RESERVED_NAMES = ("tracker", "web")      # supervisord programs beside the peers
 
 if TYPE_CHECKING:
-    import psutil          # imported where used: upload and download need none of it        # supervisord programs beside the peers
-
+    import psutil          # imported where used: upload and download need none of it
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,23 @@ class PeerSpec:
     bt_port: int | None = None      # optional "bt_port": BEP 3 port (default config.default_bt_port; -1: none)
 
 
-def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
+@dataclass(frozen=True)
+class PeersFile:
+    """What peers.json says: its peers, and the private swarm's key folder if it names one."""
+
+    specs: list[PeerSpec]
+    keys: str | None = None         # the top-level "keys", relative to the file's folder
+
+    def use_keys(self) -> None:
+        """For a command that starts or reaches these peers: their swarm's keys, unless a
+        stronger choice was made (--keys, $ZORRENT_KEYS; see ctl.cli.use_keys)."""
+        use_keys(self.keys, source="config")
+
+
+def read_peers(path: str | os.PathLike) -> PeersFile:
     """peers.json: {"peer1": {"ip": "127.0.0.1", "port": 6881}, ...}; ids and ports unique.
-    An optional top-level ``"keys": "DIR"`` names a private swarm's keys (applied, see use_keys)."""
+    An optional top-level ``"keys": "DIR"`` names a private swarm's keys. Only reads and
+    checks: applying the keys is the caller's (``PeersFile.use_keys``)."""
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -48,43 +61,54 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
         raise ZorrentError(f"cannot read peers config {path}: {exc}", ErrorCode.BAD_INPUT) from None
     if not isinstance(raw, dict) or not raw:
         raise ZorrentError(f"{path} must map peer ids to {{\"ip\": ..., \"port\": ...}}", ErrorCode.BAD_INPUT)
-    use_keys(keys_entry(raw, path))
+    keys = keys_entry(raw, path)
     specs, seen = [], set()
     for peer_id, entry in raw.items():
         if peer_id == config.KEYS_ENTRY:
             continue
-        config.check_peer_id(peer_id)
-        if peer_id in RESERVED_NAMES:
-            raise ZorrentError(f"{path}: {peer_id!r} names a supervisord program; choose another peer id",
-                               ErrorCode.BAD_INPUT)
-        if not isinstance(entry, dict) or not isinstance(entry.get("ip"), str) \
-                or not isinstance(entry.get("port"), int) or not 0 < entry["port"] < 65536:
-            raise ZorrentError(f"{path}: {peer_id} needs \"ip\" (string) and \"port\" (1-65535)",
-                               ErrorCode.BAD_INPUT)
-        rate = entry.get("upload_rate", 0)
-        if not isinstance(rate, int) or rate < 0:
-            raise ZorrentError(f"{path}: {peer_id} \"upload_rate\" must be bytes/s (0: no limit)",
-                               ErrorCode.BAD_INPUT)
-        disk_io = entry.get("disk_io", config.DISK_IO)
-        if disk_io not in config.DISK_IO_MODES:
-            raise ZorrentError(f"{path}: {peer_id} \"disk_io\" must be one of {', '.join(config.DISK_IO_MODES)}",
-                               ErrorCode.BAD_INPUT)
-        bind = entry.get("bind", "")
-        if not isinstance(bind, str):
-            raise ZorrentError(f"{path}: {peer_id} \"bind\" must be an address string", ErrorCode.BAD_INPUT)
-        if entry["ip"] in config.WILDCARD_HOSTS:
-            raise ZorrentError(f"{path}: {peer_id} \"ip\" is the address other peers reach it at, not "
-                               f"{entry['ip']} (bind every interface with \"bind\": \"0.0.0.0\")", ErrorCode.BAD_INPUT)
-        bt_port = entry.get("bt_port")
-        if bt_port is not None and (not isinstance(bt_port, int) or isinstance(bt_port, bool)
-                                    or not config.BT_PORT_OFF <= bt_port < 65536):
-            raise ZorrentError(f"{path}: {peer_id} \"bt_port\" must be 1-65535 (0: any free port, "
-                               f"{config.BT_PORT_OFF}: no BEP 3 listener)", ErrorCode.BAD_INPUT)
-        if (entry["ip"], entry["port"]) in seen:
-            raise ZorrentError(f"{path}: {entry['ip']}:{entry['port']} is listed twice", ErrorCode.BAD_INPUT)
-        seen.add((entry["ip"], entry["port"]))
-        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io, bind, bt_port))
-    return specs
+        spec = _spec(peer_id, entry, path)
+        if (spec.ip, spec.port) in seen:
+            raise ZorrentError(f"{path}: {spec.ip}:{spec.port} is listed twice", ErrorCode.BAD_INPUT)
+        seen.add((spec.ip, spec.port))
+        specs.append(spec)
+    return PeersFile(specs, keys)
+
+
+def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
+    """The peers of peers.json (``read_peers(path).specs``)."""
+    return read_peers(path).specs
+
+
+def _spec(peer_id: str, entry: object, path: str | os.PathLike) -> PeerSpec:
+    """One entry of peers.json, checked; every error names the file and the peer."""
+    config.check_peer_id(peer_id)
+    if peer_id in RESERVED_NAMES:
+        raise ZorrentError(f"{path}: {peer_id!r} names a supervisord program; choose another peer id",
+                           ErrorCode.BAD_INPUT)
+    if not isinstance(entry, dict) or not isinstance(entry.get("ip"), str) \
+            or not isinstance(entry.get("port"), int) or not 0 < entry["port"] < 65536:
+        raise ZorrentError(f"{path}: {peer_id} needs \"ip\" (string) and \"port\" (1-65535)",
+                           ErrorCode.BAD_INPUT)
+    rate = entry.get("upload_rate", 0)
+    if not isinstance(rate, int) or rate < 0:
+        raise ZorrentError(f"{path}: {peer_id} \"upload_rate\" must be bytes/s (0: no limit)",
+                           ErrorCode.BAD_INPUT)
+    disk_io = entry.get("disk_io", config.DISK_IO)
+    if disk_io not in config.DISK_IO_MODES:
+        raise ZorrentError(f"{path}: {peer_id} \"disk_io\" must be one of {', '.join(config.DISK_IO_MODES)}",
+                           ErrorCode.BAD_INPUT)
+    bind = entry.get("bind", "")
+    if not isinstance(bind, str):
+        raise ZorrentError(f"{path}: {peer_id} \"bind\" must be an address string", ErrorCode.BAD_INPUT)
+    if entry["ip"] in config.WILDCARD_HOSTS:
+        raise ZorrentError(f"{path}: {peer_id} \"ip\" is the address other peers reach it at, not "
+                           f"{entry['ip']} (bind every interface with \"bind\": \"0.0.0.0\")", ErrorCode.BAD_INPUT)
+    bt_port = entry.get("bt_port")
+    if bt_port is not None and (not isinstance(bt_port, int) or isinstance(bt_port, bool)
+                                or not config.BT_PORT_OFF <= bt_port < 65536):
+        raise ZorrentError(f"{path}: {peer_id} \"bt_port\" must be 1-65535 (0: any free port, "
+                           f"{config.BT_PORT_OFF}: no BEP 3 listener)", ErrorCode.BAD_INPUT)
+    return PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io, bind, bt_port)
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
@@ -153,12 +177,15 @@ def split_local(specs: list[PeerSpec], path: str | os.PathLike) -> list[PeerSpec
 
 
 def listed_host(peer_id: str, path: str | os.PathLike, host: str | None) -> str:
-    """The address to reach a peer at: ``host`` if given, else its ``ip`` in peers.json
-    (the peer id must be listed there, if the file exists), else the default."""
+    """For a command that reaches one peer of peers.json: the address to reach it at, ``host``
+    if given, else its ``ip`` in the file (the peer id must be listed there, if the file
+    exists), else the default; the file's keys are used for it (``PeersFile.use_keys``)."""
     config.check_peer_id(peer_id)
     if not Path(path).exists():
         return host or config.DEFAULT_PEER_HOST
-    specs = {s.peer_id: s for s in load_peers(path)}
+    peers = read_peers(path)
+    peers.use_keys()
+    specs = {s.peer_id: s for s in peers.specs}
     if peer_id not in specs:
         raise ZorrentError(f"peer {peer_id!r} is not in {path} (it lists {', '.join(specs)})", ErrorCode.UNKNOWN_PEER)
     return host or specs[peer_id].ip

@@ -7,13 +7,16 @@ import enum
 import signal
 import subprocess
 import time
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ctl.cli import command, commands, handle_errors
 from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
+
+if TYPE_CHECKING:
+    from ctl import nodes, supervisor
 
 app = commands()
 
@@ -134,14 +137,22 @@ def start_peer(
     supervisor_conf/supervisord.conf and supervisord is started (or told to reread and
     update). Manage them with: supervisorctl -c supervisor_conf/supervisord.conf status
     """
-    from ctl import nodes
-
-    specs = nodes.split_local(nodes.load_peers(config_path), config_path)
+    specs = _local_peers(config_path)
     tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
         _run_foreground(ctx, specs, ",".join(tracker.endpoints))
         return
     _supervise(ctx, specs, tracker, start_tracker=False)
+
+
+def _local_peers(config_path: str) -> "list[nodes.PeerSpec]":
+    """The peers of ``config_path`` on this host, for a command that starts them: with the
+    file's keys (a private swarm's), which the peers it starts inherit."""
+    from ctl import nodes
+
+    peers = nodes.read_peers(config_path)
+    peers.use_keys()
+    return nodes.split_local(peers.specs, config_path)
 
 
 def _supervise(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec",
@@ -248,9 +259,9 @@ def swarm_up(
     web_port: Annotated[int, typer.Option(help="Port of the web view.")] = config.DEFAULT_WEB_PORT,
 ) -> None:
     """Bring up the tracker(s), the web view and every peer of peers.json (those on this host) under supervisord."""
-    from ctl import nodes, supervisor
+    from ctl import supervisor
 
-    _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
+    _supervise(ctx, _local_peers(config_path),
                _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store, trackers), start_tracker=True,
                web=supervisor.WebSpec(web_host, web_port))
 
