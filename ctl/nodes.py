@@ -219,52 +219,102 @@ def peer_argv(spec: PeerSpec, tracker: str) -> list[str]:
     return node_argv(*peer_args(spec, tracker))
 
 
-def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+def log_path(name: str) -> Path:
+    return config.logs_dir() / f"{name}.log"
+
+
+def last_log_line(name: str, tail_bytes: int = 4096) -> str:
+    """The last line a node wrote to its log (why it exited, as a rule), or ""."""
+    try:
+        with open(log_path(name), "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")
+
+
+def wait_answering(ping: Callable[[], object], what: str, log_name: str, timeout_s: float,
+                   gone: Callable[[], str | None] = lambda: None) -> None:
+    """Until ``ping()`` returns (it raises TransportError while nothing answers): the one wait
+    for a started node. ``gone()`` says why waiting on is pointless (the process exited,
+    supervisord gave up), else None. Either, or the deadline, is one line naming the log."""
     deadline = time.monotonic() + timeout_s
     while True:
-        if proc is not None and proc.poll() is not None:
-            raise ZorrentError(f"peer {spec.peer_id} exited with code {proc.returncode} "
-                               f"(see {config.logs_dir() / (spec.peer_id + '.log')})", ErrorCode.BAD_INPUT)
         try:
-            client.check_peer(spec.peer_id, spec.ip, spec.port, timeout_s=0.3)
+            ping()
             return
         except TransportError:
-            if time.monotonic() > deadline:
-                raise TransportError(f"peer {spec.peer_id} did not answer on {spec.ip}:{spec.port} "
-                                     f"within {timeout_s:g}s") from None
+            pass
+        why = gone()
+        if why is not None:
+            raise TransportError(f"{what} {why} (see {log_path(log_name)})")
+        if time.monotonic() > deadline:
+            raise TransportError(f"{what} did not answer within {timeout_s:g}s (see {log_path(log_name)})")
+        time.sleep(config.STATUS_POLL_S / 4)     # a refused connection fails at once: no busy loop
+
+
+def ping_peer(spec: PeerSpec) -> Callable[[], None]:
+    return lambda: client.check_peer(spec.peer_id, spec.ip, spec.port, timeout_s=config.PING_PROBE_TIMEOUT_S)
+
+
+def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+    """The peer answers a ping on its data port; fail at once if ``proc`` (its process) exits."""
+    def gone() -> str | None:
+        if proc is None or proc.poll() is None:
+            return None
+        why = last_log_line(spec.peer_id)
+        return f"exited with code {proc.returncode}" + (f": {why}" if why else "")
+
+    wait_answering(ping_peer(spec), f"peer {spec.peer_id} on {spec.ip}:{spec.port}", spec.peer_id, timeout_s, gone)
+
+
+class PeersNotStarted(TransportError):
+    """Some peers did not start, the others did; ``failed`` maps each one's id to why (one line)."""
+
+    def __init__(self, failed: dict[str, str], total: int) -> None:
+        self.failed, self.total = failed, total
+        super().__init__(f"{len(failed)} of {total} peers did not start: " + "; ".join(failed.values()))
 
 
 def start_paced(specs: list[PeerSpec], start: Callable[[PeerSpec], object],
                 wait: Callable[[PeerSpec], None] | None = None, window: int = config.PEER_START_WINDOW) -> None:
     """Start each peer with ``start``, at most ``window`` at a time: the next one starts once
-    the oldest still starting answers (``wait``, by default a ping). Returns once all answer.
+    the oldest still starting answers (``wait``, by default a ping), or fails. Returns once
+    all answer; a peer that fails (its port taken, say) does not stop the others, as with
+    supervisord's autostart: then PeersNotStarted names each one that failed and why.
 
     A peer's start-up is CPU-bound (an interpreter importing its modules), so hundreds
     started at once take as long in total as in a row, and everything else on the host
     (the tracker first) waits meanwhile."""
     wait = wait or (lambda spec: wait_peer(spec, None))
     starting: collections.deque[PeerSpec] = collections.deque()
+    failed: dict[str, str] = {}
+
+    def attempt(step: Callable[[PeerSpec], object], spec: PeerSpec) -> bool:
+        try:
+            step(spec)
+            return True
+        except ZorrentError as exc:
+            failed[spec.peer_id] = exc.message
+            return False
+
     for spec in specs:
         if len(starting) >= window:
-            wait(starting.popleft())
-        start(spec)
-        starting.append(spec)
+            attempt(wait, starting.popleft())
+        if attempt(start, spec):
+            starting.append(spec)
     while starting:
-        wait(starting.popleft())
+        attempt(wait, starting.popleft())
+    if failed:
+        raise PeersNotStarted(failed, len(specs))
 
 
 def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S, log_name: str = "tracker") -> None:
     from protocol import messages as m
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            client.tracker(endpoint, m.Ping(), timeout_s=0.3, tries=1)
-            return
-        except TransportError:
-            if time.monotonic() > deadline:
-                raise TransportError(f"the tracker did not answer on {endpoint} within {timeout_s:g}s "
-                                     f"(see {config.logs_dir() / (log_name + '.log')})") from None
+    wait_answering(lambda: client.tracker(endpoint, m.Ping(), timeout_s=config.PING_PROBE_TIMEOUT_S, tries=1),
+                   f"the tracker on {endpoint}", log_name, timeout_s)
 
 
 def wait_web(url: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:
@@ -272,15 +322,13 @@ def wait_web(url: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:
     import urllib.error
     import urllib.request
 
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def ping() -> None:
         try:
             with urllib.request.urlopen(url + "api/swarm", timeout=1) as reply:
                 if reply.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
-        if time.monotonic() > deadline:
-            raise TransportError(f"the web view did not answer on {url} within {timeout_s:g}s "
-                                 f"(see {config.logs_dir() / 'web.log'})")
-        time.sleep(0.1)
+        raise TransportError("no answer")
+
+    wait_answering(ping, f"the web view on {url}", "web", timeout_s)

@@ -201,7 +201,7 @@ class Soak:
             self.inputs[path.name] = (path, sha256_of(path), meta)
             for peer_id in {seeders[i % len(seeders)], seeders[(i + 1) % len(seeders)]}:
                 self.seeded.add((peer_id, path.name))
-                client.seed(peer_id, str(path), meta, timeout_s=120)
+                client.seed(peer_id, str(path), meta, timeout_s=config.SEED_TIMEOUT_S)
         self.say(f"seeded {self.nfiles} files from {len(seeders)} seeders")
         self.report.rss_mib = {name: [_rss_mib(pid), 0.0] for name, pid in self.pids.items()}
 

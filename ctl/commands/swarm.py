@@ -158,7 +158,8 @@ def _local_peers(config_path: str) -> "list[nodes.PeerSpec]":
 def _supervise(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec",
                start_tracker: bool, web: "supervisor.WebSpec | None" = None) -> None:
     """Write the config, start or update supervisord, and return once supervisord says
-    RUNNING for every node and every node answers."""
+    RUNNING for every node and every node answers. Peers that did not start (FATAL) are
+    shown in the table with the others, then named in one line (exit 1)."""
     from ctl import nodes, render, supervisor
 
     web = web or supervisor.WebSpec()
@@ -169,12 +170,18 @@ def _supervise(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supe
             supervisor.start(name)
             nodes.wait_tracker(endpoint, log_name=name)
         supervisor.start("web")
-    supervisor.start_peers(specs)
+    failure = None
+    try:
+        supervisor.start_peers(specs)
+    except nodes.PeersNotStarted as exc:
+        failure = exc
     if start_tracker:
         nodes.wait_web(web.url)
     _show_swarm(ctx, specs, tracker, f"supervisord {what}: {conf}", web.url)
     if start_tracker and not ctx.obj.json:
         render.out.print(f"web view: {web.url}  (also {web.url}api/swarm and {web.url}metrics)")
+    if failure is not None:
+        raise failure
 
 
 def _show_swarm(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec", title: str,
@@ -199,28 +206,41 @@ def _run_foreground(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: 
     logs = config.ensure_dir(config.logs_dir())
     procs: dict[str, subprocess.Popen] = {}
 
-    def stop_all(*_):
-        for p in procs.values():
+    def stop(which: list[subprocess.Popen]) -> None:
+        for p in which:
             if p.poll() is None:
                 p.terminate()
         deadline = time.monotonic() + config.SUPERVISOR_STOPWAITSECS
-        for p in procs.values():
+        for p in which:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
+
+    def stop_all() -> None:
+        stop(list(procs.values()))
 
     def spawn(spec: "nodes.PeerSpec") -> None:
         with open(logs / f"{spec.peer_id}.log", "ab") as log:
             procs[spec.peer_id] = subprocess.Popen(nodes.peer_argv(spec, tracker), stdout=log,
                                                    stderr=subprocess.STDOUT, env=nodes.node_env())
 
+    failure = None
     try:
         nodes.start_paced(specs, spawn, lambda spec: nodes.wait_peer(spec, procs[spec.peer_id]))
+    except nodes.PeersNotStarted as exc:
+        failure = exc
     except (ZorrentError, KeyboardInterrupt):
         stop_all()
         raise
-    rows = [[s.peer_id, f"{s.ip}:{s.port}", procs[s.peer_id].pid, "running"] for s in specs]
+    if failure is not None:
+        if len(failure.failed) == len(specs):
+            stop_all()
+            raise failure
+        render.error(failure.message)       # the others run on; the exit code says it at the end
+        stop([procs.pop(peer_id) for peer_id in failure.failed if peer_id in procs])   # one that hangs, too
+    rows = [[s.peer_id, f"{s.ip}:{s.port}", procs[s.peer_id].pid, "running"] for s in specs if s.peer_id in procs]
     if ctx.obj.json:
         render.emit_json([dict(zip(["peer_id", "address", "pid", "state"], r)) for r in rows])
     else:
@@ -237,6 +257,8 @@ def _run_foreground(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: 
     dead = [pid for pid, p in procs.items() if p.returncode not in (0, -signal.SIGTERM)]
     if dead and not stopping:
         raise ZorrentError(f"peer {dead[0]} exited (see {logs / (dead[0] + '.log')})")
+    if failure is not None:
+        raise failure
 
 
 swarm = commands(help="The whole swarm (tracker and peers) under supervisord.", no_args_is_help=True)
