@@ -64,10 +64,20 @@ def _hashed(hashes, plen: int, length: int, progress) -> bytes:
     return b"".join(out)
 
 
-def _flags(info: dict, private: bool) -> dict:
+def _piece_length(asked: int | None, length: int) -> int:
+    plen = asked or auto_piece_length(length)
+    check_piece_length(plen)
+    return plen
+
+
+def _made(name: str, layout: dict, plen: int, pieces: bytes, announce: str, tiers: list[list[str]] | None,
+          private: bool) -> Metainfo:
+    """The metainfo around ``layout`` (``length``, or ``files``), read back through ``parse``."""
+    check_name(name)
+    info = {**layout, b"name": name.encode(), b"piece length": plen, b"pieces": pieces}
     if private:
         info[b"private"] = 1     # BEP 27; inside info, so the info-hash (and a magnet) says so too
-    return info
+    return parse(_top(info, announce, tiers))
 
 
 def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None,
@@ -86,8 +96,7 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
     length = sum(lengths)
     if length <= 0:
         raise MetainfoError(f"{folder} has no data to share")
-    plen = piece_length or auto_piece_length(length)
-    check_piece_length(plen)
+    plen = _piece_length(piece_length, length)
 
     def opened():
         for (_, p), n in zip(found, lengths):
@@ -106,11 +115,8 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
         pieces = _hashed(iter_stream_hashes(opened(), plen), plen, length, progress)
     except OSError as exc:
         raise MetainfoError(f"cannot read {folder}: {exc.strerror or exc}") from None
-    name = folder.resolve().name
-    check_name(name)
     files = [{b"length": n, b"path": [c.encode() for c in rel]} for (rel, _), n in zip(found, lengths)]
-    info = {b"files": files, b"name": name.encode(), b"piece length": plen, b"pieces": pieces}
-    return parse(_top(_flags(info, private), announce, tiers))
+    return _made(folder.resolve().name, {b"files": files}, plen, pieces, announce, tiers, private)
 
 
 def create(path: str | os.PathLike, announce: str, piece_length: int | None = None,
@@ -126,11 +132,8 @@ def create(path: str | os.PathLike, announce: str, piece_length: int | None = No
         length = os.fstat(fd).st_size
         if length <= 0:
             raise MetainfoError(f"{path} is empty; nothing to share")
-        plen = piece_length or auto_piece_length(length)
-        check_piece_length(plen)
+        plen = _piece_length(piece_length, length)
         pieces = _hashed(iter_piece_hashes(fd, length, plen), plen, length, progress)
     finally:
         os.close(fd)
-    check_name(path.name)
-    info = {b"length": length, b"name": path.name.encode(), b"piece length": plen, b"pieces": pieces}
-    return parse(_top(_flags(info, private), announce, tiers))
+    return _made(path.name, {b"length": length}, plen, pieces, announce, tiers, private)
