@@ -99,8 +99,7 @@ def _check_path(raw: list, where: str) -> tuple[str, ...]:
         raise MetainfoError(f"{where} is empty")
     parts = []
     for j, part in enumerate(raw):
-        if not isinstance(part, bytes):
-            raise MetainfoError(f"{where}[{j}] must be bytes, not {type(part).__name__}")
+        _typed(part, bytes, f"{where}[{j}]")
         try:
             parts.append(part.decode("utf-8"))
         except UnicodeDecodeError:
@@ -128,8 +127,7 @@ def _parse_files(info: dict) -> tuple[FileEntry, ...]:
     offset = 0
     for i, f in enumerate(files):
         where = f"['info']['files'][{i}]"
-        if not isinstance(f, dict):
-            raise MetainfoError(f"{where} must be dict, not {type(f).__name__}")
+        _typed(f, dict, where)
         length = _need(f, b"length", int, where)
         if length < 0:
             raise MetainfoError(f"{where}['length'] must not be negative, not {length}")
@@ -159,13 +157,18 @@ def _parse_files(info: dict) -> tuple[FileEntry, ...]:
     return tuple(entries)
 
 
+def _typed(value, tp: type, where: str, shown: str | None = None):
+    """``value``, if it is a ``tp`` (a bool is no int); else ``WHERE must be TP, not T`` (torf's
+    assert_type). ``shown``: the type's name in the message (bencode's byte strings are "str")."""
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise MetainfoError(f"{where} must be {shown or tp.__name__}, not {type(value).__name__}")
+    return value
+
+
 def _need(d: dict, key: bytes, tp: type, where: str):
     if key not in d:
         raise MetainfoError(f"{where}[{key.decode()!r}] is missing")
-    value = d[key]
-    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise MetainfoError(f"{where}[{key.decode()!r}] must be {tp.__name__}, not {type(value).__name__}")
-    return value
+    return _typed(d[key], tp, f"{where}[{key.decode()!r}]")
 
 
 def parse(raw: bytes) -> Metainfo:
@@ -176,8 +179,7 @@ def parse(raw: bytes) -> Metainfo:
         top = fastbencode.bdecode(raw)
     except Exception as exc:
         raise MetainfoError(f"not valid bencode: {exc}") from None
-    if not isinstance(top, dict):
-        raise MetainfoError(f"top level must be dict, not {type(top).__name__}")
+    _typed(top, dict, "top level")
     info = _need(top, b"info", dict, "")
     if info.get(b"meta version", 1) != 1 and b"pieces" not in info:   # hybrids keep a v1 part: read that
         raise MetainfoError("v2-only torrents (BEP 52) are not supported; zorrent reads v1 and hybrid "
@@ -208,9 +210,7 @@ def parse(raw: bytes) -> Metainfo:
         raise MetainfoError(
             f"['info']['pieces'] is {len(pieces)} bytes, expected {expected} for {length} bytes "
             f"in {plen}-byte pieces")
-    announce = top.get(b"announce", b"")
-    if not isinstance(announce, bytes):
-        raise MetainfoError(f"['announce'] must be str, not {type(announce).__name__}")
+    announce = _typed(top.get(b"announce", b""), bytes, "['announce']", "str")
     tiers = _announce_tiers(top.get(b"announce-list", []))
     encoded_info = fastbencode.bencode(info)
     if encoded_info not in raw:  # cannot happen with canonical input; guards the info-hash
@@ -224,15 +224,10 @@ def parse(raw: bytes) -> Metainfo:
 
 
 def _announce_tiers(value) -> tuple[tuple[str, ...], ...]:
-    if not isinstance(value, list):
-        raise MetainfoError(f"['announce-list'] must be list, not {type(value).__name__}")
     tiers = []
-    for i, tier in enumerate(value):
-        if not isinstance(tier, list):
-            raise MetainfoError(f"['announce-list'][{i}] must be list, not {type(tier).__name__}")
-        for j, url in enumerate(tier):
-            if not isinstance(url, bytes):
-                raise MetainfoError(f"['announce-list'][{i}][{j}] must be str, not {type(url).__name__}")
+    for i, tier in enumerate(_typed(value, list, "['announce-list']")):
+        for j, url in enumerate(_typed(tier, list, f"['announce-list'][{i}]")):
+            _typed(url, bytes, f"['announce-list'][{i}][{j}]", "str")
         tiers.append(tuple(url.decode("utf-8", "replace") for url in tier))
     return tuple(tiers)
 
