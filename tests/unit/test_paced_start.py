@@ -63,3 +63,14 @@ def test_a_bug_in_a_wait_is_not_taken_for_a_failed_peer():
 
     with pytest.raises(KeyError):
         start_paced(specs(3), lambda s: None, wait, window=2)
+
+
+def test_supervisord_gone_midway_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """Its socket gone (supervisord died during a long paced start): a TransportError (exit 1)."""
+    from ctl import supervisor
+
+    monkeypatch.setenv("ZORRENT_OUTPUT", str(tmp_path))      # no supervisord socket there
+    with pytest.raises(TransportError, match=r"^supervisord stopped answering on .*supervisor.sock \("):
+        supervisor.start("p1", wait=False)
+    with pytest.raises(TransportError, match="supervisord stopped answering"):
+        supervisor._wait_answers(PeerSpec("p1", "127.0.0.1", 1), timeout_s=5)
