@@ -228,6 +228,7 @@ DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress t
 TRACKER_GRACE_S = 5.0                         # ctl gives up on a peer that cannot reach the tracker
 READY_TIMEOUT_S = 15.0                        # a started node must answer a ping by then
 PING_PROBE_TIMEOUT_S = 0.3                    # one ping while waiting for a started node (then the next)
+TWIN_PING_TIMEOUT_S = 0.5                     # a starting peer asks the holder of its id's lock who it is, once
 SEED_TIMEOUT_S = 120.0                        # the soak's seeds have this long to hash their file
 TRACKER_PROBE_S = 5.0                         # a peer failed over away from its first tracker pings it this often
 
