@@ -180,10 +180,7 @@ class Soak:
         conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False, launcher=launcher,
                                                   web=web))
         supervisor.start_or_update(conf)
-        for name, endpoint in zip(tracker.names, tracker.endpoints):
-            supervisor.start(name)
-            nodes.wait_tracker(endpoint, log_name=name)
-        supervisor.start("web")
+        supervisor.start_trackers(tracker)
         supervisor.start_peers(self.specs)
         nodes.wait_web(web.url)
         self.pids = _pids()

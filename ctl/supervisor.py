@@ -252,6 +252,17 @@ def start(name: str, wait: bool = True) -> None:
             raise ZorrentError(f"supervisord could not start {name}: {fault.faultString}") from None
 
 
+def start_trackers(tracker: TrackerSpec) -> None:
+    """``swarm up``'s first step: each tracker, the next once it answers, then the web view
+    (which answers once it has asked them; see ``nodes.wait_web``)."""
+    from ctl import nodes
+
+    for name, endpoint in zip(tracker.names, tracker.endpoints):
+        start(name)
+        nodes.wait_tracker(endpoint, log_name=name)
+    start("web")
+
+
 def start_peers(specs: list[PeerSpec]) -> None:
     """``supervisorctl start`` for the peers, paced: those not running yet are started
     ``config.PEER_START_WINDOW`` at a time (each next one once an earlier one answers a

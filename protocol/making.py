@@ -64,6 +64,13 @@ def _hashed(hashes, plen: int, length: int, progress) -> bytes:
     return b"".join(out)
 
 
+def _open(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise MetainfoError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def _piece_length(asked: int | None, length: int) -> int:
     plen = asked or auto_piece_length(length)
     check_piece_length(plen)
@@ -100,10 +107,7 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
 
     def opened():
         for (_, p), n in zip(found, lengths):
-            try:
-                fd = os.open(p, os.O_RDONLY)
-            except OSError as exc:
-                raise MetainfoError(f"cannot read {p}: {exc.strerror}") from None
+            fd = _open(p)
             try:
                 if os.fstat(fd).st_size != n:
                     raise MetainfoError(f"{p} changed size while it was hashed")
@@ -124,10 +128,7 @@ def create(path: str | os.PathLike, announce: str, piece_length: int | None = No
     """Hash ``path`` and build its metainfo (not yet written anywhere); ``progress(n)``, if
     given, is told of every n bytes hashed."""
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise MetainfoError(f"cannot read {path}: {exc.strerror}") from None
+    fd = _open(path)
     try:
         length = os.fstat(fd).st_size
         if length <= 0:

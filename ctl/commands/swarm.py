@@ -166,10 +166,7 @@ def _supervise(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supe
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False, web=web))
     what = supervisor.start_or_update(conf)
     if start_tracker:
-        for name, endpoint in zip(tracker.names, tracker.endpoints):
-            supervisor.start(name)
-            nodes.wait_tracker(endpoint, log_name=name)
-        supervisor.start("web")
+        supervisor.start_trackers(tracker)
     failure = None
     try:
         supervisor.start_peers(specs)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 app = commands()
 PeerHost = Annotated[Optional[str], typer.Option(
     help="That peer's address (default: its \"ip\" in peers.json, else 127.0.0.1).")]
+PeersConfig = Annotated[str, typer.Option(
+    "--config", help="peers.json: the peer id must be listed there (if it exists).")]
 HttpAnnounce = Annotated[Optional[str], typer.Option(
     help=f"HTTP announce URL for standard BitTorrent clients, put in the torrent's announce-list "
          f"(default: the first tracker's host, its port + {config.HTTP_PORT_OFFSET}; \"\" leaves it out).")]
@@ -69,8 +71,7 @@ def upload(
     announce: Annotated[Optional[str], typer.Option(help=
         "Tracker endpoint(s) for torrents made here (default: $ZORRENT_TRACKER, the whole list).")] = None,
     http_announce: HttpAnnounce = None,
-    peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
-        config.DEFAULT_PEERS_CONFIG,
+    peers_config: PeersConfig = config.DEFAULT_PEERS_CONFIG,
     one_torrent: Annotated[bool, typer.Option("--one-torrent", help=
         "Seed a folder as ONE multi-file torrent (output/torrents/FOLDER.torrent, made if missing).")] = False,
 ) -> None:
@@ -120,8 +121,7 @@ def download(
         "(or the folder's) own. Default: output/downloads/NAME. A job the peer already holds is "
         "re-attached where it is.")] = None,
     peer_host: PeerHost = None,
-    peers_config: Annotated[str, typer.Option("--config", help="peers.json: the peer id must be listed there (if it exists).")] =
-        config.DEFAULT_PEERS_CONFIG,
+    peers_config: PeersConfig = config.DEFAULT_PEERS_CONFIG,
 ) -> None:
     """Have a running peer download a torrent (or a magnet link) from every peer that has pieces.
 
