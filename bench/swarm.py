@@ -5,6 +5,7 @@
     python bench/swarm.py --regime seed-bound --only zorrent --runs 1
     python bench/swarm.py --quick --only zorrent --keys   # plain vs a private swarm (CURVE)
     python bench/swarm.py --rtt-ms 100 --quick      # the same with 100 ms between any two hosts
+    python bench/swarm.py --mix --regime seed-bound --runs 1   # zorrent seed, zorrent + libtorrent leechers
     python bench/swarm.py --grid --runs 1           # the grid of bench/swarm_grid.py (hours)
     python bench/swarm.py --grid --leechers 4 --sizes 64 --rtts 0,100 --seeds 1 --starts once
 
@@ -62,6 +63,7 @@ MIB = 1024 * 1024
 GOODPUT = 1448 / 1514          # TCP payload per Ethernet frame (timestamps on, MTU 1500)
 PEER_PORT, TRACKER_PORT = 6881, 6969
 CURVE = "zorrent+curve"        # zorrent as a private swarm (--keys)
+MIXED = "mixed"                # --mix: a zorrent seed, zorrent and libtorrent leechers (run_mixed)
 
 
 @dataclass
@@ -208,6 +210,105 @@ def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: 
     return Result(seconds, upload, tracer.samples, cpu)
 
 
+def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool = False) -> Result:
+    """``--mix`` (issue 18): zorrent seeds, and the leechers alternately zorrent and libtorrent
+    (leech0, leech2, ... zorrent). A libtorrent leecher is told every node's BEP 3 address
+    (a zorrent peer's is its data port + 1000); a zorrent leecher finds the seeds and the
+    other zorrent leechers through the tracker, and takes the libtorrent leechers as BEP 3
+    sources (Download.peers, as x.pe)."""
+    os.environ["ZORRENT_OUTPUT"] = str(work / "output")
+    bt_port = PEER_PORT + 1000                                  # node/config.py BT_PORT_OFFSET
+    node = [PY, str(REPO / "bench" / "lt_node.py"), "--torrent", str(torrent)]
+    with Lab(rtt_ms=regime.rtt_ms, jitter_ms=regime.jitter_ms) as lab:
+        tracker, seeds, leeches = build(lab, regime)
+        zl = [h for i, h in enumerate(leeches) if i % 2 == 0]
+        ll = [h for i, h in enumerate(leeches) if i % 2 == 1]
+        endpoint = f"tcp://{tracker.ip}:{TRACKER_PORT}"
+        _spawn(tracker, work, "tracker", [PY, str(REPO / "main.py"), "tracker", "--host", tracker.ip,
+                                          "--port", str(TRACKER_PORT)])
+        for host in [*seeds, *zl]:
+            _spawn(host, work, host.name, [PY, str(REPO / "main.py"), "peer", "--peer-id", host.name,
+                                           "--host", host.ip, "--port", str(PEER_PORT), "--tracker", endpoint])
+        results = {}
+        for host in ll:
+            (work / host.name).mkdir()
+            results[host.name] = work / f"{host.name}.json"
+            _spawn(host, work, f"lt-{host.name}", node + [
+                "--role", "leecher", "--dir", str(work / host.name), "--ready", str(work / f"{host.name}.port"),
+                "--go", str(work / f"go-{host.name}.json"), "--result", str(results[host.name]),
+                "--listen", f"{host.ip}:{PEER_PORT}"])
+
+        def registered(peer_id: str) -> bool:
+            try:
+                return client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=0.5, tries=1).registered
+            except Exception:
+                return False
+
+        for host in [*seeds, *zl]:
+            wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
+        for host in ll:
+            wait_for((work / f"{host.name}.port").exists, timeout_s=30, what=f"libtorrent on {host.name}")
+        meta = metainfo.create(src, endpoint)
+        assert meta.info_hash == metainfo.read(torrent).info_hash, "the libtorrent leechers' torrent differs"
+        for seed in seeds:
+            client.seed(seed.name, str(src), meta, timeout_s=300)
+            wait_for(lambda: (j := client.peer_control(seed.name, m.Status(info_hash=meta.info_hash)).jobs[0])
+                     .announced >= j.have, timeout_s=30, what="the seed's pieces at the tracker")
+        seed_bytes = sum(link_bytes(s) for s in seeds)
+        lt_peers = [f"{h.ip}:{PEER_PORT}" for h in ll]
+        every = json.dumps([f"{h.ip}:{bt_port}" for h in [*seeds, *zl]] + lt_peers)
+        sent, done = {}, {}
+        tracer = Tracer([*seeds, *leeches], trace).__enter__()
+        cpu = CpuWatch(lab).__enter__()
+
+        def start(host: Host) -> None:
+            sent[host.name] = time.time()
+            if host in ll:
+                (work / f"go-{host.name}.json").write_text(every)
+            else:
+                client.peer_control(host.name, m.Download(metainfo=meta.raw, output=str(work / "out" / host.name),
+                                                          peers=lt_peers))
+
+        t0 = time.time()
+        for after_s, hosts in waves(regime, leeches):
+            time.sleep(max(0.0, t0 + after_s - time.time()))
+            for host in hosts:
+                start(host)
+
+        def all_done() -> bool:
+            for host in leeches:
+                if host.name in done or host.name not in sent:
+                    continue
+                if host in ll:
+                    if results[host.name].exists() and results[host.name].read_text():
+                        t = json.loads(results[host.name].read_text())
+                        sent[host.name] = t["started"]
+                        done[host.name] = t["finished"]
+                    continue
+                job = client.peer_control(host.name, m.Status(info_hash=meta.info_hash)).jobs
+                if job and job[0].state == m.JobState.SEEDING.value:
+                    done[host.name] = sent[host.name] + job[0].elapsed_s
+                elif job and job[0].state == m.JobState.FAILED.value:
+                    raise SystemExit(f"zorrent download failed on {host.name}: {job[0].error}")
+            return len(done) == len(leeches)
+
+        wait_for(all_done, timeout_s=20 * regime.t_min() + regime.wave_s + 60, what="mixed downloads",
+                 interval_s=0.05)
+        cpu.__exit__()
+        tracer.__exit__()
+        seconds = max(done.values()) - min(sent.values())
+        upload = (sum(link_bytes(s) for s in seeds) - seed_bytes) / src.stat().st_size
+        for host in leeches:
+            out = work / host.name / src.name if host in ll else work / "out" / host.name
+            if not filecmp.cmp(src, out, shallow=False):
+                raise SystemExit(f"the mixed swarm wrote a wrong file on {host.name}")
+        print(f"    mixed: zorrent leechers {', '.join(f'{h.name} {done[h.name] - sent[h.name]:.1f} s' for h in zl)}; "
+              f"libtorrent leechers {', '.join(f'{h.name} {done[h.name] - sent[h.name]:.1f} s' for h in ll)}",
+              flush=True)
+    os.environ.pop("ZORRENT_OUTPUT", None)
+    return Result(seconds, upload, tracer.samples, cpu)
+
+
 def run_cell(root: Path, number: int, run: int, impl: str, src: Path, torrent: Path, regime: Regime,
              trace: bool, keys: Path | None = None) -> Result:
     work = root / f"regime{number}-run{run}-{impl}"
@@ -216,6 +317,7 @@ def run_cell(root: Path, number: int, run: int, impl: str, src: Path, torrent: P
     try:
         return run_zorrent(work, src, regime, trace) if impl == "zorrent" else \
             run_zorrent(work, src, regime, trace, keys) if impl == CURVE else \
+            run_mixed(work, src, torrent, regime, trace) if impl == MIXED else \
             run_libtorrent(work, src, torrent, regime, trace)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -243,6 +345,8 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="every link rate times this (the CPU's share)")
     ap.add_argument("--keys", action="store_true",
                     help="also run zorrent as a private swarm (CURVE), alternating, and print the CURVE/plain ratio")
+    ap.add_argument("--mix", action="store_true",
+                    help="a mixed swarm (zorrent seed, zorrent and libtorrent leechers) instead of all-zorrent")
     ap.add_argument("--auto-scale", action="store_true",
                     help="a run the CPU limited is run again at half the rates (twice at most)")
     args = ap.parse_args()
@@ -259,6 +363,8 @@ def main() -> int:
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-swarm-"))
     root.mkdir(parents=True, exist_ok=True)
     impls = [args.only] if args.only else ["zorrent", "libtorrent"]
+    if args.mix:
+        impls = [MIXED, *(i for i in impls if i != "zorrent")]
     keys = None
     if args.keys:
         from node import curve
