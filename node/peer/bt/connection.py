@@ -27,6 +27,7 @@ import zmq
 from node import config
 from node.peer.bt import framing as f
 from node.peer.bt.framing import WireError
+from node.peer.bt.mse import MseError, MseResponder
 from node.peer.bt.outbox import Outbox
 from node.peer.bt.spans import Span
 from node.peer.bt.upload import CLOSED, HANDSHAKE, OPEN, Uploads
@@ -44,6 +45,8 @@ class BtConnection(Uploads, Outbox):
         self.name = f"{addr[0]}:{addr[1]}"
         self.state = HANDSHAKE
         self.connecting = outgoing
+        self.mse = None                            # an incoming MSE handshake under way (mse.py); False: done
+        self.encrypted_handshake = False
         self.info_hash = info_hash
         self.holding = None
         self.downloader = downloader               # the engine's remote (remote.py), on a download
@@ -173,9 +176,13 @@ class BtConnection(Uploads, Outbox):
             avail = self.rend - self.rstart
             if self.state == HANDSHAKE:
                 if avail and buf[self.rstart] != len(f.PROTOCOL):
-                    self.close(f"not a plain BitTorrent handshake (first byte {buf[self.rstart]}; "
-                               f"encrypted ones, MSE, are not spoken)")
-                    return
+                    if self.outgoing or self.mse is False:
+                        self.close(f"not a plain BitTorrent handshake (first byte {buf[self.rstart]})")
+                        return
+                    if not self._mse():
+                        return
+                    buf = self.rbuf
+                    continue
                 if avail < f.HANDSHAKE_BYTES:
                     break
                 self._on_handshake(bytes(buf[self.rstart:self.rstart + f.HANDSHAKE_BYTES]))
@@ -204,6 +211,31 @@ class BtConnection(Uploads, Outbox):
             self._compact()
 
     # ------------------------------------------------------------------ handshake
+    def _mse(self) -> bool:
+        """An encrypted handshake (mse.py), negotiated to plaintext: True once done (the
+        initiator's decrypted first payload then heads the receive buffer), False while
+        more is needed or once closed."""
+        if self.mse is None:
+            self.mse = MseResponder(self.service.info_hashes)
+        try:
+            out, used, ia = self.mse.feed(bytes(self.rbuf[self.rstart:self.rend]))
+        except MseError as exc:
+            self.close(str(exc))
+            return False
+        if out:
+            self.send(out)
+        if used is None:
+            return False
+        data = ia + bytes(self.rbuf[self.rstart + used:self.rend])
+        if len(data) > len(self.rbuf):
+            self.close("MSE initial payload too long")
+            return False
+        self.rbuf[:len(data)] = data
+        self.rstart, self.rend = 0, len(data)
+        self.mse = False                           # done: what follows is a plain BitTorrent stream
+        self.encrypted_handshake = True
+        return True
+
     def _on_handshake(self, data: bytes) -> None:
         reserved, info_hash, peer_id = f.parse_handshake(data)
         if self.outgoing and info_hash != self.info_hash:
