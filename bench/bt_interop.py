@@ -201,6 +201,7 @@ def main() -> int:
         PROFILE = Path(args.profile)
         PROFILE.mkdir(parents=True, exist_ok=True)
     if args.one:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
         print(json.dumps(CASES[args.one][1](Path(args.dir), Path(args.torrent), Path(args.src))))
         return 0
     baseline = Path(args.baseline).resolve() if args.baseline else None
