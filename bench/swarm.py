@@ -115,7 +115,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
 
         for host in [*seeds, *leeches]:
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
-        meta = metainfo.create(src, endpoint)
+        meta = metainfo.create(src, endpoint, piece_length=regime.piece_kib * 1024 or None)
         for seed in seeds:
             client.seed(seed.name, str(src), meta, timeout_s=300)
             wait_for(lambda: (j := client.peer_control(seed.name, m.Status(info_hash=meta.info_hash)).jobs[0])
@@ -246,6 +246,7 @@ def main() -> int:
         ap.add_argument(f"--{axis}", type=_csv(int if axis in ("leechers", "sizes", "seeds") else
                                                float if axis == "rtts" else str),
                         help=f"with --grid: only these (default {','.join(map(str, values))})")
+    ap.add_argument("--piece-kib", type=int, default=0, help="piece length of the torrent (default: its own choice)")
     ap.add_argument("--scale", type=float, default=1.0, help="every link rate times this (the CPU's share)")
     ap.add_argument("--keys", action="store_true",
                     help="also run zorrent as a private swarm (CURVE), alternating, and print the CURVE/plain ratio")
@@ -261,7 +262,8 @@ def main() -> int:
             regimes = [replace(r, rtt_ms=args.rtt_ms, name=f"{r.name}, RTT {args.rtt_ms:g} ms") for r in regimes]
     if args.quick:
         regimes = [replace(r, size_mib=r.size_mib // 2) for r in regimes]
-    regimes = [replace(r.scaled(args.scale) if args.scale != 1 else r, jitter_ms=args.jitter_ms) for r in regimes]
+    regimes = [replace(r.scaled(args.scale) if args.scale != 1 else r, jitter_ms=args.jitter_ms,
+                       piece_kib=args.piece_kib) for r in regimes]
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-swarm-"))
     root.mkdir(parents=True, exist_ok=True)
     impls = [args.only] if args.only else ["zorrent", "libtorrent"]
@@ -280,7 +282,7 @@ def main() -> int:
             if not src.exists():
                 src.parent.mkdir(parents=True, exist_ok=True)
                 write_random_file(src, regime.size_mib * MIB, random.Random(14))
-            meta = metainfo.create(src, "tcp://127.0.0.1:1")
+            meta = metainfo.create(src, "tcp://127.0.0.1:1", piece_length=regime.piece_kib * 1024 or None)
             torrent = root / f"{src.name}.torrent"
             metainfo.write(meta, torrent)
             for attempt in range(3 if args.auto_scale else 1):

@@ -44,6 +44,7 @@ class Regime:
     wave_s: float = 0.0        # 0: every leecher at once; else half at once, the rest this much later
     rtt_ms: float = 0.0
     jitter_ms: float = 0.0
+    piece_kib: int = 0         # 0: the torrent's own choice (protocol/metainfo.py auto_piece_length)
 
     @property
     def leechers(self) -> int:

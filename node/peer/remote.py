@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from node import config
 from node.channel import Channel
 from node.peer.disk import DiskWorker
 from node.peer.storage import PieceFile
@@ -73,6 +74,19 @@ class RemotePeer:
     rested_until: float = 0.0       # no requests before this (it kept timing out)
     banned: bool = False
     first_request: float = 0.0
+    first_reply: float = 0.0        # when its first block arrived: its link delivers from then on
+
+    def rate(self, now: float) -> float:
+        """MiB/s it delivered since its first block arrived, over at least CREDIT_WINDOW_S,
+        less failures: what its credit follows. Counted from the first reply, not the first
+        request, so the connection's set-up and first round trip (0.6 s at 100 ms RTT: TCP
+        and ZMTP handshakes, the request, TCP slow start) do not hold the credit at its floor
+        for seconds; within the first CREDIT_WINDOW_S the credit is what it has delivered,
+        so it doubles each round trip, as TCP's window does in slow start."""
+        if self.banned or not self.first_reply:
+            return 0.0
+        span = max(now - self.first_reply, config.CREDIT_WINDOW_S)
+        return (self.bytes / MIB) / span * 0.5 ** self.failures
 
     def score(self, now: float) -> float:
         if self.banned:
