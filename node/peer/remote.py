@@ -68,7 +68,9 @@ class RemotePeer:
     refused: set = field(default_factory=set)      # pieces it said it does not have: not asked again
     deferred: dict = field(default_factory=dict)   # piece -> until when: it sent us Elsewhere
     suggested: deque = field(default_factory=deque)  # pieces it offered (nobody else has them)
-    seen: int = -1                  # the seq of its last HAVES (node/peer/watch.py)
+    seen: int = 0                   # the seq of its last HAVES (node/peer/watch.py); the first WATCH asks
+    #   for all it verified in this run, so a piece it verified after the tracker's list was made
+    #   (and before this WATCH) is not missed until the next list
     watching: bool = False          # a WATCH is outstanding
     watch_after: float = 0.0        # after a failed WATCH, not before this
     rested_until: float = 0.0       # no requests before this (it kept timing out)

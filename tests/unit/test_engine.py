@@ -478,3 +478,16 @@ def test_a_hoarding_leecher_still_asks_the_seed_when_no_leecher_feeds_it():
     for piece in s.chan("seed").pieces_asked():
         s.deliver("seed", piece)
     assert len(s.chan("seed").pieces_asked()) >= config.MIN_PIPELINE_REQUESTS   # the seed is all there is
+
+
+def test_the_first_watch_asks_for_every_piece_the_remote_verified_in_this_run():
+    """A leecher the tracker listed with no pieces, that verified one before our first
+    WATCH reached it: the first WATCH asks since 0 (not -1, "just tell me seq"), so that
+    piece is known at once, not at the next tracker list."""
+    s = Swarm(8, {"A": [], "seed": list(range(8))})
+    watch = [x for x in s.chan("A").sent if isinstance(x.msg, m.Watch)][0]
+    assert watch.msg.since == 0
+    held = set(s.chan("seed").pieces_asked())
+    piece = next(i for i in range(8) if i not in held)   # one we have not asked of the seed
+    watch.callback(Envelope(watch.msg_id, m.Haves(info_hash=s.meta.info_hash, seq=1, pieces=[piece])), None)
+    assert piece in s.remote("A").bitfield
