@@ -263,6 +263,10 @@ SEND_ONCE_RESEND_S = 30.0                     # a seed sends a piece again after
 SEND_ONCE_SUGGEST = 4                         # unsent pieces a seed offers with each redirect
 WATCH_S = 10.0                                # a parked WATCH is answered (empty) after this long
 WATCH_PARKED_MAX = 256                        # parked WATCHes per torrent; more are answered at once
+WATCH_BATCH_PER_WATCHER_S = 0.001             # HAVEs to watchers wait this long per parked WATCH (each costs a
+WATCH_BATCH_MIN_S = 0.005                     # send), between these two and ANNOUNCE_BATCH_S: a few watchers
+#   hear of a piece within 5 ms, not 50 (a 64 KiB piece is 10 ms of a 50 Mbit/s uplink, and its next
+#   relay waits for the HAVE); 256 watchers still cost at most 20 flushes a second
 ELSEWHERE_RETRY_S = 5.0                       # a redirected piece is not asked of that seed again for this long
 MAX_HASH_FAILURES = 3                         # pieces failed as sole sender before a ban
 HASH_THREADS = 2                              # per peer: SHA-1 of arrived pieces (one per core)
