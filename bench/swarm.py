@@ -121,13 +121,14 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
             wait_for(lambda: (j := client.peer_control(seed.name, m.Status(info_hash=meta.info_hash)).jobs[0])
                      .announced >= j.have, timeout_s=30, what="the seed's pieces at the tracker")
         seed_bytes = sum(link_bytes(s) for s in seeds)
-        sent, done = {}, {}
+        sent, done, asked = {}, {}, set()
         tracer = Tracer([*seeds, *leeches], trace).__enter__()
         cpu = CpuWatch(lab).__enter__()
 
         def start(host: Host) -> None:
             sent[host.name] = time.time()
             client.peer_control(host.name, m.Download(metainfo=meta.raw, output=str(work / "out" / host.name)))
+            asked.add(host.name)     # polled only from now: before, the peer may not hold it yet
 
         t0 = time.time()
 
@@ -145,7 +146,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
 
         def all_done() -> bool:
             for host in leeches:
-                if host.name not in done and host.name in sent:
+                if host.name not in done and host.name in asked:
                     job = client.peer_control(host.name, m.Status(info_hash=meta.info_hash)).jobs
                     if job and job[0].state == m.JobState.SEEDING.value:
                         done[host.name] = sent[host.name] + job[0].elapsed_s

@@ -255,9 +255,6 @@ PIPELINE_BYTES = 8 * 1024 * 1024              # block bytes in flight to one rem
 MIN_PIPELINE_REQUESTS = 2
 MAX_PIPELINE_REQUESTS = 64                    # pieces in flight to one remote peer
 ENDGAME_AFTER_S = 1.0                         # duplicate a piece only once it is this late
-HOARD_S = 1.5                                 # a leecher takes no new piece from a seed while one it got has waited
-#   this long for any leecher to take it (engine._hoarding): others' credit queues up to CREDIT_WINDOW_S
-#   at our uplink, plus their verify, a HAVE batch and a round trip, twice over for margin
 CREDIT_WINDOW_S = 0.5                         # credit: about this long of a peer's measured rate in flight
 SEND_ONCE_RESEND_S = 30.0                     # a seed sends a piece again after this long (its first taker may be gone)
 SEND_ONCE_SUGGEST = 4                         # unsent pieces a seed offers with each redirect

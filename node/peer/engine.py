@@ -66,7 +66,6 @@ class DownloadJob(PeerListing):
         self.warning = ""                             # why the job may be slower than it could (status)
         self.disk_at_start = node.disk.snapshot()
         self.sources: list[m.PeerInfo] = []           # BEP 3 peers named by the user (a magnet's x.pe)
-        self.alone: dict[int, float] = {}             # pieces we verified that no leecher we know had: when
         self._rebuild_order()
         if first is not None:               # the peer list is asked already (refresh() otherwise)
             self.refreshing, self.last_refresh = True, first.asked
@@ -132,11 +131,8 @@ class DownloadJob(PeerListing):
         if self.finished is not None:
             return
         now = self.clock()
-        hoarding = self._hoarding(now)
         for remote in self.remotes.values():
             if not remote.listed or remote.banned or remote.rested_until > now:
-                continue
-            if hoarding and remote.bitfield.complete:
                 continue
             credit = self._credit(remote, now)
             while remote.inflight_bytes < credit and len(remote.fetches) < config.MAX_PIPELINE_REQUESTS:
@@ -146,23 +142,6 @@ class DownloadJob(PeerListing):
                 if piece is None:
                     break
                 self._request(remote, piece, now)
-
-    def _hoarding(self, now: float) -> bool:
-        """Take no new piece from a seed while one we got has waited over HOARD_S for any
-        leecher to take it from us, and leechers are sending us pieces meanwhile: our
-        uplink passes pieces on slower than the seed hands them out, so the seed's upload
-        goes further with leechers that relay faster (with uneven uplinks an even share
-        of first copies strands pieces behind the slowest link: bench/RESULTS.md, latency2)."""
-        oldest = next(iter(self.alone.values()), None)       # insertion order: the oldest first
-        if oldest is None or now - oldest <= config.HOARD_S:
-            return False
-        return any(r.inflight_bytes and not r.bitfield.complete for r in self.remotes.values())
-
-    def claimed(self, remote: RemotePeer, pieces) -> None:
-        """``remote`` (a leecher) has these pieces now: they are no longer ours alone."""
-        if self.alone and not remote.bitfield.complete:
-            for i in pieces:
-                self.alone.pop(i, None)
 
     def _request(self, remote: RemotePeer, piece: int, now: float) -> None:
         size = self.meta.piece_size(piece)
@@ -278,8 +257,6 @@ class DownloadJob(PeerListing):
             if other is not fetch:
                 self._retire(other)
         self.node.holdings.piece_verified(self.holding, piece)
-        if not any(piece in r.bitfield for r in self.remotes.values() if r.listed and not r.bitfield.complete):
-            self.alone[piece] = self.clock()
         if self.holding.bitfield.complete:
             self._finish_job()
         else:

@@ -10,7 +10,7 @@
 
 ``PeerListing`` is the part of node/peer/engine.py's DownloadJob that keeps this view
 (its base class): it reads and writes the job's ``remotes``, ``cursor``, ``warning`` and
-``sources`` and calls the job's ``schedule``, ``claimed``, ``_rebuild_order`` and ``_abandon``.
+``sources`` and calls the job's ``schedule``, ``_rebuild_order`` and ``_abandon``.
 """
 from __future__ import annotations
 
@@ -126,8 +126,6 @@ class PeerListing:
             else:
                 bits = bits | remote.bitfield   # what it told us itself (WATCH) may be newer
             remote.bitfield = bits
-            if self.alone:
-                self.claimed(remote, [i for i in self.alone if i in bits])
             remote.listed = True
         if whole:
             for remote in self.remotes.values():
@@ -181,7 +179,6 @@ class PeerListing:
                     news = True
                     if not any(i in r.bitfield for r in self.remotes.values() if r is not remote):
                         self.order.appendleft(i)     # the rarest: only this peer has it
-        self.claimed(remote, msg.pieces)
         self._watch(remote)
         if news:
             self.schedule()

@@ -452,34 +452,6 @@ def test_a_new_remote_is_watched_in_its_first_flight():
     assert not any(isinstance(x.msg, m.Watch) for x in s.chan("B").sent)   # a seed has no news
 
 
-def test_a_leecher_that_passes_pieces_on_slowly_takes_no_new_ones_from_the_seed():
-    """A piece got from the seed that no leecher has taken from us for HOARD_S: while
-    leechers are feeding us, the seed is asked for nothing more (its upload goes to those
-    who relay faster); once a leecher has the piece, the seed is asked again."""
-    s = Swarm(64, {"seed": list(range(64)), "B": [60, 61, 62, 63]})
-    first = s.chan("seed").pieces_asked()[0]
-    s.deliver("seed", first)                             # ours alone: B does not have it
-    asked = len(s.chan("seed").pieces_asked())
-    assert asked == config.MIN_PIPELINE_REQUESTS         # refilled at once
-    s.host.clock.now += config.HOARD_S + 0.1             # nobody took it from us meanwhile
-    for piece in s.chan("seed").pieces_asked():
-        s.deliver("seed", piece)
-    assert s.chan("seed").pieces_asked() == [] and s.chan("B").pieces_asked()   # B feeds us; the seed waits
-    haves = [x for x in s.chan("B").sent if isinstance(x.msg, m.Watch)][-1]
-    haves.callback(Envelope(haves.msg_id, m.Haves(info_hash=s.meta.info_hash, seq=1, pieces=[first])), None)
-    s.job.schedule()
-    assert s.chan("seed").pieces_asked()                 # B took it: the seed is asked again
-
-
-def test_a_hoarding_leecher_still_asks_the_seed_when_no_leecher_feeds_it():
-    s = Swarm(64, {"seed": list(range(64)), "B": []})
-    s.deliver("seed", s.chan("seed").pieces_asked()[0])
-    s.host.clock.now += config.HOARD_S + 0.1
-    for piece in s.chan("seed").pieces_asked():
-        s.deliver("seed", piece)
-    assert len(s.chan("seed").pieces_asked()) >= config.MIN_PIPELINE_REQUESTS   # the seed is all there is
-
-
 def test_the_first_watch_asks_for_every_piece_the_remote_verified_in_this_run():
     """A leecher the tracker listed with no pieces, that verified one before our first
     WATCH reached it: the first WATCH asks since 0 (not -1, "just tell me seq"), so that
