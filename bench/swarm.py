@@ -310,7 +310,7 @@ def main() -> int:
                 limited = any(r.cpu.limited for rs in cell.values() for r in rs if r)
                 if not (args.auto_scale and limited and attempt < 2):
                     break
-                print(f"  the CPU was the limit: again at half the rates", flush=True)
+                print("  the CPU was the limit: again at half the rates", flush=True)
                 regime = regime.scaled(0.5)
             table.append((regime, cell))
     finally:

@@ -6,7 +6,8 @@
   data port, or to its BEP 3 port for a standard client.
 - The first list is asked before the torrent is registered with the tracker (FirstPeers).
 - Each remote is watched (a long-polled WATCH, from the connection's first flight): what
-  it verifies arrives within one announce batch, and a piece only it has is asked first.
+  it verifies arrives within one WATCH batch (node/peer/watch.py), and a piece only it
+  has is asked first.
 
 ``PeerListing`` is the part of node/peer/engine.py's DownloadJob that keeps this view
 (its base class): it reads and writes the job's ``remotes``, ``cursor``, ``warning`` and
