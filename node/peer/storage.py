@@ -52,6 +52,15 @@ class PieceFile:
         """The first file's descriptor (-1 once closed)."""
         return self.fds[0] if self.fds else -1
 
+    def next_sweep(self, count: int) -> list[int]:
+        """The next ``count`` files (indexes) a sweep checks, round the folder; the cursor moves on."""
+        if not self.fds:
+            return []
+        count = min(count, len(self.fds))
+        files = [(self.sweep_at + k) % len(self.fds) for k in range(count)]
+        self.sweep_at = (self.sweep_at + count) % len(self.fds)
+        return files
+
     def use_direct_io(self) -> bool:
         """Write pieces with O_DIRECT where the filesystem allows it; buffered otherwise.
 
