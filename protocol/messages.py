@@ -35,6 +35,7 @@ class MsgType(str, Enum):
     REGISTER_PEER = "register_peer"
     REGISTERED = "registered"
     HEARTBEAT = "heartbeat"
+    HEARTBEAT_OK = "heartbeat_ok"
     DEREGISTER = "deregister"
     REGISTER_TORRENT = "register_torrent"
     TORRENT_REGISTERED = "torrent_registered"
@@ -275,13 +276,20 @@ class RegisterPeer(Message):
 @message(MsgType.REGISTERED)
 class Registered(Message):
     token: str             # proves later changes to this record come from this peer
-    heartbeat_interval_s: float
+    heartbeat_interval_s: float    # heartbeat this often (BEP 3's ``interval``; it grows with the swarm)
 
 
 @message(MsgType.HEARTBEAT)
 class Heartbeat(Message):
     peer_id: str
     token: str
+
+
+@message(MsgType.HEARTBEAT_OK)
+class HeartbeatOk(Message):
+    """Reply to HEARTBEAT: the interval to heartbeat at from now on, as the swarm grows or shrinks."""
+
+    heartbeat_interval_s: float
 
 
 @message(MsgType.DEREGISTER)

@@ -1,6 +1,7 @@
 """MongoDB store through pymongo; the same three collections as documents.
 
-- ``peers``    {_id: peer_id, host, port, token, last_seen, kind, prev_token}
+- ``peers``    {_id: peer_id, host, port, token, last_seen, kind, prev_token, bt_port, interval_s,
+               expires}: ``expires`` is the deadline the interval it was handed gives
 - ``torrents`` {_id: info_hash, name, length, piece_length, num_pieces, metainfo}
 - ``files``    one document per file, and one per (file, peer):
   - {_id: info_hash, name, num_pieces, v: version, swept, downloaded}: the torrent's change
@@ -62,7 +63,8 @@ NOT_GONE = {"$ne": True}
 
 def _peer_doc(peer: PeerRecord) -> dict:
     return {"host": peer.host, "port": peer.port, "token": peer.token, "last_seen": peer.last_seen,
-            "kind": peer.kind, "prev_token": peer.prev_token, "bt_port": peer.bt_port}
+            "kind": peer.kind, "prev_token": peer.prev_token, "bt_port": peer.bt_port,
+            "interval_s": peer.interval_s, "expires": peer.expires}
 
 
 def _key(info_hash: str, peer_id: str) -> str:
@@ -102,6 +104,7 @@ class MongoStore(TrackerStore):
             self.files.create_index([("t", 1), ("v", 1)])
             self.files.create_index("p")
             self.files.create_index("at", sparse=True)     # tombstones, for sweep()
+            self.peers.create_index("expires")
             self._migrate()
         except PyMongoError as exc:
             raise StoreError(f"cannot reach MongoDB at {uri}: {type(exc).__name__}") from None
@@ -110,6 +113,10 @@ class MongoStore(TrackerStore):
     def _migrate(self) -> None:
         """A database from before one document per (torrent, peer): each torrent's ``peers``
         arrays and ``clients`` map become their own documents, once."""
+        for d in self.peers.find({"expires": {"$exists": False}}, {"last_seen": 1, "kind": 1}):
+            span = config.PEER_EXPIRY_S if d.get("kind", ZORRENT) == ZORRENT else config.HTTP_PEER_EXPIRY_S
+            self.peers.update_one({"_id": d["_id"], "expires": {"$exists": False}},   # before per-peer deadlines
+                                  {"$set": {"expires": d["last_seen"] + span, "interval_s": 0.0}})
         for d in self.files.find({"$or": [{"peers": {"$exists": True}}, {"clients": {"$exists": True}}]}):
             ih, ops = d["_id"], []
             for pid, pieces in d.get("peers", {}).items():
@@ -168,7 +175,8 @@ class MongoStore(TrackerStore):
     @staticmethod
     def _peer(d: dict) -> PeerRecord:
         return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"], d.get("kind", ZORRENT),
-                          d.get("prev_token", ""), d.get("bt_port", 0))
+                          d.get("prev_token", ""), d.get("bt_port", 0), d.get("interval_s", 0.0),
+                          d.get("expires", 0.0))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
         d = self._do(self.peers.find_one, {"_id": peer_id})
@@ -205,24 +213,32 @@ class MongoStore(TrackerStore):
             if "left" not in d:
                 self._bury(d["t"], peer_id)
 
-    def touch_peer(self, peer_id: str, now: float) -> None:
-        self._do(self.peers.update_one, {"_id": peer_id}, {"$max": {"last_seen": now}})
+    def touch_peer(self, peer_id: str, now: float, interval_s: float, expires: float) -> None:
+        self._do(self.peers.update_one, {"_id": peer_id},
+                 {"$max": {"last_seen": now, "expires": expires}, "$set": {"interval_s": interval_s}})
 
     def delete_peer(self, peer_id: str) -> None:
         self.drop_pieces(peer_id)
         self._do(self.peers.delete_one, {"_id": peer_id})
 
-    def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]:
-        of_kind = {"kind": BITTORRENT} if kind == BITTORRENT else {"kind": {"$ne": BITTORRENT}}
-        return [d["_id"] for d in self._do(self.peers.find, {"last_seen": {"$lt": when}, **of_kind}, {"_id": 1})]
+    @staticmethod
+    def _of_kind(kind: str) -> dict:
+        return {"kind": BITTORRENT} if kind == BITTORRENT else {"kind": {"$ne": BITTORRENT}}
+
+    def peers_due(self, now: float, kind: str = ZORRENT) -> list[PeerRecord]:
+        return [self._peer(d) for d in self._do(self.peers.find, {"expires": {"$lt": now}, **self._of_kind(kind)},
+                                                sort=[("_id", 1)])]
+
+    def count_live(self, now: float, kind: str = ZORRENT) -> int:
+        return self._do(self.peers.count_documents, {"expires": {"$gte": now}, **self._of_kind(kind)})
 
     def list_peers(self) -> list[PeerRecord]:
         return [self._peer(d) for d in self._do(self.peers.find, {}, sort=[("_id", 1)])]
 
-    def expire_peer(self, peer_id: str, before: float) -> bool:
-        # The peer document goes first, atomically on its stored last_seen; its pieces
+    def expire_peer(self, peer_id: str, now: float) -> bool:
+        # The peer document goes first, atomically on its stored deadline; its pieces
         # after. Between the two, get_peers already skips it (no peer record).
-        gone = self._do(self.peers.delete_one, {"_id": peer_id, "last_seen": {"$lt": before}})
+        gone = self._do(self.peers.delete_one, {"_id": peer_id, "expires": {"$lt": now}})
         if not gone.deleted_count:
             return False
         self.drop_pieces(peer_id)
