@@ -330,6 +330,10 @@ CHANGE_LOG_ROWS = 4096                        # SQLite: changes kept per torrent
                                               # the torrent sees over 4,096 announces in that second
 TOMBSTONE_S = 120.0                           # MongoDB: a peer that left a torrent stays as a tombstone this
                                               # long, so jobs learn it left; older cursors get a full list
+MONGO_PENDING_S = 60.0                        # MongoDB: a version taken but not yet written holds readers'
+                                              # cursors below it at most this long (a write takes ms; a server
+                                              # busy for 15 s was seen): a tracker that died mid-write stalls
+                                              # no delta longer, and jobs meanwhile get changes twice, never none
 
 # ---------------------------------------------------------------- bounds on what a remote can fill
 # Sized from the piece size and the link (node/budget.py). A legitimate downloader keeps

@@ -25,11 +25,14 @@ of requests, before any reply) takes one version per torrent and sends the batch
 updates as one ordered bulk write. Any other call sends the queue first, so reads see
 every earlier write. Add ``journal=true`` to the URI for on-disk durability on a real mongod.
 
-Nothing here is kept between batches except the piece-count cache of the base class,
+Nothing here is trusted between batches except the piece-count cache of the base class,
 so any number of trackers can share one database. With several, two may take versions
-for one torrent at once and write them in the other order; a job that read between the
-two misses the earlier change in its delta, and learns those pieces from that peer's
-WATCH instead (node/peer/watch.py).
+for one torrent at once and write them in the other order. So a version is taken with a
+compare-and-swap on the torrent's counter that also lists it in the torrent's ``pending``
+(one atomic update of one document), and leaves that list once its change is written. A
+reader's cursor stays below the lowest pending version: a change being written when a job
+reads is sent again with its next delta, never missed (a pending mark older than
+MONGO_PENDING_S, from a tracker that died mid-write, is ignored, then swept).
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ import time
 import pymongo
 from bson.binary import Binary
 from bson.int64 import Int64
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from node import config
@@ -56,9 +59,16 @@ from node.tracker.store.base import (
 from protocol.pieces import Bitfield
 
 SERVER_TIMEOUT_MS = 3000
+VERSION_TRIES = 64            # compare-and-swaps of a torrent's version counter before giving up
 WORD_BITS = 64
 _TOP = 1 << 63
 NOT_GONE = {"$ne": True}
+
+
+def _change_log(change: dict) -> dict:
+    """``$push`` of one change into a (torrent, peer) document's recent list, kept in version
+    order (two trackers may write one peer's changes out of order) and bounded."""
+    return {"$each": [change], "$sort": {"v": 1}, "$slice": -config.CHANGE_LOG_ENTRIES}
 
 
 def _peer_doc(peer: PeerRecord) -> dict:
@@ -109,6 +119,8 @@ class MongoStore(TrackerStore):
         except PyMongoError as exc:
             raise StoreError(f"cannot reach MongoDB at {uri}: {type(exc).__name__}") from None
         self._queued: dict[tuple[str, str], set[int]] = {}   # this batch's announces, sent at commit()
+        self._versions: dict[str, int] = {}   # each torrent's counter as this tracker last set it: a guess
+                                              # for the next compare-and-swap, never trusted for reads
 
     def _migrate(self) -> None:
         """A database from before one document per (torrent, peer): each torrent's ``peers``
@@ -137,28 +149,60 @@ class MongoStore(TrackerStore):
         except PyMongoError as exc:
             raise StoreError(f"MongoDB: {exc}") from None
 
-    def _next_version(self, info_hash: str) -> int:
-        d = self.files.find_one_and_update({"_id": info_hash}, {"$inc": {"v": 1}}, projection={"v": 1},
-                                           upsert=True, return_document=ReturnDocument.AFTER)
-        return d["v"]
+    def _take_version(self, info_hash: str) -> int:
+        """The torrent's next version, marked pending in the same atomic update (a
+        compare-and-swap on the counter), so readers hold their cursor below it until
+        ``_settle`` says its change is written (``changes``)."""
+        v = self._versions.get(info_hash)
+        for _ in range(VERSION_TRIES):
+            if v is None:
+                v = (self.files.find_one({"_id": info_hash}, {"v": 1}) or {}).get("v", 0)
+            current = {"$or": [{"v": 0}, {"v": {"$exists": False}}]} if v == 0 else {"v": v}
+            try:
+                done = self.files.update_one({"_id": info_hash, **current},
+                                             {"$set": {"v": v + 1}, "$push": {"pending": {"v": v + 1, "at": time.time()}}},
+                                             upsert=v == 0)
+            except DuplicateKeyError:      # another tracker made the document first
+                done = None
+            if done is not None and (done.matched_count or done.upserted_id is not None):
+                self._versions[info_hash] = v + 1
+                return v + 1
+            v = None                       # another tracker took it: read the counter again
+        raise StoreError(f"MongoDB: no version for torrent {info_hash[:40]} after {VERSION_TRIES} tries "
+                         f"(too many trackers writing it at once)")
+
+    def _settle(self, versions: dict[str, int]) -> None:
+        """Those versions' changes are written (or failed): readers may pass them."""
+        if versions:
+            self.files.bulk_write([UpdateOne({"_id": ih}, {"$pull": {"pending": {"v": v}}})
+                                   for ih, v in versions.items()], ordered=False)
 
     def _send_queued(self) -> None:
         queued, self._queued = self._queued, {}
+        versions: dict[str, int] = {}
         try:
-            versions = {ih: self._next_version(ih) for ih in sorted({ih for ih, _ in queued})}
+            for ih in sorted({ih for ih, _ in queued}):
+                versions[ih] = self._take_version(ih)
             ops = []
             for (ih, pid), pieces in queued.items():
                 v = versions[ih]
                 change = {"v": v, "i": sorted(pieces)} if len(pieces) <= config.CHANGE_LOG_PIECES else {"v": v, "f": 1}
-                update = {"$setOnInsert": {"t": ih, "p": pid}, "$set": {"v": v, "gone": False},
-                          "$unset": {"at": ""}, "$inc": {"n": 1},
-                          "$push": {"r": {"$each": [change], "$slice": -config.CHANGE_LOG_ENTRIES}}}
+                update = {"$setOnInsert": {"t": ih, "p": pid}, "$set": {"gone": False}, "$max": {"v": v},
+                          "$unset": {"at": ""}, "$inc": {"n": 1}, "$push": {"r": _change_log(change)}}
                 if pieces:
                     update["$bit"] = {f"w.{k}": {"or": mask} for k, mask in word_masks(pieces).items()}
                 ops.append(UpdateOne({"_id": _key(ih, pid)}, update, upsert=True))
-            self.files.bulk_write(ops, ordered=True)
+            self._write_changes(ops)
         except PyMongoError as exc:
             raise StoreError(f"MongoDB: {exc}") from None
+        finally:
+            try:
+                self._settle(versions)
+            except PyMongoError:
+                pass                       # a pending mark left behind is ignored after PENDING_S
+
+    def _write_changes(self, ops: list) -> None:
+        self.files.bulk_write(ops, ordered=True)
 
     def commit(self) -> None:
         if self._queued:
@@ -201,10 +245,14 @@ class MongoStore(TrackerStore):
 
     def _bury(self, info_hash: str, peer_id: str) -> None:
         """A zorrent peer left the torrent: a tombstone, so that jobs learn it (``changes``)."""
-        v = self._do(self._next_version, info_hash)
-        self._do(self.files.update_one, {"_id": _key(info_hash, peer_id), "left": {"$exists": False}, "gone": NOT_GONE},
-                 {"$set": {"gone": True, "v": v, "at": time.time()}, "$unset": {"w": ""}, "$inc": {"n": 1},
-                  "$push": {"r": {"$each": [{"v": v, "g": 1}], "$slice": -config.CHANGE_LOG_ENTRIES}}})
+        v = self._do(self._take_version, info_hash)
+        try:
+            self._do(self.files.update_one,
+                     {"_id": _key(info_hash, peer_id), "left": {"$exists": False}, "gone": NOT_GONE},
+                     {"$set": {"gone": True, "at": time.time()}, "$max": {"v": v}, "$unset": {"w": ""},
+                      "$inc": {"n": 1}, "$push": {"r": _change_log({"v": v, "g": 1})}})
+        finally:
+            self._do(self._settle, {info_hash: v})
 
     def drop_pieces(self, peer_id: str) -> None:
         held = list(self._do(self.files.find, {"p": peer_id, "gone": NOT_GONE}, {"t": 1, "left": 1}))
@@ -245,7 +293,10 @@ class MongoStore(TrackerStore):
         return True
 
     def sweep(self, now: float) -> None:
-        """Tombstones older than TOMBSTONE_S go; a cursor from before them gets a full list."""
+        """Tombstones older than TOMBSTONE_S go; a cursor from before them gets a full list.
+        Pending versions older than MONGO_PENDING_S (a tracker died writing them) go too."""
+        stale = now - config.MONGO_PENDING_S
+        self._do(self.files.update_many, {"pending.at": {"$lt": stale}}, {"$pull": {"pending": {"at": {"$lt": stale}}}})
         old = list(self._do(self.files.find, {"at": {"$lt": now - config.TOMBSTONE_S}}, {"t": 1, "v": 1}))
         for d in old:
             self._do(self.files.update_one, {"_id": d["t"]}, {"$max": {"swept": d["v"]}})
@@ -296,10 +347,15 @@ class MongoStore(TrackerStore):
         return bitfield_from_words(size, d.get("w", {})) if d and size is not None else None
 
     def changes(self, info_hash: str, since: int) -> tuple[int, list[Change] | None]:
-        t = self._do(self.files.find_one, {"_id": info_hash}, {"v": 1, "swept": 1}) or {}
+        t = self._do(self.files.find_one, {"_id": info_hash}, {"v": 1, "swept": 1, "pending": 1}) or {}
         version = t.get("v", 0)
+        # the cursor handed out stays below every version still being written (another tracker's,
+        # or this one's): those changes are read again next time, never missed
+        recent = time.time() - config.MONGO_PENDING_S
+        waiting = [p["v"] for p in t.get("pending", []) if p.get("at", 0) >= recent]
+        horizon = min(version, min(waiting) - 1) if waiting else version
         if since < 0 or since > version or since < t.get("swept", 0):
-            return version, None
+            return horizon, None
         out = []
         for d in self._do(self.files.find, {"t": info_hash, "v": {"$gt": since}}, {"p": 1, "n": 1, "r": 1, "gone": 1}):
             recent = d.get("r", [])
@@ -311,7 +367,7 @@ class MongoStore(TrackerStore):
                 out.append(Change(d["p"], None, reset=any("g" in c for c in news)))
             else:
                 out.append(Change(d["p"], sorted({i for c in news for i in c["i"]})))
-        return version, sorted(out, key=lambda c: c.peer_id)
+        return horizon, sorted(out, key=lambda c: c.peer_id)
 
     def held_by(self, peer_id: str) -> dict[str, int]:
         return {d["t"]: 0 if "left" in d else count_words(d.get("w", {}))
