@@ -218,6 +218,12 @@ def tracker_heartbeats_per_s() -> float:
         return TRACKER_HEARTBEATS_PER_S
 
 
+def file_check_s(heartbeat_s: float) -> float:
+    """How often a peer heartbeating every ``heartbeat_s`` sweeps the files it holds: it grows
+    with the interval the tracker hands out (300 peers on one machine: 3 s, not 1 s each)."""
+    return max(FILE_CHECK_S, heartbeat_s / FILE_CHECKS_PER_HEARTBEAT)
+
+
 def peer_expiry_s(interval_s: float) -> float:
     """How long the tracker keeps a zorrent peer heartbeating every ``interval_s`` after its
     last heartbeat: PEER_EXPIRY_BEATS of them missed."""
@@ -266,6 +272,10 @@ TRACKER_PROBE_S = 5.0                         # a peer failed over away from its
 
 STATE_SAVE_S = 1.0                            # a peer saves resume state this often (if changed)
 FILE_CHECK_S = 1.0                            # a peer stats the files it holds this often (size, mtime, inode)
+FILE_CHECKS_PER_HEARTBEAT = 2                 # ... or this many times per heartbeat interval, if that is rarer:
+                                              # a change an idle seed notices reaches the tracker (FORGET)
+                                              # within about one heartbeat, as fresh as the tracker's view of
+                                              # that peer is anyway; each block served is checked as it is read
 FILE_CHECK_BATCH = 256                        # files of one torrent checked per sweep (a big folder takes several)
 RECHECK_TRIES = 3                             # a file that keeps changing while re-hashed is given up on
 SNUB_AFTER_TIMEOUTS = 2                       # consecutive timeouts before a peer is rested

@@ -348,3 +348,8 @@ def test_a_small_swarms_silent_peer_expires_in_seconds(ctx, meta):
     assert ctx.expire_peers() == []
     ctx.clock_obj.now += 1.0
     assert ctx.expire_peers() == ["p1"] and config.PEER_EXPIRY_S <= 6.0
+
+
+def test_a_peers_file_checks_grow_with_its_heartbeat_interval():
+    assert config.file_check_s(config.HEARTBEAT_INTERVAL_S) == config.FILE_CHECK_S      # a small swarm: as before
+    assert config.file_check_s(6.0) == 3.0 and config.file_check_s(60.0) == 30.0
