@@ -27,22 +27,24 @@ every earlier write. Add ``journal=true`` to the URI for on-disk durability on a
 
 Nothing here is trusted between batches except the piece-count cache of the base class,
 so any number of trackers can share one database. With several, two may take versions
-for one torrent at once and write them in the other order. So a version is taken with a
-compare-and-swap on the torrent's counter that also lists it in the torrent's ``pending``
-(one atomic update of one document), and leaves that list once its change is written. A
-reader's cursor stays below the lowest pending version: a change being written when a job
-reads is sent again with its next delta, never missed (a pending mark older than
-MONGO_PENDING_S, from a tracker that died mid-write, is ignored, then swept).
+for one torrent at once and write them in the other order. So the update that takes a
+version (``$inc`` on the torrent's counter) also marks the tracker's write pending, with a
+floor no higher than that version, in the torrent's ``pending`` map (one atomic update of
+one document); the mark goes once the write is done (with the tracker's next take, or its
+next sweep). A reader's cursor stays below the lowest pending floor: a change being written
+when a job reads is sent again with its next delta, never missed (a mark older than
+MONGO_PENDING_S, from a tracker that died mid-write, is ignored, and removed by its reader).
 """
 from __future__ import annotations
 
+import secrets
 import struct
 import time
 
 import pymongo
 from bson.binary import Binary
 from bson.int64 import Int64
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from node import config
@@ -59,7 +61,6 @@ from node.tracker.store.base import (
 from protocol.pieces import Bitfield
 
 SERVER_TIMEOUT_MS = 3000
-VERSION_TRIES = 64            # compare-and-swaps of a torrent's version counter before giving up
 WORD_BITS = 64
 _TOP = 1 << 63
 NOT_GONE = {"$ne": True}
@@ -119,8 +120,10 @@ class MongoStore(TrackerStore):
         except PyMongoError as exc:
             raise StoreError(f"cannot reach MongoDB at {uri}: {type(exc).__name__}") from None
         self._queued: dict[tuple[str, str], set[int]] = {}   # this batch's announces, sent at commit()
-        self._versions: dict[str, int] = {}   # each torrent's counter as this tracker last set it: a guess
-                                              # for the next compare-and-swap, never trusted for reads
+        self._versions: dict[str, int] = {}   # each torrent's counter as this tracker last saw it: the floor
+                                              # of its next pending mark, never trusted for reads
+        self._writer = secrets.token_hex(6)   # this tracker's key in a torrent's ``pending`` marks
+        self._marked: set[str] = set()        # torrents where that mark is set
 
     def _migrate(self) -> None:
         """A database from before one document per (torrent, peer): each torrent's ``peers``
@@ -150,39 +153,29 @@ class MongoStore(TrackerStore):
             raise StoreError(f"MongoDB: {exc}") from None
 
     def _take_version(self, info_hash: str) -> int:
-        """The torrent's next version, marked pending in the same atomic update (a
-        compare-and-swap on the counter), so readers hold their cursor below it until
-        ``_settle`` says its change is written (``changes``)."""
-        v = self._versions.get(info_hash)
-        for _ in range(VERSION_TRIES):
-            if v is None:
-                v = (self.files.find_one({"_id": info_hash}, {"v": 1}) or {}).get("v", 0)
-            current = {"$or": [{"v": 0}, {"v": {"$exists": False}}]} if v == 0 else {"v": v}
-            try:
-                done = self.files.update_one({"_id": info_hash, **current},
-                                             {"$set": {"v": v + 1}, "$push": {"pending": {"v": v + 1, "at": time.time()}}},
-                                             upsert=v == 0)
-            except DuplicateKeyError:      # another tracker made the document first
-                done = None
-            if done is not None and (done.matched_count or done.upserted_id is not None):
-                self._versions[info_hash] = v + 1
-                return v + 1
-            v = None                       # another tracker took it: read the counter again
-        raise StoreError(f"MongoDB: no version for torrent {info_hash[:40]} after {VERSION_TRIES} tries "
-                         f"(too many trackers writing it at once)")
+        """The torrent's next version. The same atomic update (``$inc`` on the torrent's counter)
+        marks this tracker's write pending with a floor no higher than the version it gets (one
+        more than the counter as this tracker last saw it), so readers hold their cursor below
+        it (``changes``). A tracker writes one batch at a time, so it has one mark per torrent:
+        the next take replaces it, and ``sweep`` clears it once the tracker is idle."""
+        floor = self._versions.get(info_hash, 0) + 1
+        d = self.files.find_one_and_update(
+            {"_id": info_hash}, {"$inc": {"v": 1}, "$set": {f"pending.{self._writer}": {"f": floor, "at": time.time()}}},
+            projection={"v": 1}, upsert=True, return_document=ReturnDocument.AFTER)
+        self._versions[info_hash] = d["v"]
+        self._marked.add(info_hash)
+        return d["v"]
 
-    def _settle(self, versions: dict[str, int]) -> None:
-        """Those versions' changes are written (or failed): readers may pass them."""
-        if versions:
-            self.files.bulk_write([UpdateOne({"_id": ih}, {"$pull": {"pending": {"v": v}}})
-                                   for ih, v in versions.items()], ordered=False)
+    def _settle(self) -> None:
+        """Every change this tracker took a version for is written: clear its pending marks."""
+        if self._marked:
+            marked, self._marked = sorted(self._marked), set()
+            self.files.update_many({"_id": {"$in": marked}}, {"$unset": {f"pending.{self._writer}": ""}})
 
     def _send_queued(self) -> None:
         queued, self._queued = self._queued, {}
-        versions: dict[str, int] = {}
         try:
-            for ih in sorted({ih for ih, _ in queued}):
-                versions[ih] = self._take_version(ih)
+            versions = {ih: self._take_version(ih) for ih in sorted({ih for ih, _ in queued})}
             ops = []
             for (ih, pid), pieces in queued.items():
                 v = versions[ih]
@@ -195,11 +188,6 @@ class MongoStore(TrackerStore):
             self._write_changes(ops)
         except PyMongoError as exc:
             raise StoreError(f"MongoDB: {exc}") from None
-        finally:
-            try:
-                self._settle(versions)
-            except PyMongoError:
-                pass                       # a pending mark left behind is ignored after PENDING_S
 
     def _write_changes(self, ops: list) -> None:
         self.files.bulk_write(ops, ordered=True)
@@ -210,6 +198,10 @@ class MongoStore(TrackerStore):
 
     def close(self) -> None:
         self._queued.clear()
+        try:
+            self._settle()
+        except PyMongoError:
+            pass                              # our marks are ignored after MONGO_PENDING_S
         self.client.close()
 
     # peers
@@ -246,13 +238,9 @@ class MongoStore(TrackerStore):
     def _bury(self, info_hash: str, peer_id: str) -> None:
         """A zorrent peer left the torrent: a tombstone, so that jobs learn it (``changes``)."""
         v = self._do(self._take_version, info_hash)
-        try:
-            self._do(self.files.update_one,
-                     {"_id": _key(info_hash, peer_id), "left": {"$exists": False}, "gone": NOT_GONE},
-                     {"$set": {"gone": True, "at": time.time()}, "$max": {"v": v}, "$unset": {"w": ""},
-                      "$inc": {"n": 1}, "$push": {"r": _change_log({"v": v, "g": 1})}})
-        finally:
-            self._do(self._settle, {info_hash: v})
+        self._do(self.files.update_one, {"_id": _key(info_hash, peer_id), "left": {"$exists": False}, "gone": NOT_GONE},
+                 {"$set": {"gone": True, "at": time.time()}, "$max": {"v": v}, "$unset": {"w": ""}, "$inc": {"n": 1},
+                  "$push": {"r": _change_log({"v": v, "g": 1})}})
 
     def drop_pieces(self, peer_id: str) -> None:
         held = list(self._do(self.files.find, {"p": peer_id, "gone": NOT_GONE}, {"t": 1, "left": 1}))
@@ -294,9 +282,8 @@ class MongoStore(TrackerStore):
 
     def sweep(self, now: float) -> None:
         """Tombstones older than TOMBSTONE_S go; a cursor from before them gets a full list.
-        Pending versions older than MONGO_PENDING_S (a tracker died writing them) go too."""
-        stale = now - config.MONGO_PENDING_S
-        self._do(self.files.update_many, {"pending.at": {"$lt": stale}}, {"$pull": {"pending": {"at": {"$lt": stale}}}})
+        This tracker's pending marks go too: it is between batches, so its writes are done."""
+        self._do(self._settle)
         old = list(self._do(self.files.find, {"at": {"$lt": now - config.TOMBSTONE_S}}, {"t": 1, "v": 1}))
         for d in old:
             self._do(self.files.update_one, {"_id": d["t"]}, {"$max": {"swept": d["v"]}})
@@ -352,7 +339,12 @@ class MongoStore(TrackerStore):
         # the cursor handed out stays below every version still being written (another tracker's,
         # or this one's): those changes are read again next time, never missed
         recent = time.time() - config.MONGO_PENDING_S
-        waiting = [p["v"] for p in t.get("pending", []) if p.get("at", 0) >= recent]
+        marks = {w: mark for w, mark in t.get("pending", {}).items() if w != self._writer}   # ours are done
+        waiting = [mark["f"] for mark in marks.values() if mark.get("at", 0) >= recent]
+        for w, mark in marks.items():
+            if mark.get("at", 0) < recent:       # a tracker died mid-write: its mark goes (unless renewed)
+                self._do(self.files.update_one, {"_id": info_hash, f"pending.{w}.at": mark.get("at")},
+                         {"$unset": {f"pending.{w}": ""}})
         horizon = min(version, min(waiting) - 1) if waiting else version
         if since < 0 or since > version or since < t.get("swept", 0):
             return horizon, None
