@@ -171,7 +171,8 @@ class Soak:
             tracker = self.tracker
             base = tracker.port                  # the trackers' ports and their HTTP doors' are taken
             *ports, web_port = _distinct_free_ports(len(self.peer_ids) + 1,
-                                                    {*range(base, base + 2 * tracker.count), base + 1000})
+                                                    {*range(base, base + 2 * tracker.count),
+                                                     *range(base + 1000, base + 1000 + 2 * tracker.count)})
             self.specs = [nodes.PeerSpec(p, "127.0.0.1", port, self.upload_rate) for p, port in zip(self.peer_ids, ports)]
         self.tracker = tracker
         os.environ["ZORRENT_TRACKER"] = ",".join(tracker.endpoints)
@@ -362,13 +363,14 @@ class Soak:
 
 
 def _distinct_free_ports(count: int, taken: set[int]) -> list[int]:
-    """``count`` free ports, no two alike and none in ``taken``: a port just freed is often
-    handed out again at once (two of 300 soak peers got the same one, and one never started)."""
+    """``count`` free ports, no two alike, none in ``taken``, and none another's BEP 3 port
+    (port + BT_PORT_OFFSET) or HTTP door: see _free_ports for where they come from."""
     ports: list[int] = []
+    blocked = set(taken)
     while len(ports) < count:
-        port = _free_port()
-        if port not in ports and port not in taken:
-            ports.append(port)
+        port = _free_ports(1, blocked)
+        ports.append(port)
+        blocked |= {port, port + config.BT_PORT_OFFSET, port - config.BT_PORT_OFFSET}
     return ports
 
 
@@ -376,21 +378,37 @@ def _free_port() -> int:
     return _free_ports(1)
 
 
-def _free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999                      # Linux's default
+
+
+def _free_ports(count: int, taken: set[int] = frozenset()) -> int:
+    """The first of ``count`` consecutive free ports, each with its port + 1000 free too.
+
+    They come from below the kernel's ephemeral range: a port bound and let go inside that
+    range is free only until some outgoing connection draws it, and 300 soak peers dialling
+    each other draw thousands (a 300-peer soak lost a peer to "Address already in use" on a
+    port checked free a minute earlier)."""
     import socket
 
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count > 65535:
+    low, _ = _ephemeral_range()
+    top = low - config.BT_PORT_OFFSET - count     # the +1000 twin stays below the range too
+    bottom = min(10000, top // 2)
+    rng = random.Random()
+    for _ in range(1000):
+        base = rng.randrange(bottom, top)
+        wanted = [q for port in range(base, base + count) for q in (port, port + config.BT_PORT_OFFSET)]
+        if taken.intersection(wanted):
             continue
         try:
-            for port in range(base + 1, base + count):
+            for port in wanted:
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", port))
             return base
         except OSError:
             continue
-    raise ZorrentError(f"no {count} consecutive free ports")
+    raise ZorrentError(f"no {count} consecutive free ports below the ephemeral range ({low})")
