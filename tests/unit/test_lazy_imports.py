@@ -52,7 +52,7 @@ def test_help_imports_nothing_heavy(tmp_path, argv):
 def test_status_imports_only_the_request(tmp_path):
     """No peer runs here, so status fails fast, after importing what it runs: its own command
     module (not the other commands'), the client, the control messages (not the tracker's)."""
-    modules = loaded_by(tmp_path, "status", "--peer-id", "peer2")
+    modules = loaded_by(tmp_path, "status", "--peer-id=peer2")     # this spelling goes through Typer
     assert {"ctl.client", "ctl.commands.status", "protocol.messages.control"} <= modules
     assert heavy_in(modules, ["supervisor", "psutil", "aiohttp", "pymongo", "pydantic", "xmlrpc.client", "ctl.soak",
                               "ctl.lab", "ctl.supervisor", "rich.progress", "rich.table", "protocol.metainfo",
@@ -79,7 +79,7 @@ def test_the_lazy_root_knows_every_command_and_where_it_lives():
     import typer.main
     from typer.core import TyperGroup
 
-    from ctl import app
+    from ctl import root as app
 
     found = {}
     for module in dict.fromkeys(app.COMMANDS.values()):
@@ -108,3 +108,26 @@ def test_every_message_is_reachable_through_the_package_and_the_registry():
 
     assert set(names) == {t.value for t in m.MsgType} and reachable
     assert {mod for mod, _ in names.values()} == {f"protocol.messages.{r}" for r in m.ROLES}
+
+
+def test_the_plainest_status_line_is_answered_without_typer(tmp_path):
+    """`[--json] status --peer-id ID` runs ctl/output/status.py straight from the entry point;
+    every other spelling goes through Typer, with the same output and exit code."""
+    from ctl.app import fast_status
+
+    assert fast_status(["status", "--peer-id", "p1"]) == ("p1", False)
+    assert fast_status(["--json", "status", "--peer-id", "p1"]) == ("p1", True)
+    for other in (["status", "--peer-id=p1"], ["status", "--peer-id", "--help"], ["status", "--help"],
+                  ["--timeout", "3", "status", "--peer-id", "p1"], ["status", "--peer-id", "p1", "x"],
+                  ["status"], ["--help"], ["status", "--json", "--peer-id", "p1"]):
+        assert fast_status(other) is None, other
+    modules = loaded_by(tmp_path, "--json", "status", "--peer-id", "peer2")
+    assert "ctl.output.status" in modules and heavy_in(modules, ["typer", "click", "ctl.root", "rich.table"]) == []
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ZORRENT_OUTPUT": str(tmp_path / "output")}
+    runs = [subprocess.run([sys.executable, str(REPO / "main.py"), *argv], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+            for argv in (["status", "--peer-id", "nobody"], ["status", "--peer-id=nobody"],
+                         ["status", "--peer-id", "../x"], ["status", "--peer-id=../x"])]
+    fast, typer_, fast_bad, typer_bad = [(r.returncode, r.stdout, r.stderr) for r in runs]
+    assert fast == typer_ and fast[0] == 1 and "nobody is not running here" in fast[2]
+    assert fast_bad == typer_bad and fast_bad[0] == 2
