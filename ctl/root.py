@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 from ctl.cli import Settings, commands, default_keys, use_keys
 from node import config
 
-# command -> the module that defines it, in help order. tests/unit/test_cli.py checks that
+# command -> the module that defines it, in help order. tests/unit/test_lazy_imports.py checks that
 # every module registers exactly the commands listed for it here.
 COMMANDS = {
     "create": "torrents", "upload": "torrents", "download": "torrents", "get": "torrents", "remove": "torrents",

@@ -31,7 +31,7 @@ from ctl.soak_report import Timeline, write_html
 from node import config
 from node.web.poller import append_event
 from protocol import messages as m
-from protocol import metainfo
+from protocol import making, metainfo
 from protocol.errors import ZorrentError
 
 POLL_S = 1.0
@@ -180,10 +180,7 @@ class Soak:
         conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False, launcher=launcher,
                                                   web=web))
         supervisor.start_or_update(conf)
-        for name, endpoint in zip(tracker.names, tracker.endpoints):
-            supervisor.start(name)
-            nodes.wait_tracker(endpoint, log_name=name)
-        supervisor.start("web")
+        supervisor.start_trackers(tracker)
         supervisor.start_peers(self.specs)
         nodes.wait_web(web.url)
         self.pids = _pids()
@@ -198,11 +195,11 @@ class Soak:
             path = inputs / f"soak_{i:03d}.bin"
             write_random_file(path, self.rng.randint(self.min_size, self.max_size), self.rng)
             trackers = config.tracker_endpoints()
-            meta = metainfo.create(path, trackers[0], None, metainfo.announce_list(*trackers))
+            meta = making.create(path, trackers[0], None, making.announce_list(*trackers))
             self.inputs[path.name] = (path, sha256_of(path), meta)
             for peer_id in {seeders[i % len(seeders)], seeders[(i + 1) % len(seeders)]}:
                 self.seeded.add((peer_id, path.name))
-                client.seed(peer_id, str(path), meta, timeout_s=120)
+                client.seed(peer_id, str(path), meta, timeout_s=config.SEED_TIMEOUT_S)
         self.say(f"seeded {self.nfiles} files from {len(seeders)} seeders")
         self.report.rss_mib = {name: [_rss_mib(pid), 0.0] for name, pid in self.pids.items()}
 

@@ -268,6 +268,9 @@ STATUS_POLL_S = 0.2                           # ctl progress refresh
 DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress this long
 TRACKER_GRACE_S = 5.0                         # ctl gives up on a peer that cannot reach the tracker
 READY_TIMEOUT_S = 15.0                        # a started node must answer a ping by then
+PING_PROBE_TIMEOUT_S = 0.3                    # one ping while waiting for a started node (then the next)
+TWIN_PING_TIMEOUT_S = 0.5                     # a starting peer asks the holder of its id's lock who it is, once
+SEED_TIMEOUT_S = 120.0                        # the soak's seeds have this long to hash their file
 TRACKER_PROBE_S = 5.0                         # a peer failed over away from its first tracker pings it this often
 
 STATE_SAVE_S = 1.0                            # a peer saves resume state this often (if changed)
@@ -284,6 +287,8 @@ SNUB_S = 10.0                                 # how long a timed-out peer gets n
 # ---------------------------------------------------------------- supervision
 SUPERVISOR_GROUP = "swarm"
 SUPERVISOR_STARTSECS = 2                      # up this long counts as started
+SUPERVISOR_STARTRETRIES = 3                   # supervisord's default: FATAL after backoffs of 1+2+3 s (a taken
+                                              # port fails in ~8 s; 10 took ~60 s, past PEER_START_TIMEOUT_S)
 SUPERVISOR_STOPWAITSECS = 15                  # SIGTERM, then SIGKILL after this long
 SUPERVISOR_LOG_MAXBYTES = "10MB"
 SUPERVISOR_LOG_BACKUPS = 3

@@ -57,9 +57,9 @@ def start_secantus(data: Path, timeout_s: float = 60.0) -> tuple[subprocess.Pope
     assert binary, "secantusd-py is missing: run `make test`, which installs SecantusDB"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = open(data / "server.log", "ab")
-    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
-                             str(data / "db")], stdout=log, stderr=subprocess.STDOUT)
+    with open(data / "server.log", "ab") as log:
+        proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
+                                 str(data / "db")], stdout=log, stderr=subprocess.STDOUT)
     base = f"mongodb://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -103,8 +103,9 @@ class Swarm:
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = self.workdir / "logs" / f"{name}.log"
-        proc = subprocess.Popen([PY, str(REPO / "main.py"), *args], cwd=self.workdir, env=self.env(),
-                                stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        with open(log, "ab") as out:          # the child has its own copy of the fd
+            proc = subprocess.Popen([PY, str(REPO / "main.py"), *args], cwd=self.workdir, env=self.env(),
+                                    stdout=out, stderr=subprocess.STDOUT)
         self.procs.append((name, proc, log))
         return proc
 

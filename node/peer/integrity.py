@@ -89,11 +89,7 @@ class IntegrityWatch:
         """Each held torrent, FILE_CHECK_BATCH of its files at a time (a folder of thousands
         of files is covered over several sweeps, not in one long pause of the event loop)."""
         for holding in self.holdings.values():
-            f = holding.file
-            count = min(len(f.fds), config.FILE_CHECK_BATCH)
-            files = [(f.sweep_at + k) % len(f.fds) for k in range(count)]
-            f.sweep_at = (f.sweep_at + count) % max(1, len(f.fds))
-            self.check(holding, files)
+            self.check(holding, holding.file.next_sweep(config.FILE_CHECK_BATCH))
 
     def check(self, h: "Holding", files: list[int] | None = None) -> "Holding":
         """Notice a change now (in ``files``, default all); the holding's record as it is

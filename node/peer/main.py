@@ -137,7 +137,7 @@ class PeerNode(Context):
         if not Path(ctl_endpoint[len("ipc://"):]).exists():
             return
         try:
-            env = call(self.zctx, ctl_endpoint, m.Ping(), timeout_s=0.5, tries=1)
+            env = call(self.zctx, ctl_endpoint, m.Ping(), timeout_s=config.TWIN_PING_TIMEOUT_S, tries=1)
         except ZorrentError:
             return  # starting, or too busy to answer: the lock is what counts
         raise ZorrentError(f"peer {self.peer_id} is already running (pid {env.msg.pid})",
