@@ -17,15 +17,12 @@ import ipaddress
 import os
 import random
 import secrets
-import time
-from dataclasses import dataclass, field
-from typing import Callable
 
 from node import config
-from node.dispatch import Context, Dispatcher
+from node.dispatch import Dispatcher
 from node.peer.bt.framing import bt_peer_id
-from node.tracker.stats import TrackerCounters
-from node.tracker.store import BITTORRENT, ZORRENT, ClientEntry, PeerRecord, TorrentRecord, TrackerStore
+from node.tracker.context import TrackerContext
+from node.tracker.store import BITTORRENT, ZORRENT, ClientEntry, PeerRecord, TorrentRecord
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, ZorrentError
@@ -33,76 +30,6 @@ from protocol.errors import ErrorCode, ZorrentError
 tracker = Dispatcher("tracker")
 standard = Dispatcher("tracker http door")
 CLIENT_ID_PREFIX = "bt:"     # ':' is never in a zorrent peer id
-
-
-def expiry_span_s(peer: PeerRecord) -> float:
-    """How long after its last heartbeat (announce) a record lives: its interval's expiry."""
-    return config.peer_expiry_s(peer.interval_s) if peer.kind == ZORRENT else config.HTTP_PEER_EXPIRY_S
-
-
-@dataclass
-class TrackerContext(Context):
-    store: TrackerStore
-    clock: Callable[[], float] = time.time
-    started: float = field(default_factory=time.time)
-    counters: TrackerCounters = field(default_factory=TrackerCounters)
-    # sources whose RegisterPeer may advertise another address than they connect from
-    trusted: tuple = field(default_factory=lambda: parse_networks(config.TRUST_ADVERTISE_DEFAULT))
-    registered: dict = field(default_factory=dict)     # peer id -> info-hashes it registered (capped)
-    live_peers: int | None = None      # live zorrent peers in the store, as the last expiry counted them
-
-    def heartbeat_s(self) -> float:
-        """The interval to hand out now: it grows with the swarm (config.heartbeat_for_swarm).
-        Counted from the store at each expiry, so every tracker on a shared store hands
-        out the same."""
-        if self.live_peers is None:
-            self.live_peers = self.store.count_live(self.clock())
-        return config.heartbeat_for_swarm(self.live_peers)
-
-    def scope(self):
-        return self.store.savepoint()
-
-    def commit(self) -> None:
-        self.store.commit()
-
-    def observe(self, requests: int, elapsed_s: float) -> None:
-        self.counters.observe(requests, elapsed_s)
-
-    def expire_peers(self) -> list[str]:
-        """Forget peers past their own deadline (``expires``: the expiry of the interval each
-        was handed, after its last heartbeat), none sooner than that span after start.
-
-        Expiry reads only the store: a peer's deadline is the stored one, whichever tracker
-        took its heartbeat, and each delete re-checks it atomically, so every tracker on a
-        shared store may run this. ``started`` (process memory) only holds expiry back after
-        a start, which can keep a peer a little longer, never shorter. The live count the
-        next intervals follow is taken here too.
-        """
-        now = self.clock()
-        gone = []
-        for kind in (ZORRENT, BITTORRENT):
-            gone += [p.peer_id for p in self.store.peers_due(now, kind)
-                     if now - self.started >= expiry_span_s(p) and self.store.expire_peer(p.peer_id, now)]
-        self.store.sweep(now)
-        self.store.commit()
-        self.live_peers = self.store.count_live(now)
-        for pid in gone:
-            self.registered.pop(pid, None)
-        return gone
-
-
-def parse_networks(text: str) -> tuple:
-    """``127.0.0.0/8,::1`` -> networks; "" or "none": none."""
-    nets = []
-    for part in text.split(","):
-        part = part.strip()
-        if part and part != "none":
-            try:
-                nets.append(ipaddress.ip_network(part, strict=False))
-            except ValueError:
-                raise ZorrentError(f"--trust-advertise: {part[:80]!r} is not an address or network",
-                                   ErrorCode.BAD_INPUT) from None
-    return tuple(nets)
 
 
 def _ip(text: str):

@@ -246,7 +246,7 @@ def test_get_swarm_answers_in_pages(ctx, monkeypatch):
 
 def test_an_advertised_address_must_be_the_connections_own_unless_trusted(ctx):
     from node.dispatch import Source
-    from node.tracker.handlers import parse_networks
+    from node.tracker.context import parse_networks
 
     ctx.trusted = parse_networks("none")
     ctx.source = Source(b"x", "127.0.0.1")
