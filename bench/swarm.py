@@ -249,7 +249,7 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
         for host in ll:
             wait_for((work / f"{host.name}.port").exists, timeout_s=30, what=f"libtorrent on {host.name}")
-        meta = metainfo.create(src, endpoint)
+        meta = metainfo.create(src, endpoint, piece_length=regime.piece_kib * 1024 or None)
         assert meta.info_hash == metainfo.read(torrent).info_hash, "the libtorrent leechers' torrent differs"
         for seed in seeds:
             client.seed(seed.name, str(src), meta, timeout_s=300)
