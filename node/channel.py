@@ -118,7 +118,7 @@ class Channel:
                 self.dropped += 1
                 continue
             if isinstance(env.msg, Error):
-                p.callback(None, RemoteError(env.msg.code, env.msg.message))
+                p.callback(None, RemoteError(env.msg.code, env.msg.message, env.msg.retry_after_s))
             else:
                 p.callback(env, None)
 

@@ -79,6 +79,8 @@ class PeerListing:
         """The tracker's list: whole the first time (and whenever it cannot say what changed),
         then only the peers that changed after our cursor."""
         self.refreshing = False
+        if self.finished is not None:   # a reply after the job ended: a link taken now would never be let go
+            return
         log.debug("%s: peer list at +%.3f s", self.meta.name, self.clock() - self.started)
         if err is not None:
             log.warning("%s: peer list unavailable: %s", self.meta.name, err.message)

@@ -50,6 +50,7 @@ class TrackerSession:
         self.token: str | None = None
         self.last_token = last_token   # the previous session's, to take back our own live record
         self.refused_since: float | None = None
+        self.give_up_after_s = 0.0            # set at the first PEER_ID_TAKEN of a registration
         self.registering = False
         self.heartbeat_s = config.HEARTBEAT_INTERVAL_S   # until the tracker says otherwise (Registered, HeartbeatOk)
         self._heartbeat_timer = None
@@ -106,9 +107,13 @@ class TrackerSession:
         if err is not None:
             if isinstance(err, RemoteError) and err.code == ErrorCode.PEER_ID_TAKEN:
                 # our own record from a run that lost its state expires; a live twin does not
+                # (it expires when the tracker says: 3 of the interval it was given, up to 3 min
+                # in a big swarm); a record that outlives that is a live twin's
                 now = time.monotonic()
-                self.refused_since = self.refused_since or now
-                if now - self.refused_since > config.PEER_EXPIRY_S + config.HEARTBEAT_INTERVAL_S:
+                if self.refused_since is None:
+                    self.refused_since = now
+                    self.give_up_after_s = max(config.PEER_EXPIRY_S, err.retry_after_s) + config.HEARTBEAT_INTERVAL_S
+                if now - self.refused_since > self.give_up_after_s:
                     self.on_fatal(err.message)
                     return
                 log.warning("%s; retrying until the old record expires", err.message)

@@ -114,7 +114,7 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
         if alive and not same_session:   # only the live peer itself (it has the token) may take it over
             raise ZorrentError(
                 f"peer id {msg.peer_id!r} is already in use by {old.host}:{old.port}",
-                ErrorCode.PEER_ID_TAKEN)
+                ErrorCode.PEER_ID_TAKEN, retry_after_s=max(0.0, (old.expires or 0.0) - now))
     token = secrets.token_hex(16)
     interval = ctx.heartbeat_s()
     if not ctx.store.swap_peer(PeerRecord(msg.peer_id, host, msg.port, token, now, prev_token=msg.token,

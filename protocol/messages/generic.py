@@ -25,3 +25,4 @@ class Ok(Message):
 class Error(Message):
     code: int
     message: str
+    retry_after_s: float = 0.0   # when a retry may succeed (PEER_ID_TAKEN: the old record's expiry); 0: unknown

@@ -463,3 +463,18 @@ def test_the_first_watch_asks_for_every_piece_the_remote_verified_in_this_run():
     piece = next(i for i in range(8) if i not in held)   # one we have not asked of the seed
     watch.callback(Envelope(watch.msg_id, m.Haves(info_hash=s.meta.info_hash, seq=1, pieces=[piece])), None)
     assert piece in s.remote("A").bitfield
+
+
+def test_a_peer_list_that_comes_after_the_job_ended_opens_no_link():
+    """A refresh still in flight when the download ends: its reply names a new peer, and the
+    ended job takes no link to it (it would never let it go)."""
+    s = Swarm(8, {"seed": list(range(8))})
+    s.host.clock.now += config.PEER_REFRESH_S + 1
+    s.job.tick(s.host.clock.now)
+    ask = s.host.tracker.sent[-1]
+    assert isinstance(ask.msg, m.GetPeers)
+    s.job.close()
+    late = m.PeerInfo(peer_id="late", host="127.0.0.1", port=7100, bitfield=b"", have=0, pieces=[0])
+    ask.callback(Envelope(2, m.PeerList(info_hash=s.meta.info_hash, name="f.bin", num_pieces=8,
+                                        length=len(s.data), peers=[late], version=2, delta=True)), None)
+    assert "tcp://127.0.0.1:7100" not in s.host.channels

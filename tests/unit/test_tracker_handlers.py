@@ -353,3 +353,18 @@ def test_a_small_swarms_silent_peer_expires_in_seconds(ctx, meta):
 def test_a_peers_file_checks_grow_with_its_heartbeat_interval():
     assert config.file_check_s(config.HEARTBEAT_INTERVAL_S) == config.FILE_CHECK_S      # a small swarm: as before
     assert config.file_check_s(6.0) == 3.0 and config.file_check_s(60.0) == 30.0
+
+
+def test_a_taken_peer_id_says_when_its_record_expires(ctx, monkeypatch):
+    """A peer back without its token is refused its id while its old record lives. The
+    refusal says how long that is, so the peer waits for it (3 of a long interval in a big
+    swarm), not a fixed few seconds, before it gives up."""
+    monkeypatch.setattr(config, "TRACKER_HEARTBEATS_PER_S", 1.0)
+    for i in range(20):
+        register(ctx, f"p{i}", 7000 + i)
+    ctx.expire_peers()
+    register(ctx, "back", 7100)                                  # handed 20 s: its record lives 60 s
+    ctx.clock_obj.now += 10
+    reply = ask(ctx, m.RegisterPeer(peer_id="back", host="127.0.0.1", port=7100, token=""))
+    assert isinstance(reply, m.Error) and reply.code == ErrorCode.PEER_ID_TAKEN
+    assert reply.retry_after_s == pytest.approx(3 * 20.0 - 10)
