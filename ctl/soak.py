@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from ctl import client, nodes, supervisor
+from ctl.ports import distinct_free_ports, free_ports
 from ctl.commands.inputs import write_random_file
 from ctl.soak_report import Timeline, write_html
 from node import config
@@ -130,7 +131,7 @@ class Soak:
         self.min_size, self.max_size = min_size, max_size
         self.report = Report(peers=peers, files=files, minutes=minutes, kill_every_s=kill_every_s,
                              upload_rate=upload_rate, trackers=trackers)
-        ports = _free_ports(trackers)
+        ports = free_ports(trackers, twin_offset=config.HTTP_PORT_OFFSET)
         self.tracker = supervisor.TrackerSpec("127.0.0.1", ports, store_uri, trackers)
         self.peer_ids = [f"soak{i:02d}" for i in range(1, peers + 1)]
         self.nfiles = files
@@ -166,13 +167,14 @@ class Soak:
             # every tracker program runs on the lab's tracker host
             launcher = lambda name: self.lab.hosts["tracker" if name in tracker.names else name].argv()   # noqa: E731
             self.say(f"lab: {len(self.lab.hosts)} hosts on {self.lab.bridge} ({self.lab.address(0)}/24)")
-            web_port = _free_port()
+            web_port = free_ports()
         else:
             tracker = self.tracker
             base = tracker.port                  # the trackers' ports and their HTTP doors' are taken
-            *ports, web_port = _distinct_free_ports(len(self.peer_ids) + 1,
-                                                    {*range(base, base + 2 * tracker.count),
-                                                     *range(base + 1000, base + 1000 + 2 * tracker.count)})
+            door = base + config.HTTP_PORT_OFFSET
+            *ports, web_port = distinct_free_ports(len(self.peer_ids) + 1,
+                                                   {*range(base, base + 2 * tracker.count),
+                                                    *range(door, door + 2 * tracker.count)})
             self.specs = [nodes.PeerSpec(p, "127.0.0.1", port, self.upload_rate) for p, port in zip(self.peer_ids, ports)]
         self.tracker = tracker
         os.environ["ZORRENT_TRACKER"] = ",".join(tracker.endpoints)
@@ -357,55 +359,3 @@ class Soak:
         page = write_html(self.workdir / "soak-report.html", asdict(self.report), self.timeline,
                           f"zorrent soak: {self.report.peers} peers, {self.report.files} files, {self.report.minutes:g} min")
         self.say(f"report: {self.workdir / 'soak-report.json'} and {page}")
-
-
-def _distinct_free_ports(count: int, taken: set[int]) -> list[int]:
-    """``count`` free ports, no two alike, none in ``taken``, and none another's BEP 3 port
-    (port + BT_PORT_OFFSET) or HTTP door: see _free_ports for where they come from."""
-    ports: list[int] = []
-    blocked = set(taken)
-    while len(ports) < count:
-        port = _free_ports(1, blocked)
-        ports.append(port)
-        blocked |= {port, port + config.BT_PORT_OFFSET, port - config.BT_PORT_OFFSET}
-    return ports
-
-
-def _free_port() -> int:
-    return _free_ports(1)
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999                      # Linux's default
-
-
-def _free_ports(count: int, taken: set[int] = frozenset()) -> int:
-    """The first of ``count`` consecutive free ports, each with its port + 1000 free too.
-
-    They come from below the kernel's ephemeral range: a port bound and let go inside that
-    range is free only until some outgoing connection draws it, and 300 soak peers dialling
-    each other draw thousands (a 300-peer soak lost a peer to "Address already in use" on a
-    port checked free a minute earlier)."""
-    import socket
-
-    low, _ = _ephemeral_range()
-    top = low - config.BT_PORT_OFFSET - count     # the +1000 twin stays below the range too
-    bottom = min(10000, top // 2)
-    rng = random.Random()
-    for _ in range(1000):
-        base = rng.randrange(bottom, top)
-        wanted = [q for port in range(base, base + count) for q in (port, port + config.BT_PORT_OFFSET)]
-        if taken.intersection(wanted):
-            continue
-        try:
-            for port in wanted:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise ZorrentError(f"no {count} consecutive free ports below the ephemeral range ({low})")

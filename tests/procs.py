@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -33,9 +32,10 @@ def wait_for(predicate: Callable[[], object], timeout_s: float = DEADLINE_S, wha
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (ctl/ports.py says why), its port + 1000 free too."""
+    from ctl.ports import free_ports
+
+    return free_ports()
 
 
 def kill_tree(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
