@@ -269,12 +269,22 @@ def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = 
     wait_answering(ping_peer(spec), f"peer {spec.peer_id} on {spec.ip}:{spec.port}", spec.peer_id, timeout_s, gone)
 
 
+class SupervisorGone(TransportError):
+    """supervisord's socket stopped answering (ctl.supervisor.call raises it)."""
+
+
+PEERS_NOT_STARTED_SHOWN = 3     # reasons named in the one error line (300 would make a 30 KB "line")
+
+
 class PeersNotStarted(TransportError):
     """Some peers did not start, the others did; ``failed`` maps each one's id to why (one line)."""
 
     def __init__(self, failed: dict[str, str], total: int) -> None:
         self.failed, self.total = failed, total
-        super().__init__(f"{len(failed)} of {total} peers did not start: " + "; ".join(failed.values()))
+        shown = list(failed.values())[:PEERS_NOT_STARTED_SHOWN]
+        more = len(failed) - len(shown)
+        super().__init__(f"{len(failed)} of {total} peers did not start: " + "; ".join(shown)
+                         + (f"; and {more} more (see output/logs/)" if more else ""))
 
 
 def start_paced(specs: list[PeerSpec], start: Callable[[PeerSpec], object],
@@ -296,6 +306,8 @@ def start_paced(specs: list[PeerSpec], start: Callable[[PeerSpec], object],
             step(spec)
             return True
         except ZorrentError as exc:
+            if isinstance(exc, SupervisorGone):
+                raise                   # no use trying the others
             failed[spec.peer_id] = exc.message
             return False
 

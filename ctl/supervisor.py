@@ -21,7 +21,7 @@ from typing import Callable
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from ctl.nodes import REPO, PeerSpec, node_env, peer_args
+from ctl.nodes import REPO, PeerSpec, SupervisorGone, node_env, peer_args
 from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
@@ -199,11 +199,13 @@ def call(method: str, *args):
     """One XML-RPC call to supervisord (``call("startProcess", name, False)``). Its socket gone
     (supervisord died, or was stopped meanwhile) is one line, a TransportError, not a traceback;
     a Fault is the caller's, or handle_errors' one line."""
+    import http.client
+
     try:
         return getattr(rpc().supervisor, method)(*args)
-    except OSError as exc:
-        raise TransportError(f"supervisord stopped answering on {config.supervisor_socket()} "
-                             f"({exc.strerror or exc})") from None
+    except (OSError, http.client.HTTPException) as exc:      # gone, or died in the middle of a reply
+        raise SupervisorGone(f"supervisord stopped answering on {config.supervisor_socket()} "
+                             f"({getattr(exc, 'strerror', None) or exc or type(exc).__name__})") from None
 
 
 def running() -> bool:

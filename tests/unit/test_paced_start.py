@@ -74,3 +74,12 @@ def test_supervisord_gone_midway_is_one_line_not_a_traceback(tmp_path, monkeypat
         supervisor.start("p1", wait=False)
     with pytest.raises(TransportError, match="supervisord stopped answering"):
         supervisor._wait_answers(PeerSpec("p1", "127.0.0.1", 1), timeout_s=5)
+
+
+def test_hundreds_of_failures_make_one_short_line():
+    from ctl.nodes import PEERS_NOT_STARTED_SHOWN, PeersNotStarted
+
+    err = PeersNotStarted({f"p{i}": f"peer p{i} is FATAL" for i in range(300)}, 300)
+    assert err.message.startswith("300 of 300 peers did not start: peer p0 is FATAL; ")
+    assert err.message.count("is FATAL") == PEERS_NOT_STARTED_SHOWN and "and 297 more" in err.message
+    assert "\n" not in err.message
