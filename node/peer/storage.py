@@ -2,15 +2,14 @@
 at their offsets; the peer never caches whole files in memory."""
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
-import mmap
 import os
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from node.peer.direct import DIRECT_ALIGN, pwritev_all, write_direct
 from node.peer.layout import FileChanged, Layout, Stamp, StorageError, file_change, moved
 from node.peer.layout import why as _why
 from protocol.errors import ErrorCode
@@ -20,13 +19,6 @@ from protocol.pieces import Bitfield, iter_piece_hashes, iter_stream_hashes
 __all__ = ["FileChanged", "PieceFile", "PendingRead", "StorageError", "sha1_of"]
 
 
-DIRECT_ALIGN = 4096    # O_DIRECT offsets, lengths and buffer addresses are multiples of this
-HUGE_PAGE = 2 * 1024 * 1024
-DIRECT_CHUNK = HUGE_PAGE   # bytes per O_DIRECT write: one huge page, one device request
-# Per write thread, for every file: the page-aligned buffer O_DIRECT writes go from. One per
-# file (as it was) kept 4 MiB alive per torrent ever downloaded, for as long as it was seeded:
-# a leecher grew 4.5 MiB a 16 MiB download, 30 -> 81 MiB over 12 of them.
-_BOUNCES = threading.local()
 
 
 class PieceFile:
@@ -248,7 +240,7 @@ class PieceFile:
         direct_fd = self.direct_fds[i]
         if direct_fd >= 0 and offset % DIRECT_ALIGN == 0:
             try:
-                self._write_direct(direct_fd, self.fds[i], offset, buffers)
+                write_direct(direct_fd, self.fds[i], offset, buffers)
                 return
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
@@ -257,40 +249,7 @@ class PieceFile:
                     if self.direct_fds[i] == direct_fd:   # the filesystem refuses O_DIRECT: buffered from now on
                         self.direct_fds[i] = -1
                         self.refused_fds.append(direct_fd)  # closed with the file (another thread may be using it)
-        self._pwritev(self.fds[i], offset, list(buffers))
-
-    def _write_direct(self, direct_fd: int, fd: int, offset: int, buffers: Sequence[Any]) -> None:
-        """Copy the piece into this thread's bounce buffer and write it O_DIRECT, one
-        DIRECT_CHUNK at a time, so memory does not grow with the piece size."""
-        view = getattr(_BOUNCES, "view", None)
-        if view is None:
-            view = _BOUNCES.view = _huge_buffer(DIRECT_CHUNK)
-        fill = 0
-        for b in buffers:
-            b = memoryview(b).cast("B")
-            while b:
-                n = min(len(b), DIRECT_CHUNK - fill)
-                view[fill:fill + n] = b[:n]
-                fill, b = fill + n, b[n:]
-                if fill == DIRECT_CHUNK:
-                    self._pwritev(direct_fd, offset, [view])
-                    offset, fill = offset + DIRECT_CHUNK, 0
-        aligned = fill - fill % DIRECT_ALIGN
-        if aligned:
-            self._pwritev(direct_fd, offset, [view[:aligned]])
-        if aligned < fill:          # a span's last partial page goes through the page cache
-            self._pwritev(fd, offset + aligned, [view[aligned:fill]])
-
-    @staticmethod
-    def _pwritev(fd: int, offset: int, views: list) -> None:
-        while views:
-            n = os.pwritev(fd, views, offset)
-            offset += n
-            while views and n >= len(views[0]):
-                n -= len(views[0])
-                views.pop(0)
-            if views and n:
-                views[0] = memoryview(views[0])[n:]
+        pwritev_all(self.fds[i], offset, list(buffers))
 
     def hold(self) -> None:
         """A piece goes to a disk thread: the descriptors stay open until ``release``."""
@@ -366,24 +325,6 @@ class PendingRead:
             return self.file.read(self.piece_index, self.block_offset, self.length)
         finally:
             self.file.release()
-
-
-def _huge_buffer(size: int) -> memoryview:
-    """A 2 MiB-aligned buffer of at least ``size`` bytes, backed by transparent huge pages
-    where the kernel has them. A chunk is then one physically contiguous block, so an
-    O_DIRECT write is one segment, not one per 4 KiB page: 1 MiB is 256 segments, more
-    than a virtio disk takes in one request (254 here). In a 1 GiB, 3 seeders -> 1
-    leecher download this cut the write threads' time from 2.2-2.6 s to 1.8-2.0 s."""
-    length = -(-size // HUGE_PAGE) * HUGE_PAGE
-    buf = mmap.mmap(-1, length + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    view = memoryview(buf)
-    start = -ctypes.addressof(ctypes.c_char.from_buffer(buf)) % HUGE_PAGE
-    if hasattr(mmap, "MADV_HUGEPAGE"):
-        try:
-            buf.madvise(mmap.MADV_HUGEPAGE, start, length)
-        except OSError:
-            pass
-    return view[start:start + length]
 
 
 def _cut(buffers: Sequence[Any], sizes: list[int]) -> list[list[memoryview]]:
