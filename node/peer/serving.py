@@ -32,6 +32,8 @@ from protocol.errors import ErrorCode, ZorrentError
 
 log = logging.getLogger("zorrent.peer.serving")
 REAP_S = 0.002              # while requests wait for bytes, check this often whether sent ones left
+REAP_IDLE_MAX_S = 0.5       # with only sent blocks here, check ever less often, down to this (a remote
+                            # that does not read keeps its blocks here: a wakeup each half second)
 SMALL_REPLY_BYTES = 64 * 1024   # a reply this big or more (metainfo) is budgeted like a block
 
 LIMITS = Limits(max_requests=config.REMOTE_MAX_REQUESTS, max_bytes=config.REMOTE_MAX_BYTES,
@@ -60,6 +62,7 @@ class BlockServer:
         self.sent: dict[bytes, deque[tuple[Any, Ticket]]] = {}              # per remote, in send order
         self.reading = 0                                                     # reads queued on read threads
         self.timer = None
+        self.idle_reap_s = REAP_S                                            # the next poll with nothing waiting
         self.dropped = 0                                                     # replies a full pipe refused
         self.cut_off: dict[bytes, float] = {}                                # remote -> until (monotonic)
 
@@ -137,8 +140,24 @@ class BlockServer:
         self._arm()
 
     def _arm(self) -> None:
-        if self.waiting and self.timer is None:
-            self.timer = self.reactor.call_later(REAP_S, self._on_timer)
+        """Look again soon whether sent blocks left: every REAP_S while requests wait for their
+        bytes; while only sent blocks are here, after REAP_S, then twice as long each time
+        nothing left (at most REAP_IDLE_MAX_S); never once none are. Without this, a remote
+        whose blocks left while nothing waited counted them until it asked again, and the
+        shared budget's totals (what the BEP 3 wire may claim, what status reports) kept them."""
+        if self.waiting:
+            delay = REAP_S
+        elif self.sent:
+            delay = self.idle_reap_s
+        else:
+            return
+        if self.timer is not None:
+            if self.timer.when <= self.reactor.clock() + delay:
+                return
+            self.timer.cancel()             # an idle poll far off, and now requests wait
+        if not self.waiting:
+            self.idle_reap_s = min(2 * self.idle_reap_s, REAP_IDLE_MAX_S)
+        self.timer = self.reactor.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -192,6 +211,7 @@ class BlockServer:
             self._unsent(ident, exc)
             return
         self.sent.setdefault(ident, deque()).append((tracker, ticket))
+        self._arm()                             # nothing may wait to pump again (a paced or threaded send)
 
     def reap(self) -> None:
         """Release the tickets of blocks libzmq has written (the BEP 3 wire asks, as it shares the budget)."""
@@ -208,6 +228,7 @@ class BlockServer:
             return
         while queue and queue[0][0].done:
             self.budget.release(queue.popleft()[1])
+            self.idle_reap_s = REAP_S
         if not queue:
             del self.sent[ident]
 
@@ -225,6 +246,9 @@ class BlockServer:
             self.dropped += 1
 
     def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         for queue in self.waiting.values():
             for item in queue:
                 self._drop(item)
