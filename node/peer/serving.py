@@ -2,11 +2,12 @@
 
 A block request is admitted (or refused with a BUSY error at once), waits in its
 remote's queue until the budget lets its bytes be held, is read (on the loop from the
-page cache, or on a read thread), paced, and sent zero-copy with a tracker. Its bytes
-count until libzmq lets go of the payload, i.e. until it is in the kernel's socket buffer.
-A remote that never reads therefore holds at most ``REMOTE_MAX_BYTES`` here: its further
-requests wait (at most ``REMOTE_MAX_REQUESTS``, each a few hundred bytes) and beyond
-that are refused. Remotes are served round-robin, so a reader keeps its pace next to
+page cache, or on a read thread), paced, and sent zero-copy with a tracker. The request
+counts until it is handed to libzmq; its bytes count until libzmq lets go of the payload,
+i.e. until it is in the kernel's socket buffer (learnt by polling the trackers while any
+are out). A remote that never reads therefore holds at most ``REMOTE_MAX_BYTES`` here:
+its further requests wait (at most ``REMOTE_MAX_REQUESTS``, each a few hundred bytes)
+and beyond that are refused; a reader is never refused for blocks it already has. Remotes are served round-robin, so a reader keeps its pace next to
 ten that do not read.
 
 Every send is non-blocking: with ROUTER_MANDATORY a full pipe (a remote over
@@ -210,6 +211,7 @@ class BlockServer:
             self.budget.release(ticket)
             self._unsent(ident, exc)
             return
+        self.budget.handed_off(ticket)          # its bytes count until the tracker says libzmq let go
         self.sent.setdefault(ident, deque()).append((tracker, ticket))
         self._arm()                             # nothing may wait to pump again (a paced or threaded send)
 
