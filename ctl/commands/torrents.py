@@ -1,4 +1,4 @@
-"""Working with torrents: create, upload (seed), download, get, remove, status.
+"""Working with torrents: create, upload (seed), download, get, remove (status: ctl/commands/status.py).
 
 The commands only: the .torrent files they make and reuse are ctl/torrent_files.py's, and
 following a peer's job with a progress bar is ctl/follow.py's. Each function imports the
@@ -240,24 +240,3 @@ def remove(
     meta = metainfo.read(torrent)
     client.peer_control(peer_id, m.Remove(info_hash=meta.info_hash, delete_data=delete), timeout_s=ctx.obj.timeout_s)
     render.out.print(f"{peer_id} no longer holds {meta.name}" + (" (file deleted)" if delete else ""))
-
-
-@command(app, "status")
-def status(
-    ctx: typer.Context,
-    peer_id: Annotated[str, typer.Option(help="The running peer to ask.")],
-) -> None:
-    """What a running peer holds: seeds, downloads and their progress."""
-    from ctl import client, render
-    from protocol import messages as m
-
-    reply = client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=ctx.obj.timeout_s)
-    if ctx.obj.json:
-        render.emit_json(reply)
-        return
-    rows = [[j.name, f"{j.state} {100 * j.hashed_bytes // j.hash_bytes}%" if j.hash_bytes else j.state,
-             f"{j.have}/{j.num_pieces}", f"{j.announced}", j.failed_attempts, j.error or j.warning, j.path]
-            for j in reply.jobs]
-    render.out.print(render.table(
-        f"{reply.peer_id} ({'registered' if reply.registered else 'not registered'} with the tracker)",
-        ["Name", "State", "Pieces", "Announced", "Failed", "Error", "Path"], rows))

@@ -93,7 +93,8 @@ class PeerNode(Context):
         self.holdings.connect(self.resume, self.session)
         self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS,
                                config.CHECK_THREADS)
-        self.integrity = IntegrityWatch(self.reactor, self.disk, self.holdings)
+        self.integrity = IntegrityWatch(self.reactor, self.disk, self.holdings,
+                                        lambda: config.file_check_s(self.session.heartbeat_s))
         self.jobs = Jobs(self, self.holdings, self.integrity, self.direct_io)
         self.server = BlockServer(self.data_sock, self.reactor, self.disk, self.upload_rate_bps,
                                   self.integrity.read_failed)
