@@ -11,6 +11,12 @@ request queue (``max_allowed_in_request_queue``) and send buffer
 - ``claim(ticket, nbytes)`` before reading a block for it. False: the remote (or every
   remote together) already holds its byte cap in this process; keep the ticket waiting
   and try again after ``on_free`` fires. The bytes count until they leave the process.
+- ``handed_off(ticket)`` (optional) once the reply is queued in a transport that holds it
+  (libzmq's pipe): the request stops counting against ``max_requests``, its bytes count
+  until ``release``. Whether a queued block has left is learnt late (a ZeroMQ tracker is
+  set by pyzmq's gc thread, which a loaded machine may not run for tens of milliseconds),
+  and a reader that keeps half the cap asked for must never be refused for blocks it has
+  already received; the byte cap still bounds what a remote that does not read holds.
 - ``release(ticket)`` once the reply has left the process (written to the kernel, or
   dropped because the remote is gone). Idempotent.
 - ``forget(remote)`` when the connection closes: its tickets stop counting.
@@ -31,7 +37,7 @@ from typing import Callable, Hashable
 
 @dataclass(frozen=True)
 class Limits:
-    max_requests: int        # requests one remote may have here (waiting or being served)
+    max_requests: int        # requests one remote may have here (waiting or being served, not handed off)
     max_bytes: int           # payload bytes one remote may hold in this process
     total_bytes: int         # payload bytes every remote together may hold
     max_remotes: int         # remotes with requests here at once
@@ -48,10 +54,11 @@ class _Usage:
 class Ticket:
     """One admitted request; ``nbytes`` is what it holds once claimed."""
 
-    __slots__ = ("remote", "usage", "nbytes", "done")
+    __slots__ = ("remote", "usage", "nbytes", "done", "queued")
 
     def __init__(self, remote: Hashable, usage: _Usage) -> None:
         self.remote, self.usage, self.nbytes, self.done = remote, usage, 0, False
+        self.queued = True                      # counts against max_requests (until handed off or released)
 
 
 class Budget:
@@ -105,6 +112,18 @@ class Budget:
             self.peak_bytes = self.total_bytes
         return True
 
+    def handed_off(self, ticket: Ticket) -> None:
+        """The reply sits in a transport's queue: the request no longer counts, its bytes do."""
+        if ticket.done or not ticket.queued:
+            return
+        ticket.queued = False
+        usage = ticket.usage
+        if self.remotes.get(ticket.remote) is not usage:   # forgotten meanwhile
+            return
+        usage.requests -= 1
+        if usage.requests <= 0 and usage.nbytes <= 0:
+            del self.remotes[ticket.remote]
+
     def release(self, ticket: Ticket) -> None:
         if ticket.done:
             return
@@ -112,10 +131,11 @@ class Budget:
         usage = ticket.usage
         if self.remotes.get(ticket.remote) is not usage:   # forgotten meanwhile
             return
-        usage.requests -= 1
+        if ticket.queued:
+            usage.requests -= 1
         usage.nbytes -= ticket.nbytes
         self.total_bytes -= ticket.nbytes
-        if usage.requests <= 0:
+        if usage.requests <= 0 and usage.nbytes <= 0:
             del self.remotes[ticket.remote]
         if ticket.nbytes and self.on_free is not None:
             self.on_free()

@@ -2,11 +2,12 @@
 
 A block request is admitted (or refused with a BUSY error at once), waits in its
 remote's queue until the budget lets its bytes be held, is read (on the loop from the
-page cache, or on a read thread), paced, and sent zero-copy with a tracker. Its bytes
-count until libzmq lets go of the payload, i.e. until it is in the kernel's socket buffer.
-A remote that never reads therefore holds at most ``REMOTE_MAX_BYTES`` here: its further
-requests wait (at most ``REMOTE_MAX_REQUESTS``, each a few hundred bytes) and beyond
-that are refused. Remotes are served round-robin, so a reader keeps its pace next to
+page cache, or on a read thread), paced, and sent zero-copy with a tracker. The request
+counts until it is handed to libzmq; its bytes count until libzmq lets go of the payload,
+i.e. until it is in the kernel's socket buffer (learnt by polling the trackers while any
+are out). A remote that never reads therefore holds at most ``REMOTE_MAX_BYTES`` here:
+its further requests wait (at most ``REMOTE_MAX_REQUESTS``, each a few hundred bytes)
+and beyond that are refused; a reader is never refused for blocks it already has. Remotes are served round-robin, so a reader keeps its pace next to
 ten that do not read.
 
 Every send is non-blocking: with ROUTER_MANDATORY a full pipe (a remote over
@@ -32,6 +33,8 @@ from protocol.errors import ErrorCode, ZorrentError
 
 log = logging.getLogger("zorrent.peer.serving")
 REAP_S = 0.002              # while requests wait for bytes, check this often whether sent ones left
+REAP_IDLE_MAX_S = 0.5       # with only sent blocks here, check ever less often, down to this (a remote
+                            # that does not read keeps its blocks here: a wakeup each half second)
 SMALL_REPLY_BYTES = 64 * 1024   # a reply this big or more (metainfo) is budgeted like a block
 
 LIMITS = Limits(max_requests=config.REMOTE_MAX_REQUESTS, max_bytes=config.REMOTE_MAX_BYTES,
@@ -60,6 +63,7 @@ class BlockServer:
         self.sent: dict[bytes, deque[tuple[Any, Ticket]]] = {}              # per remote, in send order
         self.reading = 0                                                     # reads queued on read threads
         self.timer = None
+        self.idle_reap_s = REAP_S                                            # the next poll with nothing waiting
         self.dropped = 0                                                     # replies a full pipe refused
         self.cut_off: dict[bytes, float] = {}                                # remote -> until (monotonic)
 
@@ -137,8 +141,24 @@ class BlockServer:
         self._arm()
 
     def _arm(self) -> None:
-        if self.waiting and self.timer is None:
-            self.timer = self.reactor.call_later(REAP_S, self._on_timer)
+        """Look again soon whether sent blocks left: every REAP_S while requests wait for their
+        bytes; while only sent blocks are here, after REAP_S, then twice as long each time
+        nothing left (at most REAP_IDLE_MAX_S); never once none are. Without this, a remote
+        whose blocks left while nothing waited counted them until it asked again, and the
+        shared budget's totals (what the BEP 3 wire may claim, what status reports) kept them."""
+        if self.waiting:
+            delay = REAP_S
+        elif self.sent:
+            delay = self.idle_reap_s
+        else:
+            return
+        if self.timer is not None:
+            if self.timer.when <= self.reactor.clock() + delay:
+                return
+            self.timer.cancel()             # an idle poll far off, and now requests wait
+        if not self.waiting:
+            self.idle_reap_s = min(2 * self.idle_reap_s, REAP_IDLE_MAX_S)
+        self.timer = self.reactor.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -191,7 +211,9 @@ class BlockServer:
             self.budget.release(ticket)
             self._unsent(ident, exc)
             return
+        self.budget.handed_off(ticket)          # its bytes count until the tracker says libzmq let go
         self.sent.setdefault(ident, deque()).append((tracker, ticket))
+        self._arm()                             # nothing may wait to pump again (a paced or threaded send)
 
     def reap(self) -> None:
         """Release the tickets of blocks libzmq has written (the BEP 3 wire asks, as it shares the budget)."""
@@ -208,6 +230,7 @@ class BlockServer:
             return
         while queue and queue[0][0].done:
             self.budget.release(queue.popleft()[1])
+            self.idle_reap_s = REAP_S
         if not queue:
             del self.sent[ident]
 
@@ -225,6 +248,9 @@ class BlockServer:
             self.dropped += 1
 
     def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         for queue in self.waiting.values():
             for item in queue:
                 self._drop(item)
