@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from node.peer.storage import HUGE_PAGE, PieceFile, StorageError, _huge_buffer
+from node.peer.direct import HUGE_PAGE, _huge_buffer
+from node.peer.storage import PieceFile, StorageError
 from protocol import metainfo
 
 PIECE = 64 * 1024
