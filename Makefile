@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 # measures it), mktorrent (folder
 # torrents made by another tool), aria2 (a standard client for the HTTP tracker), and the web
 # view's browser tests (chromium, chromium-driver).
-DEBIAN_PACKAGES := iproute2 nftables ethtool iptables gcc libnetfilter-queue-dev iputils-ping mktorrent aria2 chromium chromium-driver
+DEBIAN_PACKAGES := iproute2 nftables ethtool iptables gcc libnetfilter-queue-dev iputils-ping mktorrent aria2 transmission-daemon transmission-cli chromium chromium-driver
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

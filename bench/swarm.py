@@ -5,6 +5,7 @@
     python bench/swarm.py --regime seed-bound --only zorrent --runs 1
     python bench/swarm.py --quick --only zorrent --keys   # plain vs a private swarm (CURVE)
     python bench/swarm.py --rtt-ms 100 --quick      # the same with 100 ms between any two hosts
+    python bench/swarm.py --mix --regime seed-bound --runs 1   # zorrent seed, zorrent + libtorrent leechers
     python bench/swarm.py --grid --runs 1           # the grid of bench/swarm_grid.py (hours)
     python bench/swarm.py --grid --leechers 4 --sizes 64 --rtts 0,100 --seeds 1 --starts once
 
@@ -62,6 +63,7 @@ MIB = 1024 * 1024
 GOODPUT = 1448 / 1514          # TCP payload per Ethernet frame (timestamps on, MTU 1500)
 PEER_PORT, TRACKER_PORT = 6881, 6969
 CURVE = "zorrent+curve"        # zorrent as a private swarm (--keys)
+MIXED = "mixed"                # --mix: a zorrent seed, zorrent and libtorrent leechers (run_mixed)
 
 
 @dataclass
@@ -115,19 +117,20 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
 
         for host in [*seeds, *leeches]:
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
-        meta = metainfo.create(src, endpoint)
+        meta = metainfo.create(src, endpoint, piece_length=regime.piece_kib * 1024 or None)
         for seed in seeds:
             client.seed(seed.name, str(src), meta, timeout_s=300)
             wait_for(lambda: (j := client.peer_control(seed.name, m.Status(info_hash=meta.info_hash)).jobs[0])
                      .announced >= j.have, timeout_s=30, what="the seed's pieces at the tracker")
         seed_bytes = sum(link_bytes(s) for s in seeds)
-        sent, done = {}, {}
+        sent, done, asked = {}, {}, set()
         tracer = Tracer([*seeds, *leeches], trace).__enter__()
         cpu = CpuWatch(lab).__enter__()
 
         def start(host: Host) -> None:
             sent[host.name] = time.time()
             client.peer_control(host.name, m.Download(metainfo=meta.raw, output=str(work / "out" / host.name)))
+            asked.add(host.name)     # polled only from now: before, the peer may not hold it yet
 
         t0 = time.time()
 
@@ -145,7 +148,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
 
         def all_done() -> bool:
             for host in leeches:
-                if host.name not in done and host.name in sent:
+                if host.name not in done and host.name in asked:
                     job = client.peer_control(host.name, m.Status(info_hash=meta.info_hash)).jobs
                     if job and job[0].state == m.JobState.SEEDING.value:
                         done[host.name] = sent[host.name] + job[0].elapsed_s
@@ -208,16 +211,121 @@ def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: 
     return Result(seconds, upload, tracer.samples, cpu)
 
 
+def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool = False) -> Result:
+    """``--mix`` (issue 18): zorrent seeds, and the leechers alternately zorrent and libtorrent
+    (leech0, leech2, ... zorrent). A libtorrent leecher is told every node's BEP 3 address
+    (a zorrent peer's is its data port + 1000); a zorrent leecher finds the seeds and the
+    other zorrent leechers through the tracker, and takes the libtorrent leechers as BEP 3
+    sources (Download.peers, as x.pe)."""
+    os.environ["ZORRENT_OUTPUT"] = str(work / "output")
+    bt_port = PEER_PORT + 1000                                  # node/config.py BT_PORT_OFFSET
+    node = [PY, str(REPO / "bench" / "lt_node.py"), "--torrent", str(torrent)]
+    with Lab(rtt_ms=regime.rtt_ms, jitter_ms=regime.jitter_ms) as lab:
+        tracker, seeds, leeches = build(lab, regime)
+        zl = [h for i, h in enumerate(leeches) if i % 2 == 0]
+        ll = [h for i, h in enumerate(leeches) if i % 2 == 1]
+        endpoint = f"tcp://{tracker.ip}:{TRACKER_PORT}"
+        _spawn(tracker, work, "tracker", [PY, str(REPO / "main.py"), "tracker", "--host", tracker.ip,
+                                          "--port", str(TRACKER_PORT)])
+        for host in [*seeds, *zl]:
+            _spawn(host, work, host.name, [PY, str(REPO / "main.py"), "peer", "--peer-id", host.name,
+                                           "--host", host.ip, "--port", str(PEER_PORT), "--tracker", endpoint])
+        results = {}
+        for host in ll:
+            (work / host.name).mkdir()
+            results[host.name] = work / f"{host.name}.json"
+            _spawn(host, work, f"lt-{host.name}", node + [
+                "--role", "leecher", "--dir", str(work / host.name), "--ready", str(work / f"{host.name}.port"),
+                "--go", str(work / f"go-{host.name}.json"), "--result", str(results[host.name]),
+                "--listen", f"{host.ip}:{PEER_PORT}"])
+
+        def registered(peer_id: str) -> bool:
+            try:
+                return client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=0.5, tries=1).registered
+            except Exception:
+                return False
+
+        for host in [*seeds, *zl]:
+            wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
+        for host in ll:
+            wait_for((work / f"{host.name}.port").exists, timeout_s=30, what=f"libtorrent on {host.name}")
+        meta = metainfo.create(src, endpoint, piece_length=regime.piece_kib * 1024 or None)
+        assert meta.info_hash == metainfo.read(torrent).info_hash, "the libtorrent leechers' torrent differs"
+        for seed in seeds:
+            client.seed(seed.name, str(src), meta, timeout_s=300)
+            wait_for(lambda: (j := client.peer_control(seed.name, m.Status(info_hash=meta.info_hash)).jobs[0])
+                     .announced >= j.have, timeout_s=30, what="the seed's pieces at the tracker")
+        seed_bytes = sum(link_bytes(s) for s in seeds)
+        lt_peers = [f"{h.ip}:{PEER_PORT}" for h in ll]
+        every = json.dumps([f"{h.ip}:{bt_port}" for h in [*seeds, *zl]] + lt_peers)
+        sent, done = {}, {}
+        tracer = Tracer([*seeds, *leeches], trace).__enter__()
+        cpu = CpuWatch(lab).__enter__()
+
+        def start(host: Host) -> None:
+            sent[host.name] = time.time()
+            if host in ll:
+                (work / f"go-{host.name}.json").write_text(every)
+            else:
+                client.peer_control(host.name, m.Download(metainfo=meta.raw, output=str(work / "out" / host.name),
+                                                          peers=lt_peers))
+
+        t0 = time.time()
+        for after_s, hosts in waves(regime, leeches):
+            time.sleep(max(0.0, t0 + after_s - time.time()))
+            for host in hosts:
+                start(host)
+
+        def all_done() -> bool:
+            for host in leeches:
+                if host.name in done or host.name not in sent:
+                    continue
+                if host in ll:
+                    if results[host.name].exists() and results[host.name].read_text():
+                        t = json.loads(results[host.name].read_text())
+                        sent[host.name] = t["started"]
+                        done[host.name] = t["finished"]
+                    continue
+                job = client.peer_control(host.name, m.Status(info_hash=meta.info_hash)).jobs
+                if job and job[0].state == m.JobState.SEEDING.value:
+                    done[host.name] = sent[host.name] + job[0].elapsed_s
+                elif job and job[0].state == m.JobState.FAILED.value:
+                    raise SystemExit(f"zorrent download failed on {host.name}: {job[0].error}")
+            return len(done) == len(leeches)
+
+        wait_for(all_done, timeout_s=20 * regime.t_min() + regime.wave_s + 60, what="mixed downloads",
+                 interval_s=0.05)
+        cpu.__exit__()
+        tracer.__exit__()
+        seconds = max(done.values()) - min(sent.values())
+        upload = (sum(link_bytes(s) for s in seeds) - seed_bytes) / src.stat().st_size
+        for host in leeches:
+            out = work / host.name / src.name if host in ll else work / "out" / host.name
+            if not filecmp.cmp(src, out, shallow=False):
+                raise SystemExit(f"the mixed swarm wrote a wrong file on {host.name}")
+        print(f"    mixed: zorrent leechers {', '.join(f'{h.name} {done[h.name] - sent[h.name]:.1f} s' for h in zl)}; "
+              f"libtorrent leechers {', '.join(f'{h.name} {done[h.name] - sent[h.name]:.1f} s' for h in ll)}",
+              flush=True)
+    os.environ.pop("ZORRENT_OUTPUT", None)
+    return Result(seconds, upload, tracer.samples, cpu)
+
+
 def run_cell(root: Path, number: int, run: int, impl: str, src: Path, torrent: Path, regime: Regime,
-             trace: bool, keys: Path | None = None) -> Result:
+             trace: bool, keys: Path | None = None, logs: Path | None = None) -> Result:
     work = root / f"regime{number}-run{run}-{impl}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         return run_zorrent(work, src, regime, trace) if impl == "zorrent" else \
             run_zorrent(work, src, regime, trace, keys) if impl == CURVE else \
+            run_mixed(work, src, torrent, regime, trace) if impl == MIXED else \
             run_libtorrent(work, src, torrent, regime, trace)
     finally:
+        if logs is not None:                 # the nodes' logs outlive the run (--logs)
+            keep = logs / work.name
+            keep.mkdir(parents=True, exist_ok=True)
+            for log in work.glob("*.log"):
+                shutil.copy(log, keep / log.name)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -235,14 +343,18 @@ def main() -> int:
     ap.add_argument("--trace", action="store_true", help="print each uplink's use every 0.5 s")
     ap.add_argument("--rtt-ms", type=float, help="RTT between any two hosts (the named regimes; the grid has its own)")
     ap.add_argument("--jitter-ms", type=float, default=0.0, help="jitter of each host's one-way delay")
+    ap.add_argument("--logs", type=Path, help="keep every node's log under this folder (one sub-folder a run)")
     ap.add_argument("--grid", action="store_true", help="the grid of bench/swarm_grid.py instead of the regimes")
     for axis, values in AXES.items():
         ap.add_argument(f"--{axis}", type=_csv(int if axis in ("leechers", "sizes", "seeds") else
                                                float if axis == "rtts" else str),
                         help=f"with --grid: only these (default {','.join(map(str, values))})")
+    ap.add_argument("--piece-kib", type=int, default=0, help="piece length of the torrent (default: its own choice)")
     ap.add_argument("--scale", type=float, default=1.0, help="every link rate times this (the CPU's share)")
     ap.add_argument("--keys", action="store_true",
                     help="also run zorrent as a private swarm (CURVE), alternating, and print the CURVE/plain ratio")
+    ap.add_argument("--mix", action="store_true",
+                    help="a mixed swarm (zorrent seed, zorrent and libtorrent leechers) instead of all-zorrent")
     ap.add_argument("--auto-scale", action="store_true",
                     help="a run the CPU limited is run again at half the rates (twice at most)")
     args = ap.parse_args()
@@ -255,10 +367,13 @@ def main() -> int:
             regimes = [replace(r, rtt_ms=args.rtt_ms, name=f"{r.name}, RTT {args.rtt_ms:g} ms") for r in regimes]
     if args.quick:
         regimes = [replace(r, size_mib=r.size_mib // 2) for r in regimes]
-    regimes = [replace(r.scaled(args.scale) if args.scale != 1 else r, jitter_ms=args.jitter_ms) for r in regimes]
+    regimes = [replace(r.scaled(args.scale) if args.scale != 1 else r, jitter_ms=args.jitter_ms,
+                       piece_kib=args.piece_kib) for r in regimes]
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-swarm-"))
     root.mkdir(parents=True, exist_ok=True)
     impls = [args.only] if args.only else ["zorrent", "libtorrent"]
+    if args.mix:
+        impls = [MIXED, *(i for i in impls if i != "zorrent")]
     keys = None
     if args.keys:
         from node import curve
@@ -274,31 +389,34 @@ def main() -> int:
             if not src.exists():
                 src.parent.mkdir(parents=True, exist_ok=True)
                 write_random_file(src, regime.size_mib * MIB, random.Random(14))
-            meta = metainfo.create(src, "tcp://127.0.0.1:1")
+            meta = metainfo.create(src, "tcp://127.0.0.1:1", piece_length=regime.piece_kib * 1024 or None)
             torrent = root / f"{src.name}.torrent"
             metainfo.write(meta, torrent)
             for attempt in range(3 if args.auto_scale else 1):
                 print(f"{regime.name}: {regime.describe()} ({meta.num_pieces} pieces of {meta.piece_length // 1024} "
-                      f"KiB): T_min {regime.t_min():.1f} s, T_goodput {regime.t_min(GOODPUT):.1f} s", flush=True)
+                      f"KiB): T_min {regime.t_min():.1f} s, T_goodput {regime.t_min(GOODPUT):.1f} s"
+                      + (f", T_waves {regime.t_bound():.1f} s (bench/swarm_grid.py)" if regime.wave_s else ""),
+                      flush=True)
                 cell = {i: [] for i in impls}
                 for run in range(runs):
                     for impl in impls:
                         try:
-                            res = run_cell(root, number, run, impl, src, torrent, regime, args.trace, keys)
+                            res = run_cell(root, number, run, impl, src, torrent, regime, args.trace, keys, args.logs)
                         except (AssertionError, SystemExit, ZorrentError) as exc:    # the cell, not the grid
                             print(f"  run {run + 1} {impl:10s} FAILED: {str(exc)[:200]}", flush=True)
                             cell[impl].append(None)
                             continue
                         cell[impl].append(res)
+                        waves_bound = (f" = {res.seconds / regime.t_bound():.3f}x T_waves" if regime.wave_s else "")
                         print(f"  run {run + 1} {impl:13s} {res.seconds:7.2f} s = {res.seconds / regime.t_min():.3f}x "
-                              f"T_min; the seeds uploaded {res.seed_upload:.2f}x F", flush=True)
+                              f"T_min{waves_bound}; the seeds uploaded {res.seed_upload:.2f}x F", flush=True)
                         print(f"    cpu: {res.cpu.summary()}" + ("  << CPU-LIMITED" if res.cpu.limited else ""),
                               flush=True)
                         show_trace(res.trace, caps_of(regime))
                 limited = any(r.cpu.limited for rs in cell.values() for r in rs if r)
                 if not (args.auto_scale and limited and attempt < 2):
                     break
-                print(f"  the CPU was the limit: again at half the rates", flush=True)
+                print("  the CPU was the limit: again at half the rates", flush=True)
                 regime = regime.scaled(0.5)
             table.append((regime, cell))
     finally:
@@ -316,16 +434,18 @@ def caps_of(regime: Regime) -> dict:
 def print_table(table: list, impls: list[str]) -> None:
     both = {"zorrent", "libtorrent"} <= set(impls)
     curved = {"zorrent", CURVE} <= set(impls)
-    print(f"\n| case | T_min s | {' | '.join(f'{i} s (x T_min)' for i in impls)} | "
+    print(f"\n| case | T_min s | bound s | {' | '.join(f'{i} s (x T_min, x bound)' for i in impls)} | "
           f"{' | '.join(f'{i} seed upload / F' for i in impls)} |" + (" libtorrent / zorrent | goal |" if both else "")
           + (" CURVE speed / plain |" if curved else "") + " CPU-limited |")
-    print("|---" * (3 + 2 * len(impls) + 2 * both + curved) + "|")
+    print("|---" * (4 + 2 * len(impls) + 2 * both + curved) + "|")
     for regime, cell in table:
         ok_runs = {i: [r for r in cell[i] if r] for i in impls}
         med = {i: statistics.median(r.seconds for r in ok_runs[i]) if ok_runs[i] else None for i in impls}
         ups = {i: statistics.median(r.seed_upload for r in ok_runs[i]) if ok_runs[i] else None for i in impls}
-        row = [regime.name, f"{regime.t_min():.1f}",
-               *(f"{med[i]:.1f} ({med[i] / regime.t_min():.2f}x)" if med[i] else "failed" for i in impls),
+        bound = regime.t_bound()
+        row = [regime.name, f"{regime.t_min():.1f}", f"{bound:.1f}",
+               *(f"{med[i]:.1f} ({med[i] / regime.t_min():.2f}x, {med[i] / bound:.2f}x)" if med[i] else "failed"
+                 for i in impls),
                *(f"{ups[i]:.2f}x" if ups[i] else "-" for i in impls)]
         if both and None in med.values():
             row += ["-", "-"]

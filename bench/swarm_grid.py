@@ -7,8 +7,15 @@ counted as one server of their summed upload (each holds the whole file):
 
     T_min = max(F / u_S,  N * F / (u_S + sum(u_i)))
 
-In waves, T_min stays the bound of a single start (the issue's definition); such cells are
-judged against libtorrent instead.
+In waves, T_min stays the bound of a single start (the issue's definition), which the
+schedule alone can exceed (a second wave 10 s after a 7 s bound). Such cells are judged
+against libtorrent, and also against a bound of their own, ``t_bound``: the first wave
+cannot finish sooner than its own T_min, nor the second sooner than its start plus the
+T_min of a swarm where the first wave has become seeds (the most it can have by then):
+
+    T_waves = max(T_min(wave 1),  start_2 + max(F / u_2,  N_2 * F / (u_2 + sum(u_i of wave 2))))
+
+with u_2 = the seeds' upload plus wave 1's. Both terms are lower bounds, so T_waves is one.
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ class Regime:
     wave_s: float = 0.0        # 0: every leecher at once; else half at once, the rest this much later
     rtt_ms: float = 0.0
     jitter_ms: float = 0.0
+    piece_kib: int = 0         # 0: the torrent's own choice (protocol/metainfo.py auto_piece_length)
 
     @property
     def leechers(self) -> int:
@@ -46,6 +54,19 @@ class Regime:
         bits = self.size_mib * MIB * 8
         us = self.seeds * self.seed_mbit * 1e6 * goodput
         return max(bits / us, self.leechers * bits / (us + sum(self.leech_mbit) * 1e6 * goodput))
+
+    def t_bound(self, goodput: float = 1.0) -> float:
+        """The case's bound: T_min, or with waves T_waves (the module's docstring)."""
+        if not self.wave_s:
+            return self.t_min(goodput)
+        half = (self.leechers + 1) // 2           # bench/swarm.py waves(): the first half at once
+        first, second = self.leech_mbit[:half], self.leech_mbit[half:]
+        t1 = replace(self, leech_mbit=first, wave_s=0.0).t_min(goodput)
+        servers = self.seeds * self.seed_mbit + sum(first)
+        bits = self.size_mib * MIB * 8
+        u2 = servers * 1e6 * goodput
+        t2 = max(bits / u2, len(second) * bits / (u2 + sum(second) * 1e6 * goodput))
+        return max(t1, self.wave_s + t2)
 
     def goal(self) -> float:
         return 1.15 if self.rtt_ms >= 100 else 1.10

@@ -71,7 +71,7 @@ def heartbeat(zctx: zmq.Context, peers: list) -> None:
             raise SystemExit("a heartbeat got no answer in 30 s")
         reply = decode(sock.recv_multipart()).msg
         sock.close(0)
-        if not isinstance(reply, m.Ok):
+        if not isinstance(reply, (m.Ok, m.HeartbeatOk)):
             raise SystemExit(f"heartbeat refused: {reply}")
 
 

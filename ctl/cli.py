@@ -15,12 +15,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import typer
+from typing import TYPE_CHECKING, Callable
 
 from node import config
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
+
+if TYPE_CHECKING:
+    import typer
 
 EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE, EXIT_REMOTE = 0, 1, 2, 3
 
@@ -107,32 +108,40 @@ def _one_line(exc: Exception) -> tuple[str | None, int]:
     return None, 0
 
 
-def handle_errors(fn: Callable) -> Callable:
+def exit_for(exc: BaseException) -> int | None:
     """The one place a command's errors become exits: a ZorrentError, an OSError (an
     unwritable folder, a full disk) or a supervisord XML-RPC fault is one line on stderr
-    and an exit code, never a traceback."""
+    (printed here) and its exit code is returned, never a traceback; None for anything else
+    (a bug: let it raise)."""
+    if isinstance(exc, ZorrentError):
+        line, code = exc.message, exit_code(exc)
+    elif isinstance(exc, KeyboardInterrupt):
+        line, code = "interrupted", 130
+    elif isinstance(exc, Exception):
+        line, code = _one_line(exc)
+        if line is None:
+            return None
+    else:
+        return None
+    from ctl import render
+
+    render.error(line)
+    return code
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """``fn`` with its errors turned into exits (``exit_for``)."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ZorrentError as exc:
-            from ctl import render
-
-            render.error(exc.message)
-            raise typer.Exit(exit_code(exc)) from None
-        except KeyboardInterrupt:
-            from ctl import render
-
-            render.error("interrupted")
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            line, code = _one_line(exc)
-            if line is None:
+        except (Exception, KeyboardInterrupt) as exc:
+            code = exit_for(exc)
+            if code is None:
                 raise
-            from ctl import render
+            import typer
 
-            render.error(line)
             raise typer.Exit(code) from None
 
     return run
@@ -144,7 +153,9 @@ MARKUP_MODE = None
 
 
 def commands(**kw) -> typer.Typer:
-    """A command module's own Typer; ``ctl.app`` merges it into the root with add_typer."""
+    """A command module's own Typer; ``ctl.app`` loads it when one of its commands runs."""
+    import typer
+
     return typer.Typer(add_completion=False, pretty_exceptions_show_locals=False, rich_markup_mode=MARKUP_MODE,
                        **kw)
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 import zmq
 
-from node import config, curve
+from node import config
 from node.channel import call
 from node.failover import call_any
 from protocol import messages as m
@@ -22,6 +22,8 @@ _zctx: zmq.Context | None = None
 
 def _check() -> str:
     """What to check when nothing answered (in a private swarm, a refused key looks the same)."""
+    from node import curve
+
     keys = curve.active()
     if keys is None:
         return "is it running?"

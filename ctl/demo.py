@@ -37,8 +37,8 @@ def background(*args: str, log: str) -> subprocess.Popen:
     argv = zorrent(*args)
     show(argv)
     print(f"  (in the background; log: {config.logs_dir() / log})", flush=True)
-    out = open(config.ensure_dir(config.logs_dir()) / log, "ab")
-    return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=nodes.node_env())
+    with open(config.ensure_dir(config.logs_dir()) / log, "ab") as out:     # the child keeps its own copy
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=nodes.node_env())
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

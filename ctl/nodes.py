@@ -19,11 +19,10 @@ from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
 REPO = Path(__file__).resolve().parents[1]
-RESERVED_NAMES = ("tracker", "web")
+RESERVED_NAMES = ("tracker", "web")      # supervisord programs beside the peers
 
 if TYPE_CHECKING:
-    import psutil          # imported where used: upload and download need none of it        # supervisord programs beside the peers
-
+    import psutil          # imported where used: upload and download need none of it
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,23 @@ class PeerSpec:
     bt_port: int | None = None      # optional "bt_port": BEP 3 port (default config.default_bt_port; -1: none)
 
 
-def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
+@dataclass(frozen=True)
+class PeersFile:
+    """What peers.json says: its peers, and the private swarm's key folder if it names one."""
+
+    specs: list[PeerSpec]
+    keys: str | None = None         # the top-level "keys", relative to the file's folder
+
+    def use_keys(self) -> None:
+        """For a command that starts or reaches these peers: their swarm's keys, unless a
+        stronger choice was made (--keys, $ZORRENT_KEYS; see ctl.cli.use_keys)."""
+        use_keys(self.keys, source="config")
+
+
+def read_peers(path: str | os.PathLike) -> PeersFile:
     """peers.json: {"peer1": {"ip": "127.0.0.1", "port": 6881}, ...}; ids and ports unique.
-    An optional top-level ``"keys": "DIR"`` names a private swarm's keys (applied, see use_keys)."""
+    An optional top-level ``"keys": "DIR"`` names a private swarm's keys. Only reads and
+    checks: applying the keys is the caller's (``PeersFile.use_keys``)."""
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -48,43 +61,54 @@ def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
         raise ZorrentError(f"cannot read peers config {path}: {exc}", ErrorCode.BAD_INPUT) from None
     if not isinstance(raw, dict) or not raw:
         raise ZorrentError(f"{path} must map peer ids to {{\"ip\": ..., \"port\": ...}}", ErrorCode.BAD_INPUT)
-    use_keys(keys_entry(raw, path))
+    keys = keys_entry(raw, path)
     specs, seen = [], set()
     for peer_id, entry in raw.items():
         if peer_id == config.KEYS_ENTRY:
             continue
-        config.check_peer_id(peer_id)
-        if peer_id in RESERVED_NAMES:
-            raise ZorrentError(f"{path}: {peer_id!r} names a supervisord program; choose another peer id",
-                               ErrorCode.BAD_INPUT)
-        if not isinstance(entry, dict) or not isinstance(entry.get("ip"), str) \
-                or not isinstance(entry.get("port"), int) or not 0 < entry["port"] < 65536:
-            raise ZorrentError(f"{path}: {peer_id} needs \"ip\" (string) and \"port\" (1-65535)",
-                               ErrorCode.BAD_INPUT)
-        rate = entry.get("upload_rate", 0)
-        if not isinstance(rate, int) or rate < 0:
-            raise ZorrentError(f"{path}: {peer_id} \"upload_rate\" must be bytes/s (0: no limit)",
-                               ErrorCode.BAD_INPUT)
-        disk_io = entry.get("disk_io", config.DISK_IO)
-        if disk_io not in config.DISK_IO_MODES:
-            raise ZorrentError(f"{path}: {peer_id} \"disk_io\" must be one of {', '.join(config.DISK_IO_MODES)}",
-                               ErrorCode.BAD_INPUT)
-        bind = entry.get("bind", "")
-        if not isinstance(bind, str):
-            raise ZorrentError(f"{path}: {peer_id} \"bind\" must be an address string", ErrorCode.BAD_INPUT)
-        if entry["ip"] in config.WILDCARD_HOSTS:
-            raise ZorrentError(f"{path}: {peer_id} \"ip\" is the address other peers reach it at, not "
-                               f"{entry['ip']} (bind every interface with \"bind\": \"0.0.0.0\")", ErrorCode.BAD_INPUT)
-        bt_port = entry.get("bt_port")
-        if bt_port is not None and (not isinstance(bt_port, int) or isinstance(bt_port, bool)
-                                    or not config.BT_PORT_OFF <= bt_port < 65536):
-            raise ZorrentError(f"{path}: {peer_id} \"bt_port\" must be 1-65535 (0: any free port, "
-                               f"{config.BT_PORT_OFF}: no BEP 3 listener)", ErrorCode.BAD_INPUT)
-        if (entry["ip"], entry["port"]) in seen:
-            raise ZorrentError(f"{path}: {entry['ip']}:{entry['port']} is listed twice", ErrorCode.BAD_INPUT)
-        seen.add((entry["ip"], entry["port"]))
-        specs.append(PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io, bind, bt_port))
-    return specs
+        spec = _spec(peer_id, entry, path)
+        if (spec.ip, spec.port) in seen:
+            raise ZorrentError(f"{path}: {spec.ip}:{spec.port} is listed twice", ErrorCode.BAD_INPUT)
+        seen.add((spec.ip, spec.port))
+        specs.append(spec)
+    return PeersFile(specs, keys)
+
+
+def load_peers(path: str | os.PathLike) -> list[PeerSpec]:
+    """The peers of peers.json (``read_peers(path).specs``)."""
+    return read_peers(path).specs
+
+
+def _spec(peer_id: str, entry: object, path: str | os.PathLike) -> PeerSpec:
+    """One entry of peers.json, checked; every error names the file and the peer."""
+    config.check_peer_id(peer_id)
+    if peer_id in RESERVED_NAMES:
+        raise ZorrentError(f"{path}: {peer_id!r} names a supervisord program; choose another peer id",
+                           ErrorCode.BAD_INPUT)
+    if not isinstance(entry, dict) or not isinstance(entry.get("ip"), str) \
+            or not isinstance(entry.get("port"), int) or not 0 < entry["port"] < 65536:
+        raise ZorrentError(f"{path}: {peer_id} needs \"ip\" (string) and \"port\" (1-65535)",
+                           ErrorCode.BAD_INPUT)
+    rate = entry.get("upload_rate", 0)
+    if not isinstance(rate, int) or rate < 0:
+        raise ZorrentError(f"{path}: {peer_id} \"upload_rate\" must be bytes/s (0: no limit)",
+                           ErrorCode.BAD_INPUT)
+    disk_io = entry.get("disk_io", config.DISK_IO)
+    if disk_io not in config.DISK_IO_MODES:
+        raise ZorrentError(f"{path}: {peer_id} \"disk_io\" must be one of {', '.join(config.DISK_IO_MODES)}",
+                           ErrorCode.BAD_INPUT)
+    bind = entry.get("bind", "")
+    if not isinstance(bind, str):
+        raise ZorrentError(f"{path}: {peer_id} \"bind\" must be an address string", ErrorCode.BAD_INPUT)
+    if entry["ip"] in config.WILDCARD_HOSTS:
+        raise ZorrentError(f"{path}: {peer_id} \"ip\" is the address other peers reach it at, not "
+                           f"{entry['ip']} (bind every interface with \"bind\": \"0.0.0.0\")", ErrorCode.BAD_INPUT)
+    bt_port = entry.get("bt_port")
+    if bt_port is not None and (not isinstance(bt_port, int) or isinstance(bt_port, bool)
+                                or not config.BT_PORT_OFF <= bt_port < 65536):
+        raise ZorrentError(f"{path}: {peer_id} \"bt_port\" must be 1-65535 (0: any free port, "
+                           f"{config.BT_PORT_OFF}: no BEP 3 listener)", ErrorCode.BAD_INPUT)
+    return PeerSpec(peer_id, entry["ip"], entry["port"], rate, disk_io, bind, bt_port)
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
@@ -153,12 +177,15 @@ def split_local(specs: list[PeerSpec], path: str | os.PathLike) -> list[PeerSpec
 
 
 def listed_host(peer_id: str, path: str | os.PathLike, host: str | None) -> str:
-    """The address to reach a peer at: ``host`` if given, else its ``ip`` in peers.json
-    (the peer id must be listed there, if the file exists), else the default."""
+    """For a command that reaches one peer of peers.json: the address to reach it at, ``host``
+    if given, else its ``ip`` in the file (the peer id must be listed there, if the file
+    exists), else the default; the file's keys are used for it (``PeersFile.use_keys``)."""
     config.check_peer_id(peer_id)
     if not Path(path).exists():
         return host or config.DEFAULT_PEER_HOST
-    specs = {s.peer_id: s for s in load_peers(path)}
+    peers = read_peers(path)
+    peers.use_keys()
+    specs = {s.peer_id: s for s in peers.specs}
     if peer_id not in specs:
         raise ZorrentError(f"peer {peer_id!r} is not in {path} (it lists {', '.join(specs)})", ErrorCode.UNKNOWN_PEER)
     return host or specs[peer_id].ip
@@ -192,52 +219,114 @@ def peer_argv(spec: PeerSpec, tracker: str) -> list[str]:
     return node_argv(*peer_args(spec, tracker))
 
 
-def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+def log_path(name: str) -> Path:
+    return config.logs_dir() / f"{name}.log"
+
+
+def last_log_line(name: str, tail_bytes: int = 4096) -> str:
+    """The last line a node wrote to its log (why it exited, as a rule), or ""."""
+    try:
+        with open(log_path(name), "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")
+
+
+def wait_answering(ping: Callable[[], object], what: str, log_name: str, timeout_s: float,
+                   gone: Callable[[], str | None] = lambda: None) -> None:
+    """Until ``ping()`` returns (it raises TransportError while nothing answers): the one wait
+    for a started node. ``gone()`` says why waiting on is pointless (the process exited,
+    supervisord gave up), else None. Either, or the deadline, is one line naming the log."""
     deadline = time.monotonic() + timeout_s
     while True:
-        if proc is not None and proc.poll() is not None:
-            raise ZorrentError(f"peer {spec.peer_id} exited with code {proc.returncode} "
-                               f"(see {config.logs_dir() / (spec.peer_id + '.log')})", ErrorCode.BAD_INPUT)
         try:
-            client.check_peer(spec.peer_id, spec.ip, spec.port, timeout_s=0.3)
+            ping()
             return
         except TransportError:
-            if time.monotonic() > deadline:
-                raise TransportError(f"peer {spec.peer_id} did not answer on {spec.ip}:{spec.port} "
-                                     f"within {timeout_s:g}s") from None
+            pass
+        why = gone()
+        if why is not None:
+            raise TransportError(f"{what} {why} (see {log_path(log_name)})")
+        if time.monotonic() > deadline:
+            raise TransportError(f"{what} did not answer within {timeout_s:g}s (see {log_path(log_name)})")
+        time.sleep(config.STATUS_POLL_S / 4)     # a refused connection fails at once: no busy loop
+
+
+def ping_peer(spec: PeerSpec) -> Callable[[], None]:
+    return lambda: client.check_peer(spec.peer_id, spec.ip, spec.port, timeout_s=config.PING_PROBE_TIMEOUT_S)
+
+
+def wait_peer(spec: PeerSpec, proc: subprocess.Popen | None, timeout_s: float = config.READY_TIMEOUT_S) -> None:
+    """The peer answers a ping on its data port; fail at once if ``proc`` (its process) exits."""
+    def gone() -> str | None:
+        if proc is None or proc.poll() is None:
+            return None
+        why = last_log_line(spec.peer_id)
+        return f"exited with code {proc.returncode}" + (f": {why}" if why else "")
+
+    wait_answering(ping_peer(spec), f"peer {spec.peer_id} on {spec.ip}:{spec.port}", spec.peer_id, timeout_s, gone)
+
+
+class SupervisorGone(TransportError):
+    """supervisord's socket stopped answering (ctl.supervisor.call raises it)."""
+
+
+PEERS_NOT_STARTED_SHOWN = 3     # reasons named in the one error line (300 would make a 30 KB "line")
+
+
+class PeersNotStarted(TransportError):
+    """Some peers did not start, the others did; ``failed`` maps each one's id to why (one line)."""
+
+    def __init__(self, failed: dict[str, str], total: int) -> None:
+        self.failed, self.total = failed, total
+        shown = list(failed.values())[:PEERS_NOT_STARTED_SHOWN]
+        more = len(failed) - len(shown)
+        super().__init__(f"{len(failed)} of {total} peers did not start: " + "; ".join(shown)
+                         + (f"; and {more} more (see output/logs/)" if more else ""))
 
 
 def start_paced(specs: list[PeerSpec], start: Callable[[PeerSpec], object],
                 wait: Callable[[PeerSpec], None] | None = None, window: int = config.PEER_START_WINDOW) -> None:
     """Start each peer with ``start``, at most ``window`` at a time: the next one starts once
-    the oldest still starting answers (``wait``, by default a ping). Returns once all answer.
+    the oldest still starting answers (``wait``, by default a ping), or fails. Returns once
+    all answer; a peer that fails (its port taken, say) does not stop the others, as with
+    supervisord's autostart: then PeersNotStarted names each one that failed and why.
 
     A peer's start-up is CPU-bound (an interpreter importing its modules), so hundreds
     started at once take as long in total as in a row, and everything else on the host
     (the tracker first) waits meanwhile."""
     wait = wait or (lambda spec: wait_peer(spec, None))
     starting: collections.deque[PeerSpec] = collections.deque()
+    failed: dict[str, str] = {}
+
+    def attempt(step: Callable[[PeerSpec], object], spec: PeerSpec) -> bool:
+        try:
+            step(spec)
+            return True
+        except ZorrentError as exc:
+            if isinstance(exc, SupervisorGone):
+                raise                   # no use trying the others
+            failed[spec.peer_id] = exc.message
+            return False
+
     for spec in specs:
         if len(starting) >= window:
-            wait(starting.popleft())
-        start(spec)
-        starting.append(spec)
+            attempt(wait, starting.popleft())
+        if attempt(start, spec):
+            starting.append(spec)
     while starting:
-        wait(starting.popleft())
+        attempt(wait, starting.popleft())
+    if failed:
+        raise PeersNotStarted(failed, len(specs))
 
 
 def wait_tracker(endpoint: str, timeout_s: float = config.READY_TIMEOUT_S, log_name: str = "tracker") -> None:
     from protocol import messages as m
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            client.tracker(endpoint, m.Ping(), timeout_s=0.3, tries=1)
-            return
-        except TransportError:
-            if time.monotonic() > deadline:
-                raise TransportError(f"the tracker did not answer on {endpoint} within {timeout_s:g}s "
-                                     f"(see {config.logs_dir() / (log_name + '.log')})") from None
+    wait_answering(lambda: client.tracker(endpoint, m.Ping(), timeout_s=config.PING_PROBE_TIMEOUT_S, tries=1),
+                   f"the tracker on {endpoint}", log_name, timeout_s)
 
 
 def wait_web(url: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:
@@ -245,15 +334,13 @@ def wait_web(url: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:
     import urllib.error
     import urllib.request
 
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def ping() -> None:
         try:
             with urllib.request.urlopen(url + "api/swarm", timeout=1) as reply:
                 if reply.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
-        if time.monotonic() > deadline:
-            raise TransportError(f"the web view did not answer on {url} within {timeout_s:g}s "
-                                 f"(see {config.logs_dir() / 'web.log'})")
-        time.sleep(0.1)
+        raise TransportError("no answer")
+
+    wait_answering(ping, f"the web view on {url}", "web", timeout_s)

@@ -1,4 +1,7 @@
-"""Everything the CLI shows: rich tables, progress, JSON, one-line errors."""
+"""Everything the CLI shows: rich tables, progress, JSON, one-line errors.
+
+rich is imported when something is drawn: ``out`` and ``err`` (its consoles) are made on
+first use, so `--json` output and the commands that print nothing pay for none of it."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,27 +9,46 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
+    from rich.table import Table
 
     from protocol import messages as m
 
+    out: Console
+    err: Console
+
 WIDE_COLUMNS = 200   # pipes and logs get whole info-hashes, not ellipses
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-for _c in (out, err):
-    if not _c.is_terminal:
-        _c.width = WIDE_COLUMNS
+
+
+_consoles: dict[str, Console] = {}
+
+
+def console(stream: str = "out") -> Console:
+    """The rich console on stdout ("out") or stderr ("err"), made on first use."""
+    made = _consoles.get(stream)
+    if made is None:
+        from rich.console import Console
+
+        made = _consoles[stream] = Console(stderr=stream == "err", highlight=False)
+        if not made.is_terminal:
+            made.width = WIDE_COLUMNS
+    return made
+
+
+def __getattr__(name: str) -> Any:
+    """``render.out`` and ``render.err``: the consoles."""
+    if name in ("out", "err"):
+        return console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def error(text: str) -> None:
     """One line on stderr; the text is never read as markup (a path may hold "[/]")."""
     from rich.markup import escape
 
-    err.print(f"[bold red]error:[/] {escape(' '.join(str(text).splitlines()))}", markup=True, soft_wrap=True)
+    console("err").print(f"[bold red]error:[/] {escape(' '.join(str(text).splitlines()))}", markup=True, soft_wrap=True)
 
 
 def emit_json(obj: Any) -> None:
@@ -45,6 +67,8 @@ def mib(n: int) -> str:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left")
     for c in columns:
         t.add_column(c)
@@ -59,11 +83,12 @@ def download_progress() -> Progress:
 
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[pieces]}"),
                     DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn(),
-                    console=err, transient=False)
+                    console=console("err"), transient=False)
 
 
 def download_statistics(job: m.JobStatus) -> None:
     """The README's Download Statistics block."""
+    out = console("out")
     out.print("Download Statistics:")
     out.print(table(None, ["Peer ID", "Pieces Downloaded", "Final Score"],
                     [[p.peer_id + (" (banned)" if p.banned else ""), p.pieces, f"{p.score:.2f}"]

@@ -26,12 +26,13 @@ from pathlib import Path
 import psutil
 
 from ctl import client, nodes, supervisor
+from ctl.ports import distinct_free_ports, free_ports
 from ctl.commands.inputs import write_random_file
 from ctl.soak_report import Timeline, write_html
 from node import config
 from node.web.poller import append_event
 from protocol import messages as m
-from protocol import metainfo
+from protocol import making, metainfo
 from protocol.errors import ZorrentError
 
 POLL_S = 1.0
@@ -130,7 +131,7 @@ class Soak:
         self.min_size, self.max_size = min_size, max_size
         self.report = Report(peers=peers, files=files, minutes=minutes, kill_every_s=kill_every_s,
                              upload_rate=upload_rate, trackers=trackers)
-        ports = _free_ports(trackers)
+        ports = free_ports(trackers, twin_offset=config.HTTP_PORT_OFFSET)
         self.tracker = supervisor.TrackerSpec("127.0.0.1", ports, store_uri, trackers)
         self.peer_ids = [f"soak{i:02d}" for i in range(1, peers + 1)]
         self.nfiles = files
@@ -166,12 +167,14 @@ class Soak:
             # every tracker program runs on the lab's tracker host
             launcher = lambda name: self.lab.hosts["tracker" if name in tracker.names else name].argv()   # noqa: E731
             self.say(f"lab: {len(self.lab.hosts)} hosts on {self.lab.bridge} ({self.lab.address(0)}/24)")
-            web_port = _free_port()
+            web_port = free_ports()
         else:
             tracker = self.tracker
             base = tracker.port                  # the trackers' ports and their HTTP doors' are taken
-            *ports, web_port = _distinct_free_ports(len(self.peer_ids) + 1,
-                                                    {*range(base, base + 2 * tracker.count), base + 1000})
+            door = base + config.HTTP_PORT_OFFSET
+            *ports, web_port = distinct_free_ports(len(self.peer_ids) + 1,
+                                                   {*range(base, base + 2 * tracker.count),
+                                                    *range(door, door + 2 * tracker.count)})
             self.specs = [nodes.PeerSpec(p, "127.0.0.1", port, self.upload_rate) for p, port in zip(self.peer_ids, ports)]
         self.tracker = tracker
         os.environ["ZORRENT_TRACKER"] = ",".join(tracker.endpoints)
@@ -179,10 +182,7 @@ class Soak:
         conf = supervisor.write(supervisor.render(self.specs, tracker, tracker_autostart=False, launcher=launcher,
                                                   web=web))
         supervisor.start_or_update(conf)
-        for name, endpoint in zip(tracker.names, tracker.endpoints):
-            supervisor.start(name)
-            nodes.wait_tracker(endpoint, log_name=name)
-        supervisor.start("web")
+        supervisor.start_trackers(tracker)
         supervisor.start_peers(self.specs)
         nodes.wait_web(web.url)
         self.pids = _pids()
@@ -197,11 +197,11 @@ class Soak:
             path = inputs / f"soak_{i:03d}.bin"
             write_random_file(path, self.rng.randint(self.min_size, self.max_size), self.rng)
             trackers = config.tracker_endpoints()
-            meta = metainfo.create(path, trackers[0], None, metainfo.announce_list(*trackers))
+            meta = making.create(path, trackers[0], None, making.announce_list(*trackers))
             self.inputs[path.name] = (path, sha256_of(path), meta)
             for peer_id in {seeders[i % len(seeders)], seeders[(i + 1) % len(seeders)]}:
                 self.seeded.add((peer_id, path.name))
-                client.seed(peer_id, str(path), meta, timeout_s=120)
+                client.seed(peer_id, str(path), meta, timeout_s=config.SEED_TIMEOUT_S)
         self.say(f"seeded {self.nfiles} files from {len(seeders)} seeders")
         self.report.rss_mib = {name: [_rss_mib(pid), 0.0] for name, pid in self.pids.items()}
 
@@ -359,38 +359,3 @@ class Soak:
         page = write_html(self.workdir / "soak-report.html", asdict(self.report), self.timeline,
                           f"zorrent soak: {self.report.peers} peers, {self.report.files} files, {self.report.minutes:g} min")
         self.say(f"report: {self.workdir / 'soak-report.json'} and {page}")
-
-
-def _distinct_free_ports(count: int, taken: set[int]) -> list[int]:
-    """``count`` free ports, no two alike and none in ``taken``: a port just freed is often
-    handed out again at once (two of 300 soak peers got the same one, and one never started)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = _free_port()
-        if port not in ports and port not in taken:
-            ports.append(port)
-    return ports
-
-
-def _free_port() -> int:
-    return _free_ports(1)
-
-
-def _free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
-    import socket
-
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count > 65535:
-            continue
-        try:
-            for port in range(base + 1, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise ZorrentError(f"no {count} consecutive free ports")

@@ -21,7 +21,7 @@ from typing import Callable
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from ctl.nodes import REPO, PeerSpec, node_env, peer_args
+from ctl.nodes import REPO, PeerSpec, SupervisorGone, node_env, peer_args
 from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
 
@@ -123,7 +123,7 @@ def _program(name: str, args: list[str], workdir: Path, autostart: bool, prefix:
         "autostart": "true" if autostart else "false",
         "autorestart": "true",
         "startsecs": str(config.SUPERVISOR_STARTSECS),
-        "startretries": "10",
+        "startretries": str(config.SUPERVISOR_STARTRETRIES),
         "stopsignal": "TERM",
         "stopwaitsecs": str(config.SUPERVISOR_STOPWAITSECS),
         "stopasgroup": "true",
@@ -195,6 +195,19 @@ def rpc():
         None, None, serverurl=f"unix://{sock}"))
 
 
+def call(method: str, *args):
+    """One XML-RPC call to supervisord (``call("startProcess", name, False)``). Its socket gone
+    (supervisord died, or was stopped meanwhile) is one line, a TransportError, not a traceback;
+    a Fault is the caller's, or handle_errors' one line."""
+    import http.client
+
+    try:
+        return getattr(rpc().supervisor, method)(*args)
+    except (OSError, http.client.HTTPException) as exc:      # gone, or died in the middle of a reply
+        raise SupervisorGone(f"supervisord stopped answering on {config.supervisor_socket()} "
+                             f"({getattr(exc, 'strerror', None) or exc or type(exc).__name__})") from None
+
+
 def running() -> bool:
     try:
         return rpc().supervisor.getState()["statename"] == "RUNNING"
@@ -216,13 +229,12 @@ def start_or_update(conf: Path) -> str:
                 raise TransportError(f"supervisord did not answer on {config.supervisor_socket()}")
             time.sleep(0.1)
         return "started"
-    proxy = rpc().supervisor
-    added, changed, removed = proxy.reloadConfig()[0]
+    added, changed, removed = call("reloadConfig")[0]
     for group in removed + changed:
-        proxy.stopProcessGroup(group)
-        proxy.removeProcessGroup(group)
+        call("stopProcessGroup", group)
+        call("removeProcessGroup", group)
     for group in added + changed:
-        proxy.addProcessGroup(group)
+        call("addProcessGroup", group)
     return "updated" if added or changed or removed else "unchanged"
 
 
@@ -236,42 +248,59 @@ def process_info() -> list[dict]:
 def start(name: str, wait: bool = True) -> None:
     """``supervisorctl start``: with ``wait``, returns once the program is RUNNING (after startsecs)."""
     try:
-        rpc().supervisor.startProcess(f"{config.SUPERVISOR_GROUP}:{name}", wait)
+        call("startProcess", f"{config.SUPERVISOR_GROUP}:{name}", wait)
     except xmlrpc.client.Fault as fault:
         if "ALREADY_STARTED" not in fault.faultString:
             raise ZorrentError(f"supervisord could not start {name}: {fault.faultString}") from None
 
 
+def start_trackers(tracker: TrackerSpec) -> None:
+    """``swarm up``'s first step: each tracker, the next once it answers, then the web view
+    (which answers once it has asked them; see ``nodes.wait_web``)."""
+    from ctl import nodes
+
+    for name, endpoint in zip(tracker.names, tracker.endpoints):
+        start(name)
+        nodes.wait_tracker(endpoint, log_name=name)
+    start("web")
+
+
 def start_peers(specs: list[PeerSpec]) -> None:
     """``supervisorctl start`` for the peers, paced: those not running yet are started
     ``config.PEER_START_WINDOW`` at a time (each next one once an earlier one answers a
-    ping). Returns once supervisord says RUNNING for every peer and every peer answers."""
+    ping). Returns once supervisord says RUNNING for every peer and every peer answers.
+    One that goes FATAL (its port taken, say) does not stop the others: once they run,
+    PeersNotStarted names each that failed and why; supervisord leaves it FATAL."""
     from ctl import nodes
 
     states = {p["name"]: p["statename"] for p in process_info()}
     todo = [s for s in specs if states.get(s.peer_id) in ("STOPPED", "EXITED", "FATAL")]
-    nodes.start_paced(todo, lambda spec: start(spec.peer_id, wait=False), _wait_answers)
-    wait_running([s.peer_id for s in specs])
-    for spec in specs:
+    failed: dict[str, str] = {}
+    try:
+        nodes.start_paced(todo, lambda spec: start(spec.peer_id, wait=False), _wait_answers)
+    except nodes.PeersNotStarted as exc:
+        failed = exc.failed
+    up = [s for s in specs if s.peer_id not in failed]
+    wait_running([s.peer_id for s in up])
+    for spec in up:
         nodes.wait_peer(spec, None)
+    if failed:
+        raise nodes.PeersNotStarted(failed, len(specs))
 
 
 def _wait_answers(spec: PeerSpec, timeout_s: float = config.PEER_START_TIMEOUT_S) -> None:
     """The peer answers a ping; fail at once if supervisord gave up on it (FATAL)."""
-    from ctl import client
+    from ctl import nodes
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            client.check_peer(spec.peer_id, spec.ip, spec.port, timeout_s=0.3)
-            return
-        except TransportError:
-            pass
-        state = rpc().supervisor.getProcessInfo(f"{config.SUPERVISOR_GROUP}:{spec.peer_id}")["statename"]
-        if state == "FATAL" or time.monotonic() > deadline:
-            raise TransportError(f"peer {spec.peer_id} did not answer on {spec.ip}:{spec.port} within "
-                                 f"{timeout_s:g}s: supervisord says {state} "
-                                 f"(see {config.logs_dir() / (spec.peer_id + '.log')})")
+    def gone() -> str | None:
+        state = call("getProcessInfo", f"{config.SUPERVISOR_GROUP}:{spec.peer_id}")["statename"]
+        if state != "FATAL":
+            return None
+        why = nodes.last_log_line(spec.peer_id)
+        return "is FATAL in supervisord" + (f": {why}" if why else "")
+
+    nodes.wait_answering(nodes.ping_peer(spec), f"peer {spec.peer_id} on {spec.ip}:{spec.port}", spec.peer_id,
+                         timeout_s, gone)
 
 
 def wait_running(names: list[str], timeout_s: float = config.READY_TIMEOUT_S) -> None:
@@ -299,12 +328,11 @@ def shutdown() -> None:
     """Stop every program (SIGTERM, then SIGKILL after stopwaitsecs), then supervisord."""
     if not running():
         return
-    proxy = rpc().supervisor
     try:
-        proxy.stopProcessGroup(config.SUPERVISOR_GROUP)
+        call("stopProcessGroup", config.SUPERVISOR_GROUP)
     except xmlrpc.client.Fault:
         pass
-    proxy.shutdown()
+    call("shutdown")
     deadline = time.monotonic() + config.SUPERVISOR_STOPWAITSECS + 5
     pidfile = config.run_dir() / "supervisord.pid"
     while running() or pidfile.exists():

@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import zmq
 
-from node import curve
 from protocol.codec import Envelope, decode, encode
 from protocol.errors import ProtocolError, RemoteError, TransportError, ZorrentError
 from protocol.messages import MAX_FRAME_BYTES, Error, Message
@@ -56,7 +55,9 @@ class Channel:
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         sock.setsockopt(zmq.RCVHWM, 0)   # credit, not the HWM, bounds what is in flight
         try:
-            curve.secure_client(sock, self.endpoint)   # a CURVE client in a private swarm (tcp only)
+            if self.endpoint.startswith("tcp://"):    # CURVE applies to tcp only: ipc (the CLI's
+                from node import curve                  # control requests) never loads it
+                curve.secure_client(sock, self.endpoint)   # a CURVE client in a private swarm
             sock.connect(self.endpoint)
         except BaseException:
             sock.close(linger=0)
@@ -117,7 +118,7 @@ class Channel:
                 self.dropped += 1
                 continue
             if isinstance(env.msg, Error):
-                p.callback(None, RemoteError(env.msg.code, env.msg.message))
+                p.callback(None, RemoteError(env.msg.code, env.msg.message, env.msg.retry_after_s))
             else:
                 p.callback(env, None)
 

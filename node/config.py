@@ -201,6 +201,35 @@ def heartbeat_interval(handed_s: float) -> float:
         return HEARTBEAT_INTERVAL_S
 
 
+def heartbeat_for_swarm(live_peers: int) -> float:
+    """The interval the tracker hands out with ``live_peers`` zorrent peers alive: long enough
+    that they send it about TRACKER_HEARTBEATS_PER_S heartbeats a second, within
+    [HEARTBEAT_INTERVAL_S, HEARTBEAT_MAX_S], in steps of 0.1 s (a peer re-arms its timer
+    only when the figure changes). Read at call time, so tests may patch the constants."""
+    interval = max(HEARTBEAT_INTERVAL_S, min(HEARTBEAT_MAX_S, live_peers / tracker_heartbeats_per_s()))
+    return round(interval, 1) or HEARTBEAT_INTERVAL_S
+
+
+def tracker_heartbeats_per_s() -> float:
+    """$ZORRENT_HEARTBEATS_PER_S (a tracker on a faster or slower machine), else TRACKER_HEARTBEATS_PER_S."""
+    try:
+        return max(0.01, float(os.environ.get("ZORRENT_HEARTBEATS_PER_S", TRACKER_HEARTBEATS_PER_S)))
+    except ValueError:
+        return TRACKER_HEARTBEATS_PER_S
+
+
+def file_check_s(heartbeat_s: float) -> float:
+    """How often a peer heartbeating every ``heartbeat_s`` sweeps the files it holds: it grows
+    with the interval the tracker hands out (300 peers on one machine: 3 s, not 1 s each)."""
+    return max(FILE_CHECK_S, heartbeat_s / FILE_CHECKS_PER_HEARTBEAT)
+
+
+def peer_expiry_s(interval_s: float) -> float:
+    """How long the tracker keeps a zorrent peer heartbeating every ``interval_s`` after its
+    last heartbeat: PEER_EXPIRY_BEATS of them missed."""
+    return PEER_EXPIRY_BEATS * max(interval_s, HEARTBEAT_INTERVAL_S)
+
+
 def check_peer_id(peer_id: str) -> str:
     """Peer ids name files, sockets and supervisor programs: keep them plain."""
     if not PEER_ID_RE.fullmatch(peer_id):
@@ -210,9 +239,21 @@ def check_peer_id(peer_id: str) -> str:
 
 
 # ---------------------------------------------------------------- timing (unit in every name)
-HEARTBEAT_INTERVAL_S = 2.0                    # the tracker hands this out (Registered, as BEP 3's ``interval``);
-                                              # a peer heartbeats at the interval it was handed
-PEER_EXPIRY_S = 3 * HEARTBEAT_INTERVAL_S     # tracker forgets a peer silent this long (3 missed heartbeats)
+# Heartbeats: the tracker hands out an interval (Registered and every heartbeat's reply, as
+# BEP 3's ``interval``) that grows with the live peers (heartbeat_for_swarm), and each peer's
+# record keeps the deadline its own interval gives, so expiry follows what each peer was told.
+HEARTBEAT_INTERVAL_S = 2.0                    # the shortest interval handed out (up to 100 peers): a small
+                                              # swarm's silent peer is gone in PEER_EXPIRY_S = 6 s; a peer uses
+                                              # it too until its tracker says otherwise
+TRACKER_HEARTBEATS_PER_S = 50.0               # the heartbeat load a tracker aims at: one costs ~0.5 ms of tracker
+                                              # CPU with its store write (bench-scale: 253 us per peer per s at
+                                              # 2 s), so ~2.5% of a core, whatever the swarm (300 peers: 6 s)
+HEARTBEAT_MAX_S = 60.0                        # the longest handed out (3,000 peers and more): a dead peer stays
+                                              # listed at most 3 minutes (jobs rest a silent remote on their own
+                                              # within BLOCK_TIMEOUT_S), and an idle peer's loop never sleeps
+                                              # longer than IDLE_WAIT_MAX_S anyway
+PEER_EXPIRY_BEATS = 3                         # tracker forgets a peer that missed this many heartbeats in a row
+PEER_EXPIRY_S = PEER_EXPIRY_BEATS * HEARTBEAT_INTERVAL_S     # the shortest expiry (a small swarm's)
 HEARTBEAT_BOUNDS_S = (0.5, 600.0)             # a peer takes an interval from a tracker only within these
 IDLE_WAIT_MAX_S = 60.0                        # a peer's event loop sleeps at most this long with nothing due
                                               # (signals wake it at once)
@@ -227,10 +268,17 @@ STATUS_POLL_S = 0.2                           # ctl progress refresh
 DOWNLOAD_STALL_S = 120.0                      # ctl gives up after no progress this long
 TRACKER_GRACE_S = 5.0                         # ctl gives up on a peer that cannot reach the tracker
 READY_TIMEOUT_S = 15.0                        # a started node must answer a ping by then
+PING_PROBE_TIMEOUT_S = 0.3                    # one ping while waiting for a started node (then the next)
+TWIN_PING_TIMEOUT_S = 0.5                     # a starting peer asks the holder of its id's lock who it is, once
+SEED_TIMEOUT_S = 120.0                        # the soak's seeds have this long to hash their file
 TRACKER_PROBE_S = 5.0                         # a peer failed over away from its first tracker pings it this often
 
 STATE_SAVE_S = 1.0                            # a peer saves resume state this often (if changed)
 FILE_CHECK_S = 1.0                            # a peer stats the files it holds this often (size, mtime, inode)
+FILE_CHECKS_PER_HEARTBEAT = 2                 # ... or this many times per heartbeat interval, if that is rarer:
+                                              # a change an idle seed notices reaches the tracker (FORGET)
+                                              # within about one heartbeat, as fresh as the tracker's view of
+                                              # that peer is anyway; each block served is checked as it is read
 FILE_CHECK_BATCH = 256                        # files of one torrent checked per sweep (a big folder takes several)
 RECHECK_TRIES = 3                             # a file that keeps changing while re-hashed is given up on
 SNUB_AFTER_TIMEOUTS = 2                       # consecutive timeouts before a peer is rested
@@ -239,6 +287,8 @@ SNUB_S = 10.0                                 # how long a timed-out peer gets n
 # ---------------------------------------------------------------- supervision
 SUPERVISOR_GROUP = "swarm"
 SUPERVISOR_STARTSECS = 2                      # up this long counts as started
+SUPERVISOR_STARTRETRIES = 3                   # supervisord's default: FATAL after backoffs of 1+2+3 s (a taken
+                                              # port fails in ~8 s; 10 took ~60 s, past PEER_START_TIMEOUT_S)
 SUPERVISOR_STOPWAITSECS = 15                  # SIGTERM, then SIGKILL after this long
 SUPERVISOR_LOG_MAXBYTES = "10MB"
 SUPERVISOR_LOG_BACKUPS = 3
@@ -260,6 +310,10 @@ SEND_ONCE_RESEND_S = 30.0                     # a seed sends a piece again after
 SEND_ONCE_SUGGEST = 4                         # unsent pieces a seed offers with each redirect
 WATCH_S = 10.0                                # a parked WATCH is answered (empty) after this long
 WATCH_PARKED_MAX = 256                        # parked WATCHes per torrent; more are answered at once
+WATCH_BATCH_PER_WATCHER_S = 0.001             # HAVEs to watchers wait this long per parked WATCH (each costs a
+WATCH_BATCH_MIN_S = 0.005                     # send), between these two and ANNOUNCE_BATCH_S: a few watchers
+#   hear of a piece within 5 ms, not 50 (a 64 KiB piece is 10 ms of a 50 Mbit/s uplink, and its next
+#   relay waits for the HAVE); 256 watchers still cost at most 20 flushes a second
 ELSEWHERE_RETRY_S = 5.0                       # a redirected piece is not asked of that seed again for this long
 MAX_HASH_FAILURES = 3                         # pieces failed as sole sender before a ban
 HASH_THREADS = 2                              # per peer: SHA-1 of arrived pieces (one per core)
@@ -301,6 +355,10 @@ CHANGE_LOG_ROWS = 4096                        # SQLite: changes kept per torrent
                                               # the torrent sees over 4,096 announces in that second
 TOMBSTONE_S = 120.0                           # MongoDB: a peer that left a torrent stays as a tombstone this
                                               # long, so jobs learn it left; older cursors get a full list
+MONGO_PENDING_S = 60.0                        # MongoDB: a version taken but not yet written holds readers'
+                                              # cursors below it at most this long (a write takes ms; a server
+                                              # busy for 15 s was seen): a tracker that died mid-write stalls
+                                              # no delta longer, and jobs meanwhile get changes twice, never none
 
 # ---------------------------------------------------------------- bounds on what a remote can fill
 # Sized from the piece size and the link (node/budget.py). A legitimate downloader keeps
@@ -353,14 +411,20 @@ SWARM_PAGE_MAX = 500                          # peers or torrents in one GetSwar
 # remote can fill has a bound). libtorrent's figures are the model where one is named.
 BT_MAX_CONNECTIONS = 200                      # per peer process, both directions; more are closed on arrival
                                               # (Transmission's peer-limit-global default is 200)
-# Requests and bytes in flight are NOT bounded here any more: the BEP 3 wire takes them from
-# the peer's one Budget (node/budget.py), shared with the ZeroMQ data port, so a stranger
-# on either port gets REMOTE_MAX_REQUESTS requests (advertised as BEP 10 `reqq`; beyond, a
-# BEP 6 reject, or a drop without Fast) and REMOTE_MAX_BYTES of blocks held here, both wires
-# together REMOTES_TOTAL_BYTES; refused REMOTE_MAX_REFUSALS times in a row, it is cut off.
-# (This replaces BT_MAX_REQUEST_QUEUE 500, BT_SEND_BUFFER_BYTES 1 MiB, BT_READS_IN_FLIGHT 8:
-# every read holds claimed budget bytes.) A connection stops being read while its queued
-# replies exceed REMOTE_MAX_BYTES. What stays below is wire-specific.
+# Bytes in flight are NOT bounded here: the BEP 3 wire takes them from the peer's one Budget
+# (node/budget.py), shared with the ZeroMQ data port, so a stranger on either port gets
+# REMOTE_MAX_REQUESTS requests being served and REMOTE_MAX_BYTES of blocks held here, both
+# wires together REMOTES_TOTAL_BYTES. A connection stops being read while its queued replies
+# exceed REMOTE_MAX_BYTES. What stays below is wire-specific.
+BT_MAX_QUEUED_REQUESTS = 500                  # requests one BEP 3 remote may have queued here, not yet served
+                                              # (advertised as BEP 10 `reqq`; beyond: a BEP 6 reject, or a drop
+                                              # without Fast; REMOTE_MAX_REFUSALS in a row cuts it off). Each is
+                                              # 3 ints (~100 bytes: 50 KB per connection). libtorrent keeps up
+                                              # to 500 in flight to a peer (max_out_request_queue) and sizes its
+                                              # queue to ~3 s of transfer: with 128 (2 MiB) a libtorrent leecher
+                                              # on loopback got 0.68x of a libtorrent seed's speed, with 512
+                                              # 0.98x (bench/bt_interop.py), as every scheduling delay of our
+                                              # loop then left the pipe empty.
 BT_RECV_BUFFER_BYTES = 256 * 1024             # a connection's preallocated receive buffer; it grows only for
                                               # a bitfield (num_pieces / 8 bytes, fixed by the torrent)
 BT_MAX_MESSAGE_BYTES = 16 * 1024 + 64 * 1024  # largest message but a bitfield: a 16 KiB piece or metadata
@@ -373,7 +437,9 @@ BT_UPLOAD_SLOTS = 4                           # unchoked remotes per peer proces
                                               # 4 + 1 fills a capped uplink without splitting it thin)
 BT_RECHOKE_S = 10.0                           # BEP 3: re-choose the unchoked every 10 s
 BT_OPTIMISTIC_S = 30.0                        # ... and the optimistic unchoke every 30 s (3 rounds)
-BT_REQUESTS_PER_REMOTE = 64                   # 16 KiB requests we keep in flight to one BEP 3 remote (1 MiB)
+BT_REQUESTS_PER_REMOTE = 256                  # 16 KiB requests we keep in flight to one BEP 3 remote (4 MiB;
+                                              # at most its `reqq`): 64 was one 1 MiB piece at a time, so every
+                                              # turn of either loop left the link idle (libtorrent keeps ~3 s)
 BT_METADATA_MAX_BYTES = 16 * 1024 * 1024      # a ut_metadata size we accept (protocol/metainfo's torrent cap)
 BT_CONNECT_TIMEOUT_S = 5.0                    # an outgoing BEP 3 connection must be up by then
 

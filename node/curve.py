@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-import zmq.auth
 
 from node import config
 from protocol.errors import ErrorCode, ZorrentError
@@ -55,6 +54,8 @@ class SwarmKeys:
 
 def _read(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
     try:
+        import zmq.auth     # only with keys: every other process (and command) skips its imports
+
         public, secret_key = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
         raise ZorrentError(f"cannot read key {path}: {getattr(exc, 'strerror', None) or exc}",
@@ -146,6 +147,8 @@ def stop(zctx: zmq.Context) -> None:
 
 # ---------------------------------------------------------------- making keys (``zorrent keys``)
 def _new_pair(folder: Path, name: str) -> Path:
+    import zmq.auth
+
     public, secret = zmq.auth.create_certificates(folder, name)
     os.chmod(secret, 0o600)
     return Path(public)

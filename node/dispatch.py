@@ -96,7 +96,7 @@ class Dispatcher:
             with ctx.scope():
                 result = handler(ctx, env.msg)
         except ZorrentError as exc:
-            return error_frames(msg_id or decode_id(frames), exc.code, exc.message)
+            return error_frames(msg_id or decode_id(frames), exc.code, exc.message, exc.retry_after_s)
         except Exception as exc:
             log.exception("%s handler failed", self.name)
             return error_frames(msg_id, ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
@@ -177,7 +177,7 @@ def serve(sock: zmq.Socket, dispatcher: Dispatcher, ctx: Context, batch_max: int
         try:
             ctx.commit()
         except ZorrentError as exc:
-            replies = [(ident, error_frames(decode_id(frames), exc.code, exc.message))
+            replies = [(ident, error_frames(decode_id(frames), exc.code, exc.message, exc.retry_after_s))
                        for ident, frames in batch]
         for ident, frames in replies:
             send(ident, frames)

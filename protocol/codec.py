@@ -99,5 +99,5 @@ def decode(frames: list[Any]) -> Envelope:
     return Envelope(raw["id"], cls.from_body(raw["body"]), payload)
 
 
-def error_frames(msg_id: int, code: int, text: str) -> list[Any]:
-    return encode(Error(code=int(code), message=text), msg_id)
+def error_frames(msg_id: int, code: int, text: str, retry_after_s: float = 0.0) -> list[Any]:
+    return encode(Error(code=int(code), message=text, retry_after_s=float(retry_after_s)), msg_id)

@@ -28,12 +28,15 @@ class ZorrentError(Exception):
     """Base for every error zorrent raises on purpose. ``str(err)`` is one line."""
 
     code: ErrorCode = ErrorCode.INTERNAL
+    retry_after_s: float = 0.0   # carried in the ERROR reply: when a retry may succeed (0: unknown)
 
-    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+    def __init__(self, message: str, code: ErrorCode | None = None, retry_after_s: float = 0.0) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if retry_after_s:
+            self.retry_after_s = float(retry_after_s)
 
 
 class ProtocolError(ZorrentError):
@@ -62,12 +65,12 @@ class MetainfoError(ZorrentError):
 class RemoteError(ZorrentError):
     """The other side answered with an ERROR reply."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, retry_after_s: float = 0.0) -> None:
         try:
             code = ErrorCode(code)
         except ValueError:
             code = ErrorCode.INTERNAL
-        super().__init__(message, code)
+        super().__init__(message, code, retry_after_s)
 
 
 class TransportError(ZorrentError):

@@ -1,5 +1,5 @@
 """BEP-3 metainfo (.torrent), single-file and multi-file (``files``, BEP 47 pad files):
-create, read, validate, info-hash.
+read, validate, write, info-hash. Making one (hashing files) is protocol/making.py's.
 
 A BEP 52 hybrid torrent is read through its v1 part (its info-hash is the v1, SHA-1 one);
 a v2-only torrent is refused with one line that says so.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +20,9 @@ from pathlib import Path
 import fastbencode
 
 from protocol.errors import MetainfoError
-from protocol.pieces import (
-    HASH_BYTES,
-    MAX_PIECE_BYTES,
-    MIN_PIECE_BYTES,
-    auto_piece_length,
-    iter_piece_hashes,
-    iter_stream_hashes,
-    piece_count,
-    piece_size,
-)
+from protocol.pieces import HASH_BYTES, MAX_PIECE_BYTES, MIN_PIECE_BYTES, piece_count, piece_size
 
-CREATED_BY = "zorrent"
 MAX_TORRENT_BYTES = 64 * 1024 * 1024
-
-
 MAX_FILES = 100_000
 
 
@@ -101,14 +88,18 @@ def check_name(name: str) -> None:
         raise MetainfoError(f"['info']['name'] {name!r} {problem}")
 
 
+def check_piece_length(plen: int, what: str = "piece size") -> None:
+    if plen < MIN_PIECE_BYTES or plen > MAX_PIECE_BYTES or plen & (plen - 1):
+        raise MetainfoError(f"{what} must be a power of two from 16 KiB to 16 MiB, not {plen}")
+
+
 def _check_path(raw: list, where: str) -> tuple[str, ...]:
     """A file's path list: every component is checked as the name is; the message names the path."""
     if not raw:
         raise MetainfoError(f"{where} is empty")
     parts = []
     for j, part in enumerate(raw):
-        if not isinstance(part, bytes):
-            raise MetainfoError(f"{where}[{j}] must be bytes, not {type(part).__name__}")
+        _typed(part, bytes, f"{where}[{j}]")
         try:
             parts.append(part.decode("utf-8"))
         except UnicodeDecodeError:
@@ -136,8 +127,7 @@ def _parse_files(info: dict) -> tuple[FileEntry, ...]:
     offset = 0
     for i, f in enumerate(files):
         where = f"['info']['files'][{i}]"
-        if not isinstance(f, dict):
-            raise MetainfoError(f"{where} must be dict, not {type(f).__name__}")
+        _typed(f, dict, where)
         length = _need(f, b"length", int, where)
         if length < 0:
             raise MetainfoError(f"{where}['length'] must not be negative, not {length}")
@@ -167,13 +157,18 @@ def _parse_files(info: dict) -> tuple[FileEntry, ...]:
     return tuple(entries)
 
 
+def _typed(value, tp: type, where: str, shown: str | None = None):
+    """``value``, if it is a ``tp`` (a bool is no int); else ``WHERE must be TP, not T`` (torf's
+    assert_type). ``shown``: the type's name in the message (bencode's byte strings are "str")."""
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise MetainfoError(f"{where} must be {shown or tp.__name__}, not {type(value).__name__}")
+    return value
+
+
 def _need(d: dict, key: bytes, tp: type, where: str):
     if key not in d:
         raise MetainfoError(f"{where}[{key.decode()!r}] is missing")
-    value = d[key]
-    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise MetainfoError(f"{where}[{key.decode()!r}] must be {tp.__name__}, not {type(value).__name__}")
-    return value
+    return _typed(d[key], tp, f"{where}[{key.decode()!r}]")
 
 
 def parse(raw: bytes) -> Metainfo:
@@ -184,8 +179,7 @@ def parse(raw: bytes) -> Metainfo:
         top = fastbencode.bdecode(raw)
     except Exception as exc:
         raise MetainfoError(f"not valid bencode: {exc}") from None
-    if not isinstance(top, dict):
-        raise MetainfoError(f"top level must be dict, not {type(top).__name__}")
+    _typed(top, dict, "top level")
     info = _need(top, b"info", dict, "")
     if info.get(b"meta version", 1) != 1 and b"pieces" not in info:   # hybrids keep a v1 part: read that
         raise MetainfoError("v2-only torrents (BEP 52) are not supported; zorrent reads v1 and hybrid "
@@ -209,18 +203,14 @@ def parse(raw: bytes) -> Metainfo:
             raise MetainfoError(f"['info']['length'] must be positive, not {length}")
         files = (FileEntry((), length, 0),)
     plen = _need(info, b"piece length", int, "['info']")
-    if plen < MIN_PIECE_BYTES or plen > MAX_PIECE_BYTES or plen & (plen - 1):
-        raise MetainfoError(
-            f"['info']['piece length'] must be a power of two from 16 KiB to 16 MiB, not {plen}")
+    check_piece_length(plen, "['info']['piece length']")
     pieces = _need(info, b"pieces", bytes, "['info']")
     expected = piece_count(length, plen) * HASH_BYTES
     if len(pieces) != expected:
         raise MetainfoError(
             f"['info']['pieces'] is {len(pieces)} bytes, expected {expected} for {length} bytes "
             f"in {plen}-byte pieces")
-    announce = top.get(b"announce", b"")
-    if not isinstance(announce, bytes):
-        raise MetainfoError(f"['announce'] must be str, not {type(announce).__name__}")
+    announce = _typed(top.get(b"announce", b""), bytes, "['announce']", "str")
     tiers = _announce_tiers(top.get(b"announce-list", []))
     encoded_info = fastbencode.bencode(info)
     if encoded_info not in raw:  # cannot happen with canonical input; guards the info-hash
@@ -234,15 +224,10 @@ def parse(raw: bytes) -> Metainfo:
 
 
 def _announce_tiers(value) -> tuple[tuple[str, ...], ...]:
-    if not isinstance(value, list):
-        raise MetainfoError(f"['announce-list'] must be list, not {type(value).__name__}")
     tiers = []
-    for i, tier in enumerate(value):
-        if not isinstance(tier, list):
-            raise MetainfoError(f"['announce-list'][{i}] must be list, not {type(tier).__name__}")
-        for j, url in enumerate(tier):
-            if not isinstance(url, bytes):
-                raise MetainfoError(f"['announce-list'][{i}][{j}] must be str, not {type(url).__name__}")
+    for i, tier in enumerate(_typed(value, list, "['announce-list']")):
+        for j, url in enumerate(_typed(tier, list, f"['announce-list'][{i}]")):
+            _typed(url, bytes, f"['announce-list'][{i}][{j}]", "str")
         tiers.append(tuple(url.decode("utf-8", "replace") for url in tier))
     return tuple(tiers)
 
@@ -289,129 +274,6 @@ def read(path: str | os.PathLike) -> Metainfo:
         raise MetainfoError(f"{path}: {exc.message}") from None
 
 
-def _check_piece_length(plen: int) -> None:
-    if plen < MIN_PIECE_BYTES or plen > MAX_PIECE_BYTES or plen & (plen - 1):
-        raise MetainfoError(f"piece size must be a power of two from 16 KiB to 16 MiB, not {plen}")
-
-
-def announce_list(*urls: str) -> list[list[str]]:
-    """BEP 12 ``announce-list``: one tier per URL, in order of preference; empty and repeated
-    URLs are dropped. The first is the torrent's ``announce``, so clients without BEP 12 agree.
-    A single URL needs no list: then it is empty."""
-    tiers = [[url] for url in dict.fromkeys(u for u in urls if u)]
-    return tiers if len(tiers) > 1 else []
-
-
-def _top(info: dict, announce: str, tiers: list[list[str]] | None = None) -> bytes:
-    """The whole .torrent around ``info``; ``tiers``, if any, becomes the BEP 12
-    ``announce-list`` (see ``announce_list``)."""
-    top = {
-        b"announce": announce.encode(),
-        b"created by": CREATED_BY.encode(),
-        b"creation date": int(time.time()),
-        b"info": info,
-    }
-    if tiers:
-        top[b"announce-list"] = [[url.encode() for url in tier] for tier in tiers if tier]
-    return fastbencode.bencode(top)
-
-
-def folder_files(folder: Path) -> list[tuple[tuple[str, ...], Path]]:
-    """Every regular file under ``folder`` (symlinked folders are not followed), sorted by path."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        rel = Path(dirpath).relative_to(folder).parts
-        for fname in filenames:
-            p = Path(dirpath) / fname
-            if p.is_file():
-                found.append(((*rel, fname), p))
-    return sorted(found)
-
-
-def _hashed(hashes, plen: int, length: int, progress) -> bytes:
-    """Join piece digests, telling ``progress(n)`` (if given) of every n bytes hashed."""
-    if progress is None:
-        return b"".join(hashes)
-    out = []
-    for i, digest in enumerate(hashes):
-        out.append(digest)
-        progress(min(plen, length - i * plen))
-    return b"".join(out)
-
-
-def _flags(info: dict, private: bool) -> dict:
-    if private:
-        info[b"private"] = 1     # BEP 27; inside info, so the info-hash (and a magnet) says so too
-    return info
-
-
-def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None,
-                  tiers: list[list[str]] | None = None, private: bool = False, progress=None) -> Metainfo:
-    """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``).
-    One file is open at a time, however many the folder holds. ``progress(n)``, if given,
-    is told of every n bytes hashed."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MetainfoError(f"{folder} is not a folder")
-    found = folder_files(folder)
-    try:
-        lengths = [p.stat().st_size for _, p in found]
-    except OSError as exc:
-        raise MetainfoError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    length = sum(lengths)
-    if length <= 0:
-        raise MetainfoError(f"{folder} has no data to share")
-    plen = piece_length or auto_piece_length(length)
-    _check_piece_length(plen)
-
-    def opened():
-        for (_, p), n in zip(found, lengths):
-            try:
-                fd = os.open(p, os.O_RDONLY)
-            except OSError as exc:
-                raise MetainfoError(f"cannot read {p}: {exc.strerror}") from None
-            try:
-                if os.fstat(fd).st_size != n:
-                    raise MetainfoError(f"{p} changed size while it was hashed")
-                yield fd, n
-            finally:
-                os.close(fd)
-
-    try:
-        pieces = _hashed(iter_stream_hashes(opened(), plen), plen, length, progress)
-    except OSError as exc:
-        raise MetainfoError(f"cannot read {folder}: {exc.strerror or exc}") from None
-    name = folder.resolve().name
-    check_name(name)
-    files = [{b"length": n, b"path": [c.encode() for c in rel]} for (rel, _), n in zip(found, lengths)]
-    info = {b"files": files, b"name": name.encode(), b"piece length": plen, b"pieces": pieces}
-    return parse(_top(_flags(info, private), announce, tiers))
-
-
-def create(path: str | os.PathLike, announce: str, piece_length: int | None = None,
-           tiers: list[list[str]] | None = None, private: bool = False, progress=None) -> Metainfo:
-    """Hash ``path`` and build its metainfo (not yet written anywhere); ``progress(n)``, if
-    given, is told of every n bytes hashed."""
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise MetainfoError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        length = os.fstat(fd).st_size
-        if length <= 0:
-            raise MetainfoError(f"{path} is empty; nothing to share")
-        plen = piece_length or auto_piece_length(length)
-        _check_piece_length(plen)
-        pieces = _hashed(iter_piece_hashes(fd, length, plen), plen, length, progress)
-    finally:
-        os.close(fd)
-    check_name(path.name)
-    info = {b"length": length, b"name": path.name.encode(), b"piece length": plen, b"pieces": pieces}
-    return parse(_top(_flags(info, private), announce, tiers))
-
-
 def write(meta: Metainfo, path: str | os.PathLike) -> None:
     """Write atomically: a reader never sees half a torrent."""
     path = Path(path)
@@ -426,3 +288,16 @@ def write(meta: Metainfo, path: str | os.PathLike) -> None:
     except OSError as exc:            # a full disk names the file it could not write
         tmp.unlink(missing_ok=True)
         raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+_MADE_IN_MAKING = frozenset({"create", "create_folder", "announce_list", "folder_files", "CREATED_BY"})
+
+
+def __getattr__(name: str):
+    """``metainfo.create`` and the other makers, as before the split: they live in
+    protocol/making.py (which imports this module, so it is looked up only when asked for)."""
+    if name in _MADE_IN_MAKING:
+        from protocol import making
+
+        return getattr(making, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

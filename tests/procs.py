@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -33,9 +32,10 @@ def wait_for(predicate: Callable[[], object], timeout_s: float = DEADLINE_S, wha
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (ctl/ports.py says why), its port + 1000 free too."""
+    from ctl.ports import free_ports
+
+    return free_ports()
 
 
 def kill_tree(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
@@ -57,9 +57,9 @@ def start_secantus(data: Path, timeout_s: float = 60.0) -> tuple[subprocess.Pope
     assert binary, "secantusd-py is missing: run `make test`, which installs SecantusDB"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = open(data / "server.log", "ab")
-    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
-                             str(data / "db")], stdout=log, stderr=subprocess.STDOUT)
+    with open(data / "server.log", "ab") as log:
+        proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
+                                 str(data / "db")], stdout=log, stderr=subprocess.STDOUT)
     base = f"mongodb://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -103,8 +103,9 @@ class Swarm:
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = self.workdir / "logs" / f"{name}.log"
-        proc = subprocess.Popen([PY, str(REPO / "main.py"), *args], cwd=self.workdir, env=self.env(),
-                                stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        with open(log, "ab") as out:          # the child has its own copy of the fd
+            proc = subprocess.Popen([PY, str(REPO / "main.py"), *args], cwd=self.workdir, env=self.env(),
+                                    stdout=out, stderr=subprocess.STDOUT)
         self.procs.append((name, proc, log))
         return proc
 

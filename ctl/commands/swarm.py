@@ -7,13 +7,16 @@ import enum
 import signal
 import subprocess
 import time
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ctl.cli import command, commands, handle_errors
 from node import config
 from protocol.errors import ErrorCode, TransportError, ZorrentError
+
+if TYPE_CHECKING:
+    from ctl import nodes, supervisor
 
 app = commands()
 
@@ -134,9 +137,7 @@ def start_peer(
     supervisor_conf/supervisord.conf and supervisord is started (or told to reread and
     update). Manage them with: supervisorctl -c supervisor_conf/supervisord.conf status
     """
-    from ctl import nodes
-
-    specs = nodes.split_local(nodes.load_peers(config_path), config_path)
+    specs = _local_peers(config_path)
     tracker = _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store)
     if foreground:
         _run_foreground(ctx, specs, ",".join(tracker.endpoints))
@@ -144,26 +145,40 @@ def start_peer(
     _supervise(ctx, specs, tracker, start_tracker=False)
 
 
+def _local_peers(config_path: str) -> "list[nodes.PeerSpec]":
+    """The peers of ``config_path`` on this host, for a command that starts them: with the
+    file's keys (a private swarm's), which the peers it starts inherit."""
+    from ctl import nodes
+
+    peers = nodes.read_peers(config_path)
+    peers.use_keys()
+    return nodes.split_local(peers.specs, config_path)
+
+
 def _supervise(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec",
                start_tracker: bool, web: "supervisor.WebSpec | None" = None) -> None:
     """Write the config, start or update supervisord, and return once supervisord says
-    RUNNING for every node and every node answers."""
+    RUNNING for every node and every node answers. Peers that did not start (FATAL) are
+    shown in the table with the others, then named in one line (exit 1)."""
     from ctl import nodes, render, supervisor
 
     web = web or supervisor.WebSpec()
     conf = supervisor.write(supervisor.render(specs, tracker, tracker_autostart=False, web=web))
     what = supervisor.start_or_update(conf)
     if start_tracker:
-        for name, endpoint in zip(tracker.names, tracker.endpoints):
-            supervisor.start(name)
-            nodes.wait_tracker(endpoint, log_name=name)
-        supervisor.start("web")
-    supervisor.start_peers(specs)
+        supervisor.start_trackers(tracker)
+    failure = None
+    try:
+        supervisor.start_peers(specs)
+    except nodes.PeersNotStarted as exc:
+        failure = exc
     if start_tracker:
         nodes.wait_web(web.url)
     _show_swarm(ctx, specs, tracker, f"supervisord {what}: {conf}", web.url)
     if start_tracker and not ctx.obj.json:
         render.out.print(f"web view: {web.url}  (also {web.url}api/swarm and {web.url}metrics)")
+    if failure is not None:
+        raise failure
 
 
 def _show_swarm(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: "supervisor.TrackerSpec", title: str,
@@ -188,28 +203,41 @@ def _run_foreground(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: 
     logs = config.ensure_dir(config.logs_dir())
     procs: dict[str, subprocess.Popen] = {}
 
-    def stop_all(*_):
-        for p in procs.values():
+    def stop(which: list[subprocess.Popen]) -> None:
+        for p in which:
             if p.poll() is None:
                 p.terminate()
         deadline = time.monotonic() + config.SUPERVISOR_STOPWAITSECS
-        for p in procs.values():
+        for p in which:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
+
+    def stop_all() -> None:
+        stop(list(procs.values()))
 
     def spawn(spec: "nodes.PeerSpec") -> None:
         with open(logs / f"{spec.peer_id}.log", "ab") as log:
             procs[spec.peer_id] = subprocess.Popen(nodes.peer_argv(spec, tracker), stdout=log,
                                                    stderr=subprocess.STDOUT, env=nodes.node_env())
 
+    failure = None
     try:
         nodes.start_paced(specs, spawn, lambda spec: nodes.wait_peer(spec, procs[spec.peer_id]))
+    except nodes.PeersNotStarted as exc:
+        failure = exc
     except (ZorrentError, KeyboardInterrupt):
         stop_all()
         raise
-    rows = [[s.peer_id, f"{s.ip}:{s.port}", procs[s.peer_id].pid, "running"] for s in specs]
+    if failure is not None:
+        if len(failure.failed) == len(specs):
+            stop_all()
+            raise failure
+        render.error(failure.message)       # the others run on; the exit code says it at the end
+        stop([procs.pop(peer_id) for peer_id in failure.failed if peer_id in procs])   # one that hangs, too
+    rows = [[s.peer_id, f"{s.ip}:{s.port}", procs[s.peer_id].pid, "running"] for s in specs if s.peer_id in procs]
     if ctx.obj.json:
         render.emit_json([dict(zip(["peer_id", "address", "pid", "state"], r)) for r in rows])
     else:
@@ -226,6 +254,8 @@ def _run_foreground(ctx: typer.Context, specs: "list[nodes.PeerSpec]", tracker: 
     dead = [pid for pid, p in procs.items() if p.returncode not in (0, -signal.SIGTERM)]
     if dead and not stopping:
         raise ZorrentError(f"peer {dead[0]} exited (see {logs / (dead[0] + '.log')})")
+    if failure is not None:
+        raise failure
 
 
 swarm = commands(help="The whole swarm (tracker and peers) under supervisord.", no_args_is_help=True)
@@ -248,9 +278,9 @@ def swarm_up(
     web_port: Annotated[int, typer.Option(help="Port of the web view.")] = config.DEFAULT_WEB_PORT,
 ) -> None:
     """Bring up the tracker(s), the web view and every peer of peers.json (those on this host) under supervisord."""
-    from ctl import nodes, supervisor
+    from ctl import supervisor
 
-    _supervise(ctx, nodes.split_local(nodes.load_peers(config_path), config_path),
+    _supervise(ctx, _local_peers(config_path),
                _tracker_spec(tracker_endpoint, tracker_host, tracker_port, store, trackers), start_tracker=True,
                web=supervisor.WebSpec(web_host, web_port))
 

@@ -1,14 +1,14 @@
 """The download engine of one torrent on one peer.
 
-- Peers come from the tracker's list (refreshed every PEER_REFRESH_S) with bitfields.
+- Peers come from the tracker's list (refreshed every PEER_REFRESH_S) with bitfields, and
+  each remote's WATCH tells what it verifies (node/peer/peerlist.py: the job's view of the swarm).
 - Pieces are picked rarest-first (ties broken at random) from what each peer has.
 - Credit-based pipelining (zguide ch. 7): each remote peer gets at most its credit in
   block bytes in flight; every verified or failed piece returns its credit. Credit is
-  CREDIT_WINDOW_S of the peer's measured rate (its score), between two pieces and
+  CREDIT_WINDOW_S of the peer's measured rate (RemotePeer.rate, counted from its first
+  reply, so it doubles each round trip at the start), between two pieces and
   PIPELINE_BYTES: enough to keep its link busy, and no deep queue of requests at a slow
   link that others could have served sooner.
-- Each remote is watched (a long-polled WATCH): the pieces it verifies arrive within
-  one announce batch, not at the next tracker refresh, and are relayed at once.
 - An origin seed that already sent a piece to another peer answers ``Elsewhere`` with
   pieces nobody has (node/peer/seeding.py): the piece waits for the swarm, and the
   offered pieces are asked for first.
@@ -33,19 +33,18 @@ import random
 from collections import deque
 
 from node import config
-from node.peer.links import LinkRefused
+from node.peer.peerlist import FirstPeers, PeerListing
 from node.peer.remote import MIB, Fetch, Holding, Host, RemotePeer
 from node.peer.storage import sha1_of
 from protocol import messages as m
 from protocol.codec import Envelope
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
-from protocol.pieces import Bitfield
 
 log = logging.getLogger("zorrent.engine")
 
 
-class DownloadJob:
-    def __init__(self, node: Host, holding: Holding) -> None:
+class DownloadJob(PeerListing):
+    def __init__(self, node: Host, holding: Holding, first: FirstPeers | None = None) -> None:
         self.node = node
         self.clock = node.clock
         self.holding = holding
@@ -68,100 +67,9 @@ class DownloadJob:
         self.disk_at_start = node.disk.snapshot()
         self.sources: list[m.PeerInfo] = []           # BEP 3 peers named by the user (a magnet's x.pe)
         self._rebuild_order()
-
-    # ------------------------------------------------------------------ peers
-    def refresh(self) -> None:
-        if self.refreshing or self.finished is not None:
-            return
-        self.refreshing = True
-        self.last_refresh = self.clock()
-        bt = getattr(self.node, "bt", None)      # with a BEP 3 wire, standard clients are sources too
-        self.node.tracker.request(m.GetPeers(info_hash=self.meta.info_hash, since=self.cursor,
-                                             standard_clients=bt is not None), self._on_peers,
-                                  timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
-
-    def add_sources(self, addresses: list[str]) -> None:
-        """Standard peers to download from besides those the tracker lists ("HOST:PORT")."""
-        for address in addresses:
-            host, _, port = address.rpartition(":")
-            if host and port.isdigit() and 0 < int(port) < 65536:
-                self.sources.append(m.PeerInfo(peer_id=f"bt:{host}:{port}", host=host.strip("[]"), port=int(port),
-                                               bitfield=b"", have=0, kind="bittorrent"))
-
-    def _on_peers(self, env: Envelope | None, err: ZorrentError | None) -> None:
-        """The tracker's list: whole the first time (and whenever it cannot say what changed),
-        then only the peers that changed after our cursor."""
-        self.refreshing = False
-        if err is not None:
-            log.warning("%s: peer list unavailable: %s", self.meta.name, err.message)
-            if not self.sources:
-                return
-            reply = None
-        else:
-            reply = env.msg
-            if not isinstance(reply, m.PeerList) or reply.info_hash != self.meta.info_hash:
-                return
-        whole = reply is not None and not reply.delta
-        if reply is not None and reply.delta:
-            for peer_id in reply.gone:          # it left (or came back): what it held is void
-                remote = self.remotes.get(peer_id)
-                if remote is not None:
-                    remote.listed = False
-                    remote.bitfield = Bitfield(self.meta.num_pieces)
-        listed, refused = set(), []
-        for info in (reply.peers if reply is not None else []) + self.sources:
-            if info.peer_id == self.node.peer_id:
-                continue
-            standard = info.kind == "bittorrent"
-            if standard and getattr(self.node, "bt", None) is None:
-                continue
-            try:   # a standard client's pieces are learnt from its bitfield and haves (remote.py)
-                bits = Bitfield(self.meta.num_pieces, None if standard or not (info.bitfield or whole)
-                                else info.bitfield)
-                for i in info.pieces:
-                    bits.add(i)
-            except (ValueError, IndexError):
-                continue
-            listed.add(info.peer_id)
-            endpoint = f"bt://{info.host}:{info.port}" if standard else config.endpoint(info.host, info.port)
-            remote = self.remotes.get(info.peer_id)
-            if remote is None or remote.endpoint != endpoint:
-                try:
-                    channel = self._channel(info, endpoint)
-                except LinkRefused as exc:
-                    refused.append(exc)
-                    continue
-                if remote is not None:
-                    self._drop_remote(remote)
-                remote = RemotePeer(info.peer_id, endpoint, channel, bits)
-                self.remotes[info.peer_id] = remote
-            else:
-                bits = bits | remote.bitfield   # what it told us itself (WATCH) may be newer
-            remote.bitfield = bits
-            remote.listed = True
-        if whole:
-            for remote in self.remotes.values():
-                remote.listed = remote.peer_id in listed
-        if reply is not None:
-            self.cursor = -1 if refused else reply.version   # a peer we could not link to: ask again in full
-        self.warning = ""
-        if refused:
-            self.warning = f"{len(refused)} peers not contacted: {refused[0]}"
-            log.warning("%s: %s", self.meta.name, self.warning)
-        if reply is None or reply.peers or reply.gone or whole:
-            self._rebuild_order()
-            self.schedule()
-
-    def _channel(self, info: m.PeerInfo, endpoint: str):
-        if info.kind == "bittorrent":
-            from node.peer.bt.remote import BtRemoteChannel
-            return BtRemoteChannel(self.node.bt, info.host, info.port, self.meta.info_hash, self.meta.num_pieces)
-        return self.node.connect(endpoint)
-
-    def _drop_remote(self, remote: RemotePeer) -> None:
-        for fetch in list(remote.fetches):
-            self._abandon(fetch, count=False)
-        self.node.disconnect(remote.endpoint)
+        if first is not None:               # the peer list is asked already (refresh() otherwise)
+            self.refreshing, self.last_refresh = True, first.asked
+            first.then(self._on_peers)
 
     def _rebuild_order(self) -> None:
         avail: dict[int, int] = {}
@@ -175,12 +83,12 @@ class DownloadJob:
         self.retry.clear()
 
     # ------------------------------------------------------------------ scheduling
-    def _credit(self, score: float) -> int:
-        """Bytes a peer may have in flight: CREDIT_WINDOW_S of its score (MiB/s, less
-        failures), at least two pieces (all it gets before its first piece), at most
-        PIPELINE_BYTES."""
+    def _credit(self, remote: RemotePeer, now: float) -> int:
+        """Bytes a peer may have in flight: CREDIT_WINDOW_S of its rate (RemotePeer.rate:
+        MiB/s since its first reply, less failures), at least two pieces (all it gets
+        before its first piece), at most PIPELINE_BYTES."""
         floor = config.MIN_PIPELINE_REQUESTS * self.meta.piece_length
-        return max(floor, min(config.PIPELINE_BYTES, int(score * MIB * config.CREDIT_WINDOW_S)))
+        return max(floor, min(config.PIPELINE_BYTES, int(remote.rate(now) * MIB * config.CREDIT_WINDOW_S)))
 
     def _pick(self, remote: RemotePeer, now: float) -> int | None:
         while remote.suggested:
@@ -226,7 +134,7 @@ class DownloadJob:
         for remote in self.remotes.values():
             if not remote.listed or remote.banned or remote.rested_until > now:
                 continue
-            credit = self._credit(remote.score(now))
+            credit = self._credit(remote, now)
             while remote.inflight_bytes < credit and len(remote.fetches) < config.MAX_PIPELINE_REQUESTS:
                 piece = self._pick(remote, now)
                 if piece is None and not self.pending:
@@ -273,37 +181,12 @@ class DownloadJob:
             return
         fetch.blocks[offset] = payload
         fetch.received += len(payload)
+        if not fetch.remote.first_reply:
+            fetch.remote.first_reply = self.clock()
+            log.debug("%s: a first block from %s at +%.3f s (asked at +%.3f s)", self.meta.name,
+                      fetch.remote.peer_id, self.clock() - self.started, fetch.started - self.started)
         if fetch.received == fetch.size:
             self._verify_and_write(fetch)
-
-    def _watch(self, remote: RemotePeer) -> None:
-        if remote.bitfield.complete or remote.banned or self.finished is not None:
-            return
-        remote.watching = True
-        remote.channel.request(m.Watch(info_hash=self.meta.info_hash, since=remote.seen),
-                               lambda env, err, r=remote: self._on_haves(r, env, err),
-                               timeout_s=config.WATCH_S + config.REQUEST_TIMEOUT_S, tries=1)
-
-    def _on_haves(self, remote: RemotePeer, env: Envelope | None, err: ZorrentError | None) -> None:
-        remote.watching = False
-        if self.finished is not None or self.remotes.get(remote.peer_id) is not remote:
-            return
-        msg = env.msg if err is None else None
-        if not isinstance(msg, m.Haves) or msg.info_hash != self.meta.info_hash:
-            remote.watch_after = self.clock() + config.PEER_REFRESH_S   # not yet (or never): the tracker tells
-            return
-        remote.seen = msg.seq
-        news = False
-        for i in msg.pieces:
-            if 0 <= i < self.meta.num_pieces and i not in remote.bitfield:
-                remote.bitfield.add(i)
-                if i in self.pending and i not in remote.refused:
-                    news = True
-                    if not any(i in r.bitfield for r in self.remotes.values() if r is not remote):
-                        self.order.appendleft(i)     # the rarest: only this peer has it
-        self._watch(remote)
-        if news:
-            self.schedule()
 
     def _elsewhere(self, fetch: Fetch, suggest: list[int]) -> None:
         """A send-once seed sent this piece to someone else: not its fault, no failure.

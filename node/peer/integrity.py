@@ -5,8 +5,9 @@ says so is cheap, per file of the torrent: the path still names the open inode, 
 file, and (once complete, "sealed") its size, mtime and ctime are as our last write left
 them; before that, it still holds its verified pieces (storage.PieceFile.change).
 
-- Noticed: every FILE_CHECK_S (FILE_CHECK_BATCH files of a torrent at a time), before and
-  after each block is read for the data port, and on any read error.
+- Noticed: every sweep (FILE_CHECK_BATCH files of a torrent at a time; twice per heartbeat
+  interval, at least every FILE_CHECK_S: config.file_check_s), before and after each block
+  is read for the data port, and on any read error.
 - Then at once: its download stops, nothing of it is served (get_block refuses a suspended
   holding), nothing announced, and the tracker is told to forget its pieces (FORGET).
 - Re-hashed on a check thread (never the event loop): whatever is at the path now, if it is
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from node import config
 from node.peer import state
@@ -70,10 +71,16 @@ class IntegrityWatch:
     """The peer's watch over the files it holds (one per peer); it changes a holding only
     through ``Holdings.transition``."""
 
-    def __init__(self, reactor: "Reactor", disk: "DiskWorker", holdings: "Holdings") -> None:
+    def __init__(self, reactor: "Reactor", disk: "DiskWorker", holdings: "Holdings",
+                 period_s: Callable[[], float] = lambda: config.FILE_CHECK_S) -> None:
         self.disk, self.holdings = disk, holdings
         self.closing = False
-        reactor.call_every(config.FILE_CHECK_S, self.sweep)
+        self.reactor, self.period_s = reactor, period_s    # the sweep's period, asked anew each time
+        reactor.call_later(period_s(), self._tick)
+
+    def _tick(self) -> None:
+        self.reactor.call_later(self.period_s(), self._tick)
+        self.sweep()
 
     def close(self) -> None:
         self.closing = True            # a re-hash under way stops at its next piece
@@ -82,11 +89,7 @@ class IntegrityWatch:
         """Each held torrent, FILE_CHECK_BATCH of its files at a time (a folder of thousands
         of files is covered over several sweeps, not in one long pause of the event loop)."""
         for holding in self.holdings.values():
-            f = holding.file
-            count = min(len(f.fds), config.FILE_CHECK_BATCH)
-            files = [(f.sweep_at + k) % len(f.fds) for k in range(count)]
-            f.sweep_at = (f.sweep_at + count) % max(1, len(f.fds))
-            self.check(holding, files)
+            self.check(holding, holding.file.next_sweep(config.FILE_CHECK_BATCH))
 
     def check(self, h: "Holding", files: list[int] | None = None) -> "Holding":
         """Notice a change now (in ``files``, default all); the holding's record as it is

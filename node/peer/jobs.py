@@ -16,6 +16,7 @@ from typing import Callable
 
 from node.peer import state
 from node.peer.engine import DownloadJob
+from node.peer.peerlist import FirstPeers
 from node.peer.holdings import HashProgress, Holding, Holdings
 from node.peer.integrity import RESTARTABLE, IntegrityWatch, unchanged
 from node.peer.remote import Host
@@ -115,21 +116,23 @@ class Jobs:
         if not piece_file.fresh and piece_file.bytes_to_hash(trusted):
             return self._hashing(meta, piece_file, trusted, "download", fetched, self._downloading)
         have = trusted if trusted is not None and not piece_file.fresh else Bitfield(meta.num_pieces)
+        first = None if have.complete else FirstPeers(self.host, meta)   # ahead of the torrent's registration
         holding = self.holdings.hold(meta, piece_file, have, m.JobState.DOWNLOADING, "download", fetched)
-        self._run(holding)
+        self._run(holding, first)
         return holding
 
     def _downloading(self, h: Holding, have: Bitfield) -> None:
         if self.holdings.transition(h.meta.info_hash, m.JobState.DOWNLOADING, bitfield=have, expect=h):
             self._run(h)
 
-    def _run(self, holding: Holding) -> None:
+    def _run(self, holding: Holding, first: FirstPeers | None = None) -> None:
         if holding.bitfield.complete:
             self.holdings.transition(holding.meta.info_hash, m.JobState.SEEDING, expect=holding)
         else:
-            job = DownloadJob(self.host, holding)
+            job = DownloadJob(self.host, holding, first)
             self.holdings.attach(holding, job)
-            job.refresh()
+            if first is None:
+                job.refresh()
 
     def remove(self, info_hash: str, delete_data: bool) -> None:
         """Stop seeding or downloading; the tracker is told this peer holds none of it."""

@@ -93,7 +93,8 @@ class PeerNode(Context):
         self.holdings.connect(self.resume, self.session)
         self.disk = DiskWorker(self.reactor, config.HASH_THREADS, config.WRITE_THREADS, config.READ_THREADS,
                                config.CHECK_THREADS)
-        self.integrity = IntegrityWatch(self.reactor, self.disk, self.holdings)
+        self.integrity = IntegrityWatch(self.reactor, self.disk, self.holdings,
+                                        lambda: config.file_check_s(self.session.heartbeat_s))
         self.jobs = Jobs(self, self.holdings, self.integrity, self.direct_io)
         self.server = BlockServer(self.data_sock, self.reactor, self.disk, self.upload_rate_bps,
                                   self.integrity.read_failed)
@@ -136,7 +137,7 @@ class PeerNode(Context):
         if not Path(ctl_endpoint[len("ipc://"):]).exists():
             return
         try:
-            env = call(self.zctx, ctl_endpoint, m.Ping(), timeout_s=0.5, tries=1)
+            env = call(self.zctx, ctl_endpoint, m.Ping(), timeout_s=config.TWIN_PING_TIMEOUT_S, tries=1)
         except ZorrentError:
             return  # starting, or too busy to answer: the lock is what counts
         raise ZorrentError(f"peer {self.peer_id} is already running (pid {env.msg.pid})",

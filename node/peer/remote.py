@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from node import config
 from node.channel import Channel
 from node.peer.disk import DiskWorker
 from node.peer.storage import PieceFile
@@ -67,12 +68,27 @@ class RemotePeer:
     refused: set = field(default_factory=set)      # pieces it said it does not have: not asked again
     deferred: dict = field(default_factory=dict)   # piece -> until when: it sent us Elsewhere
     suggested: deque = field(default_factory=deque)  # pieces it offered (nobody else has them)
-    seen: int = -1                  # the seq of its last HAVES (node/peer/watch.py)
+    seen: int = 0                   # the seq of its last HAVES (node/peer/watch.py); the first WATCH asks
+    #   for all it verified in this run, so a piece it verified after the tracker's list was made
+    #   (and before this WATCH) is not missed until the next list
     watching: bool = False          # a WATCH is outstanding
     watch_after: float = 0.0        # after a failed WATCH, not before this
     rested_until: float = 0.0       # no requests before this (it kept timing out)
     banned: bool = False
     first_request: float = 0.0
+    first_reply: float = 0.0        # when its first block arrived: its link delivers from then on
+
+    def rate(self, now: float) -> float:
+        """MiB/s it delivered since its first block arrived, over at least CREDIT_WINDOW_S,
+        less failures: what its credit follows. Counted from the first reply, not the first
+        request, so the connection's set-up and first round trip (0.6 s at 100 ms RTT: TCP
+        and ZMTP handshakes, the request, TCP slow start) do not hold the credit at its floor
+        for seconds; within the first CREDIT_WINDOW_S the credit is what it has delivered,
+        so it doubles each round trip, as TCP's window does in slow start."""
+        if self.banned or not self.first_reply:
+            return 0.0
+        span = max(now - self.first_reply, config.CREDIT_WINDOW_S)
+        return (self.bytes / MIB) / span * 0.5 ** self.failures
 
     def score(self, now: float) -> float:
         if self.banned:

@@ -53,7 +53,21 @@ class ResumeStore:
 
     def next_deadline(self) -> float | None:
         """When the periodic save is due (for the reactor): None while nothing changed."""
+        self._reap()
         return self.dirty_since + config.STATE_SAVE_S if self.dirty and not self.restoring else None
+
+    def _reap(self) -> None:
+        """On the event loop: take in a background save's outcome. One that failed leaves
+        the state to save again in STATE_SAVE_S; the saver thread itself sets no flag."""
+        if self.saving is not None and self.saving.done():
+            done, self.saving = self.saving, None
+            if done.exception() is not None:
+                log.error("cannot save resume state: %r", done.exception())
+            if done.exception() is not None or not done.result():
+                self._failed()
+
+    def _failed(self) -> None:
+        self.dirty_since, self.dirty = time.monotonic(), True     # tried again in STATE_SAVE_S
 
     def save(self, wait: bool = False) -> None:
         """Snapshot the state, fdatasync the files it covers, then write it.
@@ -62,13 +76,15 @@ class ResumeStore:
         GIL), so a long flush never stalls serving or downloading. ``wait=True`` saves
         before returning: a request is acknowledged only once its job is durable.
         """
+        self._reap()
         if not self.dirty or self.restoring:
             return
         if self.saving is not None and not self.saving.done():
             if not wait:
                 self.dirty_since = time.monotonic()
                 return                     # still flushing the last one; try again in STATE_SAVE_S
-            self.saving.result()
+            self.saving.result()           # the last one done, then its outcome taken in
+            self._reap()
         self.dirty = False
         snapshot = list(self.unrestored)
         fds = []
@@ -80,19 +96,22 @@ class ResumeStore:
             except OSError as exc:
                 log.error("%s: cannot stat %s: %s", h.meta.name, h.file.path, exc.strerror or exc)
         if wait:
-            self._write(snapshot, fds, self.token())
+            if not self._write(snapshot, fds, self.token()):
+                self._failed()
         else:
             self.saving = self.saver.submit(self._write, snapshot, fds, self.token())
 
-    def _write(self, snapshot: list, fds: list[int], token: str) -> None:
+    def _write(self, snapshot: list, fds: list[int], token: str) -> bool:
+        """On the saver thread (or the loop's, waited for): True once saved. Touches no flag."""
         try:
             for fd in fds:
                 os.fdatasync(fd)           # pieces first: the state never claims unsynced data
             state.save(self.peer_id, token, snapshot)
             log.debug("state saved: %s", ", ".join(f"{Path(t.path).name}:{t.role}" for t in snapshot))
+            return True
         except OSError as exc:
-            self.dirty_since, self.dirty = time.monotonic(), True     # tried again in STATE_SAVE_S
             log.error("cannot save resume state: %s", exc.strerror or exc)
+            return False
         finally:
             for fd in fds:
                 os.close(fd)

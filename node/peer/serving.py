@@ -90,6 +90,10 @@ class BlockServer:
             self._unsent(ident, exc)
 
     def _queue(self, ident: bytes, header: Any, body: Any) -> None:
+        # Blocks this remote was sent may have left since the last pump: with nothing waiting
+        # no pump runs, and a reader that keeps 64 pieces asked for was refused as if it held
+        # 128 (then cut off for 30 s, and its download stalled).
+        self._reap_remote(ident)
         ticket = self.budget.admit(ident)
         if ticket is None:
             if isinstance(body, PendingRead):
@@ -196,11 +200,16 @@ class BlockServer:
     def _reap(self) -> None:
         """Release the tickets of blocks libzmq has written (the head of each remote's queue)."""
         for ident in list(self.sent):
-            queue = self.sent[ident]
-            while queue and queue[0][0].done:
-                self.budget.release(queue.popleft()[1])
-            if not queue:
-                del self.sent[ident]
+            self._reap_remote(ident)
+
+    def _reap_remote(self, ident: bytes) -> None:
+        queue = self.sent.get(ident)
+        if queue is None:
+            return
+        while queue and queue[0][0].done:
+            self.budget.release(queue.popleft()[1])
+        if not queue:
+            del self.sent[ident]
 
     def _drop(self, item: _Waiting) -> None:
         self.budget.release(item.ticket)

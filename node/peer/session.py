@@ -50,8 +50,9 @@ class TrackerSession:
         self.token: str | None = None
         self.last_token = last_token   # the previous session's, to take back our own live record
         self.refused_since: float | None = None
+        self.give_up_after_s = 0.0            # set at the first PEER_ID_TAKEN of a registration
         self.registering = False
-        self.heartbeat_s = config.HEARTBEAT_INTERVAL_S   # until the tracker says otherwise (Registered)
+        self.heartbeat_s = config.HEARTBEAT_INTERVAL_S   # until the tracker says otherwise (Registered, HeartbeatOk)
         self._heartbeat_timer = None
         self.due = False                      # something to send at the next batch (flush)
         self.last_flush = 0.0
@@ -106,9 +107,13 @@ class TrackerSession:
         if err is not None:
             if isinstance(err, RemoteError) and err.code == ErrorCode.PEER_ID_TAKEN:
                 # our own record from a run that lost its state expires; a live twin does not
+                # (it expires when the tracker says: 3 of the interval it was given, up to 3 min
+                # in a big swarm); a record that outlives that is a live twin's
                 now = time.monotonic()
-                self.refused_since = self.refused_since or now
-                if now - self.refused_since > config.PEER_EXPIRY_S + config.HEARTBEAT_INTERVAL_S:
+                if self.refused_since is None:
+                    self.refused_since = now
+                    self.give_up_after_s = max(config.PEER_EXPIRY_S, err.retry_after_s) + config.HEARTBEAT_INTERVAL_S
+                if now - self.refused_since > self.give_up_after_s:
                     self.on_fatal(err.message)
                     return
                 log.warning("%s; retrying until the old record expires", err.message)
@@ -119,10 +124,7 @@ class TrackerSession:
             return
         self.token = self.last_token = env.msg.token
         self.refused_since = None
-        interval = config.heartbeat_interval(env.msg.heartbeat_interval_s)
-        if interval != self.heartbeat_s:       # the tracker's word (BEP 3's ``interval``); its expiry follows it
-            self.heartbeat_s = interval
-            self._beat_later()
+        self._follow(env.msg.heartbeat_interval_s)
         self.on_token()
         log.info("registered with tracker %s", self.channel.endpoint)
         for h in self.holdings:   # the tracker forgot us (or never knew): tell it all
@@ -132,6 +134,15 @@ class TrackerSession:
             rec.unannounced = set(h.bitfield.indexes())
         self.flush()
 
+    def _follow(self, handed_s: float) -> None:
+        """Heartbeat at the tracker's interval (BEP 3's ``interval``; it grows with the swarm),
+        from now on: the tracker's expiry of our record follows the interval it handed us."""
+        interval = config.heartbeat_interval(handed_s)
+        if interval != self.heartbeat_s:
+            log.info("heartbeat every %.1f s (the tracker's interval, was %.1f s)", interval, self.heartbeat_s)
+            self.heartbeat_s = interval
+            self._beat_later()
+
     def heartbeat(self) -> None:
         if self.token is None:
             return
@@ -139,6 +150,8 @@ class TrackerSession:
         def on_reply(env, err):
             if isinstance(err, RemoteError) and err.code in (ErrorCode.UNKNOWN_PEER, ErrorCode.NOT_AUTHORISED):
                 self.register()
+            elif err is None and isinstance(env.msg, m.HeartbeatOk):
+                self._follow(env.msg.heartbeat_interval_s)
 
         self.channel.request(m.Heartbeat(peer_id=self.peer_id, token=self.token), on_reply,
                              timeout_s=config.REQUEST_TIMEOUT_S, tries=1)

@@ -23,6 +23,10 @@ __all__ = ["FileChanged", "PieceFile", "PendingRead", "StorageError", "sha1_of"]
 DIRECT_ALIGN = 4096    # O_DIRECT offsets, lengths and buffer addresses are multiples of this
 HUGE_PAGE = 2 * 1024 * 1024
 DIRECT_CHUNK = HUGE_PAGE   # bytes per O_DIRECT write: one huge page, one device request
+# Per write thread, for every file: the page-aligned buffer O_DIRECT writes go from. One per
+# file (as it was) kept 4 MiB alive per torrent ever downloaded, for as long as it was seeded:
+# a leecher grew 4.5 MiB a 16 MiB download, 30 -> 81 MiB over 12 of them.
+_BOUNCES = threading.local()
 
 
 class PieceFile:
@@ -34,7 +38,6 @@ class PieceFile:
         self.layout = Layout(meta, path)
         self.fresh = False   # created empty just now: nothing on disk to recheck
         self.direct_fds = [-1] * len(fds)  # the same files opened O_DIRECT: verified pieces bypass the page cache
-        self.bounces = threading.local()       # per write thread: the page-aligned buffer O_DIRECT writes go from
         self.refused_fds: list[int] = []       # O_DIRECT descriptors the filesystem refused
         self.io_lock = threading.Lock()
         self.holds = 0                         # pieces with the disk threads (reads, hashes, writes); close() waits
@@ -48,6 +51,15 @@ class PieceFile:
     def fd(self) -> int:
         """The first file's descriptor (-1 once closed)."""
         return self.fds[0] if self.fds else -1
+
+    def next_sweep(self, count: int) -> list[int]:
+        """The next ``count`` files (indexes) a sweep checks, round the folder; the cursor moves on."""
+        if not self.fds:
+            return []
+        count = min(count, len(self.fds))
+        files = [(self.sweep_at + k) % len(self.fds) for k in range(count)]
+        self.sweep_at = (self.sweep_at + count) % len(self.fds)
+        return files
 
     def use_direct_io(self) -> bool:
         """Write pieces with O_DIRECT where the filesystem allows it; buffered otherwise.
@@ -250,9 +262,9 @@ class PieceFile:
     def _write_direct(self, direct_fd: int, fd: int, offset: int, buffers: Sequence[Any]) -> None:
         """Copy the piece into this thread's bounce buffer and write it O_DIRECT, one
         DIRECT_CHUNK at a time, so memory does not grow with the piece size."""
-        view = getattr(self.bounces, "view", None)
+        view = getattr(_BOUNCES, "view", None)
         if view is None:
-            view = self.bounces.view = _huge_buffer(DIRECT_CHUNK)
+            view = _BOUNCES.view = _huge_buffer(DIRECT_CHUNK)
         fill = 0
         for b in buffers:
             b = memoryview(b).cast("B")

@@ -1,6 +1,7 @@
 """Pushing new pieces to the peers that download from us: leechers learn what a peer
-has verified within one announce batch (ANNOUNCE_BATCH_S), not at their next tracker
-refresh (PEER_REFRESH_S), so a piece one leecher got from the seed is relayed at once.
+has verified within one batch (WATCH_BATCH_MIN_S with a few watchers, up to
+ANNOUNCE_BATCH_S with many), not at their next tracker refresh (PEER_REFRESH_S), so a
+piece one leecher got from the seed is relayed at once.
 
 It is a long poll over the data port's request/reply (a WATCH is parked until there is
 news), so the asker connects to the address the tracker gave it, as for GET_BLOCK, and
@@ -51,10 +52,15 @@ class Watchers:
             log = self.logs(info_hash)
             low, high = self.span[info_hash]
             if log is None or not low == high == len(log):    # answer() has a reply for one of them
-                return self.last_flush + config.ANNOUNCE_BATCH_S
+                return self.last_flush + self.batch_s()
             first = waiting[0][3]                          # parked in order: the first times out first
             due = first if due is None else min(due, first)
         return due
+
+    def batch_s(self) -> float:
+        """How long news waits for the next flush: longer with more watchers to answer."""
+        parked = sum(len(waiting) for waiting in self.parked.values())
+        return min(config.ANNOUNCE_BATCH_S, max(config.WATCH_BATCH_MIN_S, parked * config.WATCH_BATCH_PER_WATCHER_S))
 
     def park(self, ident: bytes, frames: list[Any], park: Park, now: float) -> None:
         waiting = self.parked[park.info_hash]

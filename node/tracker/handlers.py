@@ -17,15 +17,12 @@ import ipaddress
 import os
 import random
 import secrets
-import time
-from dataclasses import dataclass, field
-from typing import Callable
 
 from node import config
-from node.dispatch import Context, Dispatcher
+from node.dispatch import Dispatcher
 from node.peer.bt.framing import bt_peer_id
-from node.tracker.stats import TrackerCounters
-from node.tracker.store import BITTORRENT, ZORRENT, ClientEntry, PeerRecord, TorrentRecord, TrackerStore
+from node.tracker.context import TrackerContext
+from node.tracker.store import BITTORRENT, ZORRENT, ClientEntry, PeerRecord, TorrentRecord
 from protocol import messages as m
 from protocol import metainfo
 from protocol.errors import ErrorCode, ZorrentError
@@ -33,62 +30,6 @@ from protocol.errors import ErrorCode, ZorrentError
 tracker = Dispatcher("tracker")
 standard = Dispatcher("tracker http door")
 CLIENT_ID_PREFIX = "bt:"     # ':' is never in a zorrent peer id
-EXPIRY_S = {ZORRENT: config.PEER_EXPIRY_S, BITTORRENT: config.HTTP_PEER_EXPIRY_S}
-
-
-@dataclass
-class TrackerContext(Context):
-    store: TrackerStore
-    clock: Callable[[], float] = time.time
-    started: float = field(default_factory=time.time)
-    counters: TrackerCounters = field(default_factory=TrackerCounters)
-    # sources whose RegisterPeer may advertise another address than they connect from
-    trusted: tuple = field(default_factory=lambda: parse_networks(config.TRUST_ADVERTISE_DEFAULT))
-    registered: dict = field(default_factory=dict)     # peer id -> info-hashes it registered (capped)
-
-    def scope(self):
-        return self.store.savepoint()
-
-    def commit(self) -> None:
-        self.store.commit()
-
-    def observe(self, requests: int, elapsed_s: float) -> None:
-        self.counters.observe(requests, elapsed_s)
-
-    def expire_peers(self) -> list[str]:
-        """Forget peers silent longer than their kind's expiry (not before that long after start).
-
-        Expiry reads only the store: a peer's last heartbeat is its stored ``last_seen``,
-        whichever tracker took it, and each delete re-checks it atomically, so every
-        tracker on a shared store may run this. ``started`` (process memory) only holds
-        expiry back after a start, which can keep a peer a little longer, never shorter.
-        """
-        now = self.clock()
-        gone = []
-        for kind, expiry_s in EXPIRY_S.items():
-            if now - self.started >= expiry_s:
-                cutoff = now - expiry_s
-                gone += [pid for pid in self.store.peers_seen_before(cutoff, kind)
-                         if self.store.expire_peer(pid, cutoff)]
-        self.store.sweep(now)
-        self.store.commit()
-        for pid in gone:
-            self.registered.pop(pid, None)
-        return gone
-
-
-def parse_networks(text: str) -> tuple:
-    """``127.0.0.0/8,::1`` -> networks; "" or "none": none."""
-    nets = []
-    for part in text.split(","):
-        part = part.strip()
-        if part and part != "none":
-            try:
-                nets.append(ipaddress.ip_network(part, strict=False))
-            except ValueError:
-                raise ZorrentError(f"--trust-advertise: {part[:80]!r} is not an address or network",
-                                   ErrorCode.BAD_INPUT) from None
-    return tuple(nets)
 
 
 def _ip(text: str):
@@ -133,8 +74,8 @@ def _torrent(ctx: TrackerContext, info_hash: str) -> TorrentRecord:
     return torrent
 
 
-def _alive(ctx: TrackerContext, peer: PeerRecord) -> bool:
-    return peer.last_seen > ctx.clock() - EXPIRY_S.get(peer.kind, config.PEER_EXPIRY_S)
+def _alive(ctx: TrackerContext, peer: PeerRecord, now: float | None = None) -> bool:
+    return peer.expires > (ctx.clock() if now is None else now)
 
 
 def _live_clients(ctx: TrackerContext, info_hash: str) -> list[ClientEntry]:
@@ -159,12 +100,12 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
     old = ctx.store.get_peer(msg.peer_id)
     if old is None or old.host != host:
         same_host = sum(1 for p in ctx.store.list_peers()
-                        if p.host == host and p.kind == ZORRENT and p.last_seen > now - config.PEER_EXPIRY_S)
+                        if p.host == host and p.kind == ZORRENT and _alive(ctx, p, now))
         if same_host >= config.TRACKER_MAX_PEERS_PER_HOST:
             raise ZorrentError(f"{host} already has {same_host} live peers here "
                                f"(at most {config.TRACKER_MAX_PEERS_PER_HOST})", ErrorCode.LIMIT)
     if old is not None:
-        alive = old.last_seen > now - config.PEER_EXPIRY_S
+        alive = _alive(ctx, old, now)
         same_session = (old.host, old.port) == (host, msg.port) and bool(msg.token) and (
             secrets.compare_digest(old.token, msg.token)
             # a register replayed on another tracker after the first copy was taken: the
@@ -173,22 +114,28 @@ def register_peer(ctx: TrackerContext, msg: m.RegisterPeer) -> m.Registered:
         if alive and not same_session:   # only the live peer itself (it has the token) may take it over
             raise ZorrentError(
                 f"peer id {msg.peer_id!r} is already in use by {old.host}:{old.port}",
-                ErrorCode.PEER_ID_TAKEN)
+                ErrorCode.PEER_ID_TAKEN, retry_after_s=max(0.0, (old.expires or 0.0) - now))
     token = secrets.token_hex(16)
+    interval = ctx.heartbeat_s()
     if not ctx.store.swap_peer(PeerRecord(msg.peer_id, host, msg.port, token, now, prev_token=msg.token,
-                                          bt_port=msg.bt_port), old):
+                                          bt_port=msg.bt_port, interval_s=interval,
+                                          expires=now + config.peer_expiry_s(interval)), old):
         raise ZorrentError(f"peer id {msg.peer_id!r} was registered through another tracker at the same "
                            f"moment; retry", ErrorCode.PEER_ID_TAKEN)
     if old is not None:
         ctx.store.drop_pieces(msg.peer_id)  # a restart: the peer re-announces what it holds
-    return m.Registered(token=token, heartbeat_interval_s=config.HEARTBEAT_INTERVAL_S)
+    return m.Registered(token=token, heartbeat_interval_s=interval)
 
 
 @tracker.handles(m.MsgType.HEARTBEAT)
-def heartbeat(ctx: TrackerContext, msg: m.Heartbeat) -> m.Ok:
-    _authorised(ctx, msg.peer_id, msg.token)
-    ctx.store.touch_peer(msg.peer_id, ctx.clock())
-    return m.Ok()
+def heartbeat(ctx: TrackerContext, msg: m.Heartbeat) -> m.HeartbeatOk:
+    """The reply hands out the interval for the swarm as it is now. Until the peer hears it,
+    it beats at the one it had, so the new deadline allows for the longer of the two (and a
+    deadline never moves back: a peer told a long interval outlives a shrinking swarm)."""
+    peer = _authorised(ctx, msg.peer_id, msg.token)
+    now, interval = ctx.clock(), ctx.heartbeat_s()
+    ctx.store.touch_peer(msg.peer_id, now, interval, now + config.peer_expiry_s(max(interval, peer.interval_s)))
+    return m.HeartbeatOk(heartbeat_interval_s=interval)
 
 
 @tracker.handles(m.MsgType.DEREGISTER)
@@ -327,7 +274,8 @@ def client_announce(ctx: TrackerContext, msg: m.ClientAnnounce) -> m.ClientSwarm
             ctx.store.delete_peer(peer_id)
         others = []
     else:
-        me = PeerRecord(peer_id, msg.host, msg.port, "", now, BITTORRENT)
+        me = PeerRecord(peer_id, msg.host, msg.port, "", now, BITTORRENT, interval_s=config.HTTP_ANNOUNCE_INTERVAL_S,
+                        expires=now + config.HTTP_PEER_EXPIRY_S)
         ctx.store.put_peer(me)
         ctx.store.put_client(msg.info_hash, peer_id, msg.left)
         others = [c for c in swarm if c.left] if msg.left == 0 else swarm   # a seeder needs only leechers
@@ -381,7 +329,7 @@ def get_swarm(ctx: TrackerContext, msg: m.GetSwarm) -> m.Swarm:
     now = ctx.clock()
     page = config.SWARM_PAGE_MAX
     live = sorted((p for p in ctx.store.list_peers()
-                   if p.last_seen > now - config.PEER_EXPIRY_S and p.peer_id > msg.peers_after),
+                   if _alive(ctx, p, now) and p.peer_id > msg.peers_after),
                   key=lambda p: p.peer_id)
     known = sorted((t for t in ctx.store.list_torrents() if t.info_hash > msg.torrents_after),
                    key=lambda t: t.info_hash)

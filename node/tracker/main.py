@@ -14,7 +14,8 @@ from node import config, curve
 from node.dispatch import bind_router, serve
 from node.process import setup_logging, write_ready_file
 from node.reactor import Reactor
-from node.tracker.handlers import TrackerContext, parse_networks, standard, tracker
+from node.tracker.context import TrackerContext, parse_networks
+from node.tracker.handlers import standard, tracker
 from node.tracker.http import INPROC_ENDPOINT, HttpDoor
 from node.tracker.store import open_store
 from protocol.errors import ZorrentError

@@ -20,10 +20,11 @@ MIB = 1024 * 1024
 def start_liar(swarm, tmp_path, mode, torrent, src, *extra):
     ready = tmp_path / f"liar-{mode}.ready"
     log = tmp_path / "logs" / "liar.log"
-    proc = subprocess.Popen([PY, str(REPO / "tests" / "hostile" / "liar.py"), "--tracker", swarm.tracker_endpoint,
-                             "--peer-id", "liar", "--torrent", str(torrent), "--file", str(src), "--mode", mode,
-                             "--ready-file", str(ready), *extra],
-                            cwd=tmp_path, env=swarm.env(), stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([PY, str(REPO / "tests" / "hostile" / "liar.py"), "--tracker", swarm.tracker_endpoint,
+                                 "--peer-id", "liar", "--torrent", str(torrent), "--file", str(src), "--mode", mode,
+                                 "--ready-file", str(ready), *extra],
+                                cwd=tmp_path, env=swarm.env(), stdout=out, stderr=subprocess.STDOUT)
     swarm.procs.append(("liar", proc, log))
     wait_for(lambda: ready.exists() or proc.poll() is not None, what="the liar")
     assert proc.poll() is None, log.read_text()

@@ -147,7 +147,7 @@ def test_http_announce_cannot_touch_a_zorrent_peer(swarm, door):
                                                                      event=event))[1]
     # the zorrent record is still the peer's own: its token works, the HTTP client's id is namespaced
     assert isinstance(client.tracker(swarm.tracker_endpoint, m.Heartbeat(peer_id=zorrent_id, token=mine.token)),
-                      m.Ok)
+                      m.HeartbeatOk)
     client_id = "bt:" + zorrent_id.encode().hex()
     door.announce(announce_query(peer_id=zorrent_id.encode(), port=9999))
     for msg in (m.Heartbeat(peer_id=client_id, token=""), m.Deregister(peer_id=client_id, token=""),

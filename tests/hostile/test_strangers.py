@@ -97,6 +97,31 @@ def test_a_flood_never_read_is_bounded_and_a_download_still_completes(swarm, see
         zctx.destroy(linger=0)
 
 
+def test_a_reader_at_its_request_cap_is_never_refused(swarm, seeded):
+    """A client that keeps REMOTE_MAX_REQUESTS asked for, reads every reply and asks again
+    at once is a legitimate downloader: no BUSY, never cut off. (Blocks it was sent used to
+    count against it until something else made the seeder look, so a later round was
+    refused, 64 refusals cut it off for 30 s, and a real download stalled.)"""
+    from node import config
+
+    _, info = seeded
+    zctx = zmq.Context()
+    try:
+        # small receive buffers: the seeder's sends are still under way when it last looks
+        sock = dealer(zctx, f"tcp://127.0.0.1:{swarm.peer_ports['seeder']}", reads=False)
+        tag = 0
+        for _ in range(4):
+            for _ in range(config.REMOTE_MAX_REQUESTS):
+                tag += 1
+                sock.send_multipart(encode(get_block(info, tag % info["num_pieces"], requester="leecher"), tag))
+            got = [reply(sock, 15).msg for _ in range(config.REMOTE_MAX_REQUESTS)]
+            refused = [msg for msg in got if not isinstance(msg, (m.Block, m.Elsewhere))]
+            assert not refused, refused[:2]
+        assert "ignoring it for" not in swarm.log("seeder")
+    finally:
+        zctx.destroy(linger=0)
+
+
 def test_send_once_trusts_the_connection_not_the_claimed_requester(swarm, seeded):
     """An origin seed sends a piece to one taker first. A second connection that claims no
     requester, or the first taker's name, is one more taker: it is sent elsewhere."""

@@ -50,5 +50,24 @@ def lt_add(ses: lt.session, torrent: Path | None, save: Path, magnet: str = "", 
 
 
 def lt_wait_done(handle, timeout_s: float = 60, what: str = "libtorrent to finish") -> None:
+    """Until libtorrent has every piece (hashed); then it is asked to write them out (see ``wrote``)."""
     wait_for(lambda: handle.status().is_seeding, timeout_s=timeout_s,
              what=f"{what} (state {handle.status().state}, {handle.status().progress:.0%})")
+    handle.flush_cache()
+
+
+def wrote(path: Path, src: Path, timeout_s: float = 15) -> None:
+    """Assert that a standard client's copy at ``path`` becomes byte-identical to ``src``.
+
+    libtorrent 2 hashes a piece from its store buffer and writes it asynchronously, and
+    Transmission from its write cache: "seeding" / "100%" can come before the last piece is
+    in the file (read at once, under load the copy was zeros at offset 0). So the copy is
+    polled with a deadline; a copy still different then fails."""
+    want = src.read_bytes()
+    try:
+        wait_for(lambda: path.exists() and path.read_bytes() == want, timeout_s=timeout_s, interval_s=0.05,
+                 what=f"{path.name} to be written out")
+    except AssertionError:
+        got = path.read_bytes() if path.exists() else b""
+        raise AssertionError(f"{path} differs from {src} ({len(got)} of {len(want)} bytes, "
+                             f"first difference at {next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))})") from None

@@ -4,7 +4,8 @@ peer's BEP 3 port, with the Fast, extension and ut_metadata extensions."""
 import subprocess
 
 
-from tests.integration.bt_clients import ARIA2, bt_port, http_url, lt_add, lt_session, lt_wait_done, scrape
+from tests.integration.bt_clients import (ARIA2, bt_port, http_url, lt_add, lt_session, lt_wait_done, scrape,
+                                          wrote)
 from tests.procs import free_port, wait_for, write_random
 
 
@@ -16,7 +17,7 @@ def test_libtorrent_downloads_from_a_zorrent_seed(swarm):
     handle = lt_add(ses, torrent, out)
     handle.connect_peer(("127.0.0.1", bt_port(swarm, "z1")))
     lt_wait_done(handle)
-    assert (out / "movie.bin").read_bytes() == src.read_bytes()
+    wrote(out / "movie.bin", src)
     assert "bt 127.0.0.1" in swarm.log("z1")     # it came over the BEP 3 port
 
 
@@ -27,7 +28,7 @@ def test_libtorrent_resolves_a_magnet_from_a_zorrent_seed(swarm):
     handle = lt_add(ses, None, out, magnet=f"magnet:?xt=urn:btih:{up['info_hash']}&dn=album.bin")
     handle.connect_peer(("127.0.0.1", bt_port(swarm, "z1")))
     lt_wait_done(handle, what="libtorrent to fetch the metadata (ut_metadata) and the file")
-    assert (out / "album.bin").read_bytes() == src.read_bytes()
+    wrote(out / "album.bin", src)
 
 
 def test_aria2_finds_a_zorrent_seed_through_the_http_tracker(swarm):

@@ -47,7 +47,7 @@ def test_a_folder_torrent_lands_at_the_path_given_and_stays_there(swarm, tmp_pat
 
 
 def test_one_rule_for_a_file_and_a_folder(tmp_path, monkeypatch):
-    from ctl.commands.torrents import output_path
+    from ctl.follow import output_path
 
     monkeypatch.chdir(tmp_path)
     single = metainfo.create(write_random(tmp_path / "f.bin", 1000, seed=1), "tcp://127.0.0.1:1")

@@ -197,11 +197,12 @@ def web_view(swarm, cwd: Path, name: str):
     """``zorrent web`` run in ``cwd`` (its output/run/ has no control sockets unless it is the
     swarm's own folder): (process, url)."""
     ready = cwd / f"{name}.ready"
-    log = open(swarm.workdir / "logs" / f"{name}.log", "ab")
-    proc = subprocess.Popen(swarm.argv("web", "--port", "0", "--tracker", swarm.tracker_endpoint,
-                                       "--ready-file", str(ready)),
-                            cwd=cwd, env=swarm.env(), stdout=log, stderr=subprocess.STDOUT)
-    swarm.procs.append((name, proc, Path(log.name)))          # killed at teardown
+    log = swarm.workdir / "logs" / f"{name}.log"
+    with open(log, "ab") as out:                               # the child has its own copy of the fd
+        proc = subprocess.Popen(swarm.argv("web", "--port", "0", "--tracker", swarm.tracker_endpoint,
+                                           "--ready-file", str(ready)),
+                                cwd=cwd, env=swarm.env(), stdout=out, stderr=subprocess.STDOUT)
+    swarm.procs.append((name, proc, log))                      # killed at teardown
     return proc, swarm._ready(name, proc, ready)
 
 

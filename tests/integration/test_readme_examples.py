@@ -135,8 +135,8 @@ class Runner:
             port = int(argv[argv.index("--port") + 1])
             name = f"tracker-{port}"
             log = self.workdir / "logs" / f"{name}.log"
-            proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env, stdout=open(log, "ab"),
-                                    stderr=subprocess.STDOUT)
+            with open(log, "ab") as out:                 # the child has its own copy of the fd
+                proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT)
             self.swarm.procs.append((name, proc, log))
             from tests.integration.test_readme_flow import tracker_up
 

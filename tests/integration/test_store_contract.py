@@ -3,6 +3,7 @@ import itertools
 
 import pytest
 
+from node import config
 from node.tracker.store import BITTORRENT, ClientEntry, PeerRecord, StoreError, TorrentRecord, open_store
 from node.tracker.store.sqlite import filesystem_type, refuse_network_fs
 
@@ -28,14 +29,15 @@ TORRENT = TorrentRecord("ab" * 20, "f.bin", 100_000, 16384, 7, b"d4:infode")
 
 
 def test_peers(store):
-    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "tok", 10.0))
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "tok", 10.0, interval_s=2.0, expires=16.0))
     store.commit()
-    assert store.get_peer("p1") == PeerRecord("p1", "127.0.0.1", 6881, "tok", 10.0)
-    store.touch_peer("p1", 20.0)
-    store.put_peer(PeerRecord("p2", "127.0.0.1", 6882, "t2", 5.0))
+    assert store.get_peer("p1") == PeerRecord("p1", "127.0.0.1", 6881, "tok", 10.0, interval_s=2.0, expires=16.0)
+    store.touch_peer("p1", 20.0, 2.0, 26.0)
+    store.put_peer(PeerRecord("p2", "127.0.0.1", 6882, "t2", 5.0, interval_s=2.0, expires=11.0))
     store.commit()
     assert store.get_peer("p1").last_seen == 20.0
-    assert sorted(store.peers_seen_before(15.0)) == ["p2"]
+    assert [p.peer_id for p in store.peers_due(15.0)] == ["p2"]
+    assert (store.count_live(15.0), store.count_live(10.0), store.count_live(30.0)) == (1, 2, 0)
     assert store.get_peer("nobody") is None
 
 
@@ -119,29 +121,42 @@ def test_remove_pieces_of_one_torrent(store):
     assert store.held_by("p1") == {other.info_hash: 1}
 
 
-def test_heartbeats_never_move_last_seen_back(store):
-    """Heartbeats may land on trackers whose clocks differ a little: the latest one wins."""
-    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 10.0))
-    store.touch_peer("p1", 30.0)
-    store.touch_peer("p1", 20.0)
+def test_heartbeats_never_move_last_seen_or_the_deadline_back(store):
+    """Heartbeats may land on trackers whose clocks differ a little: the latest one wins. A
+    shorter interval handed out as the swarm shrinks never pulls the deadline in either."""
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 10.0, interval_s=60.0, expires=190.0))
+    store.touch_peer("p1", 30.0, 60.0, 210.0)
+    store.touch_peer("p1", 20.0, 2.0, 26.0)
     store.commit()
-    assert store.get_peer("p1").last_seen == 30.0
+    p1 = store.get_peer("p1")
+    assert (p1.last_seen, p1.interval_s, p1.expires) == (30.0, 2.0, 210.0)
 
 
-def test_expiry_rechecks_the_stored_heartbeat(store):
-    """A tracker lists p1 as silent, another takes its heartbeat: the expiry must not delete it."""
+def test_expiry_rechecks_the_stored_deadline(store):
+    """A tracker lists p1 as due, another takes its heartbeat: the expiry must not delete it."""
     store.put_torrent(TORRENT)
-    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0))
+    store.put_peer(PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0, interval_s=1.0, expires=4.0))
     store.add_pieces(TORRENT.info_hash, "p1", [0])
     store.commit()
-    assert store.peers_seen_before(5.0) == ["p1"]
-    store.touch_peer("p1", 9.0)            # the heartbeat through the other tracker
+    assert [p.peer_id for p in store.peers_due(5.0)] == ["p1"]
+    store.touch_peer("p1", 3.0, 2.0, 9.0)            # the heartbeat through the other tracker
     store.commit()
     assert store.expire_peer("p1", 5.0) is False
     assert store.holders(TORRENT.info_hash)["p1"].indexes() == [0]
     assert store.expire_peer("p1", 10.0) is True
     store.commit()
     assert store.get_peer("p1") is None and store.holders(TORRENT.info_hash) == {}
+
+
+def test_each_peer_expires_on_its_own_deadline(store):
+    """Peers handed different intervals (the swarm grew or shrank between them) expire on their own."""
+    store.put_peer(PeerRecord("short", "127.0.0.1", 6881, "t", 100.0, interval_s=2.0, expires=106.0))
+    store.put_peer(PeerRecord("long", "127.0.0.1", 6882, "t", 100.0, interval_s=60.0, expires=280.0))
+    store.commit()
+    assert [p.peer_id for p in store.peers_due(200.0)] == ["short"]
+    assert store.expire_peer("long", 200.0) is False and store.expire_peer("short", 200.0) is True
+    store.commit()
+    assert [p.peer_id for p in store.list_peers()] == ["long"] and store.count_live(200.0) == 1
 
 
 def test_sqlite_file_takes_one_tracker(tmp_path):
@@ -204,8 +219,8 @@ def test_standard_clients_share_the_collections_but_not_the_bitfields(store):
     assert [c.left for c in store.clients("ee" * 20)] == [7]
     assert list(store.holders(TORRENT.info_hash)) == ["p1"]  # zorrent peers' bitfields only
     assert (store.completed(TORRENT.info_hash), store.completed("ee" * 20)) == (1, 0)
-    assert store.peers_seen_before(5.0) == ["p1"]
-    assert sorted(store.peers_seen_before(5.0, BITTORRENT)) == [seeder.peer_id, leecher.peer_id]
+    assert [p.peer_id for p in store.peers_due(5.0)] == ["p1"]
+    assert sorted(p.peer_id for p in store.peers_due(5.0, BITTORRENT)) == [seeder.peer_id, leecher.peer_id]
     assert store.held_by(leecher.peer_id) == {TORRENT.info_hash: 0, "ee" * 20: 0}
     store.remove_pieces(TORRENT.info_hash, leecher.peer_id)  # event=stopped
     store.delete_peer(seeder.peer_id)                        # expired
@@ -227,7 +242,8 @@ def test_old_sqlite_store_gains_the_new_columns(tmp_path):
     db.close()
     store = open_store(f"sqlite:///{path}")
     try:
-        assert store.get_peer("p1") == PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0)
+        assert store.get_peer("p1") == PeerRecord("p1", "127.0.0.1", 6881, "t", 1.0,
+                                                  expires=1.0 + config.PEER_EXPIRY_S)  # the old rule's deadline
         store.put_client(TORRENT.info_hash, "p1", 3)
         store.commit()
     finally:

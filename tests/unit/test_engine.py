@@ -223,7 +223,7 @@ def test_credit_bounds_what_is_in_flight_and_grows_with_the_rate():
     for _ in range(20):                                  # a fast link: a piece every 10 ms
         s.host.clock.now += 0.01
         s.deliver("A", s.chan("A").pieces_asked()[0])
-        credit = s.job._credit(a.score(s.host.clock.now))
+        credit = s.job._credit(a, s.host.clock.now)
         assert a.inflight_bytes < max(credit, floor) + PIECE   # filled up to its credit, one piece over at most
         most = max(most, len(s.chan("A").pieces_asked()))
     assert most > config.MIN_PIPELINE_REQUESTS           # the measured rate earned it a deeper pipeline
@@ -376,11 +376,105 @@ def test_credit_follows_the_measured_rate():
     job, host = bare_job(64)
     slow, fast = full_remote(job, "slow"), full_remote(job, "fast")
     now = host.clock.now
-    slow.first_request = fast.first_request = now - 10.0
+    slow.first_request = fast.first_request = slow.first_reply = fast.first_reply = now - 10.0
     slow.bytes, fast.bytes = PIECE, 400 * 1024 * 1024              # 6.4 KiB/s against 40 MiB/s
-    assert job._credit(slow.score(now)) == config.MIN_PIPELINE_REQUESTS * PIECE
-    assert job._credit(fast.score(now)) == config.PIPELINE_BYTES
+    assert job._credit(slow, now) == config.MIN_PIPELINE_REQUESTS * PIECE
+    assert job._credit(fast, now) == config.PIPELINE_BYTES
     job.schedule()
     assert len(slow.channel.pieces_asked()) == config.MIN_PIPELINE_REQUESTS
     assert len(fast.channel.pieces_asked()) == min(config.MAX_PIPELINE_REQUESTS, config.PIPELINE_BYTES // PIECE,
                                                    64 - config.MIN_PIPELINE_REQUESTS)
+
+
+# ---------------------------------------------------------------- the start under latency (issue 19)
+def _start_under_latency(rounds: int) -> tuple[list[int], "Swarm"]:
+    """A link that took 0.6 s to its first block (handshakes, a round trip, slow start at
+    100 ms RTT), then delivers all that was asked every 0.1 s: pieces in flight after each round."""
+    s = Swarm(256, {"A": list(range(256))})
+    s.host.clock.now += 0.6
+    in_flight = []
+    for _ in range(rounds):
+        for piece in s.chan("A").pieces_asked():
+            s.deliver("A", piece)
+        in_flight.append(len(s.chan("A").pieces_asked()))
+        s.host.clock.now += 0.1
+    return in_flight, s
+
+
+def test_credit_grows_from_the_first_reply_not_the_first_request(monkeypatch):
+    """The credit doubles each round trip (it is what the link delivered) until
+    CREDIT_WINDOW_S after the first reply; counting from the first request (the old rule)
+    kept it near its floor."""
+    in_flight, s = _start_under_latency(4)
+    assert in_flight == [2, 4, 8, 16]
+    a = s.remote("A")
+    s.host.clock.now += 1.0                              # later: CREDIT_WINDOW_S of its rate since the first reply
+    rate = a.bytes / (s.host.clock.now - a.first_reply)
+    assert s.job._credit(a, s.host.clock.now) == int(rate * config.CREDIT_WINDOW_S) > 2 * PIECE
+    monkeypatch.setattr(RemotePeer, "rate", RemotePeer.score)      # the old rule
+    old, _ = _start_under_latency(4)
+    assert old[-1] < in_flight[-1] / 2, old             # [2, 3, 5, 7]
+
+
+def test_the_first_peer_list_is_asked_before_the_job_exists_and_taken_when_it_does():
+    """jobs.py sends the job's first GET_PEERS before the holding is registered with the
+    tracker (whose request carries the whole metainfo): the job asks no second time and
+    takes the reply, whether it came before the job or after."""
+    from node.peer.peerlist import FirstPeers
+    for reply_first in (True, False):
+        meta, data = torrent(8)
+        host = FakeHost()
+        first = FirstPeers(host, meta)
+        assert [type(s.msg) for s in host.tracker.sent] == [m.GetPeers]
+        bits = Bitfield(8)
+        for i in range(8):
+            bits.add(i)
+        reply = m.PeerList(info_hash=meta.info_hash, name="f.bin", num_pieces=8, length=len(data),
+                           peers=[m.PeerInfo(peer_id="A", host="127.0.0.1", port=7000, bitfield=bits.to_bytes(),
+                                             have=8)])
+        if reply_first:
+            host.tracker.sent[0].callback(Envelope(1, reply), None)
+        holding = host.holdings.hold(meta, FakeFile(len(data)), Bitfield(8), m.JobState.DOWNLOADING, "download")
+        job = DownloadJob(host, holding, first)
+        job.tick(host.clock.now)                         # one is under way (or answered): no second ask yet
+        if not reply_first:
+            assert job.remotes == {}
+            host.tracker.sent[0].callback(Envelope(1, reply), None)
+        assert len(host.tracker.sent) == 1
+        chan = host.channels["tcp://127.0.0.1:7000"]
+        assert len(chan.pieces_asked()) == config.MIN_PIPELINE_REQUESTS
+
+
+def test_a_new_remote_is_watched_in_its_first_flight():
+    s = Swarm(8, {"A": [0, 1], "B": list(range(8))})
+    watches = [x for x in s.chan("A").sent if isinstance(x.msg, m.Watch)]
+    assert len(watches) == 1 and s.remote("A").watching     # at once, not at the next tick
+    assert not any(isinstance(x.msg, m.Watch) for x in s.chan("B").sent)   # a seed has no news
+
+
+def test_the_first_watch_asks_for_every_piece_the_remote_verified_in_this_run():
+    """A leecher the tracker listed with no pieces, that verified one before our first
+    WATCH reached it: the first WATCH asks since 0 (not -1, "just tell me seq"), so that
+    piece is known at once, not at the next tracker list."""
+    s = Swarm(8, {"A": [], "seed": list(range(8))})
+    watch = [x for x in s.chan("A").sent if isinstance(x.msg, m.Watch)][0]
+    assert watch.msg.since == 0
+    held = set(s.chan("seed").pieces_asked())
+    piece = next(i for i in range(8) if i not in held)   # one we have not asked of the seed
+    watch.callback(Envelope(watch.msg_id, m.Haves(info_hash=s.meta.info_hash, seq=1, pieces=[piece])), None)
+    assert piece in s.remote("A").bitfield
+
+
+def test_a_peer_list_that_comes_after_the_job_ended_opens_no_link():
+    """A refresh still in flight when the download ends: its reply names a new peer, and the
+    ended job takes no link to it (it would never let it go)."""
+    s = Swarm(8, {"seed": list(range(8))})
+    s.host.clock.now += config.PEER_REFRESH_S + 1
+    s.job.tick(s.host.clock.now)
+    ask = s.host.tracker.sent[-1]
+    assert isinstance(ask.msg, m.GetPeers)
+    s.job.close()
+    late = m.PeerInfo(peer_id="late", host="127.0.0.1", port=7100, bitfield=b"", have=0, pieces=[0])
+    ask.callback(Envelope(2, m.PeerList(info_hash=s.meta.info_hash, name="f.bin", num_pieces=8,
+                                        length=len(s.data), peers=[late], version=2, delta=True)), None)
+    assert "tcp://127.0.0.1:7100" not in s.host.channels

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ctl import cli
-from ctl.nodes import load_peers
+from ctl.nodes import read_peers
 from node import config
 
 
@@ -31,17 +31,17 @@ def chosen():
 def test_an_explicit_config_beats_the_working_folders_peers_json(fresh):
     cli.default_keys()                                      # what ctl/app.py does before any command
     assert chosen() == "cwd-keys"
-    load_peers(fresh / "other" / "other.json")              # start-peer --config other/other.json
+    read_peers(fresh / "other" / "other.json").use_keys()              # start-peer --config other/other.json
     assert chosen() == "its-keys"
 
 
 def test_the_flag_and_the_environment_beat_any_file(fresh, monkeypatch):
     cli.use_keys("flag-keys", source="flag")
     cli.default_keys()
-    load_peers(fresh / "other" / "other.json")
+    read_peers(fresh / "other" / "other.json").use_keys()
     assert chosen() == "flag-keys"
     monkeypatch.setattr(cli, "_keys_source", None)
     monkeypatch.setenv(config.KEYS_ENV, str(fresh / "env-keys"))
     cli.default_keys()
-    load_peers(fresh / "other" / "other.json")
+    read_peers(fresh / "other" / "other.json").use_keys()
     assert chosen() == "env-keys"

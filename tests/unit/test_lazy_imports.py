@@ -49,12 +49,15 @@ def test_help_imports_nothing_heavy(tmp_path, argv):
     assert heavy_in(modules, HEAVY) == []
 
 
-def test_status_imports_only_the_request_and_the_table(tmp_path):
-    """No peer runs here, so status fails fast, after importing what it runs."""
-    modules = loaded_by(tmp_path, "status", "--peer-id", "peer2")
-    assert "ctl.client" in modules and "rich.table" in modules
+def test_status_imports_only_the_request(tmp_path):
+    """No peer runs here, so status fails fast, after importing what it runs: its own command
+    module (not the other commands'), the client, the control messages (not the tracker's)."""
+    modules = loaded_by(tmp_path, "status", "--peer-id=peer2")     # this spelling goes through Typer
+    assert {"ctl.client", "ctl.commands.status", "protocol.messages.control"} <= modules
     assert heavy_in(modules, ["supervisor", "psutil", "aiohttp", "pymongo", "pydantic", "xmlrpc.client", "ctl.soak",
-                              "ctl.lab", "ctl.supervisor", "rich.progress", "protocol.metainfo",
+                              "ctl.lab", "ctl.supervisor", "rich.progress", "rich.table", "protocol.metainfo",
+                              "protocol.messages.tracker", "protocol.messages.data", "zmq.auth",
+                              "ctl.commands.torrents", "ctl.commands.swarm", "ctl.commands.soak",
                               "node.peer.main", "node.tracker.main"]) == []
 
 
@@ -68,3 +71,64 @@ def test_a_node_process_loads_none_of_the_cli(tmp_path):
     modules = set(json.loads(res.stdout))
     assert heavy_in(modules, ["rich", "supervisor", "psutil", "pydantic", "xmlrpc.client", "ctl.soak", "ctl.lab",
                               "ctl.supervisor", "ctl.client", "ctl.render"]) == []
+
+
+def test_the_lazy_root_knows_every_command_and_where_it_lives():
+    """ctl.app loads a command's module only when it is invoked: its COMMANDS map must name,
+    for every module, exactly the commands that module registers, in help order."""
+    import typer.main
+    from typer.core import TyperGroup
+
+    from ctl import root as app
+
+    found = {}
+    for module in dict.fromkeys(app.COMMANDS.values()):
+        built = typer.main.get_command(app.command_module(module).app)
+        names = list(built.commands) if isinstance(built, TyperGroup) else [built.name]
+        found.update({name: module for name in names})
+    assert found == app.COMMANDS
+    assert list(found) == list(app.COMMANDS)
+
+
+def test_every_message_is_reachable_through_the_package_and_the_registry():
+    """One source of truth, split by role: each message class is registered once, reached as
+    ``messages.Name`` and, decoding, through REGISTRY (which imports its role module)."""
+    code = ("import json, sys; from protocol import messages as m; from protocol.codec import decode, encode; "
+            "reply = decode(encode(m.StatusReply(peer_id='p', registered=True, jobs=[]))); "
+            "loaded = sorted(k for k in sys.modules if k.startswith('protocol.messages.')); "
+            "m.load_all(); names = {t.value: (c.__module__, c.__name__) for t, c in m.REGISTRY.items()}; "
+            "print(json.dumps([loaded, names, all(getattr(m, c) is m.REGISTRY[m.MsgType(t)] "
+            "for t, (_, c) in names.items())]))")
+    res = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=60, check=True)
+    loaded, names, reachable = json.loads(res.stdout)
+    assert loaded == ["protocol.messages.base", "protocol.messages.control", "protocol.messages.generic",
+                      "protocol.messages.names"]                 # a status reply needs no tracker messages
+    from protocol import messages as m
+
+    assert set(names) == {t.value for t in m.MsgType} and reachable
+    assert {mod for mod, _ in names.values()} == {f"protocol.messages.{r}" for r in m.ROLES}
+
+
+def test_the_plainest_status_line_is_answered_without_typer(tmp_path):
+    """`[--json] status --peer-id ID` runs ctl/output/status.py straight from the entry point;
+    every other spelling goes through Typer, with the same output and exit code."""
+    from ctl.app import fast_status
+
+    assert fast_status(["status", "--peer-id", "p1"]) == ("p1", False)
+    assert fast_status(["--json", "status", "--peer-id", "p1"]) == ("p1", True)
+    for other in (["status", "--peer-id=p1"], ["status", "--peer-id", "--help"], ["status", "--help"],
+                  ["--timeout", "3", "status", "--peer-id", "p1"], ["status", "--peer-id", "p1", "x"],
+                  ["status"], ["--help"], ["status", "--json", "--peer-id", "p1"]):
+        assert fast_status(other) is None, other
+    modules = loaded_by(tmp_path, "--json", "status", "--peer-id", "peer2")
+    assert "ctl.output.status" in modules
+    assert heavy_in(modules, ["typer", "click", "ctl.root", "rich.table", "node.curve", "zmq.auth"]) == []
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ZORRENT_OUTPUT": str(tmp_path / "output")}
+    runs = [subprocess.run([sys.executable, str(REPO / "main.py"), *argv], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+            for argv in (["status", "--peer-id", "nobody"], ["status", "--peer-id=nobody"],
+                         ["status", "--peer-id", "../x"], ["status", "--peer-id=../x"])]
+    fast, typer_, fast_bad, typer_bad = [(r.returncode, r.stdout, r.stderr) for r in runs]
+    assert fast == typer_ and fast[0] == 1 and "nobody is not running here" in fast[2]
+    assert fast_bad == typer_bad and fast_bad[0] == 2

@@ -5,7 +5,8 @@ import json
 import fastbencode
 import pytest
 
-from ctl.nodes import load_peers
+from ctl import cli
+from ctl.nodes import load_peers, read_peers
 from node import config, curve
 from node.tracker.handlers import TrackerContext, standard
 from node.tracker.store import TorrentRecord, open_store
@@ -56,11 +57,17 @@ def test_keys_new_makes_a_loadable_swarm_and_never_overwrites(tmp_path):
 
 def test_peers_json_keys_entry_is_not_a_peer(tmp_path, monkeypatch):
     monkeypatch.setenv(config.KEYS_ENV, "")      # unset (empty), and put back after the test
+    monkeypatch.setattr(cli, "_keys_source", None)
     (tmp_path / "peers.json").write_text(json.dumps({"keys": "swarm-keys", "peer1": {"ip": "127.0.0.1", "port": 6881}}))
     assert [s.peer_id for s in load_peers(tmp_path / "peers.json")] == ["peer1"]
+    assert not config.keys_dir()                         # reading the file applies nothing
+    peers = read_peers(tmp_path / "peers.json")
+    assert peers.keys == str(tmp_path / "swarm-keys") and not config.keys_dir()
+    peers.use_keys()                                     # what a command that starts or reaches them does
     assert config.keys_dir() == str((tmp_path / "swarm-keys").resolve())    # relative to peers.json
+    monkeypatch.setattr(cli, "_keys_source", None)
     monkeypatch.setenv(config.KEYS_ENV, "/elsewhere")                        # an earlier choice wins
-    load_peers(tmp_path / "peers.json")
+    read_peers(tmp_path / "peers.json").use_keys()
     assert config.keys_dir() == "/elsewhere"
     (tmp_path / "bad.json").write_text(json.dumps({"keys": 5, "peer1": {"ip": "127.0.0.1", "port": 6881}}))
     with pytest.raises(ZorrentError, match='"keys" must name'):

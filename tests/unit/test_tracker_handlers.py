@@ -150,7 +150,7 @@ def test_a_register_replayed_on_another_tracker_is_taken(ctx):
     replay = ask(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=first))  # the same, on B
     assert isinstance(replay, m.Registered) and replay.token not in (first, taken.token)
     expect_error(ctx, m.Heartbeat(peer_id="p1", token=taken.token), ErrorCode.NOT_AUTHORISED)
-    assert isinstance(ask(ctx, m.Heartbeat(peer_id="p1", token=replay.token)), m.Ok)
+    assert isinstance(ask(ctx, m.Heartbeat(peer_id="p1", token=replay.token)), m.HeartbeatOk)
     expect_error(ctx, m.RegisterPeer(peer_id="p1", host="127.0.0.1", port=6881, token=""), ErrorCode.PEER_ID_TAKEN)
 
 
@@ -246,7 +246,7 @@ def test_get_swarm_answers_in_pages(ctx, monkeypatch):
 
 def test_an_advertised_address_must_be_the_connections_own_unless_trusted(ctx):
     from node.dispatch import Source
-    from node.tracker.handlers import parse_networks
+    from node.tracker.context import parse_networks
 
     ctx.trusted = parse_networks("none")
     ctx.source = Source(b"x", "127.0.0.1")
@@ -293,3 +293,78 @@ def test_get_peers_refuses_a_bad_cursor(ctx, meta):
     frames = [msgpack.packb({"v": m.PROTOCOL_VERSION, "id": 5, "type": "get_peers", "body": body})]
     reply = decode(tracker.dispatch(ctx, frames)).msg
     assert isinstance(reply, m.Error) and "['body']['since'] must be -1 or a version" in reply.message
+
+
+def test_the_interval_grows_with_the_swarm_and_heartbeat_replies_carry_it(ctx, monkeypatch):
+    """A big swarm is handed a longer interval (the tracker's heartbeat load stays about
+    TRACKER_HEARTBEATS_PER_S), within [HEARTBEAT_INTERVAL_S, HEARTBEAT_MAX_S]."""
+    monkeypatch.setattr(config, "TRACKER_HEARTBEATS_PER_S", 2.0)
+    monkeypatch.setattr(config, "TRACKER_MAX_PEERS_PER_HOST", 1000)
+    first = ask(ctx, m.RegisterPeer(peer_id="p0", host="127.0.0.1", port=7000, token=""))
+    assert first.heartbeat_interval_s == config.HEARTBEAT_INTERVAL_S          # a small swarm: the shortest
+    for i in range(1, 40):
+        register(ctx, f"p{i}", 7000 + i)
+    ctx.expire_peers()                                                       # counts the live peers
+    assert ctx.live_peers == 40
+    beat = ask(ctx, m.Heartbeat(peer_id="p0", token=first.token))
+    assert beat == m.HeartbeatOk(heartbeat_interval_s=20.0)                  # 40 peers / 2 per s
+    p0 = ctx.store.get_peer("p0")
+    assert (p0.interval_s, p0.expires) == (20.0, ctx.clock_obj.now + 3 * 20.0)
+    assert register(ctx, "late", 7999) and ctx.store.get_peer("late").interval_s == 20.0
+    monkeypatch.setattr(config, "HEARTBEAT_MAX_S", 15.0)
+    assert ask(ctx, m.Heartbeat(peer_id="p0", token=first.token)).heartbeat_interval_s == 15.0
+
+
+def test_a_peer_handed_a_long_interval_outlives_a_shrinking_swarm(ctx, monkeypatch):
+    """Expiry follows the interval each peer was given: the swarm shrinks, new peers are handed
+    the short one and expire on it, the old peer keeps the deadline its long interval gave."""
+    monkeypatch.setattr(config, "TRACKER_HEARTBEATS_PER_S", 1.0)
+    tokens = {f"p{i}": register(ctx, f"p{i}", 7000 + i) for i in range(10)}
+    ctx.expire_peers()
+    assert ask(ctx, m.Heartbeat(peer_id="p0", token=tokens["p0"])).heartbeat_interval_s == 10.0
+    for i in range(1, 10):                                                   # the swarm shrinks to p0
+        ask(ctx, m.Deregister(peer_id=f"p{i}", token=tokens[f"p{i}"]))
+    ctx.expire_peers()
+    register(ctx, "new", 7100)
+    assert ctx.store.get_peer("new").interval_s == config.HEARTBEAT_INTERVAL_S
+    ctx.clock_obj.now += config.PEER_EXPIRY_S + 1                            # both silent since
+    assert ctx.expire_peers() == ["new"]                                     # the short one goes in seconds
+    assert ctx.store.get_peer("p0") is not None                              # p0 was told 10 s: 30 s to live
+    # p0 beats (at 10 s): it is told the short interval, but its deadline never moves in
+    ask(ctx, m.Heartbeat(peer_id="p0", token=tokens["p0"]))
+    ctx.clock_obj.now += 20.0
+    assert ctx.expire_peers() == [] and ctx.store.get_peer("p0").interval_s == config.HEARTBEAT_INTERVAL_S
+    ctx.clock_obj.now += 3 * 10.0
+    assert ctx.expire_peers() == ["p0"]
+
+
+def test_a_small_swarms_silent_peer_expires_in_seconds(ctx, meta):
+    token = register(ctx)
+    register_torrent(ctx, meta)
+    ask(ctx, m.Announce(peer_id="p1", token=token, info_hash=meta.info_hash, pieces=[0]))
+    ctx.expire_peers()
+    assert ask(ctx, m.Heartbeat(peer_id="p1", token=token)).heartbeat_interval_s == config.HEARTBEAT_INTERVAL_S
+    ctx.clock_obj.now += config.PEER_EXPIRY_S - 0.5
+    assert ctx.expire_peers() == []
+    ctx.clock_obj.now += 1.0
+    assert ctx.expire_peers() == ["p1"] and config.PEER_EXPIRY_S <= 6.0
+
+
+def test_a_peers_file_checks_grow_with_its_heartbeat_interval():
+    assert config.file_check_s(config.HEARTBEAT_INTERVAL_S) == config.FILE_CHECK_S      # a small swarm: as before
+    assert config.file_check_s(6.0) == 3.0 and config.file_check_s(60.0) == 30.0
+
+
+def test_a_taken_peer_id_says_when_its_record_expires(ctx, monkeypatch):
+    """A peer back without its token is refused its id while its old record lives. The
+    refusal says how long that is, so the peer waits for it (3 of a long interval in a big
+    swarm), not a fixed few seconds, before it gives up."""
+    monkeypatch.setattr(config, "TRACKER_HEARTBEATS_PER_S", 1.0)
+    for i in range(20):
+        register(ctx, f"p{i}", 7000 + i)
+    ctx.expire_peers()
+    register(ctx, "back", 7100)                                  # handed 20 s: its record lives 60 s
+    ctx.clock_obj.now += 10
+    reply = ask(ctx, m.RegisterPeer(peer_id="back", host="127.0.0.1", port=7100, token=""))
+    assert isinstance(reply, m.Error) and reply.code == ErrorCode.PEER_ID_TAKEN
+    assert reply.retry_after_s == pytest.approx(3 * 20.0 - 10)

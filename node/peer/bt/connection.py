@@ -6,10 +6,11 @@ same rules as the ZeroMQ port), who is unchoked is choker.py, and what to reques
 the download engine's, through node/peer/bt/remote.py.
 
 Memory per connection is bounded: a preallocated receive buffer (it grows only to the
-torrent's bitfield size); requests and piece bytes in flight are the peer's one Budget's
-(node/budget.py, shared with the ZeroMQ data port: REMOTE_MAX_REQUESTS requests and
-REMOTE_MAX_BYTES of blocks per connection, REMOTES_TOTAL_BYTES over both wires; see
-upload.py). While the queued replies are over REMOTE_MAX_BYTES (blocks, rejects, metadata),
+torrent's bitfield size); requests queued are BT_MAX_QUEUED_REQUESTS; requests being
+served and their bytes are the peer's one Budget's (node/budget.py, shared with the ZeroMQ
+data port: REMOTE_MAX_REQUESTS requests and REMOTE_MAX_BYTES of blocks per connection,
+REMOTES_TOTAL_BYTES over both wires; see upload.py). Blocks go out by sendfile where they
+can (spans.py). While the queued replies are over REMOTE_MAX_BYTES (blocks, rejects, metadata),
 nothing more is read from the socket, so a remote that never reads fills only its own TCP
 window, and the kernel's.
 """
@@ -26,14 +27,17 @@ import zmq
 from node import config
 from node.peer.bt import framing as f
 from node.peer.bt.framing import WireError
+from node.peer.bt.mse import MseError, MseResponder
+from node.peer.bt.outbox import Outbox
+from node.peer.bt.spans import Span
 from node.peer.bt.upload import CLOSED, HANDSHAKE, OPEN, Uploads
 from protocol.pieces import Bitfield
 
 log = logging.getLogger("zorrent.bt")
+BT_DEFAULT_REQQ = 250                           # BEP 10: libtorrent's figure when a remote gives no reqq
 
 
-
-class BtConnection(Uploads):
+class BtConnection(Uploads, Outbox):
     def __init__(self, service, sock: socket.socket, addr: tuple, outgoing: bool,
                  info_hash: bytes = b"", downloader=None) -> None:
         self.service, self.sock, self.addr, self.outgoing = service, sock, addr, outgoing
@@ -41,6 +45,8 @@ class BtConnection(Uploads):
         self.name = f"{addr[0]}:{addr[1]}"
         self.state = HANDSHAKE
         self.connecting = outgoing
+        self.mse = None                            # an incoming MSE handshake under way (mse.py); False: done
+        self.encrypted_handshake = False
         self.info_hash = info_hash
         self.holding = None
         self.downloader = downloader               # the engine's remote (remote.py), on a download
@@ -54,6 +60,7 @@ class BtConnection(Uploads):
         self.remote_bitfield: Bitfield | None = None
         self.remote_ut_metadata = 0
         self.remote_metadata_size = 0
+        self.remote_reqq = BT_DEFAULT_REQQ        # BEP 10 `reqq`: requests it queues (250 if it says none)
         self.rbuf = bytearray(config.BT_RECV_BUFFER_BYTES)
         self.rview = memoryview(self.rbuf)
         self.rstart = self.rend = 0
@@ -62,7 +69,8 @@ class BtConnection(Uploads):
         self.out_total = self.out_sent = 0         # bytes ever queued / written: marks for ``held``
         self.held: deque = deque()                 # (out_total after a piece, its budget ticket)
         self.corked = False                        # while parsing or serving a batch: one send at the end
-        self.requests: deque = deque()             # (piece, begin, length, ticket) the remote asked of us
+        self.requests: deque = deque()             # (piece, begin, length) the remote asked of us, not yet served
+        self.refused_in_a_row = 0                  # requests refused as over BT_MAX_QUEUED_REQUESTS
         self.reads = 0                             # blocks with the read threads
         self.bad_requests = 0
         self.uploaded = self.downloaded = 0        # block bytes, whole connection
@@ -94,6 +102,9 @@ class BtConnection(Uploads):
             self.sock.close()
         except OSError:
             pass
+        for item in self.out:
+            if item.__class__ is Span:
+                item.drop()
         self.out.clear()
         self.requests.clear()
         self.held.clear()
@@ -165,9 +176,13 @@ class BtConnection(Uploads):
             avail = self.rend - self.rstart
             if self.state == HANDSHAKE:
                 if avail and buf[self.rstart] != len(f.PROTOCOL):
-                    self.close(f"not a plain BitTorrent handshake (first byte {buf[self.rstart]}; "
-                               f"encrypted ones, MSE, are not spoken)")
-                    return
+                    if self.outgoing or self.mse is False:
+                        self.close(f"not a plain BitTorrent handshake (first byte {buf[self.rstart]})")
+                        return
+                    if not self._mse():
+                        return
+                    buf = self.rbuf
+                    continue
                 if avail < f.HANDSHAKE_BYTES:
                     break
                 self._on_handshake(bytes(buf[self.rstart:self.rstart + f.HANDSHAKE_BYTES]))
@@ -196,6 +211,31 @@ class BtConnection(Uploads):
             self._compact()
 
     # ------------------------------------------------------------------ handshake
+    def _mse(self) -> bool:
+        """An encrypted handshake (mse.py), negotiated to plaintext: True once done (the
+        initiator's decrypted first payload then heads the receive buffer), False while
+        more is needed or once closed."""
+        if self.mse is None:
+            self.mse = MseResponder(self.service.info_hashes)
+        try:
+            out, used, ia = self.mse.feed(bytes(self.rbuf[self.rstart:self.rend]))
+        except MseError as exc:
+            self.close(str(exc))
+            return False
+        if out:
+            self.send(out)
+        if used is None:
+            return False
+        data = ia + bytes(self.rbuf[self.rstart + used:self.rend])
+        if len(data) > len(self.rbuf):
+            self.close("MSE initial payload too long")
+            return False
+        self.rbuf[:len(data)] = data
+        self.rstart, self.rend = 0, len(data)
+        self.mse = False                           # done: what follows is a plain BitTorrent stream
+        self.encrypted_handshake = True
+        return True
+
     def _on_handshake(self, data: bytes) -> None:
         reserved, info_hash, peer_id = f.parse_handshake(data)
         if self.outgoing and info_hash != self.info_hash:
@@ -216,7 +256,7 @@ class BtConnection(Uploads):
             self.send(f.handshake(info_hash, self.service.peer_id_bytes))
         if self.extended:
             size = self.service.metadata_size(info_hash)
-            self.send(f.ext_handshake(size, self.service.port, config.REMOTE_MAX_REQUESTS))
+            self.send(f.ext_handshake(size, self.service.port, config.BT_MAX_QUEUED_REQUESTS))
         self._send_have_state()
         self.service.joined(self)
         if self.downloader is not None:
@@ -333,65 +373,6 @@ class BtConnection(Uploads):
     def send_have(self, piece: int) -> None:
         if self.state == OPEN:
             self.send(f.have(piece))
-
-    # ------------------------------------------------------------------ sending
-    def send(self, data) -> None:
-        if self.state == CLOSED:
-            return
-        self.out.append(data)
-        self.out_bytes += len(data)
-        self.out_total += len(data)
-        if not self.corked and not self.connecting and not self.polling & zmq.POLLOUT:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write what is queued until the socket would block; refill from queued requests."""
-        out = self.out
-        while self.state != CLOSED and not self.connecting:
-            if not out:
-                if not self.requests or self.choked:
-                    break
-                self.corked = True
-                try:
-                    self._serve_queued()
-                finally:
-                    self.corked = False
-                if not out:
-                    break
-            batch = [out[i] for i in range(min(len(out), 128))]
-            try:
-                sent = self.sock.sendmsg(batch)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self.close(f"send failed: {exc.strerror or exc}")
-                return
-            self.out_bytes -= sent
-            self.out_sent += sent
-            self.last_send = time.monotonic()
-            held = self.held
-            while held and held[0][0] <= self.out_sent:   # a piece wholly in the kernel: its bytes are free
-                self.service.budget.release(held.popleft()[1])
-            while sent:
-                head = out[0]
-                if len(head) <= sent:
-                    sent -= len(head)
-                    out.popleft()
-                else:
-                    out[0] = memoryview(head)[sent:]
-                    sent = 0
-        if self.state != CLOSED:
-            self._update_poll()
-
-    def _update_poll(self) -> None:
-        if self.state == CLOSED:
-            return
-        want = zmq.POLLOUT if (self.out or self.connecting) else 0
-        if self.out_bytes < config.REMOTE_MAX_BYTES and not self.connecting:
-            want |= zmq.POLLIN
-        if want != self.polling:
-            self.polling = want
-            self.service.reactor.modify_fd(self.fd, want)
 
     def tick(self, now: float) -> None:
         if self.state == HANDSHAKE and now - self.opened > config.BT_HANDSHAKE_TIMEOUT_S:

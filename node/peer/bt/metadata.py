@@ -75,6 +75,9 @@ class Metadata:
         size = d.get(b"metadata_size", 0)
         if isinstance(size, int) and 0 < size <= config.BT_METADATA_MAX_BYTES:
             conn.remote_metadata_size = size
+        reqq = d.get(b"reqq")
+        if isinstance(reqq, int) and reqq > 0:
+            conn.remote_reqq = reqq                  # how many of our requests it queues (remote.py keeps to it)
         v = d.get(b"v")
         if isinstance(v, bytes) and v:
             conn.client = v[:40].decode("utf-8", "replace")

@@ -7,7 +7,8 @@ scores a libtorrent seed exactly as it does a zorrent peer (the peer_connection 
 libtorrent's split; the framing is connection.py):
 
 - GET_BLOCK (up to MAX_BLOCK_BYTES) becomes 16 KiB requests, at most
-  BT_REQUESTS_PER_REMOTE in flight, sent while the remote unchokes us; the blocks land
+  BT_REQUESTS_PER_REMOTE in flight (and no more than the remote's BEP 10 `reqq`),
+  sent while the remote unchokes us; the blocks land
   in one buffer per GET_BLOCK, which the engine hashes and writes as it does a frame.
 - WATCH is answered from the remote's bitfield and have messages.
 - A reject while unchoked fails the request (a failed attempt, as a refusal is); one
@@ -179,7 +180,8 @@ class BtRemoteChannel:
         conn = self.conn
         if conn is None or conn.state != "open" or conn.remote_choked:
             return
-        while self.queue and len(self.sent) < config.BT_REQUESTS_PER_REMOTE:
+        limit = min(config.BT_REQUESTS_PER_REMOTE, conn.remote_reqq)
+        while self.queue and len(self.sent) < limit:
             get, part = self.queue.popleft()
             if get.msg_id not in self.gets:
                 continue

@@ -83,6 +83,10 @@ class BtService:
     def holding(self, info_hash: bytes):
         return self.node.holdings.get(info_hash.hex())
 
+    def info_hashes(self) -> list[bytes]:
+        """Every torrent held here (an MSE handshake names one only by a hash of it)."""
+        return [bytes.fromhex(h.meta.info_hash) for h in self.node.holdings.values()]
+
     @staticmethod
     def serving(holding) -> bool:
         return holding.state not in SUSPENDED

@@ -3,14 +3,16 @@ connection.BtConnection). What may be served is node/peer/block_rules.py's, as o
 ZeroMQ port; how much is held is the peer's ONE Budget (node/budget.py), shared with the
 ZeroMQ data port (node/peer/serving.py), so REMOTES_TOTAL_BYTES bounds both wires together:
 
-- a request is admitted, or refused at once (BEP 6 reject_request; without the Fast
-  extension it is dropped, as BEP 3 allows a choked or busy peer to); a connection
-  refused REMOTE_MAX_REFUSALS times in a row is cut off;
-- its bytes are claimed before the disk read; a request that cannot claim waits at the
-  head of the connection's queue (at most REMOTE_MAX_REQUESTS, admitted ones) until bytes
-  are freed on either wire;
+- a request is queued (three ints), up to BT_MAX_QUEUED_REQUESTS, the `reqq` we
+  advertise; beyond, it is refused at once (BEP 6 reject_request; without the Fast
+  extension it is dropped, as BEP 3 allows a busy peer to); a connection refused
+  REMOTE_MAX_REFUSALS times in a row is cut off;
+- the head of the queue is admitted by the budget (at most REMOTE_MAX_REQUESTS being
+  served per remote) and its bytes are claimed before it is read or queued for sendfile;
+  one that cannot be admitted or claim waits at the head until bytes are freed on either
+  wire;
 - its ticket is released once the piece message has been written to the kernel (sendmsg
-  took its last byte), or when it is cancelled, choked away or fails;
+  or sendfile took its last byte), or when it fails;
 - the connection's counts are forgotten when it closes."""
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import logging
 from node import config
 from node.peer.bt import framing as f
 from node.peer.block_rules import check_block, read_block, send_once
+from node.peer.bt.spans import span_of
 from node.peer.storage import PendingRead
 from protocol.errors import ZorrentError
 
@@ -36,33 +39,29 @@ class Uploads:
         if self.choked or self.holding is None:
             self._reject(piece, begin, length)
             return
-        budget = self.service.budget
-        ticket = budget.admit(self)
-        if ticket is None:
-            requests, held = budget.usage(self)
-            self.service.once(self, "over budget", f"over the budget ({requests} requests, {held} bytes "
-                                                   f"in flight here): rejecting")
+        if len(self.requests) >= config.BT_MAX_QUEUED_REQUESTS:
+            self.refused_in_a_row += 1
+            self.service.once(self, "over budget", f"over {config.BT_MAX_QUEUED_REQUESTS} requests queued "
+                                                   f"here: rejecting")
             self._reject(piece, begin, length)
-            if budget.abusive(self):
+            if self.refused_in_a_row >= config.REMOTE_MAX_REFUSALS:
                 self.close(f"refused {config.REMOTE_MAX_REFUSALS} requests in a row: cut off", logging.WARNING)
             return
-        self.requests.append((piece, begin, length, ticket))
-        self.pump()
+        self.refused_in_a_row = 0
+        self.requests.append((piece, begin, length))
+        if not self.corked:
+            self.pump()                             # else the flush at the end of the read serves it
 
     def _cancel(self, piece: int, begin: int, length: int) -> None:
-        for item in self.requests:
-            if item[0] == piece and item[1] == begin and item[2] == length:
-                self.requests.remove(item)
-                self.service.budget.release(item[3])
-                return
+        try:
+            self.requests.remove((piece, begin, length))
+        except ValueError:
+            pass                                    # served already, or never asked
 
     def _drop_requests(self) -> None:
-        """Choked: BEP 6 wants every dropped request rejected; their tickets end."""
-        release = self.service.budget.release
+        """Choked: BEP 6 wants every dropped request rejected."""
         while self.requests:
-            piece, begin, length, ticket = self.requests.popleft()
-            release(ticket)
-            self._reject(piece, begin, length)
+            self._reject(*self.requests.popleft())
 
     def pump(self) -> None:
         """Serve queued requests while the budget lets their bytes be held."""
@@ -74,19 +73,32 @@ class Uploads:
         if not corked:
             self.flush()
 
+    def _current_holding(self):
+        """The peer's record of the torrent now. A change on disk replaces the record
+        (integrity.py: no piece verified until re-hashed, then a new file), so the one this
+        connection started with may be stale (the service's tick closes a connection whose
+        torrent was removed)."""
+        holding = self.service.holding(self.info_hash)
+        if holding is not None and holding is not self.holding:
+            self.holding = holding
+        return self.holding
+
     def _serve_queued(self) -> None:
         budget = self.service.budget
         requests = self.requests
+        holding = self._current_holding() if requests else self.holding
+        if holding is None:
+            return
+        serving = self.service.serving(holding)
+        max_requests = budget.limits.max_requests
         while requests and not self.choked and self.state == OPEN:
-            piece, begin, length, ticket = requests[0]
-            holding = self.holding
+            piece, begin, length = requests[0]
             try:
                 check_block(holding, piece, begin, length, f.BLOCK_BYTES)
-                if not self.service.serving(holding):
+                if not serving:
                     raise ZorrentError("torrent is not served")
             except ZorrentError as exc:
                 requests.popleft()
-                budget.release(ticket)
                 self.bad_requests += 1
                 self.service.once(self, "bad request", f"request {piece}:{begin}+{length} refused: {exc.message}")
                 self._reject(piece, begin, length)
@@ -95,13 +107,19 @@ class Uploads:
                 continue
             if self.fast and send_once(holding, piece, self.requester) is not None:
                 requests.popleft()
-                budget.release(ticket)
                 self._reject(piece, begin, length)  # sent to another peer first: it will relay it
                 continue
-            if not budget.claim(ticket, length):
+            ticket = budget.admit(self) if budget.usage(self)[0] < max_requests else None
+            if ticket is None or not budget.claim(ticket, length):
+                if ticket is not None:
+                    budget.release(ticket)          # holds no bytes: nothing to free, no wake-up
                 self.service.starved(self)          # retried when bytes are freed, on either wire
                 return
             requests.popleft()
+            span = span_of(holding.file, piece, begin, length)
+            if span is not None:                    # sent by sendfile, checked in flush (spans.py)
+                self._send_piece(piece, begin, span, ticket)
+                continue
             try:
                 data = read_block(self.service.read_failed, holding, piece, begin, length)
             except ZorrentError:

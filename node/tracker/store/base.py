@@ -38,6 +38,8 @@ class PeerRecord:
     kind: str = ZORRENT
     prev_token: str = ""    # the token the peer proved it held when it got this one
     bt_port: int = 0        # a zorrent peer's BEP 3 port for standard clients (0: none)
+    interval_s: float = 0.0  # the heartbeat (or announce) interval it was last handed
+    expires: float = 0.0    # the tracker may forget it after this (its interval's expiry past its last beat)
 
 
 @dataclass(frozen=True)
@@ -94,26 +96,33 @@ class TrackerStore(ABC):
         """The peer holds nothing any more (it restarted and re-announces)."""
 
     @abstractmethod
-    def touch_peer(self, peer_id: str, now: float) -> None:
-        """Record a heartbeat. ``last_seen`` never moves back, so heartbeats landing on
-        trackers with slightly different clocks cannot shorten a peer's life."""
+    def touch_peer(self, peer_id: str, now: float, interval_s: float, expires: float) -> None:
+        """Record a heartbeat, the interval handed back and the deadline it gives. Neither
+        ``last_seen`` nor ``expires`` ever moves back, so heartbeats landing on trackers with
+        slightly different clocks, or a shorter interval handed out as the swarm shrinks,
+        cannot shorten a peer's life: it may not have heard the new interval yet."""
 
     @abstractmethod
     def delete_peer(self, peer_id: str) -> None:
         """Remove the peer and everything it held."""
 
     @abstractmethod
-    def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]: ...
+    def peers_due(self, now: float, kind: str = ZORRENT) -> list[PeerRecord]:
+        """The records of ``kind`` whose ``expires`` is before ``now``."""
+
+    @abstractmethod
+    def count_live(self, now: float, kind: str = ZORRENT) -> int:
+        """How many records of ``kind`` have not expired at ``now`` (the swarm's size)."""
 
     @abstractmethod
     def list_peers(self) -> list[PeerRecord]:
         """Every peer record, by peer id."""
 
     @abstractmethod
-    def expire_peer(self, peer_id: str, before: float) -> bool:
-        """Delete the peer and what it held only if its stored ``last_seen`` is still
-        before ``before``: one atomic check against the store, so a heartbeat that reached
-        another tracker since ``peers_seen_before`` keeps the peer alive. True if deleted."""
+    def expire_peer(self, peer_id: str, now: float) -> bool:
+        """Delete the peer and what it held only if its stored ``expires`` is still before
+        ``now``: one atomic check against the store, so a heartbeat that reached another
+        tracker since ``peers_due`` keeps the peer alive. True if deleted."""
 
     # torrents
     @abstractmethod

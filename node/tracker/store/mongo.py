@@ -1,6 +1,7 @@
 """MongoDB store through pymongo; the same three collections as documents.
 
-- ``peers``    {_id: peer_id, host, port, token, last_seen, kind, prev_token}
+- ``peers``    {_id: peer_id, host, port, token, last_seen, kind, prev_token, bt_port, interval_s,
+               expires}: ``expires`` is the deadline the interval it was handed gives
 - ``torrents`` {_id: info_hash, name, length, piece_length, num_pieces, metainfo}
 - ``files``    one document per file, and one per (file, peer):
   - {_id: info_hash, name, num_pieces, v: version, swept, downloaded}: the torrent's change
@@ -24,14 +25,19 @@ of requests, before any reply) takes one version per torrent and sends the batch
 updates as one ordered bulk write. Any other call sends the queue first, so reads see
 every earlier write. Add ``journal=true`` to the URI for on-disk durability on a real mongod.
 
-Nothing here is kept between batches except the piece-count cache of the base class,
+Nothing here is trusted between batches except the piece-count cache of the base class,
 so any number of trackers can share one database. With several, two may take versions
-for one torrent at once and write them in the other order; a job that read between the
-two misses the earlier change in its delta, and learns those pieces from that peer's
-WATCH instead (node/peer/watch.py).
+for one torrent at once and write them in the other order. So the update that takes a
+version (``$inc`` on the torrent's counter) also marks the tracker's write pending, with a
+floor no higher than that version, in the torrent's ``pending`` map (one atomic update of
+one document); the mark goes once the write is done (with the tracker's next take, or its
+next sweep). A reader's cursor stays below the lowest pending floor: a change being written
+when a job reads is sent again with its next delta, never missed (a mark older than
+MONGO_PENDING_S, from a tracker that died mid-write, is ignored, and removed by its reader).
 """
 from __future__ import annotations
 
+import secrets
 import struct
 import time
 
@@ -60,9 +66,16 @@ _TOP = 1 << 63
 NOT_GONE = {"$ne": True}
 
 
+def _change_log(change: dict) -> dict:
+    """``$push`` of one change into a (torrent, peer) document's recent list, kept in version
+    order (two trackers may write one peer's changes out of order) and bounded."""
+    return {"$each": [change], "$sort": {"v": 1}, "$slice": -config.CHANGE_LOG_ENTRIES}
+
+
 def _peer_doc(peer: PeerRecord) -> dict:
     return {"host": peer.host, "port": peer.port, "token": peer.token, "last_seen": peer.last_seen,
-            "kind": peer.kind, "prev_token": peer.prev_token, "bt_port": peer.bt_port}
+            "kind": peer.kind, "prev_token": peer.prev_token, "bt_port": peer.bt_port,
+            "interval_s": peer.interval_s, "expires": peer.expires}
 
 
 def _key(info_hash: str, peer_id: str) -> str:
@@ -102,14 +115,23 @@ class MongoStore(TrackerStore):
             self.files.create_index([("t", 1), ("v", 1)])
             self.files.create_index("p")
             self.files.create_index("at", sparse=True)     # tombstones, for sweep()
+            self.peers.create_index("expires")
             self._migrate()
         except PyMongoError as exc:
             raise StoreError(f"cannot reach MongoDB at {uri}: {type(exc).__name__}") from None
         self._queued: dict[tuple[str, str], set[int]] = {}   # this batch's announces, sent at commit()
+        self._versions: dict[str, int] = {}   # each torrent's counter as this tracker last saw it: the floor
+                                              # of its next pending mark, never trusted for reads
+        self._writer = secrets.token_hex(6)   # this tracker's key in a torrent's ``pending`` marks
+        self._marked: set[str] = set()        # torrents where that mark is set
 
     def _migrate(self) -> None:
         """A database from before one document per (torrent, peer): each torrent's ``peers``
         arrays and ``clients`` map become their own documents, once."""
+        for d in self.peers.find({"expires": {"$exists": False}}, {"last_seen": 1, "kind": 1}):
+            span = config.PEER_EXPIRY_S if d.get("kind", ZORRENT) == ZORRENT else config.HTTP_PEER_EXPIRY_S
+            self.peers.update_one({"_id": d["_id"], "expires": {"$exists": False}},   # before per-peer deadlines
+                                  {"$set": {"expires": d["last_seen"] + span, "interval_s": 0.0}})
         for d in self.files.find({"$or": [{"peers": {"$exists": True}}, {"clients": {"$exists": True}}]}):
             ih, ops = d["_id"], []
             for pid, pieces in d.get("peers", {}).items():
@@ -130,28 +152,45 @@ class MongoStore(TrackerStore):
         except PyMongoError as exc:
             raise StoreError(f"MongoDB: {exc}") from None
 
-    def _next_version(self, info_hash: str) -> int:
-        d = self.files.find_one_and_update({"_id": info_hash}, {"$inc": {"v": 1}}, projection={"v": 1},
-                                           upsert=True, return_document=ReturnDocument.AFTER)
+    def _take_version(self, info_hash: str) -> int:
+        """The torrent's next version. The same atomic update (``$inc`` on the torrent's counter)
+        marks this tracker's write pending with a floor no higher than the version it gets (one
+        more than the counter as this tracker last saw it), so readers hold their cursor below
+        it (``changes``). A tracker writes one batch at a time, so it has one mark per torrent:
+        the next take replaces it, and ``sweep`` clears it once the tracker is idle."""
+        floor = self._versions.get(info_hash, 0) + 1
+        d = self.files.find_one_and_update(
+            {"_id": info_hash}, {"$inc": {"v": 1}, "$set": {f"pending.{self._writer}": {"f": floor, "at": time.time()}}},
+            projection={"v": 1}, upsert=True, return_document=ReturnDocument.AFTER)
+        self._versions[info_hash] = d["v"]
+        self._marked.add(info_hash)
         return d["v"]
+
+    def _settle(self) -> None:
+        """Every change this tracker took a version for is written: clear its pending marks."""
+        if self._marked:
+            marked, self._marked = sorted(self._marked), set()
+            self.files.update_many({"_id": {"$in": marked}}, {"$unset": {f"pending.{self._writer}": ""}})
 
     def _send_queued(self) -> None:
         queued, self._queued = self._queued, {}
         try:
-            versions = {ih: self._next_version(ih) for ih in sorted({ih for ih, _ in queued})}
+            versions = {ih: self._take_version(ih) for ih in sorted({ih for ih, _ in queued})}
             ops = []
             for (ih, pid), pieces in queued.items():
                 v = versions[ih]
                 change = {"v": v, "i": sorted(pieces)} if len(pieces) <= config.CHANGE_LOG_PIECES else {"v": v, "f": 1}
-                update = {"$setOnInsert": {"t": ih, "p": pid}, "$set": {"v": v, "gone": False},
-                          "$unset": {"at": ""}, "$inc": {"n": 1},
-                          "$push": {"r": {"$each": [change], "$slice": -config.CHANGE_LOG_ENTRIES}}}
+                update = {"$setOnInsert": {"t": ih, "p": pid}, "$set": {"gone": False}, "$max": {"v": v},
+                          "$unset": {"at": ""}, "$inc": {"n": 1}, "$push": {"r": _change_log(change)}}
                 if pieces:
                     update["$bit"] = {f"w.{k}": {"or": mask} for k, mask in word_masks(pieces).items()}
                 ops.append(UpdateOne({"_id": _key(ih, pid)}, update, upsert=True))
-            self.files.bulk_write(ops, ordered=True)
+            self._write_changes(ops)
         except PyMongoError as exc:
             raise StoreError(f"MongoDB: {exc}") from None
+
+    def _write_changes(self, ops: list) -> None:
+        self.files.bulk_write(ops, ordered=True)
 
     def commit(self) -> None:
         if self._queued:
@@ -159,6 +198,10 @@ class MongoStore(TrackerStore):
 
     def close(self) -> None:
         self._queued.clear()
+        try:
+            self._settle()
+        except PyMongoError:
+            pass                              # our marks are ignored after MONGO_PENDING_S
         self.client.close()
 
     # peers
@@ -168,7 +211,8 @@ class MongoStore(TrackerStore):
     @staticmethod
     def _peer(d: dict) -> PeerRecord:
         return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"], d.get("kind", ZORRENT),
-                          d.get("prev_token", ""), d.get("bt_port", 0))
+                          d.get("prev_token", ""), d.get("bt_port", 0), d.get("interval_s", 0.0),
+                          d.get("expires", 0.0))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
         d = self._do(self.peers.find_one, {"_id": peer_id})
@@ -193,10 +237,10 @@ class MongoStore(TrackerStore):
 
     def _bury(self, info_hash: str, peer_id: str) -> None:
         """A zorrent peer left the torrent: a tombstone, so that jobs learn it (``changes``)."""
-        v = self._do(self._next_version, info_hash)
+        v = self._do(self._take_version, info_hash)
         self._do(self.files.update_one, {"_id": _key(info_hash, peer_id), "left": {"$exists": False}, "gone": NOT_GONE},
-                 {"$set": {"gone": True, "v": v, "at": time.time()}, "$unset": {"w": ""}, "$inc": {"n": 1},
-                  "$push": {"r": {"$each": [{"v": v, "g": 1}], "$slice": -config.CHANGE_LOG_ENTRIES}}})
+                 {"$set": {"gone": True, "at": time.time()}, "$max": {"v": v}, "$unset": {"w": ""}, "$inc": {"n": 1},
+                  "$push": {"r": _change_log({"v": v, "g": 1})}})
 
     def drop_pieces(self, peer_id: str) -> None:
         held = list(self._do(self.files.find, {"p": peer_id, "gone": NOT_GONE}, {"t": 1, "left": 1}))
@@ -205,31 +249,41 @@ class MongoStore(TrackerStore):
             if "left" not in d:
                 self._bury(d["t"], peer_id)
 
-    def touch_peer(self, peer_id: str, now: float) -> None:
-        self._do(self.peers.update_one, {"_id": peer_id}, {"$max": {"last_seen": now}})
+    def touch_peer(self, peer_id: str, now: float, interval_s: float, expires: float) -> None:
+        self._do(self.peers.update_one, {"_id": peer_id},
+                 {"$max": {"last_seen": now, "expires": expires}, "$set": {"interval_s": interval_s}})
 
     def delete_peer(self, peer_id: str) -> None:
         self.drop_pieces(peer_id)
         self._do(self.peers.delete_one, {"_id": peer_id})
 
-    def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]:
-        of_kind = {"kind": BITTORRENT} if kind == BITTORRENT else {"kind": {"$ne": BITTORRENT}}
-        return [d["_id"] for d in self._do(self.peers.find, {"last_seen": {"$lt": when}, **of_kind}, {"_id": 1})]
+    @staticmethod
+    def _of_kind(kind: str) -> dict:
+        return {"kind": BITTORRENT} if kind == BITTORRENT else {"kind": {"$ne": BITTORRENT}}
+
+    def peers_due(self, now: float, kind: str = ZORRENT) -> list[PeerRecord]:
+        return [self._peer(d) for d in self._do(self.peers.find, {"expires": {"$lt": now}, **self._of_kind(kind)},
+                                                sort=[("_id", 1)])]
+
+    def count_live(self, now: float, kind: str = ZORRENT) -> int:
+        return self._do(self.peers.count_documents, {"expires": {"$gte": now}, **self._of_kind(kind)})
 
     def list_peers(self) -> list[PeerRecord]:
         return [self._peer(d) for d in self._do(self.peers.find, {}, sort=[("_id", 1)])]
 
-    def expire_peer(self, peer_id: str, before: float) -> bool:
-        # The peer document goes first, atomically on its stored last_seen; its pieces
+    def expire_peer(self, peer_id: str, now: float) -> bool:
+        # The peer document goes first, atomically on its stored deadline; its pieces
         # after. Between the two, get_peers already skips it (no peer record).
-        gone = self._do(self.peers.delete_one, {"_id": peer_id, "last_seen": {"$lt": before}})
+        gone = self._do(self.peers.delete_one, {"_id": peer_id, "expires": {"$lt": now}})
         if not gone.deleted_count:
             return False
         self.drop_pieces(peer_id)
         return True
 
     def sweep(self, now: float) -> None:
-        """Tombstones older than TOMBSTONE_S go; a cursor from before them gets a full list."""
+        """Tombstones older than TOMBSTONE_S go; a cursor from before them gets a full list.
+        This tracker's pending marks go too: it is between batches, so its writes are done."""
+        self._do(self._settle)
         old = list(self._do(self.files.find, {"at": {"$lt": now - config.TOMBSTONE_S}}, {"t": 1, "v": 1}))
         for d in old:
             self._do(self.files.update_one, {"_id": d["t"]}, {"$max": {"swept": d["v"]}})
@@ -280,10 +334,20 @@ class MongoStore(TrackerStore):
         return bitfield_from_words(size, d.get("w", {})) if d and size is not None else None
 
     def changes(self, info_hash: str, since: int) -> tuple[int, list[Change] | None]:
-        t = self._do(self.files.find_one, {"_id": info_hash}, {"v": 1, "swept": 1}) or {}
+        t = self._do(self.files.find_one, {"_id": info_hash}, {"v": 1, "swept": 1, "pending": 1}) or {}
         version = t.get("v", 0)
+        # the cursor handed out stays below every version still being written (another tracker's,
+        # or this one's): those changes are read again next time, never missed
+        recent = time.time() - config.MONGO_PENDING_S
+        marks = {w: mark for w, mark in t.get("pending", {}).items() if w != self._writer}   # ours are done
+        waiting = [mark["f"] for mark in marks.values() if mark.get("at", 0) >= recent]
+        for w, mark in marks.items():
+            if mark.get("at", 0) < recent:       # a tracker died mid-write: its mark goes (unless renewed)
+                self._do(self.files.update_one, {"_id": info_hash, f"pending.{w}.at": mark.get("at")},
+                         {"$unset": {f"pending.{w}": ""}})
+        horizon = min(version, min(waiting) - 1) if waiting else version
         if since < 0 or since > version or since < t.get("swept", 0):
-            return version, None
+            return horizon, None
         out = []
         for d in self._do(self.files.find, {"t": info_hash, "v": {"$gt": since}}, {"p": 1, "n": 1, "r": 1, "gone": 1}):
             recent = d.get("r", [])
@@ -295,7 +359,7 @@ class MongoStore(TrackerStore):
                 out.append(Change(d["p"], None, reset=any("g" in c for c in news)))
             else:
                 out.append(Change(d["p"], sorted({i for c in news for i in c["i"]})))
-        return version, sorted(out, key=lambda c: c.peer_id)
+        return horizon, sorted(out, key=lambda c: c.peer_id)
 
     def held_by(self, peer_id: str) -> dict[str, int]:
         return {d["t"]: 0 if "left" in d else count_words(d.get("w", {}))

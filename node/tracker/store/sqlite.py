@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS peers (
     last_seen REAL NOT NULL,
     kind      TEXT NOT NULL DEFAULT 'zorrent',
     prev_token TEXT NOT NULL DEFAULT '',
-    bt_port   INTEGER NOT NULL DEFAULT 0
+    bt_port   INTEGER NOT NULL DEFAULT 0,
+    interval_s REAL NOT NULL DEFAULT 0,      -- the heartbeat interval it was last handed
+    expires   REAL NOT NULL DEFAULT 0        -- its expiry deadline (that interval's, after its last beat)
 );
 CREATE TABLE IF NOT EXISTS torrents (
     info_hash    TEXT PRIMARY KEY,
@@ -75,7 +77,10 @@ MIGRATIONS = [
     ("files", "bytes_left", "INTEGER"),
     ("peers", "bt_port", "INTEGER NOT NULL DEFAULT 0"),
     ("torrents", "version", "INTEGER NOT NULL DEFAULT 0"),
+    ("peers", "interval_s", "REAL NOT NULL DEFAULT 0"),
+    ("peers", "expires", "REAL NOT NULL DEFAULT 0"),
 ]
+PEER_COLUMNS = "peer_id, host, port, token, last_seen, kind, prev_token, bt_port, interval_s, expires"
 
 
 class SqliteStore(TrackerStore):
@@ -98,6 +103,12 @@ class SqliteStore(TrackerStore):
             for table, column, definition in MIGRATIONS:
                 if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
                     self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                    if column == "expires":      # records from before per-peer deadlines: the old rule
+                        self.db.execute("UPDATE peers SET expires = last_seen + ? WHERE kind = ?",
+                                        (config.PEER_EXPIRY_S, ZORRENT))
+                        self.db.execute("UPDATE peers SET expires = last_seen + ? WHERE kind != ?",
+                                        (config.HTTP_PEER_EXPIRY_S, ZORRENT))
+            self.db.execute("CREATE INDEX IF NOT EXISTS peers_by_expiry ON peers(expires)")
         except sqlite3.Error as exc:
             self._unlock()
             raise StoreError(f"cannot open store {uri}: {exc}") from None
@@ -145,16 +156,16 @@ class SqliteStore(TrackerStore):
 
     # peers
     def put_peer(self, peer: PeerRecord) -> None:
-        self._write("INSERT INTO peers (peer_id, host, port, token, last_seen, kind, prev_token, bt_port) "
-                    "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, "
+        self._write(f"INSERT INTO peers ({PEER_COLUMNS}) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(peer_id) DO UPDATE SET host=excluded.host, "
                     "port=excluded.port, token=excluded.token, last_seen=excluded.last_seen, kind=excluded.kind, "
-                    "prev_token=excluded.prev_token, bt_port=excluded.bt_port",
+                    "prev_token=excluded.prev_token, bt_port=excluded.bt_port, interval_s=excluded.interval_s, "
+                    "expires=excluded.expires",
                     (peer.peer_id, peer.host, peer.port, peer.token, peer.last_seen, peer.kind, peer.prev_token,
-                     peer.bt_port))
+                     peer.bt_port, peer.interval_s, peer.expires))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
-        row = self.db.execute("SELECT peer_id, host, port, token, last_seen, kind, prev_token, bt_port FROM peers "
-                              "WHERE peer_id=?", (peer_id,)).fetchone()
+        row = self.db.execute(f"SELECT {PEER_COLUMNS} FROM peers WHERE peer_id=?", (peer_id,)).fetchone()
         return PeerRecord(*row) if row else None
 
     def swap_peer(self, new: PeerRecord, expected: PeerRecord | None) -> bool:
@@ -186,24 +197,27 @@ class SqliteStore(TrackerStore):
         for key in [k for k in self._bits if k[1] == peer_id]:
             del self._bits[key]
 
-    def touch_peer(self, peer_id: str, now: float) -> None:
-        self._write("UPDATE peers SET last_seen=MAX(last_seen, ?) WHERE peer_id=?", (now, peer_id))
+    def touch_peer(self, peer_id: str, now: float, interval_s: float, expires: float) -> None:
+        self._write("UPDATE peers SET last_seen=MAX(last_seen, ?), interval_s=?, expires=MAX(expires, ?) "
+                    "WHERE peer_id=?", (now, interval_s, expires, peer_id))
 
     def delete_peer(self, peer_id: str) -> None:
         self.drop_pieces(peer_id)
         self._write("DELETE FROM peers WHERE peer_id=?", (peer_id,))
 
-    def peers_seen_before(self, when: float, kind: str = ZORRENT) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT peer_id FROM peers WHERE last_seen < ? AND kind = ?",
-                                              (when, kind))]
+    def peers_due(self, now: float, kind: str = ZORRENT) -> list[PeerRecord]:
+        return [PeerRecord(*row) for row in self.db.execute(
+            f"SELECT {PEER_COLUMNS} FROM peers WHERE expires < ? AND kind = ? ORDER BY peer_id", (now, kind))]
+
+    def count_live(self, now: float, kind: str = ZORRENT) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM peers WHERE expires >= ? AND kind = ?", (now, kind)).fetchone()[0]
 
     def list_peers(self) -> list[PeerRecord]:
-        return [PeerRecord(*row) for row in self.db.execute(
-            "SELECT peer_id, host, port, token, last_seen FROM peers ORDER BY peer_id")]
+        return [PeerRecord(*row) for row in self.db.execute(f"SELECT {PEER_COLUMNS} FROM peers ORDER BY peer_id")]
 
-    def expire_peer(self, peer_id: str, before: float) -> bool:
+    def expire_peer(self, peer_id: str, now: float) -> bool:
         peer = self.get_peer(peer_id)
-        if peer is None or peer.last_seen >= before:
+        if peer is None or peer.expires >= now:
             return False
         self.delete_peer(peer_id)   # one writer (the lock file), inside this batch's transaction
         return True
@@ -299,8 +313,8 @@ class SqliteStore(TrackerStore):
                     (info_hash, peer_id, b"", left))
 
     def clients(self, info_hash: str) -> list[ClientEntry]:
-        return [ClientEntry(PeerRecord(*row[:6]), row[6]) for row in self.db.execute(
-            "SELECT p.peer_id, p.host, p.port, p.token, p.last_seen, p.kind, f.bytes_left "
+        return [ClientEntry(PeerRecord(*row[:-1]), row[-1]) for row in self.db.execute(
+            f"SELECT {', '.join('p.' + c.strip() for c in PEER_COLUMNS.split(','))}, f.bytes_left "
             "FROM files f JOIN peers p ON p.peer_id = f.peer_id "
             "WHERE f.info_hash=? AND f.bytes_left IS NOT NULL ORDER BY p.peer_id", (info_hash,))]
 

@@ -1,0 +1,1 @@
+"""What commands show, apart from their Typer definitions (ctl/commands/)."""
