@@ -1,6 +1,12 @@
+import hashlib
+import os
+import random
+import threading
+
 import pytest
 
-from protocol.pieces import Bitfield, auto_piece_length, piece_count
+from protocol import chunk_reader
+from protocol.pieces import Bitfield, auto_piece_length, iter_piece_hashes, piece_count
 
 
 @pytest.mark.parametrize("mib", [32, 64, 256, 1024, 4096])
@@ -30,3 +36,107 @@ def test_bitfield_rejects_spare_bits_and_wrong_size():
     with pytest.raises(ValueError, match="expected 2"):
         Bitfield(10, b"\x00")
     assert Bitfield.full(10).complete
+
+
+# ---------------------------------------------------------------- whole-file hashing
+
+KIB = 1024
+FILE_BYTES = 19 * 1024 * KIB + 12345      # 3 reads of 8 MiB, the last one short and not 4 KiB-aligned
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hash") / "data.bin"
+    data = random.Random(7).randbytes(FILE_BYTES)
+    path.write_bytes(data)
+    return path, data
+
+
+def cold_fd(path) -> int:
+    """The file opened, its pages dropped from the page cache (so reads go to the device)."""
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    return fd
+
+
+def expected(data: bytes, length: int, piece_length: int) -> list[bytes]:
+    return [hashlib.sha1(data[i:min(length, i + piece_length)]).digest() for i in range(0, length, piece_length)]
+
+
+@pytest.mark.parametrize("piece_length, workers, direct, cold", [
+    (16 * KIB, 2, True, True), (1024 * KIB, 1, True, True), (16 * 1024 * KIB, 2, True, True),
+    (16 * KIB, 2, True, False), (1024 * KIB, 2, False, True), (1024 * KIB, 1, False, False)])
+def test_iter_piece_hashes_hashes_every_piece_in_order(data_file, piece_length, workers, direct, cold):
+    """Cold chunks are read O_DIRECT, cached ones through the page cache; either way every
+    piece's SHA-1, in order, for a file of several reads whose last is short and unaligned."""
+    path, data = data_file
+    fd = cold_fd(path) if cold else os.open(path, os.O_RDONLY)
+    try:
+        for length in (FILE_BYTES, 5, 0):
+            assert list(iter_piece_hashes(fd, length, piece_length, workers, direct)) == \
+                expected(data, length, piece_length), length
+    finally:
+        os.close(fd)
+
+
+def reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("hash-read")]
+
+
+def test_a_hash_given_up_early_stops_its_readers(data_file):
+    path, data = data_file
+    fd = cold_fd(path)
+    try:
+        hashes = iter_piece_hashes(fd, FILE_BYTES, 16 * KIB, 2)
+        assert next(hashes) == expected(data, 16 * KIB, 16 * KIB)[0]
+        assert reader_threads()
+        hashes.close()
+        assert not reader_threads()
+    finally:
+        os.close(fd)
+
+
+def test_a_file_shorter_than_the_torrent_says_is_an_oserror(data_file):
+    path, _ = data_file
+    fd = cold_fd(path)
+    try:
+        with pytest.raises(OSError, match="file ended at byte"):
+            list(iter_piece_hashes(fd, FILE_BYTES + 8 * 1024 * KIB, 1024 * KIB, 2))
+        assert not reader_threads()
+    finally:
+        os.close(fd)
+
+
+def test_the_reader_reuses_its_buffers_and_reads_cold_chunks_direct(data_file):
+    """Memory is bounded: however many chunks, only ``buffers`` buffers are ever filled."""
+    path, data = data_file
+    fd = cold_fd(path)
+    reader = chunk_reader.ChunkReader(fd, FILE_BYTES, 16 * KIB, buffers=3, depth=2)
+    try:
+        seen, got = set(), bytearray()
+        for chunk in reader:
+            seen.add(id(chunk._buf))
+            got += chunk.view
+            chunk.release()
+        assert bytes(got) == data and len(seen) <= 3
+        if reader.direct_ok:                          # the file system takes O_DIRECT: nothing was cached
+            assert reader.direct_bytes == FILE_BYTES
+    finally:
+        reader.close()
+        os.close(fd)
+
+
+def test_resident_tells_a_cached_range_from_a_dropped_one(data_file):
+    path, _ = data_file
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.pread(fd, 1024 * KIB, 0)
+        assert chunk_reader.resident(fd, 0, 1024 * KIB)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if chunk_reader.resident(fd, 0, 1024 * KIB):
+            pytest.skip("this file system keeps the file in memory (tmpfs)")
+        assert not chunk_reader.resident(fd, 0, 16 * KIB)
+    finally:
+        os.close(fd)
