@@ -95,6 +95,22 @@ def _spawn(host: Host, work: Path, name: str, argv: list[str]) -> subprocess.Pop
     return host.popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def registered(peer_id: str) -> bool:
+    try:
+        return client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=0.5, tries=1).registered
+    except Exception:
+        return False
+
+
+def note_finished(name: str, meta, sent: dict, done: dict) -> None:
+    """Record when zorrent leecher ``name`` finished (its request time + the job's elapsed)."""
+    job = client.peer_control(name, m.Status(info_hash=meta.info_hash)).jobs
+    if job and job[0].state == m.JobState.SEEDING.value:
+        done[name] = sent[name] + job[0].elapsed_s
+    elif job and job[0].state == m.JobState.FAILED.value:
+        raise SystemExit(f"zorrent download failed on {name}: {job[0].error}")
+
+
 def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys: Path | None = None) -> Result:
     """One zorrent run; with ``keys``, a private swarm (CURVE on every tcp socket)."""
     os.environ["ZORRENT_OUTPUT"] = str(work / "output")        # the control sockets live there
@@ -108,12 +124,6 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
         for host in [*seeds, *leeches]:
             _spawn(host, work, host.name, [PY, str(REPO / "main.py"), "peer", "--peer-id", host.name,
                                            "--host", host.ip, "--port", str(PEER_PORT), "--tracker", endpoint])
-
-        def registered(peer_id: str) -> bool:
-            try:
-                return client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=0.5, tries=1).registered
-            except Exception:
-                return False
 
         for host in [*seeds, *leeches]:
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
@@ -149,11 +159,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
         def all_done() -> bool:
             for host in leeches:
                 if host.name not in done and host.name in asked:
-                    job = client.peer_control(host.name, m.Status(info_hash=meta.info_hash)).jobs
-                    if job and job[0].state == m.JobState.SEEDING.value:
-                        done[host.name] = sent[host.name] + job[0].elapsed_s
-                    elif job and job[0].state == m.JobState.FAILED.value:
-                        raise SystemExit(f"zorrent download failed on {host.name}: {job[0].error}")
+                    note_finished(host.name, meta, sent, done)
             return len(done) == len(leeches)
 
         wait_for(all_done, timeout_s=20 * regime.t_min() + regime.wave_s + 60, what="zorrent downloads",
@@ -239,12 +245,6 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
                 "--go", str(work / f"go-{host.name}.json"), "--result", str(results[host.name]),
                 "--listen", f"{host.ip}:{PEER_PORT}"])
 
-        def registered(peer_id: str) -> bool:
-            try:
-                return client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=0.5, tries=1).registered
-            except Exception:
-                return False
-
         for host in [*seeds, *zl]:
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
         for host in ll:
@@ -286,11 +286,7 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
                         sent[host.name] = t["started"]
                         done[host.name] = t["finished"]
                     continue
-                job = client.peer_control(host.name, m.Status(info_hash=meta.info_hash)).jobs
-                if job and job[0].state == m.JobState.SEEDING.value:
-                    done[host.name] = sent[host.name] + job[0].elapsed_s
-                elif job and job[0].state == m.JobState.FAILED.value:
-                    raise SystemExit(f"zorrent download failed on {host.name}: {job[0].error}")
+                note_finished(host.name, meta, sent, done)
             return len(done) == len(leeches)
 
         wait_for(all_done, timeout_s=20 * regime.t_min() + regime.wave_s + 60, what="mixed downloads",
