@@ -151,4 +151,14 @@ def download(peer_id: str, meta: metainfo.Metainfo, quiet: bool) -> m.JobStatus:
                 raise ZorrentError(f"no progress on {meta.name} for {config.DOWNLOAD_STALL_S:g}s "
                                    f"({status.have}/{status.num_pieces} pieces; are seeders running?); "
                                    f"{peer_id} keeps trying", ErrorCode.BAD_INPUT)
-            time.sleep(config.STATUS_POLL_S)
+            time.sleep(_next_poll_s(status, meta.length, now - start))
+
+
+def _next_poll_s(status, length: int, elapsed_s: float) -> float:
+    """The usual refresh, but no later than when the download should end at its rate so far:
+    a 1 GiB download takes under 2 s here, and ending up to a whole refresh late was ~10% of it."""
+    done = status.bytes_done
+    if status.hash_bytes or done <= 0 or elapsed_s <= 0:
+        return config.STATUS_POLL_S
+    eta = (length - done) / (done / elapsed_s)
+    return min(config.STATUS_POLL_S, max(config.STATUS_POLL_MIN_S, eta))
