@@ -16,36 +16,149 @@ again.
 
 The taker is the connection a request came on (its ROUTER routing id), never what the
 request claims: a stranger who names another peer, or nobody, is one more taker.
+
+First copies follow relay speed. A first copy is worth what its taker relays of it: a
+leecher with a slow uplink that is handed a quarter of the pieces holds them alone for
+seconds while fast uplinks run dry, and the seed sends them again at the end (1.5-1.8x the
+torrent in a 10-100 Mbit/s swarm, where 1.25x would do). So the seed keeps, per taker, its
+**stock**: the first copies it was given that no other leecher is known to hold yet (the
+tracker's view of who holds what, node/peer/seedview.py, fed to ``observe``). A first copy
+leaves the stock when a second leecher is seen with it; those exits per second are the
+taker's measured relay rate. A taker whose stock exceeds SEND_ONCE_STOCK_S of its relay
+rate (and SEND_ONCE_STOCK_MIN pieces) gets no more first copies: asked for one, the seed
+offers instead pieces stranded in other takers' stocks, and it serves a taker over its
+stock a piece another took (a second copy it needs, which spares a slow relay). So first
+copies go out in proportion to relay rates (Kumar and Ross's split), measured, not
+configured; a taker that runs dry has an empty stock and is always served. Before the view
+has seen any relay, or without one (no tracker, a standard client), the rule is off.
+
+With two seeds, each learns from the same view which pieces a leecher already got from the
+other: those are no longer fresh here, without a round trip between the seeds.
 """
 from __future__ import annotations
 
 import random
+from collections import deque
 
 from node import config
+
+SWARM = object()   # the taker of a piece a leecher got from another seed (seen in the view)
 
 
 class SendOnce:
     def __init__(self, num_pieces: int, rng: random.Random | None = None) -> None:
+        self.num_pieces = num_pieces
         order = list(range(num_pieces))
         (rng or random).shuffle(order)
         self.unsent = order                           # never sent nor offered, in random order
         self.fresh = set(order)
-        self.taken: dict[int, tuple[bytes, float]] = {}  # piece -> (first taker, when)
+        self.taken: dict[int, tuple[object, float]] = {}  # piece -> (first taker, when)
+        self.peer_of: dict[object, str] = {}          # taker -> the peer id its requests claim
+        self.stock: dict[object, set[int]] = {}       # taker -> its first copies nobody else holds
+        self.exits: dict[object, deque[float]] = {}   # taker -> when its first copies got a 2nd holder
+        self.held: dict[str, set[int]] = {}           # peer id -> pieces the view says it holds
+        self.informed_at: float | None = None         # the first relay the view saw
+        self.asked: dict[object, float] = {}          # taker -> when it last asked
+        self.view = None                              # node/peer/seedview.py, made by block_rules
 
-    def admit(self, piece: int, requester: bytes, now: float) -> list[int] | None:
-        """None: serve ``piece`` to ``requester`` (a connection's identity). A list: don't;
-        offer these instead."""
+    # ------------------------------------------------------------------ requests
+    def admit(self, piece: int, requester, now: float, peer_id: str = "") -> list[int] | None:
+        """None: serve ``piece`` to ``requester`` (a connection's identity; ``peer_id`` is what
+        its request claims, used only to read the view). A list: don't; ask for these
+        instead, and an empty list: not now (faster relays are asking for first copies)."""
+        if peer_id and requester not in self.peer_of:
+            self.peer_of[requester] = peer_id
+        self.asked[requester] = now
         taken = self.taken.get(piece)
         if taken is None or now - taken[1] > config.SEND_ONCE_RESEND_S:
+            if self.fresh and self.over_stock(requester, now):
+                if self._faster_relays_ask(requester, now):
+                    return []           # the seed's uplink goes to them
+                instead = self.stranded_for(requester, config.SEND_ONCE_SUGGEST)
+                if instead:             # a second copy it needs, not a first copy it would strand
+                    return instead
             self._take(piece, requester, now)
             return None
         if taken[0] == requester or not self.fresh:
             return None
+        if self.over_stock(requester, now):
+            return [] if self._faster_relays_ask(requester, now) else None   # None: a second copy
         return [self._take(q, requester, now) for q in self._next_fresh(config.SEND_ONCE_SUGGEST)]
 
-    def _take(self, piece: int, requester: bytes, now: float) -> int:
+    def _faster_relays_ask(self, requester, now: float) -> bool:
+        """Another taker under its stock asked within SEND_ONCE_VIEW_S: the seed's uplink is
+        better spent on its first copies than on a slow relay's."""
+        return any(t != requester and when >= now - config.SEND_ONCE_VIEW_S and not self.over_stock(t, now)
+                   for t, when in self.asked.items())
+
+    def relay_rate(self, taker, now: float) -> float:
+        """First copies of ``taker``'s seen at a second leecher, per second, over the last
+        SEND_ONCE_RATE_WINDOW_S (or since the view saw its first relay)."""
+        exits = self.exits.get(taker)
+        if not exits or self.informed_at is None:
+            return 0.0
+        while exits and exits[0] < now - config.SEND_ONCE_RATE_WINDOW_S:
+            exits.popleft()
+        span = min(config.SEND_ONCE_RATE_WINDOW_S, max(now - self.informed_at, config.SEND_ONCE_VIEW_S))
+        return len(exits) / span
+
+    def over_stock(self, taker, now: float) -> bool:
+        if self.informed_at is None:
+            return False                # no relay seen yet: nothing to split by
+        cap = max(config.SEND_ONCE_STOCK_MIN, self.relay_rate(taker, now) * config.SEND_ONCE_STOCK_S)
+        return len(self.stock.get(taker, ())) >= cap
+
+    def stranded_for(self, requester, n: int) -> list[int]:
+        """Up to ``n`` pieces in other takers' stocks that ``requester`` is not known to hold,
+        from the stock that would take its taker longest to relay."""
+        held = self.held.get(self.peer_of.get(requester, ""), set())
+        now_rates = {t: len(self.exits.get(t, ())) for t in self.stock}
+        out: list[int] = []
+        for taker in sorted(self.stock, key=lambda t: len(self.stock[t]) / (1 + now_rates[t]), reverse=True):
+            if taker == requester:
+                continue
+            for piece in self.stock[taker]:
+                if piece not in held:
+                    out.append(piece)
+                    if len(out) == n:
+                        return out
+        return out
+
+    # ------------------------------------------------------------------ the view
+    def observe(self, peer_id: str, pieces, now: float) -> None:
+        """The view (the tracker's) says leecher ``peer_id`` holds ``pieces``."""
+        held = self.held.setdefault(peer_id, set())
+        for piece in pieces:
+            if piece in held:
+                continue
+            held.add(piece)
+            taken = self.taken.get(piece)
+            if taken is None:
+                if piece in self.fresh:     # it came from another seed: out there already
+                    self.taken[piece] = (SWARM, now)
+                    self.fresh.discard(piece)
+                continue
+            taker = taken[0]
+            stock = self.stock.get(taker)
+            if stock is not None and piece in stock and self.peer_of.get(taker) != peer_id:
+                stock.discard(piece)
+                self.exits.setdefault(taker, deque()).append(now)
+                if self.informed_at is None:
+                    self.informed_at = now
+
+    def gone(self, peer_id: str) -> None:
+        """The peer left the view (or came back): what it held is void."""
+        self.held.pop(peer_id, None)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _take(self, piece: int, requester, now: float) -> int:
+        before = self.taken.get(piece)
+        if before is not None and before[0] in self.stock:
+            self.stock[before[0]].discard(piece)
         self.taken[piece] = (requester, now)
-        self.fresh.discard(piece)
+        if piece in self.fresh:         # a first copy (a piece the view saw anywhere is not fresh)
+            self.fresh.discard(piece)
+            self.stock.setdefault(requester, set()).add(piece)
         return piece
 
     def _next_fresh(self, n: int) -> list[int]:

@@ -1,0 +1,66 @@
+"""An origin seed's view of who holds what, for its split of first copies
+(node/peer/seeding.py): the tracker's peer list, re-read every SEND_ONCE_VIEW_S while
+first copies remain and leechers ask (the reads ride on the requests, so an idle seed
+asks nothing), whole the first time and then only what changed after the cursor, as a
+download job reads it (node/peer/peerlist.py).
+
+Seeds (a complete bitfield when first listed) and standard clients (no bitfield) are left
+out: neither says anything about a relay. A failed read is tried again at the next
+request after SEND_ONCE_VIEW_S; without a view the split stays off.
+"""
+from __future__ import annotations
+
+import time
+
+from node import config
+from node.peer.seeding import SendOnce
+from protocol import messages as m
+from protocol.pieces import Bitfield
+
+
+class SwarmView:
+    def __init__(self, sender: SendOnce, info_hash: str, num_pieces: int, own_peer_id: str) -> None:
+        self.sender, self.info_hash, self.num_pieces, self.own = sender, info_hash, num_pieces, own_peer_id
+        self.cursor = -1
+        self.asking = False
+        self.last = float("-inf")
+        self.seeds: set[str] = set()
+
+    def maybe_ask(self, tracker, now: float) -> None:
+        if self.asking or now - self.last < config.SEND_ONCE_VIEW_S or not self.sender.fresh:
+            return
+        self.asking, self.last = True, now
+        tracker.request(m.GetPeers(info_hash=self.info_hash, since=self.cursor), self._on_reply,
+                        timeout_s=config.REQUEST_TIMEOUT_S, tries=1)
+
+    def _on_reply(self, env, err) -> None:
+        self.asking = False
+        msg = env.msg if err is None and env is not None else None
+        if not isinstance(msg, m.PeerList) or msg.info_hash != self.info_hash:
+            self.cursor = -1
+            return
+        self.take(msg, time.monotonic())
+
+    def take(self, msg: m.PeerList, now: float) -> None:
+        sender = self.sender
+        if not msg.delta:
+            for peer_id in list(sender.held):
+                sender.gone(peer_id)
+            self.seeds.clear()
+        for peer_id in msg.gone:
+            sender.gone(peer_id)
+            self.seeds.discard(peer_id)
+        for info in msg.peers:
+            if info.peer_id == self.own or info.peer_id in self.seeds or info.kind == "bittorrent":
+                continue
+            try:
+                bits = Bitfield(self.num_pieces, info.bitfield or None)
+                for i in info.pieces:
+                    bits.add(i)
+            except (ValueError, IndexError):
+                continue
+            if bits.complete and info.peer_id not in sender.held:
+                self.seeds.add(info.peer_id)    # a seed: it says nothing about a relay
+                continue
+            sender.observe(info.peer_id, bits.indexes(), now)
+        self.cursor = msg.version
