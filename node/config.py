@@ -310,10 +310,10 @@ ENDGAME_AFTER_S = 1.0                         # duplicate a piece only once it i
 CREDIT_WINDOW_S = 0.5                         # credit: about this long of a peer's measured rate in flight
 SEND_ONCE_RESEND_S = 30.0                     # a seed sends a piece again after this long (its first taker may be gone)
 SEND_ONCE_SUGGEST = 4                         # unsent pieces a seed offers with each redirect
-SEND_ONCE_STOCK_S = 1.0                       # first copies a taker may hold alone: this long of its measured
-#   relay rate (node/peer/seeding.py), enough to cover the seed's view lag (announce batch, a poll, a few RTTs)
-SEND_ONCE_STOCK_MIN = 4                       # ... and at least this many pieces (a relay just starting)
-SEND_ONCE_RATE_WINDOW_S = 1.0                 # a taker's relay rate: its first copies seen at others over this
+SEND_ONCE_AGE_RATIO = 2.0                     # a taker whose first copies wait this many times as long for a 2nd
+#   holder as the quickest relay's gets no more of them while faster relays ask (node/peer/seeding.py)
+SEND_ONCE_AGE_MIN_S = 0.25                    # ... and over this long (below it every relay keeps up)
+SEND_ONCE_STOCK_MIN = 4                       # ... and it holds at least this many alone
 SEND_ONCE_VIEW_S = 0.2                        # a seed with first copies left re-reads who holds what this often
 WATCH_S = 10.0                                # a parked WATCH is answered (empty) after this long
 WATCH_PARKED_MAX = 256                        # parked WATCHes per torrent; more are answered at once

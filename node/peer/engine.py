@@ -191,18 +191,11 @@ class DownloadJob(PeerListing):
     def _elsewhere(self, fetch: Fetch, suggest: list[int]) -> None:
         """A send-once seed sent this piece to someone else: not its fault, no failure.
         The piece waits for the swarm (not asked of this seed for ELSEWHERE_RETRY_S);
-        the pieces it offered instead come first. With nothing offered, the seed holds its
-        first copies back from us (we relay slowly, node/peer/seeding.py): rest from it
-        for SEND_ONCE_VIEW_S."""
-        remote, now = fetch.remote, self.clock()
+        the pieces it offered instead come first."""
+        remote = fetch.remote
         self.redirected += 1
-        if suggest:
-            remote.deferred[fetch.piece_index] = now + config.ELSEWHERE_RETRY_S
-            remote.suggested.extend([i for i in suggest if 0 <= i < self.meta.num_pieces][:config.SEND_ONCE_SUGGEST])
-        else:   # "not now": it keeps its first copies for faster relays while ours are stranded;
-            #     ask it again once its view of the swarm is read again
-            remote.deferred[fetch.piece_index] = now + config.SEND_ONCE_VIEW_S
-            remote.rested_until = max(remote.rested_until, now + config.SEND_ONCE_VIEW_S)
+        remote.deferred[fetch.piece_index] = self.clock() + config.ELSEWHERE_RETRY_S
+        remote.suggested.extend([i for i in suggest if 0 <= i < self.meta.num_pieces][:config.SEND_ONCE_SUGGEST])
         self._abandon(fetch, count=False)
         self.schedule()
 

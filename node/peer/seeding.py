@@ -20,17 +20,20 @@ request claims: a stranger who names another peer, or nobody, is one more taker.
 First copies follow relay speed. A first copy is worth what its taker relays of it: a
 leecher with a slow uplink that is handed a quarter of the pieces holds them alone for
 seconds while fast uplinks run dry, and the seed sends them again at the end (1.5-1.8x the
-torrent in a 10-100 Mbit/s swarm, where 1.25x would do). So the seed keeps, per taker, its
-**stock**: the first copies it was given that no other leecher is known to hold yet (the
-tracker's view of who holds what, node/peer/seedview.py, fed to ``observe``). A first copy
-leaves the stock when a second leecher is seen with it; those exits per second are the
-taker's measured relay rate. A taker whose stock exceeds SEND_ONCE_STOCK_S of its relay
-rate (and SEND_ONCE_STOCK_MIN pieces) gets no more first copies: asked for one, the seed
-offers instead pieces stranded in other takers' stocks, and it serves a taker over its
-stock a piece another took (a second copy it needs, which spares a slow relay). So first
-copies go out in proportion to relay rates (Kumar and Ross's split), measured, not
-configured; a taker that runs dry has an empty stock and is always served. Before the view
-has seen any relay, or without one (no tracker, a standard client), the rule is off.
+torrent in a 10-100 Mbit/s swarm, where about 1.25x would do). So the seed keeps, per taker,
+its **stock**: the first copies it was given that no other leecher is known to hold yet
+(the tracker's view of who holds what, node/peer/seedview.py, fed to ``observe``). A first
+copy leaves the stock when a second leecher is seen with it, so the stock's mean age is how
+long that taker takes to relay (Little's law: stock over relay rate), whatever its size.
+A taker whose first copies wait over SEND_ONCE_AGE_RATIO times as long as those of the
+quickest other relay (and over SEND_ONCE_AGE_MIN_S, with at least SEND_ONCE_STOCK_MIN of
+them) gets no more first copies: asked for one, the seed offers pieces stranded in other
+takers' stocks instead, and asked for a piece another took, it serves it (a second copy the
+taker needs, which spares the relays). The seed's uplink stays busy, and the slow relay's
+share of it goes to pieces that would otherwise wait on someone's uplink. So first copies
+go out in proportion to relay speed (Kumar and Ross's split), measured, not configured; a
+taker that ran dry has no stock and is always served. Before the view has seen any relay,
+or without one (no tracker, a standard client), the rule is off.
 
 With two seeds, each learns from the same view which pieces a leecher already got from the
 other: those are no longer fresh here, without a round trip between the seeds.
@@ -38,11 +41,43 @@ other: those are no longer fresh here, without a round trip between the seeds.
 from __future__ import annotations
 
 import random
-from collections import deque
 
 from node import config
 
 SWARM = object()   # the taker of a piece a leecher got from another seed (seen in the view)
+
+
+class Stock:
+    """One taker's first copies that no other leecher is known to hold, with when each was
+    sent: their mean age is how long its relay takes (Little's law: stock / relay rate)."""
+
+    def __init__(self) -> None:
+        self.since: dict[int, float] = {}
+        self.total = 0.0
+
+    def add(self, piece: int, now: float) -> None:
+        if piece not in self.since:
+            self.since[piece] = now
+            self.total += now
+
+    def discard(self, piece: int) -> bool:
+        when = self.since.pop(piece, None)
+        if when is None:
+            return False
+        self.total = self.total - when if self.since else 0.0
+        return True
+
+    def __len__(self) -> int:
+        return len(self.since)
+
+    def __iter__(self):
+        return iter(self.since)
+
+    def __contains__(self, piece: int) -> bool:
+        return piece in self.since
+
+    def age(self, now: float) -> float:
+        return now - self.total / len(self.since) if self.since else 0.0
 
 
 class SendOnce:
@@ -54,27 +89,21 @@ class SendOnce:
         self.fresh = set(order)
         self.taken: dict[int, tuple[object, float]] = {}  # piece -> (first taker, when)
         self.peer_of: dict[object, str] = {}          # taker -> the peer id its requests claim
-        self.stock: dict[object, set[int]] = {}       # taker -> its first copies nobody else holds
-        self.exits: dict[object, deque[float]] = {}   # taker -> when its first copies got a 2nd holder
+        self.stock: dict[object, Stock] = {}          # taker -> its first copies nobody else holds
         self.held: dict[str, set[int]] = {}           # peer id -> pieces the view says it holds
         self.informed_at: float | None = None         # the first relay the view saw
-        self.asked: dict[object, float] = {}          # taker -> when it last asked
         self.view = None                              # node/peer/seedview.py, made by block_rules
 
     # ------------------------------------------------------------------ requests
     def admit(self, piece: int, requester, now: float, peer_id: str = "") -> list[int] | None:
         """None: serve ``piece`` to ``requester`` (a connection's identity; ``peer_id`` is what
-        its request claims, used only to read the view). A list: don't; ask for these
-        instead, and an empty list: not now (faster relays are asking for first copies)."""
+        its request claims, used only to read the view). A list: don't; ask for these instead."""
         if peer_id and requester not in self.peer_of:
             self.peer_of[requester] = peer_id
-        self.asked[requester] = now
         taken = self.taken.get(piece)
         if taken is None or now - taken[1] > config.SEND_ONCE_RESEND_S:
             if self.fresh and self.over_stock(requester, now):
-                if self._faster_relays_ask(requester, now):
-                    return []           # the seed's uplink goes to them
-                instead = self.stranded_for(requester, config.SEND_ONCE_SUGGEST)
+                instead = self.stranded_for(requester, config.SEND_ONCE_SUGGEST, now)
                 if instead:             # a second copy it needs, not a first copy it would strand
                     return instead
             self._take(piece, requester, now)
@@ -82,39 +111,29 @@ class SendOnce:
         if taken[0] == requester or not self.fresh:
             return None
         if self.over_stock(requester, now):
-            return [] if self._faster_relays_ask(requester, now) else None   # None: a second copy
+            return None                 # a second copy for a slow relay: the fresh pieces wait for fast ones
         return [self._take(q, requester, now) for q in self._next_fresh(config.SEND_ONCE_SUGGEST)]
 
-    def _faster_relays_ask(self, requester, now: float) -> bool:
-        """Another taker under its stock asked within SEND_ONCE_VIEW_S: the seed's uplink is
-        better spent on its first copies than on a slow relay's."""
-        return any(t != requester and when >= now - config.SEND_ONCE_VIEW_S and not self.over_stock(t, now)
-                   for t, when in self.asked.items())
-
-    def relay_rate(self, taker, now: float) -> float:
-        """First copies of ``taker``'s seen at a second leecher, per second, over the last
-        SEND_ONCE_RATE_WINDOW_S (or since the view saw its first relay)."""
-        exits = self.exits.get(taker)
-        if not exits or self.informed_at is None:
-            return 0.0
-        while exits and exits[0] < now - config.SEND_ONCE_RATE_WINDOW_S:
-            exits.popleft()
-        span = min(config.SEND_ONCE_RATE_WINDOW_S, max(now - self.informed_at, config.SEND_ONCE_VIEW_S))
-        return len(exits) / span
-
     def over_stock(self, taker, now: float) -> bool:
-        if self.informed_at is None:
-            return False                # no relay seen yet: nothing to split by
-        cap = max(config.SEND_ONCE_STOCK_MIN, self.relay_rate(taker, now) * config.SEND_ONCE_STOCK_S)
-        return len(self.stock.get(taker, ())) >= cap
+        """Its first copies wait over SEND_ONCE_AGE_RATIO times as long for a second holder as
+        those of the quickest other relay with a stock (and over SEND_ONCE_AGE_MIN_S), with at
+        least SEND_ONCE_STOCK_MIN of them: it relays too slowly for its share."""
+        stock = self.stock.get(taker)
+        if self.informed_at is None or stock is None or len(stock) < config.SEND_ONCE_STOCK_MIN:
+            return False                # no relay seen yet (nothing to split by), or little held back
+        age = stock.age(now)
+        if age <= config.SEND_ONCE_AGE_MIN_S:
+            return False
+        quickest = min((st.age(now) for t, st in self.stock.items() if t is not taker and t is not SWARM and st),
+                       default=None)
+        return quickest is not None and age > config.SEND_ONCE_AGE_RATIO * quickest
 
-    def stranded_for(self, requester, n: int) -> list[int]:
+    def stranded_for(self, requester, n: int, now: float) -> list[int]:
         """Up to ``n`` pieces in other takers' stocks that ``requester`` is not known to hold,
-        from the stock that would take its taker longest to relay."""
+        oldest stock first (the slowest relay's)."""
         held = self.held.get(self.peer_of.get(requester, ""), set())
-        now_rates = {t: len(self.exits.get(t, ())) for t in self.stock}
         out: list[int] = []
-        for taker in sorted(self.stock, key=lambda t: len(self.stock[t]) / (1 + now_rates[t]), reverse=True):
+        for taker in sorted(self.stock, key=lambda t: self.stock[t].age(now), reverse=True):
             if taker == requester:
                 continue
             for piece in self.stock[taker]:
@@ -140,11 +159,9 @@ class SendOnce:
                 continue
             taker = taken[0]
             stock = self.stock.get(taker)
-            if stock is not None and piece in stock and self.peer_of.get(taker) != peer_id:
-                stock.discard(piece)
-                self.exits.setdefault(taker, deque()).append(now)
+            if stock is not None and self.peer_of.get(taker) != peer_id and stock.discard(piece):
                 if self.informed_at is None:
-                    self.informed_at = now
+                    self.informed_at = now      # a first relay: the split has something to go by
 
     def gone(self, peer_id: str) -> None:
         """The peer left the view (or came back): what it held is void."""
@@ -158,7 +175,7 @@ class SendOnce:
         self.taken[piece] = (requester, now)
         if piece in self.fresh:         # a first copy (a piece the view saw anywhere is not fresh)
             self.fresh.discard(piece)
-            self.stock.setdefault(requester, set()).add(piece)
+            self.stock.setdefault(requester, Stock()).add(piece, now)
         return piece
 
     def _next_fresh(self, n: int) -> list[int]:

@@ -10,12 +10,15 @@ request after SEND_ONCE_VIEW_S; without a view the split stays off.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from node import config
 from node.peer.seeding import SendOnce
 from protocol import messages as m
 from protocol.pieces import Bitfield
+
+log = logging.getLogger("zorrent.seeding")
 
 
 class SwarmView:
@@ -39,7 +42,13 @@ class SwarmView:
         if not isinstance(msg, m.PeerList) or msg.info_hash != self.info_hash:
             self.cursor = -1
             return
-        self.take(msg, time.monotonic())
+        now = time.monotonic()
+        self.take(msg, now)
+        if log.isEnabledFor(logging.DEBUG):
+            s = self.sender
+            log.debug("view: %d fresh; %s", len(s.fresh), ", ".join(
+                f"{s.peer_of.get(t, '?')} stock {len(st)} age {st.age(now):.2f} s"
+                f"{' over' if s.over_stock(t, now) else ''}" for t, st in s.stock.items()))
 
     def take(self, msg: m.PeerList, now: float) -> None:
         sender = self.sender

@@ -487,22 +487,6 @@ def _answer_elsewhere(s: "Swarm", peer_id: str, piece: int, suggest: list[int]) 
                                                         suggest=suggest)), None)
 
 
-def test_not_now_from_a_seed_rests_it_briefly_and_defers_the_piece_briefly():
-    s = Swarm(16, {"S": list(range(16))})
-    seed = s.remote("S")
-    piece = s.chan("S").pieces_asked()[0]
-    _answer_elsewhere(s, "S", piece, [])             # "not now": it keeps first copies for faster relays
-    now = s.host.clock.now
-    assert seed.rested_until == pytest.approx(now + config.SEND_ONCE_VIEW_S)
-    assert seed.deferred[piece] == pytest.approx(now + config.SEND_ONCE_VIEW_S)   # not ELSEWHERE_RETRY_S
-    asked = len(s.chan("S").open_blocks())
-    s.job.schedule()
-    assert len(s.chan("S").open_blocks()) == asked   # resting: nothing more asked of it
-    s.host.clock.now += config.SEND_ONCE_VIEW_S + 0.01
-    s.job.schedule()
-    assert piece in s.chan("S").pieces_asked()       # asked again once its view is read again
-
-
 def test_elsewhere_with_offers_defers_the_piece_for_the_retry_time():
     s = Swarm(16, {"S": list(range(16))})
     seed = s.remote("S")
