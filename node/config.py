@@ -311,7 +311,7 @@ CREDIT_WINDOW_S = 0.5                         # credit: about this long of a pee
 SEND_ONCE_RESEND_S = 30.0                     # a seed sends a piece again after this long (its first taker may be gone)
 SEND_ONCE_SUGGEST = 4                         # unsent pieces a seed offers with each redirect
 SEND_ONCE_AGE_RATIO = 2.0                     # a taker whose first copies wait this many times as long for a 2nd
-#   holder as the quickest relay's gets no more of them while faster relays ask (node/peer/seeding.py)
+#   holder as the other takers' (pooled) gets second copies instead of more (node/peer/seeding.py)
 SEND_ONCE_AGE_MIN_S = 0.25                    # ... and over this long (below it every relay keeps up)
 SEND_ONCE_STOCK_MIN = 4                       # ... and it holds at least this many alone
 SEND_ONCE_VIEW_S = 0.2                        # a seed with first copies left re-reads who holds what this often

@@ -25,8 +25,8 @@ its **stock**: the first copies it was given that no other leecher is known to h
 (the tracker's view of who holds what, node/peer/seedview.py, fed to ``observe``). A first
 copy leaves the stock when a second leecher is seen with it, so the stock's mean age is how
 long that taker takes to relay (Little's law: stock over relay rate), whatever its size.
-A taker whose first copies wait over SEND_ONCE_AGE_RATIO times as long as those of the
-quickest other relay (and over SEND_ONCE_AGE_MIN_S, with at least SEND_ONCE_STOCK_MIN of
+A taker whose first copies wait over SEND_ONCE_AGE_RATIO times as long as the other
+takers' do on the whole (and over SEND_ONCE_AGE_MIN_S, with at least SEND_ONCE_STOCK_MIN of
 them) gets no more first copies: asked for one, the seed offers pieces stranded in other
 takers' stocks instead, and asked for a piece another took, it serves it (a second copy the
 taker needs, which spares the relays). The seed's uplink stays busy, and the slow relay's
@@ -116,17 +116,20 @@ class SendOnce:
 
     def over_stock(self, taker, now: float) -> bool:
         """Its first copies wait over SEND_ONCE_AGE_RATIO times as long for a second holder as
-        those of the quickest other relay with a stock (and over SEND_ONCE_AGE_MIN_S), with at
-        least SEND_ONCE_STOCK_MIN of them: it relays too slowly for its share."""
+        the other takers' do on the whole (and over SEND_ONCE_AGE_MIN_S), with at least
+        SEND_ONCE_STOCK_MIN of them: it relays too slowly for its share."""
         stock = self.stock.get(taker)
         if self.informed_at is None or stock is None or len(stock) < config.SEND_ONCE_STOCK_MIN:
             return False                # no relay seen yet (nothing to split by), or little held back
         age = stock.age(now)
         if age <= config.SEND_ONCE_AGE_MIN_S:
             return False
-        quickest = min((st.age(now) for t, st in self.stock.items() if t is not taker and t is not SWARM and st),
-                       default=None)
-        return quickest is not None and age > config.SEND_ONCE_AGE_RATIO * quickest
+        count = total = 0.0             # the others' first copies, pooled: their mean age
+        for other, st in self.stock.items():
+            if other is not taker and len(st):
+                count += len(st)
+                total += st.total
+        return count > 0 and age > config.SEND_ONCE_AGE_RATIO * (now - total / count)
 
     def stranded_for(self, requester, n: int, now: float) -> list[int]:
         """Up to ``n`` pieces in other takers' stocks that ``requester`` is not known to hold,
