@@ -28,11 +28,10 @@ def check_block(holding, piece_index: int, block_offset: int, length: int, max_l
         raise ZorrentError(f"piece {piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
 
 
-def send_once(holding, piece_index: int, requester, peer_id: str = "", host=None) -> list[int] | None:
-    """None: serve it. A list: an origin seed sent this piece elsewhere, or keeps its first
-    copies for faster relays (node/peer/seeding.py); offer these instead. ``peer_id`` is
-    what the request claims (it reads the view, never picks the taker); ``host`` the node,
-    whose tracker the view is read from (node/peer/seedview.py)."""
+def send_once(holding, piece_index: int, requester, host=None) -> list[int] | None:
+    """None: serve it. A list: an origin seed sent this piece elsewhere; offer these instead.
+    ``host`` (the node) lends its tracker for the seed's view of what other seeds sent
+    (node/peer/seedview.py)."""
     if holding.role != "seed":
         return None
     sender, now = holding.sender(), time.monotonic()
@@ -41,7 +40,7 @@ def send_once(holding, piece_index: int, requester, peer_id: str = "", host=None
         if sender.view is None:
             sender.view = SwarmView(sender, holding.meta.info_hash, holding.meta.num_pieces, host.peer_id)
         sender.view.maybe_ask(tracker, now)
-    return sender.admit(piece_index, requester, now, peer_id)
+    return sender.admit(piece_index, requester, now)
 
 
 def read_block(read_failed, holding, piece_index: int, block_offset: int, length: int) -> bytes | PendingRead:

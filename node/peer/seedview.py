@@ -1,12 +1,12 @@
-"""An origin seed's view of who holds what, for its split of first copies
-(node/peer/seeding.py): the tracker's peer list, re-read every SEND_ONCE_VIEW_S while
-first copies remain and leechers ask (the reads ride on the requests, so an idle seed
-asks nothing), whole the first time and then only what changed after the cursor, as a
-download job reads it (node/peer/peerlist.py).
+"""An origin seed's view of who holds what, so that two seeds split the first copies
+without a round trip (node/peer/seeding.py ``observe``): the tracker's peer list, read
+while first copies remain and leechers ask (the reads ride on the requests, so an idle
+seed asks nothing), whole the first time and then only what changed after the cursor, as
+a download job reads it (node/peer/peerlist.py). Every SEND_ONCE_VIEW_S while another
+seed is listed; every PEER_REFRESH_S while none is (one may join).
 
 Seeds (a complete bitfield when first listed) and standard clients (no bitfield) are left
-out: neither says anything about a relay. A failed read is tried again at the next
-request after SEND_ONCE_VIEW_S; without a view the split stays off.
+out of what leechers hold. A failed read is tried again at the next request.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ class SwarmView:
         self.seeds: set[str] = set()
 
     def maybe_ask(self, tracker, now: float) -> None:
-        if self.asking or now - self.last < config.SEND_ONCE_VIEW_S or not self.sender.fresh:
+        every = config.SEND_ONCE_VIEW_S if self.seeds else config.PEER_REFRESH_S
+        if self.asking or now - self.last < every or not self.sender.fresh:
             return
         self.asking, self.last = True, now
         tracker.request(m.GetPeers(info_hash=self.info_hash, since=self.cursor), self._on_reply,
@@ -45,19 +46,14 @@ class SwarmView:
         now = time.monotonic()
         self.take(msg, now)
         if log.isEnabledFor(logging.DEBUG):
-            s = self.sender
-            log.debug("view: %d fresh; %s", len(s.fresh), ", ".join(
-                f"{s.peer_of.get(t, '?')} stock {len(st)} age {st.age(now):.2f} s"
-                f"{' over' if s.over_stock(t, now) else ''}" for t, st in s.stock.items()))
+            log.debug("view: %d fresh, %d other seeds", len(self.sender.fresh), len(self.seeds))
 
     def take(self, msg: m.PeerList, now: float) -> None:
         sender = self.sender
+        # a whole list forgets the seeds it knew; pieces observed stay observed (not fresh)
         if not msg.delta:
-            for peer_id in list(sender.held):
-                sender.gone(peer_id)
             self.seeds.clear()
         for peer_id in msg.gone:
-            sender.gone(peer_id)
             self.seeds.discard(peer_id)
         for info in msg.peers:
             if info.peer_id == self.own or info.peer_id in self.seeds or info.kind == "bittorrent":
@@ -68,8 +64,8 @@ class SwarmView:
                     bits.add(i)
             except (ValueError, IndexError):
                 continue
-            if bits.complete and info.peer_id not in sender.held:
-                self.seeds.add(info.peer_id)    # a seed: it says nothing about a relay
+            if bits.complete and (not msg.delta or info.bitfield):
+                self.seeds.add(info.peer_id)    # a seed (listed whole): it holds everything
                 continue
             sender.observe(info.peer_id, bits.indexes(), now)
         self.cursor = msg.version
