@@ -89,6 +89,39 @@ def test_zorrent_resolves_a_magnet_from_a_libtorrent_seed(swarm):
 
 
 
+def test_zorrent_downloads_from_an_aria2_seed_found_through_the_http_tracker(swarm, tmp_path):
+    """aria2 seeds a file it has (announcing to the HTTP door as a seeder); a zorrent
+    leecher finds it there and takes every piece over BEP 3, verified before it announces each."""
+    assert ARIA2, "aria2c is missing: run `make test`, which installs it (Debian package aria2)"
+    swarm.tracker()
+    swarm.peer("z2")
+    src = write_random(tmp_path / "aria2-seed" / "clip.bin", 1024 * 1024 + 4097, seed=39)
+    made = swarm.cli_json("create", "--input", str(src), "--http-announce", http_url(swarm))[0]
+    log = tmp_path / "aria2.log"
+    seeder = subprocess.Popen(
+        [ARIA2, "--dir", str(src.parent), "--check-integrity=true", "--seed-ratio=0.0", "--enable-dht=false",
+         "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
+         f"--listen-port={free_port()}", "--summary-interval=0", "--console-log-level=warn",
+         f"--log={log}", "--log-level=info", str(swarm.workdir / made["torrent"])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: scrape(http_url(swarm), made["info_hash"]).get(b"complete") == 1, timeout_s=30,
+                 what="aria2 to announce itself as a seeder")
+        out = swarm.workdir / "dl" / "clip.bin"
+        res = swarm.cli("download", "--torrent", made["torrent"], "--output", str(out), "--peer-id", "z2",
+                        "--peer-port", str(swarm.peer_ports["z2"]), timeout_s=60)
+        assert out.read_bytes() == src.read_bytes()
+        assert "bt:" in res.stdout                     # the Download Statistics name the standard client
+        assert "(aria2" in swarm.log("z2")             # its pieces came over z2's BEP 3 wire
+    finally:
+        seeder.terminate()
+        try:
+            seeder.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            seeder.kill()
+            seeder.wait(timeout=10)
+
+
 def test_zorrent_downloads_from_a_standard_peer_that_hung_up_then_connected_to_it(swarm, monkeypatch):
     """Our dial reaches the libtorrent peer before it has added the torrent, so it hangs up
     (in a swarm where everyone starts at once, that is the common case); then the peer
