@@ -73,6 +73,7 @@ class BtConnection(Uploads, Outbox):
         self.requests: deque = deque()             # (piece, begin, length) the remote asked of us, not yet served
         self.refused_in_a_row = 0                  # requests refused as over BT_MAX_QUEUED_REQUESTS
         self.reads = 0                             # blocks with the read threads
+        self.redirected: dict[int, float] = {}     # piece -> when send-once last refused it here (upload.py)
         self.bad_requests = 0
         self.uploaded = self.downloaded = 0        # block bytes, whole connection
         self.round_up = self.round_down = 0        # ... since the last rechoke (choker.py)
