@@ -73,6 +73,7 @@ class Uploads:
         for other in offer:
             if bits is None or other not in bits:
                 self.send(f.suggest(other))
+                self.suggested.add(other)           # bounded: pieces of the torrent
         return True
 
     def _cancel(self, piece: int, begin: int, length: int) -> None:
@@ -171,6 +172,8 @@ class Uploads:
         self.pump()
 
     def _send_piece(self, piece: int, begin: int, data, ticket) -> None:
+        if self.suggested:
+            self.suggested.discard(piece)
         self.uploaded += len(data)
         self.round_up += len(data)
         header = f.piece_header(piece, begin, len(data))
