@@ -255,3 +255,9 @@ class BlockServer:
             for item in queue:
                 self._drop(item)
         self.waiting.clear()
+        for ticket in self.pacer.close():       # held back by --upload-rate: never sent now
+            self.budget.release(ticket)
+        for queue in self.sent.values():        # with libzmq, which the socket's close lets go of
+            for _, ticket in queue:
+                self.budget.release(ticket)
+        self.sent.clear()
