@@ -381,6 +381,7 @@ REMOTE_MAX_BYTES = 4 * 1024 * 1024            # bytes: block payload one remote 
 REMOTES_TOTAL_BYTES = 32 * 1024 * 1024        # bytes: the same over every remote: the seeder's RSS may grow by
                                               # this much at worst (the issue-17 goal allows 64 MiB over idle)
 REMOTES_MAX = 1024                            # remotes with block requests here at once (a new one is refused)
+                                              # and remotes cut off at once (expired ones make room)
 REMOTE_MAX_REFUSALS = MAX_PIPELINE_REQUESTS   # refusals in a row (a legit downloader never gets one: it keeps
                                               # <= REMOTE_MAX_REQUESTS in flight) before the remote is cut off:
                                               # its requests are then dropped unread (no decode, no reply) ...

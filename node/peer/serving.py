@@ -102,7 +102,7 @@ class BlockServer:
         if ticket is None:
             if isinstance(body, PendingRead):
                 body.cancel()
-            if self.budget.abusive(ident) and ident not in self.cut_off and len(self.cut_off) < config.REMOTES_MAX:
+            if self.budget.abusive(ident) and ident not in self.cut_off and self._room_to_cut_off():
                 self.cut_off[ident] = time.monotonic() + config.REMOTE_CUT_OFF_S
                 log.warning("a remote was refused %d times in a row: ignoring it for %.0f s",
                             config.REMOTE_MAX_REFUSALS, config.REMOTE_CUT_OFF_S)
@@ -113,6 +113,16 @@ class BlockServer:
             return
         self.waiting.setdefault(ident, deque()).append(_Waiting(ticket, header, body, time.monotonic()))
         self._pump()
+
+    def _room_to_cut_off(self) -> bool:
+        """Under REMOTES_MAX cut-off remotes, once the expired ones are gone: an entry leaves only
+        when its remote comes back, and one that reconnects has a new identity each time."""
+        if len(self.cut_off) < config.REMOTES_MAX:
+            return True
+        now = time.monotonic()
+        for ident in [i for i, until in self.cut_off.items() if until <= now]:
+            del self.cut_off[ident]
+        return len(self.cut_off) < config.REMOTES_MAX
 
     # ------------------------------------------------------------------ the loop
     def _pump(self) -> None:

@@ -179,3 +179,22 @@ def test_close_releases_what_the_upload_pacer_holds_and_stops_its_timer():
         assert p.server.timer is None
     finally:
         p.close()
+
+
+def test_a_new_abuser_is_cut_off_though_the_cut_off_list_is_full_of_expired_ones():
+    """Cut-off remotes are forgotten only when they come back, and a stranger that reconnects
+    has a new identity each time: REMOTES_MAX such entries, long expired, used to fill the list
+    for good, after which no abuser was ever cut off again."""
+    from node import config
+
+    p = Pair(Limits(max_requests=1, max_bytes=BLOCK_BYTES, total_bytes=64 * BLOCK_BYTES,
+                    max_remotes=8, max_refusals=2))
+    try:
+        long_ago = time.monotonic() - 1
+        p.server.cut_off.update({b"gone-%d" % i: long_ago for i in range(config.REMOTES_MAX)})
+        for _ in range(8):                  # the client reads nothing: refused, then abusive
+            p.ask()
+        assert p.ident in p.server.cut_off and not p.server.accepts(p.ident)
+        assert len(p.server.cut_off) <= config.REMOTES_MAX
+    finally:
+        p.close()
