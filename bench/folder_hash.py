@@ -15,6 +15,10 @@ random blocks, so every piece differs), then, in one run:
   FOLDER` runs), then, cold again, `PieceFile.open_seed(...).recheck()` (what the peer runs on
   a check thread for `upload` and resume). Printed: MiB/s, its ratio to the bound and to the
   baseline, and the child's CPU seconds (user + kernel).
+With --upload, then, for each checkout: a tracker and a peer, the page cache dropped, and
+`Upload` of the folder (bench/big_upload.py's upload: the data port pinged every 50 ms, the
+tracker asked whether it lists the peer): the hash rate as the peer does it, and whether its
+event loop kept answering meanwhile.
 The pieces of every run must agree. The folder is deleted at the end (--keep keeps it).
 """
 from __future__ import annotations
@@ -27,6 +31,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +152,8 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, help="a checkout of other code, hashed first")
     ap.add_argument("--warm", action="store_true", help="never drop the page cache")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--upload", action="store_true", help="also upload the folder to a real peer, per checkout")
+    ap.add_argument("--upload-only", action="store_true", help="only the uploads (and the bound)")
     args = ap.parse_args()
     big_upload.WARM = args.warm
     total = int(args.gib * (1 << 30))
@@ -159,7 +166,8 @@ def main() -> None:
     try:
         disk = [device_rate(paths)]
         sha = [big_upload.sha1_rate(1), big_upload.sha1_rate(2)]
-        runs = [(str(code), hash_in(code, folder)) for code in ([args.baseline] if args.baseline else []) + [REPO]]
+        codes = ([args.baseline] if args.baseline else []) + [REPO]
+        runs = [] if args.upload_only else [(str(code), hash_in(code, folder)) for code in codes]
         disk.append(device_rate(paths))
         sha += [big_upload.sha1_rate(1), big_upload.sha1_rate(2)]
         bound = min(max(disk), max(sha))
@@ -167,21 +175,56 @@ def main() -> None:
               f"{disk[1] / MIB:.0f} MiB/s (before, after); SHA-1 1/2 threads "
               f"{sha[0] / MIB:.0f}/{sha[1] / MIB:.0f}, {sha[2] / MIB:.0f}/{sha[3] / MIB:.0f} MiB/s; "
               f"bound {bound / MIB:.0f} MiB/s")
-        if len({r["pieces"] for _, r in runs}) != 1 or not all(r["complete"] for _, r in runs):
+        if runs and (len({r["pieces"] for _, r in runs}) != 1 or not all(r["complete"] for _, r in runs)):
             raise SystemExit("the runs disagree on the pieces")
-        base = runs[0][1]
-        print(f"piece length {base['piece_length'] // 1024} KiB")
-        print("| code | what | s | MiB/s | / bound | / first | CPU user + kernel s |")
-        print("|---|---|---|---|---|---|---|")
+        base = runs[0][1] if runs else None
+        if runs:
+            print(f"piece length {base['piece_length'] // 1024} KiB")
+            print("| code | what | s | MiB/s | / bound | / first | CPU user + kernel s |")
+            print("|---|---|---|---|---|---|---|")
         for code, r in runs:
             for what in ("create", "recheck"):
                 s, user, kern = r[what]
                 rate = r["length"] / s
                 print(f"| {code} | {what} | {s:.2f} | {rate / MIB:.0f} | {rate / bound:.2f} | "
                       f"{base[what][0] / s:.2f} | {user:.1f} + {kern:.1f} |")
+        if args.upload or args.upload_only:
+            uploads(folder, total, codes, bound)
     finally:
+        big_upload.procs.REPO = REPO
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def uploads(folder: Path, total: int, codes: list[Path], bound: float) -> None:
+    import fastbencode
+
+    from protocol import making, metainfo
+
+    info = fastbencode.bdecode(making.create_folder(folder, "tcp://127.0.0.1:1").raw)[b"info"]
+
+    def make(announce: str) -> metainfo.Metainfo:
+        return metainfo.parse(fastbencode.bencode({b"announce": announce.encode(), b"info": info}))
+
+    first = None
+    print("| code | upload hashed MiB/s | / bound | / first | ping p50 / p99 / max ms | lost | "
+          "tracker missing | expired | peer CPU user + kernel s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    here = os.getcwd()
+    for code in codes:
+        with tempfile.TemporaryDirectory(dir=folder.parent) as work:
+            os.chdir(work)
+            try:
+                up = big_upload.upload(Path(work), folder, b"", total, 0.05, code, make=make)
+            finally:
+                os.chdir(here)
+        first = first or up["hash_rate"]
+        print(f"| {code} | {up['hash_rate'] / MIB:.0f} | {up['hash_rate'] / bound:.2f} | "
+              f"{up['hash_rate'] / first:.2f} | {up['p50_ms']:.1f} / {up['p99_ms']:.1f} / {up['max_ms']:.1f} | "
+              f"{up['lost']} | {up['tracker_missing']} of {up['tracker_asks']} | {up['expired_logged']} | "
+              f"{up['peer_user_s']:.1f} + {up['peer_sys_s']:.1f} |")
+        if up["slow"]:
+            print(f"  pings over 50 ms (s into the hash, ms): {up['slow'][:20]}")
 
 
 if __name__ == "__main__":
