@@ -397,6 +397,10 @@ PACER_MAX_QUEUED = REMOTES_MAX * 4            # replies: the upload pacer's queu
                                               # tickets, so REMOTES_TOTAL_BYTES bounds it first; this caps small ones
 READ_QUEUE_MAX = REMOTES_TOTAL_BYTES // (16 * 1024)   # block reads waiting for a read thread: every one holds a
                                               # claimed ticket, so the byte budget bounds it; this is the backstop
+SERVE_POOL_IDLE_BYTES = 16 * 1024 * 1024     # bytes: block buffers the data port keeps idle for reuse
+                                              # (node/peer/blockpool.py); lent ones are bounded by the budget
+                                              # above. 16 x 1 MiB covers what one fast reader's credit cycles
+SERVE_POOL_IDLE_S = 5.0                       # s: a pool not used this long is dropped (an idle peer holds none)
 TRACKER_SNDHWM_MSGS = 2 * TRACKER_BATCH_MAX   # messages: tracker ROUTER send queue per client: one drained batch
                                               # may all be one client's (a pipelining CLI or bench), answered at
                                               # once, and libzmq learns of reads in steps of HWM/2; a client that

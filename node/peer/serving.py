@@ -26,6 +26,7 @@ import zmq
 
 from node import config
 from node.budget import Budget, Limits, Ticket
+from node.peer.blockpool import BlockPool, PoolBuffer
 from node.peer.pacer import Pacer
 from node.peer.storage import PendingRead
 from protocol.codec import decode_id, error_frames
@@ -59,10 +60,13 @@ class BlockServer:
         self.sock, self.reactor, self.disk, self.read_failed = sock, reactor, disk, read_failed
         self.budget = Budget(limits)    # the peer's one budget: the BEP 3 wire shares it (node/peer/bt/)
         self.pacer = Pacer(reactor, rate_bps, self._send_tracked)
+        self.pool = BlockPool()         # blocks are read into these and lent to libzmq until it lets go
         self.waiting: OrderedDict[bytes, deque[_Waiting]] = OrderedDict()   # per remote, round-robin order
-        self.sent: dict[bytes, deque[tuple[Any, Ticket]]] = {}              # per remote, in send order
+        self.sent: dict[bytes, deque[tuple[Any, Ticket, Any]]] = {}         # per remote, in send order:
+                                                                             # (tracker, ticket, pooled buffer)
         self.reading = 0                                                     # reads queued on read threads
         self.timer = None
+        self.trim_timer = None                                               # drops idle pooled buffers
         self.idle_reap_s = REAP_S                                            # the next poll with nothing waiting
         self.dropped = 0                                                     # replies a full pipe refused
         self.cut_off: dict[bytes, float] = {}                                # remote -> until (monotonic)
@@ -161,6 +165,8 @@ class BlockServer:
         elif self.sent:
             delay = self.idle_reap_s
         else:
+            if self.trim_timer is None and self.pool.free:
+                self.trim_timer = self.reactor.call_later(config.SERVE_POOL_IDLE_S, self._trim)
             return
         if self.timer is not None:
             if self.timer.when <= self.reactor.clock() + delay:
@@ -169,6 +175,12 @@ class BlockServer:
         if not self.waiting:
             self.idle_reap_s = min(2 * self.idle_reap_s, REAP_IDLE_MAX_S)
         self.timer = self.reactor.call_later(delay, self._on_timer)
+
+    def _trim(self) -> None:
+        """Drop the idle block buffers once the port has been quiet for SERVE_POOL_IDLE_S."""
+        self.trim_timer = None
+        if not self.pool.trim():
+            self.trim_timer = self.reactor.call_later(config.SERVE_POOL_IDLE_S, self._trim)
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -180,10 +192,11 @@ class BlockServer:
             self._deliver(ident, item.ticket, [item.header, body])
         elif body.file.cache_bypassed:          # not in the page cache: a read thread waits for the device
             self.reading += 1
-            self.disk.read(body, lambda data, err: self._read_done(ident, item, data, err, threaded=True))
+            self.disk.read(lambda: body(self.pool),
+                           lambda data, err: self._read_done(ident, item, data, err, threaded=True))
         else:
             try:
-                data = body()
+                data = body(self.pool)
             except Exception as exc:            # noqa: BLE001 - turned into an error reply
                 self._read_done(ident, item, None, exc)
             else:
@@ -222,7 +235,7 @@ class BlockServer:
             self._unsent(ident, exc)
             return
         self.budget.handed_off(ticket)          # its bytes count until the tracker says libzmq let go
-        self.sent.setdefault(ident, deque()).append((tracker, ticket))
+        self.sent.setdefault(ident, deque()).append((tracker, ticket, body))
         self._arm()                             # nothing may wait to pump again (a paced or threaded send)
 
     def reap(self) -> None:
@@ -239,7 +252,10 @@ class BlockServer:
         if queue is None:
             return
         while queue and queue[0][0].done:
-            self.budget.release(queue.popleft()[1])
+            _, ticket, body = queue.popleft()
+            self.budget.release(ticket)
+            if type(body) is PoolBuffer:        # a pooled read, which libzmq no longer holds
+                self.pool.give(body)
             self.idle_reap_s = REAP_S
         if not queue:
             del self.sent[ident]
@@ -258,9 +274,10 @@ class BlockServer:
             self.dropped += 1
 
     def close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in (self.timer, self.trim_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.trim_timer = None
         for queue in self.waiting.values():
             for item in queue:
                 self._drop(item)
@@ -268,6 +285,6 @@ class BlockServer:
         for ticket in self.pacer.close():       # held back by --upload-rate: never sent now
             self.budget.release(ticket)
         for queue in self.sent.values():        # with libzmq, which the socket's close lets go of
-            for _, ticket in queue:
+            for _, ticket, _ in queue:          # (a pooled buffer it may still hold is not given back)
                 self.budget.release(ticket)
         self.sent.clear()

@@ -7,7 +7,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 from node.peer.direct import DIRECT_ALIGN, pwritev_all, write_direct
 from node.peer.layout import FileChanged, Layout, Stamp, StorageError, file_change, moved
@@ -16,9 +16,12 @@ from protocol.errors import ErrorCode
 from protocol.metainfo import Metainfo
 from protocol.pieces import Bitfield, iter_piece_hashes, iter_stream_hashes
 
+if TYPE_CHECKING:
+    from node.peer.blockpool import BlockPool
+
+Buffer = Union[bytes, bytearray]   # a block read: bytes, or a PoolBuffer (node/peer/blockpool.py)
+
 __all__ = ["FileChanged", "PieceFile", "PendingRead", "StorageError", "sha1_of"]
-
-
 
 
 class PieceFile:
@@ -179,17 +182,18 @@ class PieceFile:
         data = self._read_range(piece_index * self.meta.piece_length, size)
         return data is not None and hashlib.sha1(data).digest() == self.meta.piece_hash(piece_index)
 
-    def read(self, piece_index: int, block_offset: int, length: int) -> bytes:
-        """A block of a verified piece. Its files are checked (``change``) before the read and,
-        once sealed, their own stamps after it too: a write updates mtime before it changes
-        any byte, so data read from a file that changed meanwhile is never returned."""
+    def read(self, piece_index: int, block_offset: int, length: int, pool: BlockPool | None = None) -> Buffer:
+        """A block of a verified piece (read into a buffer of ``pool`` if given). Its files are
+        checked (``change``) before the read and, once sealed, their own stamps after it too: a
+        write updates mtime before it changes any byte, so data read from a file that changed
+        meanwhile is never returned."""
         offset = piece_index * self.meta.piece_length + block_offset
         spans = self.layout.spans(offset, length)
         files = [i for i, _, _ in spans]
         if why := self.change(files, {i: at + n for i, at, n in spans}.get):
             raise FileChanged(why)
         try:
-            data = self._read_range(offset, length)
+            data = self._read_range(offset, length, pool)
         except OSError as exc:
             raise FileChanged(self.change(files=files) or f"cannot read {self.path}: {_why(exc)}") from None
         if data is None:
@@ -205,23 +209,26 @@ class PieceFile:
                         raise FileChanged(why)
         return data
 
-    def _read_range(self, offset: int, length: int) -> bytes | None:
-        """The bytes at ``offset`` of the torrent's stream (None if a file is short)."""
+    def _read_range(self, offset: int, length: int, pool: BlockPool | None = None) -> Buffer | None:
+        """The bytes at ``offset`` of the torrent's stream (None if a file is short), read
+        into a buffer of ``pool`` if given."""
         spans = self.layout.spans(offset, length)
-        if len(spans) == 1:
+        if pool is None and len(spans) == 1:
             i, at, n = spans[0]
             if self.fds[i] >= 0:
                 data = os.pread(self.fds[i], n, at)
                 return data if len(data) == n else None
-        out = bytearray(length)
+        out = bytearray(length) if pool is None else pool.take(length)
         view, done = memoryview(out), 0
         for i, at, n in spans:
-            if self.fds[i] >= 0:           # pad files stay zeros
+            if self.fds[i] >= 0:
                 got = os.preadv(self.fds[i], [view[done:done + n]], at)
                 if got != n:
                     return None
+            else:                          # a pad file reads as zeros (a pooled buffer holds stale bytes)
+                view[done:done + n] = bytes(n)
             done += n
-        return bytes(out)
+        return out if pool is not None else bytes(out)
 
     def write_piece(self, piece_index: int, buffers: Sequence[Any]) -> None:
         """Write a verified piece at its offset: O_DIRECT through an aligned bounce buffer,
@@ -318,11 +325,11 @@ class PendingRead:
         """Not to be read after all (refused, or its asker gave up)."""
         self.file.release()
 
-    def __call__(self) -> bytes:
+    def __call__(self, pool: BlockPool | None = None) -> Buffer:
         try:
             if self.file.closing:
                 raise StorageError(f"{self.file.path} is no longer served", ErrorCode.UNKNOWN_TORRENT)
-            return self.file.read(self.piece_index, self.block_offset, self.length)
+            return self.file.read(self.piece_index, self.block_offset, self.length, pool)
         finally:
             self.file.release()
 

@@ -100,7 +100,7 @@ def test_a_remote_refused_while_nothing_waits_is_admitted_once_its_blocks_have_g
     replies = [pair.read() for _ in range(2 * MAX_REQUESTS)]
     assert all(isinstance(r, m.Block) or r.code == ErrorCode.BUSY for r in replies), replies
     # every block has been read, so libzmq has let go of each one (its tracker is done)
-    wait_for(lambda: all(t.done for q in pair.server.sent.values() for t, _ in q) and pair.turn(),
+    wait_for(lambda: all(t.done for q in pair.server.sent.values() for t, *_ in q) and pair.turn(),
              timeout_s=10, what="the sent blocks' trackers")
     for _ in range(2):                          # a reader that keeps the cap, round after round
         for _ in range(MAX_REQUESTS):
@@ -198,3 +198,32 @@ def test_a_new_abuser_is_cut_off_though_the_cut_off_list_is_full_of_expired_ones
         assert len(p.server.cut_off) <= config.REMOTES_MAX
     finally:
         p.close()
+
+
+def test_blocks_read_for_the_port_reuse_their_buffers_once_libzmq_lets_go(pair, tmp_path):
+    """A pooled buffer goes back only when its send's tracker is done, and is then reused:
+    a seeder serving 1 GiB no longer maps (and faults in) a fresh buffer per block."""
+    from node.peer.storage import PieceFile
+    from protocol import metainfo
+    src = tmp_path / "src.bin"
+    src.write_bytes(BODY * 4)
+    meta = metainfo.create(src, "tcp://127.0.0.1:1", BLOCK_BYTES)
+    file = PieceFile.open_seed(meta, src)
+    taken = []
+    real_take = pair.server.pool.take
+    pair.server.pool.take = lambda n: taken.append(real_take(n)) or taken[-1]
+    for round_ in range(3):
+        for piece in range(MAX_REQUESTS):
+            rid = pair.next_id = pair.next_id + 1
+            pair.client.send(encode(m.Ping(), rid)[0])
+            assert pair.router.poll(5000)
+            ident, _ = pair.router.recv_multipart()
+            pair.ident = ident
+            pair.server.send(ident, [encode(m.Block(info_hash=meta.info_hash, piece_index=piece, block_offset=0),
+                                            rid)[0],
+                                     file.read_later(piece, 0, BLOCK_BYTES)])
+        got = [pair.read() for _ in range(MAX_REQUESTS)]
+        assert all(isinstance(r, m.Block) for r in got), got
+        wait_for(lambda: pair.turn() and not pair.server.sent, timeout_s=10, what="the trackers")
+    assert len({id(b) for b in taken}) <= MAX_REQUESTS          # 12 reads, at most 4 buffers
+    file.close()

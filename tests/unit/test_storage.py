@@ -129,3 +129,19 @@ def test_a_pending_read_keeps_the_file_open_and_a_closed_file_refuses_it(tmp_pat
     with pytest.raises(StorageError, match="no longer served"):
         second()
     assert out.fd == -1
+
+
+def test_a_pooled_read_fills_a_reused_buffer_with_the_block_and_nothing_stale(tmp_path, torrent):
+    from node.peer.blockpool import BlockPool
+    data, meta = torrent
+    out = PieceFile.open_download(meta, tmp_path / "out.bin")
+    for i, piece in pieces_of(data):
+        out.write_piece(i, [piece])
+    pool = BlockPool(max_idle_bytes=4 * PIECE)
+    first = out.read_later(0, 0, PIECE)(pool)
+    assert first == data[:PIECE]
+    pool.give(first)
+    again = out.read_later(3, 0, PIECE)(pool)
+    assert again is first and again == data[3 * PIECE:4 * PIECE]    # the same buffer, refilled
+    assert out.read(2, 10, 100, pool) == data[2 * PIECE + 10:2 * PIECE + 110]
+    out.close()
