@@ -325,7 +325,8 @@ CHECK_THREADS = 2                             # per peer: whole-file hashes (upl
                                               # file), two torrents at once: a small one's hash never waits
                                               # behind a 100 GiB one; each also hashes its own pieces on
                                               # pieces.hash_workers() threads, so 2 keeps the disk and cores busy
-# A whole-file hash reads ahead of its hash threads: pieces.HASH_READ_AHEAD_BYTES (64 MiB) in
+# A whole-file hash (of a folder's files too, read as one stream) reads ahead of its hash
+# threads: pieces.HASH_READ_AHEAD_BYTES (64 MiB) in
 # reads of pieces.HASH_READ_BYTES (8 MiB, or one piece if bigger) in flight, O_DIRECT where not
 # cached (fewer in flight left the device idle: 16 GiB cold, 4 reads 0.93x the rate of 8).
 # Memory per hash, pieces.hash_read_buffers(): 2 hash threads + 8 reads + 1 = 11 chunks of 8 MiB,
