@@ -22,7 +22,7 @@ import pytest
 
 from ctl import lab as labmod
 from tests.integration.bt_clients import bt_port, http_url, scrape, wrote
-from tests.procs import wait_for, write_random
+from tests.procs import kill_tree, wait_for, write_random
 
 pytestmark = pytest.mark.xdist_group("heavy")   # it makes a namespace, as the lab tests do
 
@@ -59,12 +59,7 @@ def transmission(host, tmp_path: Path, download_dir: Path):
                  timeout_s=20, what="transmission-daemon's RPC")
         yield remote
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait(timeout=10)
+        kill_tree(daemon)
 
 
 def tr_log(tmp_path: Path) -> str:

@@ -8,7 +8,7 @@ from protocol import messages as m
 from protocol import metainfo
 from tests.integration.bt_clients import (ARIA2, bt_port, http_url, lt_add, lt_session, lt_wait_done, scrape,
                                           wrote)
-from tests.procs import free_port, wait_for, write_random
+from tests.procs import free_port, kill_tree, wait_for, write_random
 
 
 def test_libtorrent_downloads_from_a_zorrent_seed(swarm):
@@ -114,12 +114,7 @@ def test_zorrent_downloads_from_an_aria2_seed_found_through_the_http_tracker(swa
         assert "bt:" in res.stdout                     # the Download Statistics name the standard client
         assert "(aria2" in swarm.log("z2")             # its pieces came over z2's BEP 3 wire
     finally:
-        seeder.terminate()
-        try:
-            seeder.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            seeder.kill()
-            seeder.wait(timeout=10)
+        kill_tree(seeder)
 
 
 def test_zorrent_downloads_from_a_standard_peer_that_hung_up_then_connected_to_it(swarm, monkeypatch):
