@@ -159,8 +159,16 @@ def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
 
-def upload(work: Path, big: Path, hashes: bytes, size: int, ping_s: float, code: Path) -> dict:
-    """One upload of ``big`` by a peer (and tracker) run from the checkout ``code``."""
+def single_file(big: Path, hashes: bytes, size: int, announce: str) -> metainfo.Metainfo:
+    """The torrent of the big file, from the hashes taken as it was written."""
+    info = {b"length": size, b"name": big.name.encode(), b"piece length": BLOCK, b"pieces": hashes}
+    return metainfo.parse(fastbencode.bencode({b"announce": announce.encode(), b"info": info}))
+
+
+def upload(work: Path, big: Path, hashes: bytes, size: int, ping_s: float, code: Path, make=None) -> dict:
+    """One upload of ``big`` by a peer (and tracker) run from the checkout ``code``;
+    ``make(announce)`` gives its torrent (default: ``single_file``; bench/folder_hash.py
+    passes a folder's)."""
     procs.REPO = code                             # Swarm starts its nodes from this checkout
     swarm = procs.Swarm(work)
     failed = True
@@ -168,17 +176,18 @@ def upload(work: Path, big: Path, hashes: bytes, size: int, ping_s: float, code:
         swarm.tracker()
         port = swarm.peer("peer1")
         small = swarm.upload(procs.write_random(work / "in" / "small.bin", MIB, 3), "peer1")
-        info = {b"length": size, b"name": big.name.encode(), b"piece length": BLOCK, b"pieces": hashes}
-        meta = metainfo.parse(fastbencode.bencode({b"announce": swarm.tracker_endpoint.encode(), b"info": info}))
+        meta = (make or (lambda announce: single_file(big, hashes, size, announce)))(swarm.tracker_endpoint)
         drop_caches()
         done = threading.Event()
         lat: list[float] = []
+        at: list[float] = []                      # when each ping was sent (monotonic)
         missing = [0, 0]                          # tracker asks without peer1, tracker asks
 
         def pinger() -> None:
             ep = f"tcp://127.0.0.1:{port}"
             while not done.is_set():
                 started = time.monotonic()
+                at.append(started)
                 try:
                     call(client.zctx(), ep, m.Ping(), timeout_s=PING_TIMEOUT_S, tries=1)
                     lat.append(time.monotonic() - started)
@@ -223,7 +232,8 @@ def upload(work: Path, big: Path, hashes: bytes, size: int, ping_s: float, code:
                 "max_ms": 1000 * max(during), "lost": sum(x >= PING_TIMEOUT_S for x in during),
                 "tracker_asks": missing[1], "tracker_missing": missing[0], "expired_logged": expired,
                 "peer_user_s": cpu1.user - cpu0.user, "peer_sys_s": cpu1.system - cpu0.system,
-                "machine_busy": busy_share(machine0, machine1)}
+                "machine_busy": busy_share(machine0, machine1),
+                "slow": [(round(at[i] - started, 1), round(1000 * lat[i])) for i in range(idle, busy) if lat[i] > 0.05]}
     finally:
         swarm.close(failed)
 

@@ -63,16 +63,26 @@ def main() -> None:
     handle = ses.add_torrent(params)
     for peer in peers:
         handle.connect_peer(peer)
+    got, polled = {}, 0.0     # payload bytes by connection (ip:port), read while it is open
     while not handle.status().is_seeding:
         ses.pop_alerts()
+        if time.time() - polled >= 0.25:
+            polled = time.time()
+            for p in handle.get_peer_info():
+                key = f"{p.ip[0]}:{p.ip[1]}"
+                got[key] = max(got.get(key, 0), p.total_download)
         time.sleep(0.01)
     finished = time.time()
+    for p in handle.get_peer_info():
+        key = f"{p.ip[0]}:{p.ip[1]}"
+        got[key] = max(got.get(key, 0), p.total_download)
     # libtorrent hashes from its store buffer and writes asynchronously: flush before the
     # harness compares the file (the finish time above does not include this, as for zorrent)
     handle.flush_cache()
     while not any(isinstance(a, lt.cache_flushed_alert) for a in ses.pop_alerts()):
         time.sleep(0.01)
-    Path(args.result).write_text(json.dumps({"started": started, "finished": finished}))
+    Path(args.result + ".tmp").write_text(json.dumps({"started": started, "finished": finished, "from": got}))
+    Path(args.result + ".tmp").rename(args.result)
     while True:                  # keep serving the other leechers until killed
         time.sleep(1)
 

@@ -264,8 +264,9 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
 
         def start(host: Host) -> None:
             sent[host.name] = time.time()
-            if host in ll:
-                (work / f"go-{host.name}.json").write_text(every)
+            if host in ll:                 # whole or not at all: lt_node reads it as soon as it exists
+                (work / f"go-{host.name}.tmp").write_text(every)
+                (work / f"go-{host.name}.tmp").rename(work / f"go-{host.name}.json")
             else:
                 client.peer_control(host.name, m.Download(metainfo=meta.raw, output=str(work / "out" / host.name),
                                                           peers=lt_peers))
@@ -293,6 +294,8 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
                  interval_s=0.05)
         cpu.__exit__()
         tracer.__exit__()
+        if trace:
+            print_givers(src.stat().st_size, meta, [*seeds, *leeches], zl, ll, results)
         seconds = max(done.values()) - min(sent.values())
         upload = (sum(link_bytes(s) for s in seeds) - seed_bytes) / src.stat().st_size
         for host in leeches:
@@ -304,6 +307,28 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
               flush=True)
     os.environ.pop("ZORRENT_OUTPUT", None)
     return Result(seconds, upload, tracer.samples, cpu)
+
+
+def print_givers(size: int, meta, hosts: list[Host], zl: list[Host], ll: list[Host], results: dict) -> None:
+    """--mix --trace: who each leecher got its bytes from, as a share of F (a zorrent leecher's
+    job stats; a libtorrent leecher's peer list when it finished)."""
+    by_ip = {h.ip: h.name for h in hosts}
+    names = [h.name for h in hosts]
+    print("    got from (x F): " + " ".join(f"{n:>7s}" for n in names), flush=True)
+    for host in [*zl, *ll]:
+        got = dict.fromkeys(names, 0)
+        if host in zl:
+            for stat in client.peer_control(host.name, m.Status(info_hash=meta.info_hash)).jobs[0].peers:
+                name = stat.peer_id if stat.peer_id in got else by_ip.get(stat.peer_id.split(":")[1], "?") \
+                    if stat.peer_id.startswith("bt:") else "?"
+                got[name] = got.get(name, 0) + stat.bytes
+        else:
+            for addr, n in json.loads(results[host.name].read_text()).get("from", {}).items():
+                name = by_ip.get(addr.rsplit(":", 1)[0], "?")
+                got[name] = got.get(name, 0) + n
+        kind = "zorrent" if host in zl else "lt"
+        print(f"    {host.name:>6s} {kind:>7s}: " + " ".join(f"{got[n] / size:7.2f}" for n in names)
+              + (f"  ? {got['?'] / size:.2f}" if got.get("?") else ""), flush=True)
 
 
 def run_cell(root: Path, number: int, run: int, impl: str, src: Path, torrent: Path, regime: Regime,

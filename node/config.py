@@ -327,7 +327,8 @@ CHECK_THREADS = 2                             # per peer: whole-file hashes (upl
                                               # file), two torrents at once: a small one's hash never waits
                                               # behind a 100 GiB one; each also hashes its own pieces on
                                               # pieces.hash_workers() threads, so 2 keeps the disk and cores busy
-# A whole-file hash reads ahead of its hash threads: pieces.HASH_READ_AHEAD_BYTES (64 MiB) in
+# A whole-file hash (of a folder's files too, read as one stream) reads ahead of its hash
+# threads: pieces.HASH_READ_AHEAD_BYTES (64 MiB) in
 # reads of pieces.HASH_READ_BYTES (8 MiB, or one piece if bigger) in flight, O_DIRECT where not
 # cached (fewer in flight left the device idle: 16 GiB cold, 4 reads 0.93x the rate of 8).
 # Memory per hash, pieces.hash_read_buffers(): 2 hash threads + 8 reads + 1 = 11 chunks of 8 MiB,
@@ -383,6 +384,7 @@ REMOTE_MAX_BYTES = 4 * 1024 * 1024            # bytes: block payload one remote 
 REMOTES_TOTAL_BYTES = 32 * 1024 * 1024        # bytes: the same over every remote: the seeder's RSS may grow by
                                               # this much at worst (the issue-17 goal allows 64 MiB over idle)
 REMOTES_MAX = 1024                            # remotes with block requests here at once (a new one is refused)
+                                              # and remotes cut off at once (expired ones make room)
 REMOTE_MAX_REFUSALS = MAX_PIPELINE_REQUESTS   # refusals in a row (a legit downloader never gets one: it keeps
                                               # <= REMOTE_MAX_REQUESTS in flight) before the remote is cut off:
                                               # its requests are then dropped unread (no decode, no reply) ...

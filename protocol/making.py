@@ -89,9 +89,10 @@ def _made(name: str, layout: dict, plen: int, pieces: bytes, announce: str, tier
 
 def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | None = None,
                   tiers: list[list[str]] | None = None, private: bool = False, progress=None) -> Metainfo:
-    """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``).
-    One file is open at a time, however many the folder holds. ``progress(n)``, if given,
-    is told of every n bytes hashed."""
+    """Hash every file under ``folder`` as one multi-file torrent (BEP 3 ``files``), on the
+    whole-file reader (pieces.iter_stream_hashes: read-ahead threads, O_DIRECT, several hash
+    threads). A file is open only while the reads in flight cover it, however many the
+    folder holds. ``progress(n)``, if given, is told of every n bytes hashed."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MetainfoError(f"{folder} is not a folder")
@@ -105,18 +106,18 @@ def create_folder(folder: str | os.PathLike, announce: str, piece_length: int | 
         raise MetainfoError(f"{folder} has no data to share")
     plen = _piece_length(piece_length, length)
 
-    def opened():
-        for (_, p), n in zip(found, lengths):
+    def opener(p: Path, n: int):
+        def open_checked() -> int:
             fd = _open(p)
-            try:
-                if os.fstat(fd).st_size != n:
-                    raise MetainfoError(f"{p} changed size while it was hashed")
-                yield fd, n
-            finally:
+            if os.fstat(fd).st_size != n:
                 os.close(fd)
+                raise MetainfoError(f"{p} changed size while it was hashed")
+            return fd
+        return open_checked
 
     try:
-        pieces = _hashed(iter_stream_hashes(opened(), plen), plen, length, progress)
+        pieces = _hashed(iter_stream_hashes([(opener(p, n), n) for (_, p), n in zip(found, lengths)], plen),
+                         plen, length, progress)
     except OSError as exc:
         raise MetainfoError(f"cannot read {folder}: {exc.strerror or exc}") from None
     files = [{b"length": n, b"path": [c.encode() for c in rel]} for (rel, _), n in zip(found, lengths)]

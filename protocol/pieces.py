@@ -7,7 +7,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator
 
-from protocol.chunk_reader import Chunk, ChunkReader
+from protocol.chunk_reader import Chunk, ChunkReader, Source
 
 MIN_AUTO_PIECE_BYTES = 32 * 1024
 MAX_AUTO_PIECE_BYTES = 4 * 1024 * 1024
@@ -64,18 +64,29 @@ def _hash_chunk(chunk: Chunk, piece_length: int) -> list[bytes]:
 
 def iter_piece_hashes(fd: int, length: int, piece_length: int, workers: int = 0,
                       direct: bool = True) -> Iterator[bytes]:
-    """SHA-1 of each piece of an open file, in order.
+    """SHA-1 of each piece of an open file, in order (``iter_stream_hashes`` of one file)."""
+    return iter_stream_hashes([(fd, length)], piece_length, workers, direct)
 
-    hash_read_depth() threads read the file in order (chunk_reader: O_DIRECT where a chunk
-    is not in the page cache) in piece-aligned chunks of about HASH_READ_BYTES, ahead of
+
+def iter_stream_hashes(parts: Iterable[tuple[Source, int]], piece_length: int, workers: int = 0,
+                       direct: bool = True) -> Iterator[bytes]:
+    """SHA-1 of each piece of a file, or of several read as one stream (a folder torrent:
+    pieces span file boundaries), in order.
+
+    ``parts`` is (source, length) per file (chunk_reader.Source: an open descriptor, -1 for
+    ``length`` zero bytes of a BEP 47 pad file, or an opener whose descriptor is closed once
+    read). hash_read_depth() threads read the stream in order (chunk_reader: O_DIRECT where a
+    chunk is not in the page cache) in piece-aligned chunks of about HASH_READ_BYTES, ahead of
     ``workers`` hash threads (hashlib releases the GIL). Memory: hash_read_buffers() chunks,
     allocated once. ``direct=False`` reads through the page cache only.
     """
+    parts = list(parts)
+    length = sum(n for _, n in parts)
     chunk = max(piece_length, HASH_READ_BYTES // piece_length * piece_length)
     workers = workers or hash_workers()
     chunks = piece_count(length, chunk)
     depth = min(hash_read_depth(chunk), chunks)
-    reader = ChunkReader(fd, length, chunk, min(hash_read_buffers(workers, depth), chunks), depth, direct)
+    reader = ChunkReader(parts, chunk, min(hash_read_buffers(workers, depth), chunks), depth, direct)
     try:
         if workers == 1 or length <= chunk:
             for part in reader:
@@ -95,34 +106,6 @@ def iter_piece_hashes(fd: int, length: int, piece_length: int, workers: int = 0,
                     future.cancel()
     finally:
         reader.close()
-
-
-def iter_stream_hashes(parts: Iterable[tuple[int, int]], piece_length: int) -> Iterator[bytes]:
-    """SHA-1 of each piece of several open files read as one stream, in order.
-
-    ``parts`` is (fd, length) per file; fd -1 reads as ``length`` zero bytes (a BEP 47 pad
-    file). One piece is in memory at a time.
-    """
-    buf = bytearray(piece_length)
-    view = memoryview(buf)
-    fill = 0
-    for fd, length in parts:
-        done = 0
-        while done < length:
-            n = min(piece_length - fill, length - done)
-            if fd < 0:
-                view[fill:fill + n] = bytes(n)
-                got = n
-            else:
-                got = os.preadv(fd, [view[fill:fill + n]], done)
-                if got == 0:
-                    raise OSError(f"file ended at byte {done}, expected {length}")
-            fill, done = fill + got, done + got
-            if fill == piece_length:
-                yield hashlib.sha1(view).digest()
-                fill = 0
-    if fill:
-        yield hashlib.sha1(view[:fill]).digest()
 
 
 class Bitfield:

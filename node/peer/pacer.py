@@ -38,6 +38,16 @@ class Pacer:
         self._drain()
         return True
 
+    def close(self) -> list[Any]:
+        """Stop: nothing more is sent; the tickets of the blocks still held back, for their
+        owner to release (they count in the budget the BEP 3 wire shares)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        tickets = [ticket for _, _, _, ticket in self.queue]
+        self.queue.clear()
+        return tickets
+
     def _on_timer(self) -> None:
         self.timer = None
         self._drain()

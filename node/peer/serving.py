@@ -106,7 +106,7 @@ class BlockServer:
         if ticket is None:
             if isinstance(body, PendingRead):
                 body.cancel()
-            if self.budget.abusive(ident) and ident not in self.cut_off and len(self.cut_off) < config.REMOTES_MAX:
+            if self.budget.abusive(ident) and ident not in self.cut_off and self._room_to_cut_off():
                 self.cut_off[ident] = time.monotonic() + config.REMOTE_CUT_OFF_S
                 log.warning("a remote was refused %d times in a row: ignoring it for %.0f s",
                             config.REMOTE_MAX_REFUSALS, config.REMOTE_CUT_OFF_S)
@@ -117,6 +117,16 @@ class BlockServer:
             return
         self.waiting.setdefault(ident, deque()).append(_Waiting(ticket, header, body, time.monotonic()))
         self._pump()
+
+    def _room_to_cut_off(self) -> bool:
+        """Under REMOTES_MAX cut-off remotes, once the expired ones are gone: an entry leaves only
+        when its remote comes back, and one that reconnects has a new identity each time."""
+        if len(self.cut_off) < config.REMOTES_MAX:
+            return True
+        now = time.monotonic()
+        for ident in [i for i, until in self.cut_off.items() if until <= now]:
+            del self.cut_off[ident]
+        return len(self.cut_off) < config.REMOTES_MAX
 
     # ------------------------------------------------------------------ the loop
     def _pump(self) -> None:
@@ -272,3 +282,9 @@ class BlockServer:
             for item in queue:
                 self._drop(item)
         self.waiting.clear()
+        for ticket in self.pacer.close():       # held back by --upload-rate: never sent now
+            self.budget.release(ticket)
+        for queue in self.sent.values():        # with libzmq, which the socket's close lets go of
+            for _, ticket, _ in queue:          # (a pooled buffer it may still hold is not given back)
+                self.budget.release(ticket)
+        self.sent.clear()

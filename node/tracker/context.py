@@ -29,7 +29,8 @@ class TrackerContext(Context):
     counters: TrackerCounters = field(default_factory=TrackerCounters)
     # sources whose RegisterPeer may advertise another address than they connect from
     trusted: tuple = field(default_factory=lambda: parse_networks(config.TRUST_ADVERTISE_DEFAULT))
-    registered: dict = field(default_factory=dict)     # peer id -> info-hashes it registered (capped)
+    registered: dict = field(default_factory=dict)     # peer id -> info-hashes it registered (capped); an id
+                                                       # whose record is gone leaves at the next expiry pass
     live_peers: int | None = None      # live zorrent peers in the store, as the last expiry counted them
 
     def heartbeat_s(self) -> float:
@@ -69,6 +70,10 @@ class TrackerContext(Context):
         self.live_peers = self.store.count_live(now)
         for pid in gone:
             self.registered.pop(pid, None)
+        if len(self.registered) > self.live_peers:     # ids another tracker on the store expired
+            held = self.store.peer_records(list(self.registered))
+            for pid in [p for p in self.registered if p not in held]:
+                del self.registered[pid]
         return gone
 
 

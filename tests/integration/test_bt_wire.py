@@ -3,10 +3,12 @@ seed (libtorrent from the PyPI wheel, aria2 from Debian), byte-identical, over e
 peer's BEP 3 port, with the Fast, extension and ut_metadata extensions."""
 import subprocess
 
-
+from ctl import client
+from protocol import messages as m
+from protocol import metainfo
 from tests.integration.bt_clients import (ARIA2, bt_port, http_url, lt_add, lt_session, lt_wait_done, scrape,
                                           wrote)
-from tests.procs import free_port, wait_for, write_random
+from tests.procs import free_port, kill_tree, wait_for, write_random
 
 
 def test_libtorrent_downloads_from_a_zorrent_seed(swarm):
@@ -85,6 +87,61 @@ def test_zorrent_resolves_a_magnet_from_a_libtorrent_seed(swarm):
               "--peer-port", str(swarm.peer_ports["z2"]), timeout_s=60)
     assert out.read_bytes() == src.read_bytes()
 
+
+
+def test_zorrent_downloads_from_an_aria2_seed_found_through_the_http_tracker(swarm, tmp_path):
+    """aria2 seeds a file it has (announcing to the HTTP door as a seeder); a zorrent
+    leecher finds it there and takes every piece over BEP 3, verified before it announces each."""
+    assert ARIA2, "aria2c is missing: run `make test`, which installs it (Debian package aria2)"
+    swarm.tracker()
+    swarm.peer("z2")
+    src = write_random(tmp_path / "aria2-seed" / "clip.bin", 1024 * 1024 + 4097, seed=39)
+    made = swarm.cli_json("create", "--input", str(src), "--http-announce", http_url(swarm))[0]
+    log = tmp_path / "aria2.log"
+    seeder = subprocess.Popen(
+        [ARIA2, "--dir", str(src.parent), "--check-integrity=true", "--seed-ratio=0.0", "--enable-dht=false",
+         "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
+         f"--listen-port={free_port()}", "--summary-interval=0", "--console-log-level=warn",
+         f"--log={log}", "--log-level=info", str(swarm.workdir / made["torrent"])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: scrape(http_url(swarm), made["info_hash"]).get(b"complete") == 1, timeout_s=30,
+                 what="aria2 to announce itself as a seeder")
+        out = swarm.workdir / "dl" / "clip.bin"
+        res = swarm.cli("download", "--torrent", made["torrent"], "--output", str(out), "--peer-id", "z2",
+                        "--peer-port", str(swarm.peer_ports["z2"]), timeout_s=60)
+        assert out.read_bytes() == src.read_bytes()
+        assert "bt:" in res.stdout                     # the Download Statistics name the standard client
+        assert "(aria2" in swarm.log("z2")             # its pieces came over z2's BEP 3 wire
+    finally:
+        kill_tree(seeder)
+
+
+def test_zorrent_downloads_from_a_standard_peer_that_hung_up_then_connected_to_it(swarm, monkeypatch):
+    """Our dial reaches the libtorrent peer before it has added the torrent, so it hangs up
+    (in a swarm where everyone starts at once, that is the common case); then the peer
+    connects to our BEP 3 port itself. The download still takes every piece from it: over
+    that connection (one connection per remote, whichever side opened it), or over a
+    redial. Before, a standard peer that hung up once was never asked again."""
+    monkeypatch.chdir(swarm.workdir)          # the control socket of z2, asked directly
+    swarm.tracker()
+    swarm.peer("z2")
+    src = write_random(swarm.workdir / "in" / "late.bin", 2 * 1024 * 1024 + 5, seed=38)
+    made = swarm.cli_json("create", "--input", str(src), "--http-announce", "")[0]
+    meta = metainfo.read(swarm.workdir / made["torrent"])
+    ses = lt_session()
+    addr = f"127.0.0.1:{ses.listen_port()}"
+    out = swarm.workdir / "dl" / "late.bin"
+    client.peer_control("z2", m.Download(metainfo=meta.raw, output=str(out), peers=[addr]), timeout_s=5)
+    wait_for(lambda: f"bt {addr} (?): closed by remote" in swarm.log("z2"), interval_s=0.02,
+             what="libtorrent to hang up on our dial (it has no such torrent yet)")
+    handle = lt_add(ses, swarm.workdir / made["torrent"], src.parent, seed_mode=True)
+    handle.connect_peer(("127.0.0.1", bt_port(swarm, "z2")))
+    wait_for(lambda: (j := client.peer_control("z2", m.Status(info_hash=meta.info_hash), timeout_s=2).jobs)
+             and j[0].state == m.JobState.SEEDING.value, timeout_s=30, what="z2 to download from libtorrent")
+    assert out.read_bytes() == src.read_bytes()
+    log = swarm.log("z2")
+    assert "downloading over its connection to us" in log or f"bt {addr} (libtorrent" in log
 
 
 def test_a_bt_port_taken_is_one_line_and_exit_2(swarm):

@@ -336,3 +336,41 @@ def test_peer_records_reads_several_at_once(store):
     store.put_peer(PeerRecord("p2", "127.0.0.1", 6882, "t2", 2.0))
     store.commit()
     assert store.peer_records(["p2", "nobody", "p1"]) == {"p1": store.get_peer("p1"), "p2": store.get_peer("p2")}
+
+
+def test_mongodb_peers_written_by_an_older_tracker_expire_on_their_last_heartbeat(mongo_uri):
+    """A tracker from before per-peer deadlines, sharing the store, replaces peer documents
+    without ``expires`` (review2 finding 9). They are live for the span the older tracker
+    gave (PEER_EXPIRY_S, HTTP_PEER_EXPIRY_S for a standard client) after ``last_seen``, and
+    then due and expired like any other: never invisible yet kept for good."""
+    import pymongo
+
+    uri = f"{mongo_uri}/contract_mixed{next(_db_names)}?retryWrites=false"
+    store = open_store(uri)                               # its start-up migration has run already
+    db = pymongo.MongoClient(uri).get_default_database()
+    now = 1000.0
+
+    def old_tracker_writes(peer_id: str, last_seen: float, kind: str = "zorrent") -> None:
+        db.peers.replace_one({"_id": peer_id}, {"host": "127.0.0.1", "port": 6881, "token": "t",
+                                                "last_seen": last_seen, "kind": kind, "prev_token": "",
+                                                "bt_port": 0}, upsert=True)
+    try:
+        store.put_torrent(TORRENT)
+        store.add_pieces(TORRENT.info_hash, "dead", [1])
+        store.commit()
+        old_tracker_writes("dead", now - config.PEER_EXPIRY_S - 1)
+        old_tracker_writes("live", now - config.PEER_EXPIRY_S / 2)
+        old_tracker_writes("bt:" + "cc" * 20, now - config.PEER_EXPIRY_S - 1, BITTORRENT)   # a client's span is longer
+        assert [p.peer_id for p in store.peers_due(now)] == ["dead"]
+        assert store.peers_due(now, BITTORRENT) == []
+        assert store.count_live(now) == 1 and store.count_live(now, BITTORRENT) == 1
+        assert store.get_peer("live").expires == now - config.PEER_EXPIRY_S / 2 + config.PEER_EXPIRY_S
+        assert store.expire_peer("live", now) is False
+        assert store.expire_peer("dead", now) is True
+        store.commit()
+        assert store.get_peer("dead") is None and store.holders(TORRENT.info_hash) == {}
+        later = now + config.HTTP_PEER_EXPIRY_S
+        assert [p.peer_id for p in store.peers_due(later, BITTORRENT)] == ["bt:" + "cc" * 20]
+        assert store.expire_peer("bt:" + "cc" * 20, later) is True
+    finally:
+        store.close()

@@ -112,7 +112,7 @@ def test_the_reader_reuses_its_buffers_and_reads_cold_chunks_direct(data_file):
     """Memory is bounded: however many chunks, only ``buffers`` buffers are ever filled."""
     path, data = data_file
     fd = cold_fd(path)
-    reader = chunk_reader.ChunkReader(fd, FILE_BYTES, 16 * KIB, buffers=3, depth=2)
+    reader = chunk_reader.ChunkReader([(fd, FILE_BYTES)], 16 * KIB, buffers=3, depth=2)
     try:
         seen, got = set(), bytearray()
         for chunk in reader:

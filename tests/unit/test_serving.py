@@ -31,7 +31,7 @@ BODY = bytes(range(256)) * (BLOCK_BYTES // 256)
 class Pair:
     """A data ROUTER served by a BlockServer, and one DEALER client."""
 
-    def __init__(self, limits: Limits = LIMITS) -> None:
+    def __init__(self, limits: Limits = LIMITS, rate_bps: int = 0) -> None:
         self.zctx = zmq.Context()
         self.router = self.zctx.socket(zmq.ROUTER)
         for opt, value in ((zmq.LINGER, 0), (zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, 256),
@@ -44,7 +44,7 @@ class Pair:
         self.client.setsockopt(zmq.RCVHWM, 1)
         self.client.connect(f"tcp://127.0.0.1:{port}")
         self.reactor = Reactor()
-        self.server = BlockServer(self.router, self.reactor, disk=None, rate_bps=0,
+        self.server = BlockServer(self.router, self.reactor, disk=None, rate_bps=rate_bps,
                                   read_failed=lambda file, err: None, limits=limits)
         self.ident = b""
         self.next_id = 0
@@ -161,6 +161,43 @@ def test_an_idle_server_stops_polling_once_its_blocks_have_gone(pair):
     wait_for(lambda: pair.turn() and not pair.server.sent, timeout_s=10, what="the sent block's release")
     pair.turn()
     assert pair.server.timer is None
+
+
+def test_close_releases_what_the_upload_pacer_holds_and_stops_its_timer():
+    """Blocks held back by --upload-rate hold budget tickets (their bytes count in the budget
+    the BEP 3 wire shares); close() must hand them back and stop the pacer's timer, which
+    would otherwise send on a closed socket."""
+    p = Pair(rate_bps=BLOCK_BYTES)                 # one block a second: the second and third wait
+    try:
+        for _ in range(3):
+            p.ask()
+        assert len(p.server.pacer.queue) == 2 and p.server.pacer.timer is not None
+        assert p.server.budget.total_bytes >= 2 * BLOCK_BYTES
+        p.server.close()
+        assert not p.server.pacer.queue and p.server.pacer.timer is None
+        assert p.server.budget.total_bytes == 0 and not p.server.budget.remotes
+        assert p.server.timer is None
+    finally:
+        p.close()
+
+
+def test_a_new_abuser_is_cut_off_though_the_cut_off_list_is_full_of_expired_ones():
+    """Cut-off remotes are forgotten only when they come back, and a stranger that reconnects
+    has a new identity each time: REMOTES_MAX such entries, long expired, used to fill the list
+    for good, after which no abuser was ever cut off again."""
+    from node import config
+
+    p = Pair(Limits(max_requests=1, max_bytes=BLOCK_BYTES, total_bytes=64 * BLOCK_BYTES,
+                    max_remotes=8, max_refusals=2))
+    try:
+        long_ago = time.monotonic() - 1
+        p.server.cut_off.update({b"gone-%d" % i: long_ago for i in range(config.REMOTES_MAX)})
+        for _ in range(8):                  # the client reads nothing: refused, then abusive
+            p.ask()
+        assert p.ident in p.server.cut_off and not p.server.accepts(p.ident)
+        assert len(p.server.cut_off) <= config.REMOTES_MAX
+    finally:
+        p.close()
 
 
 def test_blocks_read_for_the_port_reuse_their_buffers_once_libzmq_lets_go(pair, tmp_path):

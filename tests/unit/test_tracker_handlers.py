@@ -368,3 +368,16 @@ def test_a_taken_peer_id_says_when_its_record_expires(ctx, monkeypatch):
     reply = ask(ctx, m.RegisterPeer(peer_id="back", host="127.0.0.1", port=7100, token=""))
     assert isinstance(reply, m.Error) and reply.code == ErrorCode.PEER_ID_TAKEN
     assert reply.retry_after_s == pytest.approx(3 * 20.0 - 10)
+
+
+def test_what_a_peer_registered_is_forgotten_when_another_tracker_expires_it(ctx, meta):
+    """Trackers on one store expire each other's peers. This tracker's own record of what each
+    peer id registered (for TRACKER_MAX_TORRENTS_PER_PEER) is keyed by ids strangers pick, and
+    was dropped only when this tracker expired or deregistered the peer: so it grew for good."""
+    register_torrent(ctx, meta, "p1")
+    register_torrent(ctx, meta, "p2")
+    assert set(ctx.registered) == {"p1", "p2"}
+    assert ctx.store.expire_peer("p1", ctx.clock() + 3600)    # the other tracker's expiry pass
+    ctx.commit()
+    ctx.expire_peers()
+    assert set(ctx.registered) == {"p2"}

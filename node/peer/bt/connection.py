@@ -61,6 +61,7 @@ class BtConnection(Uploads, Outbox):
         self.remote_ut_metadata = 0
         self.remote_metadata_size = 0
         self.remote_reqq = BT_DEFAULT_REQQ        # BEP 10 `reqq`: requests it queues (250 if it says none)
+        self.listen_port = 0                       # BEP 10 `p`: the port it listens on (0: not said)
         self.rbuf = bytearray(config.BT_RECV_BUFFER_BYTES)
         self.rview = memoryview(self.rbuf)
         self.rstart = self.rend = 0
@@ -72,6 +73,8 @@ class BtConnection(Uploads, Outbox):
         self.requests: deque = deque()             # (piece, begin, length) the remote asked of us, not yet served
         self.refused_in_a_row = 0                  # requests refused as over BT_MAX_QUEUED_REQUESTS
         self.reads = 0                             # blocks with the read threads
+        self.redirected: dict[int, float] = {}     # piece -> when send-once last refused it here (upload.py)
+        self.suggested: set[int] = set()           # pieces suggested to it (send-once) and not yet asked
         self.bad_requests = 0
         self.uploaded = self.downloaded = 0        # block bytes, whole connection
         self.round_up = self.round_down = 0        # ... since the last rechoke (choker.py)
@@ -96,7 +99,9 @@ class BtConnection(Uploads, Outbox):
             return
         self.state = CLOSED
         if why:
-            log.log(level, "bt %s (%s): %s", self.name, self.client, why)
+            log.log(level, "bt %s (%s): %s (sent %.1f MiB, got %.1f MiB%s)", self.name, self.client, why,
+                    self.uploaded / 2**20, self.downloaded / 2**20,
+                    f"; {len(self.suggested)} suggested pieces never asked" if self.suggested else "")
         self.service.forget(self)                  # and its budget counts (tickets become no-ops)
         try:
             self.sock.close()

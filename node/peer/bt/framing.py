@@ -107,6 +107,10 @@ def have(piece: int) -> bytes:
     return _HAVE.pack(5, HAVE, piece)
 
 
+def suggest(piece: int) -> bytes:
+    return _HAVE.pack(5, SUGGEST, piece)
+
+
 def triple(msg_id: int, piece: int, begin: int, length: int) -> bytes:
     return _TRIPLE.pack(13, msg_id, piece, begin, length)
 

@@ -81,6 +81,10 @@ class Metadata:
         v = d.get(b"v")
         if isinstance(v, bytes) and v:
             conn.client = v[:40].decode("utf-8", "replace")
+        port = d.get(b"p")
+        if isinstance(port, int) and 0 < port < 65536 and not conn.listen_port:
+            conn.listen_port = port                  # where it listens: a download of ours may want it (service.adopt)
+            self.service.adopt(conn)
         if conn.downloader is not None:
             conn.downloader.on_ext_handshake()
 

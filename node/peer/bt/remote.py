@@ -13,6 +13,13 @@ libtorrent's split; the framing is connection.py):
 - WATCH is answered from the remote's bitfield and have messages.
 - A reject while unchoked fails the request (a failed attempt, as a refusal is); one
   while choked, or a choke without the Fast extension, puts the requests back.
+
+One connection per remote, whichever side opened it: a standard client that connects to
+our BEP 3 port first (it found us through the tracker, or our own dial reached it before it
+had added the torrent, so it hung up) is that remote, and the channel downloads over that
+connection too (``adopt``; the service matches it by address and the BEP 10 listen port
+``p``). A channel with nothing open dials again while the engine still asks something of
+it, after RECONNECT_MIN_S, doubling to RECONNECT_MAX_S.
 """
 from __future__ import annotations
 
@@ -26,7 +33,8 @@ from protocol import messages as m
 from protocol.codec import Envelope
 from protocol.errors import TransportError, ZorrentError
 
-RECONNECT_S = 5.0
+RECONNECT_MIN_S = 1.0              # the first redial after a failed or closed connection
+RECONNECT_MAX_S = 60.0             # ... doubling up to this
 
 
 @dataclass(eq=False)
@@ -58,6 +66,9 @@ class BtRemoteChannel:
         self.conn = None
         self.closed = False
         self.last_connect = float("-inf")
+        self.backoff_s = RECONNECT_MIN_S
+        self.redial = None                         # the timer of the next dial
+        service.register(self)
         self._connect()
 
     # ------------------------------------------------------------------ the engine's side
@@ -67,6 +78,8 @@ class BtRemoteChannel:
         if isinstance(msg, m.Watch):
             self.watch = (msg_id, msg.since, callback, deadline)
             self.service.reactor.call_later(0, self._answer_watch)
+            if self.conn is None:
+                self._connect()
         elif isinstance(msg, m.GetBlock):
             get = _Get(msg_id, msg, callback, deadline, bytearray(msg.length), msg.length)
             for begin in range(msg.block_offset, msg.block_offset + msg.length, BLOCK_BYTES):
@@ -102,6 +115,10 @@ class BtRemoteChannel:
 
     def close(self) -> None:
         self.closed = True
+        self.service.unregister(self)
+        if self.redial is not None:
+            self.redial.cancel()
+            self.redial = None
         self.gets.clear()
         self.queue.clear()
         self.sent.clear()
@@ -109,10 +126,31 @@ class BtRemoteChannel:
         if self.conn is not None:
             conn, self.conn = self.conn, None
             conn.downloader = None
-            conn.close()
+            if conn.remote_interested:             # it still downloads from us: only we are done
+                conn.set_interested(False)
+            else:
+                conn.close()
+
+    def adopt(self, conn) -> bool:
+        """``conn``, opened by the remote, is this channel's connection from now on (unless
+        our own is already open)."""
+        old = self.conn
+        if self.closed or (old is not None and old.state == "open"):
+            return False
+        if old is not None:                        # our dial, still connecting: one connection is enough
+            old.downloader = None
+            old.close("the remote connected to us meanwhile")
+        self.conn = conn
+        conn.downloader = self
+        self.on_open(conn)
+        if conn.remote_bitfield is not None:
+            self.on_have(None)
+        self._send_requests()
+        return True
 
     # ------------------------------------------------------------------ the connection's side
     def on_open(self, conn) -> None:
+        self.backoff_s = RECONNECT_MIN_S
         conn.set_interested(True)
 
     def on_ext_handshake(self) -> None:
@@ -167,11 +205,25 @@ class BtRemoteChannel:
             self._fail(get, err)
         self.queue.clear()
         self.sent.clear()
+        if not self.closed and self.redial is None:
+            self.redial = self.service.reactor.call_later(self.backoff_s, self._on_redial)
+            self.backoff_s = min(RECONNECT_MAX_S, 2 * self.backoff_s)
 
     # ------------------------------------------------------------------ internals
+    def _on_redial(self) -> None:
+        self.redial = None
+        holding = self.service.holding(bytes.fromhex(self.info_hash))
+        if holding is not None and holding.bitfield.complete:
+            return                                 # nothing left to fetch (the engine may not tell us)
+        if self.conn is None and (self.gets or self.watch is not None):   # the engine still wants it
+            self._connect()
+
     def _connect(self) -> None:
         now = time.monotonic()
-        if self.closed or now - self.last_connect < RECONNECT_S:
+        if self.closed or self.redial is not None or now - self.last_connect < RECONNECT_MIN_S:
+            return
+        incoming = self.service.incoming(bytes.fromhex(self.info_hash), self.host, self.port)
+        if incoming is not None and self.adopt(incoming):
             return
         self.last_connect = now
         self.conn = self.service.connect(self.host, self.port, bytes.fromhex(self.info_hash), self)

@@ -57,6 +57,7 @@ class BtService:
         self.wake = None                            # the timer that retries them
         self.peer_id_bytes = f.bt_peer_id(node.peer_id)
         self.conns: dict[int, BtConnection] = {}
+        self.channels: dict[tuple[bytes, str, int], Any] = {}   # (info-hash, host, port) -> remote.BtRemoteChannel
         self.choker = Choker()
         self.metadata = Metadata(self)
         self.refused: dict[str, float] = {}
@@ -160,6 +161,40 @@ class BtService:
     def joined(self, conn: BtConnection) -> None:
         log.info("bt %s (%s): %s handshake for %s", conn.name, conn.client,
                  "outgoing" if conn.outgoing else "incoming", conn.info_hash.hex()[:12])
+        if not conn.extended:                       # no BEP 10 listen port will come: match by address
+            self.adopt(conn)
+
+    # ------------------------------------------------------------------ one connection per remote
+    def register(self, channel) -> None:
+        """A download's channel to a standard peer (remote.py), found by the address it listens on."""
+        self.channels[(bytes.fromhex(channel.info_hash), channel.host, channel.port)] = channel
+
+    def unregister(self, channel) -> None:
+        key = (bytes.fromhex(channel.info_hash), channel.host, channel.port)
+        if self.channels.get(key) is channel:
+            del self.channels[key]
+
+    def adopt(self, conn: BtConnection) -> None:
+        """An incoming connection from a peer a download of ours wants: the download uses it
+        (by its BEP 10 listen port ``p``; without one, by address when only one is wanted there)."""
+        if conn.outgoing or conn.downloader is not None or conn.state != OPEN:
+            return
+        host = conn.addr[0]
+        if conn.listen_port:
+            channel = self.channels.get((conn.info_hash, host, conn.listen_port))
+        else:
+            there = [c for (ih, h, _), c in self.channels.items() if ih == conn.info_hash and h == host]
+            channel = there[0] if len(there) == 1 else None
+        if channel is not None and channel.adopt(conn):
+            log.info("bt %s (%s): downloading over its connection to us", conn.name, conn.client)
+
+    def incoming(self, info_hash: bytes, host: str, port: int) -> BtConnection | None:
+        """An open connection that the peer listening on host:port made to us, not yet a download's."""
+        for conn in self.conns.values():
+            if (not conn.outgoing and conn.state == OPEN and conn.downloader is None and conn.info_hash == info_hash
+                    and conn.addr[0] == host and conn.listen_port == port):
+                return conn
+        return None
 
     def once(self, conn: BtConnection, key: str, text: str) -> None:
         """One log line per connection and kind of misbehaviour."""

@@ -17,6 +17,7 @@ ZeroMQ data port (node/peer/serving.py), so REMOTES_TOTAL_BYTES bounds both wire
 from __future__ import annotations
 
 import logging
+import time
 
 from node import config
 from node.peer.bt import framing as f
@@ -27,6 +28,7 @@ from protocol.errors import ZorrentError
 
 HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
 MAX_BAD_REQUESTS = 64           # requests outside any piece (each rejected) before we hang up
+REDIRECT_MEMO_S = 2.0           # the other blocks of a piece refused by send-once are refused without asking again
 
 
 class Uploads:
@@ -51,6 +53,28 @@ class Uploads:
         self.requests.append((piece, begin, length))
         if not self.corked:
             self.pump()                             # else the flush at the end of the read serves it
+
+    def _sent_elsewhere(self, holding, piece: int) -> bool:
+        """Send-once seeding (block_rules.send_once) for one block. A piece is asked for a
+        16 KiB block at a time: its first block refused, the others of the same burst are
+        too, without asking again (each ask would hand this remote more unsent pieces to
+        take, which it never hears of, and a seed out of unsent pieces serves anything).
+        The unsent pieces offered instead are suggested to it (BEP 6 suggest)."""
+        now = time.monotonic()
+        if now - self.redirected.get(piece, float("-inf")) < REDIRECT_MEMO_S:
+            return True
+        offer = send_once(holding, piece, self.requester)
+        if offer is None:
+            return False
+        if len(self.redirected) >= holding.meta.num_pieces:
+            self.redirected.clear()
+        self.redirected[piece] = now
+        bits = self.remote_bitfield
+        for other in offer:
+            if bits is None or other not in bits:
+                self.send(f.suggest(other))
+                self.suggested.add(other)           # bounded: pieces of the torrent
+        return True
 
     def _cancel(self, piece: int, begin: int, length: int) -> None:
         try:
@@ -105,7 +129,7 @@ class Uploads:
                 if self.bad_requests > MAX_BAD_REQUESTS:
                     self.close(f"{self.bad_requests} bad requests", logging.WARNING)
                 continue
-            if self.fast and send_once(holding, piece, self.requester) is not None:
+            if self.fast and self._sent_elsewhere(holding, piece):
                 requests.popleft()
                 self._reject(piece, begin, length)  # sent to another peer first: it will relay it
                 continue
@@ -148,6 +172,8 @@ class Uploads:
         self.pump()
 
     def _send_piece(self, piece: int, begin: int, data, ticket) -> None:
+        if self.suggested:
+            self.suggested.discard(piece)
         self.uploaded += len(data)
         self.round_up += len(data)
         header = f.piece_header(piece, begin, len(data))

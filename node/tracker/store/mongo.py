@@ -1,7 +1,9 @@
 """MongoDB store through pymongo; the same three collections as documents.
 
 - ``peers``    {_id: peer_id, host, port, token, last_seen, kind, prev_token, bt_port, interval_s,
-               expires}: ``expires`` is the deadline the interval it was handed gives
+               expires}: ``expires`` is the deadline the interval it was handed gives (a
+               tracker from before that, sharing the store, writes none: such a peer lives
+               ``_legacy_span`` after ``last_seen``, as that tracker meant)
 - ``torrents`` {_id: info_hash, name, length, piece_length, num_pieces, metainfo}
 - ``files``    one document per file, and one per (file, peer):
   - {_id: info_hash, name, num_pieces, v: version, swept, downloaded}: the torrent's change
@@ -78,6 +80,18 @@ def _peer_doc(peer: PeerRecord) -> dict:
             "interval_s": peer.interval_s, "expires": peer.expires}
 
 
+def _legacy_span(kind: str) -> float:
+    """How long after ``last_seen`` a peer document without ``expires`` lives: what a tracker
+    from before per-peer deadlines gave (it may still share the store and write such documents)."""
+    return config.HTTP_PEER_EXPIRY_S if kind == BITTORRENT else config.PEER_EXPIRY_S
+
+
+def _due(now: float, kind: str) -> dict:
+    """The filter for a peer of ``kind`` whose deadline has passed, with or without ``expires``."""
+    return {"$or": [{"expires": {"$lt": now}},
+                    {"expires": {"$exists": False}, "last_seen": {"$lt": now - _legacy_span(kind)}}]}
+
+
 def _key(info_hash: str, peer_id: str) -> str:
     return f"{info_hash}/{peer_id}"
 
@@ -129,9 +143,9 @@ class MongoStore(TrackerStore):
         """A database from before one document per (torrent, peer): each torrent's ``peers``
         arrays and ``clients`` map become their own documents, once."""
         for d in self.peers.find({"expires": {"$exists": False}}, {"last_seen": 1, "kind": 1}):
-            span = config.PEER_EXPIRY_S if d.get("kind", ZORRENT) == ZORRENT else config.HTTP_PEER_EXPIRY_S
             self.peers.update_one({"_id": d["_id"], "expires": {"$exists": False}},   # before per-peer deadlines
-                                  {"$set": {"expires": d["last_seen"] + span, "interval_s": 0.0}})
+                                  {"$set": {"expires": d["last_seen"] + _legacy_span(d.get("kind", ZORRENT)),
+                                            "interval_s": 0.0}})
         for d in self.files.find({"$or": [{"peers": {"$exists": True}}, {"clients": {"$exists": True}}]}):
             ih, ops = d["_id"], []
             for pid, pieces in d.get("peers", {}).items():
@@ -212,7 +226,7 @@ class MongoStore(TrackerStore):
     def _peer(d: dict) -> PeerRecord:
         return PeerRecord(d["_id"], d["host"], d["port"], d["token"], d["last_seen"], d.get("kind", ZORRENT),
                           d.get("prev_token", ""), d.get("bt_port", 0), d.get("interval_s", 0.0),
-                          d.get("expires", 0.0))
+                          d["expires"] if "expires" in d else d["last_seen"] + _legacy_span(d.get("kind", ZORRENT)))
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
         d = self._do(self.peers.find_one, {"_id": peer_id})
@@ -262,11 +276,13 @@ class MongoStore(TrackerStore):
         return {"kind": BITTORRENT} if kind == BITTORRENT else {"kind": {"$ne": BITTORRENT}}
 
     def peers_due(self, now: float, kind: str = ZORRENT) -> list[PeerRecord]:
-        return [self._peer(d) for d in self._do(self.peers.find, {"expires": {"$lt": now}, **self._of_kind(kind)},
+        return [self._peer(d) for d in self._do(self.peers.find, {**_due(now, kind), **self._of_kind(kind)},
                                                 sort=[("_id", 1)])]
 
     def count_live(self, now: float, kind: str = ZORRENT) -> int:
-        return self._do(self.peers.count_documents, {"expires": {"$gte": now}, **self._of_kind(kind)})
+        live = {"$or": [{"expires": {"$gte": now}},
+                        {"expires": {"$exists": False}, "last_seen": {"$gte": now - _legacy_span(kind)}}]}
+        return self._do(self.peers.count_documents, {**live, **self._of_kind(kind)})
 
     def list_peers(self) -> list[PeerRecord]:
         return [self._peer(d) for d in self._do(self.peers.find, {}, sort=[("_id", 1)])]
@@ -274,7 +290,8 @@ class MongoStore(TrackerStore):
     def expire_peer(self, peer_id: str, now: float) -> bool:
         # The peer document goes first, atomically on its stored deadline; its pieces
         # after. Between the two, get_peers already skips it (no peer record).
-        gone = self._do(self.peers.delete_one, {"_id": peer_id, "expires": {"$lt": now}})
+        gone = self._do(self.peers.delete_one, {"_id": peer_id, "$or": [
+            {**_due(now, ZORRENT), **self._of_kind(ZORRENT)}, {**_due(now, BITTORRENT), **self._of_kind(BITTORRENT)}]})
         if not gone.deleted_count:
             return False
         self.drop_pieces(peer_id)
