@@ -310,6 +310,8 @@ ENDGAME_AFTER_S = 1.0                         # duplicate a piece only once it i
 CREDIT_WINDOW_S = 0.5                         # credit: about this long of a peer's measured rate in flight
 SEND_ONCE_RESEND_S = 30.0                     # a seed sends a piece again after this long (its first taker may be gone)
 SEND_ONCE_SUGGEST = 4                         # unsent pieces a seed offers with each redirect
+SEND_ONCE_VIEW_S = 0.2                        # a seed with first copies left re-reads who holds what this often
+#   while another seed is listed (node/peer/seedview.py): what the other sent first drops out of its fresh
 WATCH_S = 10.0                                # a parked WATCH is answered (empty) after this long
 WATCH_PARKED_MAX = 256                        # parked WATCHes per torrent; more are answered at once
 WATCH_BATCH_PER_WATCHER_S = 0.001             # HAVEs to watchers wait this long per parked WATCH (each costs a

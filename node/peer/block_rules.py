@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from node.peer.integrity import SUSPENDED
+from node.peer.seedview import SwarmView
 from node.peer.storage import PendingRead
 from protocol.errors import ErrorCode, ZorrentError
 
@@ -27,11 +28,19 @@ def check_block(holding, piece_index: int, block_offset: int, length: int, max_l
         raise ZorrentError(f"piece {piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
 
 
-def send_once(holding, piece_index: int, requester: str) -> list[int] | None:
-    """None: serve it. A list: an origin seed sent this piece elsewhere; offer these instead."""
+def send_once(holding, piece_index: int, requester, host=None) -> list[int] | None:
+    """None: serve it. A list: an origin seed sent this piece elsewhere; offer these instead.
+    ``host`` (the node) lends its tracker for the seed's view of what other seeds sent
+    (node/peer/seedview.py)."""
     if holding.role != "seed":
         return None
-    return holding.sender().admit(piece_index, requester, time.monotonic())
+    sender, now = holding.sender(), time.monotonic()
+    tracker = getattr(host, "tracker", None)
+    if tracker is not None and sender.fresh:
+        if sender.view is None:
+            sender.view = SwarmView(sender, holding.meta.info_hash, holding.meta.num_pieces, host.peer_id)
+        sender.view.maybe_ask(tracker, now)
+    return sender.admit(piece_index, requester, now)
 
 
 def read_block(read_failed, holding, piece_index: int, block_offset: int, length: int) -> bytes | PendingRead:

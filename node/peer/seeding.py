@@ -16,12 +16,20 @@ again.
 
 The taker is the connection a request came on (its ROUTER routing id), never what the
 request claims: a stranger who names another peer, or nobody, is one more taker.
+
+With two seeds, each reads the tracker's view of who holds what (node/peer/seedview.py,
+fed to ``observe``): a piece a leecher already holds that this seed never sent came from
+the other seed, so it is no longer fresh here, and the seeds split the first copies
+without a round trip between them (each hands out its own random order; what the other
+sent first drops out within a view read).
 """
 from __future__ import annotations
 
 import random
 
 from node import config
+
+SWARM = object()   # the taker of a piece a leecher got from another seed (seen in the view)
 
 
 class SendOnce:
@@ -30,7 +38,8 @@ class SendOnce:
         (rng or random).shuffle(order)
         self.unsent = order                           # never sent nor offered, in random order
         self.fresh = set(order)
-        self.taken: dict[int, tuple[bytes, float]] = {}  # piece -> (first taker, when)
+        self.taken: dict[int, tuple[object, float]] = {}  # piece -> (first taker, when)
+        self.view = None                              # node/peer/seedview.py, made by block_rules
 
     def admit(self, piece: int, requester: bytes, now: float) -> list[int] | None:
         """None: serve ``piece`` to ``requester`` (a connection's identity). A list: don't;
@@ -42,6 +51,14 @@ class SendOnce:
         if taken[0] == requester or not self.fresh:
             return None
         return [self._take(q, requester, now) for q in self._next_fresh(config.SEND_ONCE_SUGGEST)]
+
+    def observe(self, peer_id: str, pieces, now: float) -> None:
+        """The view says leecher ``peer_id`` holds ``pieces``: any still fresh here came from
+        another seed (or the leecher had them), so they are out there already."""
+        for piece in pieces:
+            if piece in self.fresh:
+                self.taken[piece] = (SWARM, now)
+                self.fresh.discard(piece)
 
     def _take(self, piece: int, requester: bytes, now: float) -> int:
         self.taken[piece] = (requester, now)

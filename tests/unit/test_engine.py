@@ -478,3 +478,21 @@ def test_a_peer_list_that_comes_after_the_job_ended_opens_no_link():
     ask.callback(Envelope(2, m.PeerList(info_hash=s.meta.info_hash, name="f.bin", num_pieces=8,
                                         length=len(s.data), peers=[late], version=2, delta=True)), None)
     assert "tcp://127.0.0.1:7100" not in s.host.channels
+
+
+def _answer_elsewhere(s: "Swarm", peer_id: str, piece: int, suggest: list[int]) -> None:
+    for sent in [x for x in s.chan(peer_id).open_blocks() if x.msg.piece_index == piece]:
+        sent.cancelled = True
+        sent.callback(Envelope(sent.msg_id, m.Elsewhere(info_hash=s.meta.info_hash, piece_index=piece,
+                                                        suggest=suggest)), None)
+
+
+def test_elsewhere_with_offers_defers_the_piece_for_the_retry_time():
+    s = Swarm(16, {"S": list(range(16))})
+    seed = s.remote("S")
+    piece = s.chan("S").pieces_asked()[0]
+    offers = [i for i in range(16) if i not in s.chan("S").pieces_asked()][:2]
+    _answer_elsewhere(s, "S", piece, offers)
+    assert seed.rested_until <= s.host.clock.now
+    assert seed.deferred[piece] == pytest.approx(s.host.clock.now + config.ELSEWHERE_RETRY_S)
+    assert offers[0] in s.chan("S").pieces_asked()       # the offers come first
