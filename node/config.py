@@ -310,6 +310,8 @@ ENDGAME_AFTER_S = 1.0                         # duplicate a piece only once it i
 CREDIT_WINDOW_S = 0.5                         # credit: about this long of a peer's measured rate in flight
 SEND_ONCE_RESEND_S = 30.0                     # a seed sends a piece again after this long (its first taker may be gone)
 SEND_ONCE_SUGGEST = 4                         # unsent pieces a seed offers with each redirect
+SEND_ONCE_OFFER_S = 5.0                       # s: an offered piece not asked for by then is fresh again (a
+                                              # standard client may ignore a suggest; ours ask within a few pieces)
 SEND_ONCE_VIEW_S = 0.2                        # a seed with first copies left re-reads who holds what this often
 #   while another seed is listed (node/peer/seedview.py): what the other sent first drops out of its fresh
 WATCH_S = 10.0                                # a parked WATCH is answered (empty) after this long

@@ -12,7 +12,10 @@ least once, the seed serves anything: every leecher still needs every piece, and
 the seed's upload is then as good as anyone's.
 
 A piece's first taker may die or drop it: after SEND_ONCE_RESEND_S anyone may have it
-again.
+again. An offered piece its taker has not asked for within SEND_ONCE_OFFER_S is fresh
+again: a standard client may ignore a BEP 6 suggest (libtorrent asked for part of what it
+was offered), and pieces held for it would make the seed run out of unsent ones early
+and serve second copies while first copies still wait.
 
 The taker is the connection a request came on (its ROUTER routing id), never what the
 request claims: a stranger who names another peer, or nobody, is one more taker.
@@ -26,6 +29,7 @@ sent first drops out within a view read).
 from __future__ import annotations
 
 import random
+from collections import deque
 
 from node import config
 
@@ -39,18 +43,40 @@ class SendOnce:
         self.unsent = order                           # never sent nor offered, in random order
         self.fresh = set(order)
         self.taken: dict[int, tuple[object, float]] = {}  # piece -> (first taker, when)
+        self.offered: dict[int, float] = {}           # piece -> when offered, its taker not asked yet
+        self.offers: deque[tuple[float, int]] = deque()   # (when, piece) in offer order, to lapse
         self.view = None                              # node/peer/seedview.py, made by block_rules
 
     def admit(self, piece: int, requester: bytes, now: float) -> list[int] | None:
         """None: serve ``piece`` to ``requester`` (a connection's identity). A list: don't;
         offer these instead."""
+        if self.offers:
+            self._lapse(now)
         taken = self.taken.get(piece)
         if taken is None or now - taken[1] > config.SEND_ONCE_RESEND_S:
             self._take(piece, requester, now)
+            self.offered.pop(piece, None)
             return None
-        if taken[0] == requester or not self.fresh:
+        if taken[0] == requester:
+            self.offered.pop(piece, None)             # an offer taken up: sent for good
             return None
-        return [self._take(q, requester, now) for q in self._next_fresh(config.SEND_ONCE_SUGGEST)]
+        if not self.fresh:
+            return None
+        out = [self._take(q, requester, now) for q in self._next_fresh(config.SEND_ONCE_SUGGEST)]
+        for q in out:
+            self.offered[q] = now
+            self.offers.append((now, q))
+        return out
+
+    def _lapse(self, now: float) -> None:
+        """Offers not taken up within SEND_ONCE_OFFER_S: the pieces are fresh (and unsent) again."""
+        while self.offers and now - self.offers[0][0] > config.SEND_ONCE_OFFER_S:
+            when, piece = self.offers.popleft()
+            if self.offered.get(piece) == when:
+                del self.offered[piece]
+                del self.taken[piece]
+                self.fresh.add(piece)
+                self.unsent.append(piece)             # offered again next
 
     def observe(self, peer_id: str, pieces, now: float) -> None:
         """The view says leecher ``peer_id`` holds ``pieces``: any still fresh here came from
