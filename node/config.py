@@ -405,6 +405,8 @@ READ_QUEUE_MAX = REMOTES_TOTAL_BYTES // (16 * 1024)   # block reads waiting for 
 SERVE_POOL_IDLE_BYTES = 16 * 1024 * 1024     # bytes: block buffers the data port keeps idle for reuse
                                               # (node/peer/blockpool.py); lent ones are bounded by the budget
                                               # above. 16 x 1 MiB covers what one fast reader's credit cycles
+SERVE_POOL_MIN_BYTES = 128 * 1024            # bytes: smaller blocks are not pooled (glibc's heap serves them
+                                              # without a fresh mapping, and a remote picks the lengths)
 SERVE_POOL_IDLE_S = 5.0                       # s: a pool not used this long is dropped (an idle peer holds none)
 TRACKER_SNDHWM_MSGS = 2 * TRACKER_BATCH_MAX   # messages: tracker ROUTER send queue per client: one drained batch
                                               # may all be one client's (a pipelining CLI or bench), answered at
@@ -454,6 +456,12 @@ BT_REQUESTS_PER_REMOTE = 256                  # 16 KiB requests we keep in fligh
                                               # turn of either loop left the link idle (libtorrent keeps ~3 s)
 BT_METADATA_MAX_BYTES = 16 * 1024 * 1024      # a ut_metadata size we accept (protocol/metainfo's torrent cap)
 BT_CONNECT_TIMEOUT_S = 5.0                    # an outgoing BEP 3 connection must be up by then
+BT_SCHEME = "bt://"                            # a standard peer's endpoint in a job (bt://HOST:PORT), not a ZeroMQ one
+BT_RECONNECT_MIN_S = 1.0                      # a download's first redial to a standard peer after a failed or
+                                              # closed connection (libtorrent hangs up on a torrent not yet added)
+BT_RECONNECT_MAX_S = 60.0                     # ... doubling up to this, while the download still wants it
+BT_REDIRECT_MEMO_S = 2.0                      # a piece send-once refused to a standard client: its other blocks
+                                              # are refused this long without asking the rule again
 
 # ---------------------------------------------------------------- private swarms (node/curve.py)
 CURVE_REFUSED_SOURCES_LOGGED = 1024           # refused sources each logged once; a stranger who comes from many

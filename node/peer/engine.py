@@ -323,7 +323,7 @@ class DownloadJob(PeerListing):
                 self._retire(fetch)
         self.fetches.clear()
         for remote in self.remotes.values():
-            self.node.disconnect(remote.endpoint)   # the DEALER stays while other jobs use it
+            self._release(remote)                   # a DEALER stays while other jobs use it
         # the resume store saves it (and fsyncs the file) off the event loop
         self.node.holdings.transition(self.meta.info_hash, m.JobState.FAILED if error else m.JobState.SEEDING,
                                       error=error, expect=self.holding)

@@ -113,7 +113,7 @@ class PeerListing:
             except (ValueError, IndexError):
                 continue
             listed.add(info.peer_id)
-            endpoint = f"bt://{info.host}:{info.port}" if standard else config.endpoint(info.host, info.port)
+            endpoint = f"{config.BT_SCHEME}{info.host}:{info.port}" if standard else config.endpoint(info.host, info.port)
             remote = self.remotes.get(info.peer_id)
             if remote is None or remote.endpoint != endpoint:
                 try:
@@ -155,7 +155,16 @@ class PeerListing:
     def _drop_remote(self, remote: RemotePeer) -> None:
         for fetch in list(remote.fetches):
             self._abandon(fetch, count=False)
-        self.node.disconnect(remote.endpoint)
+        self._release(remote)
+
+    def _release(self, remote: RemotePeer) -> None:
+        """This job is done with ``remote``'s channel: a data-port link is shared by the jobs
+        (node/peer/links.py); a standard peer's channel is this job's own, and closing it stops
+        its redial and tells the client we are no longer interested (node/peer/bt/remote.py)."""
+        if remote.endpoint.startswith(config.BT_SCHEME):
+            remote.channel.close()
+        else:
+            self.node.disconnect(remote.endpoint)
 
     def _watch(self, remote: RemotePeer) -> None:
         if remote.bitfield.complete or remote.banned or self.finished is not None:

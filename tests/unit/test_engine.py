@@ -496,3 +496,19 @@ def test_elsewhere_with_offers_defers_the_piece_for_the_retry_time():
     assert seed.rested_until <= s.host.clock.now
     assert seed.deferred[piece] == pytest.approx(s.host.clock.now + config.ELSEWHERE_RETRY_S)
     assert offers[0] in s.chan("S").pieces_asked()       # the offers come first
+
+
+def test_a_standard_peers_channel_is_closed_when_the_job_lets_it_go():
+    """A BEP 3 channel is the job's own (it is not in the shared links): the job closes it when
+    it drops the remote and when it ends, or it would redial the client for good."""
+    job, host = bare_job(4)
+    peers = {}
+    for name in ("lt1", "lt2"):
+        full = full_remote(job, name)
+        full.endpoint = f"{config.BT_SCHEME}198.18.0.{len(peers) + 5}:6881"
+        peers[name] = full.channel
+    job._drop_remote(job.remotes.pop("lt1"))
+    assert peers["lt1"].closed and not peers["lt2"].closed
+    job.close()
+    assert peers["lt2"].closed
+    assert not host.channels                       # no data-port link was asked for or let go

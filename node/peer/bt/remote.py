@@ -19,7 +19,7 @@ our BEP 3 port first (it found us through the tracker, or our own dial reached i
 had added the torrent, so it hung up) is that remote, and the channel downloads over that
 connection too (``adopt``; the service matches it by address and the BEP 10 listen port
 ``p``). A channel with nothing open dials again while the engine still asks something of
-it, after RECONNECT_MIN_S, doubling to RECONNECT_MAX_S.
+it, after config.BT_RECONNECT_MIN_S, doubling to config.BT_RECONNECT_MAX_S.
 """
 from __future__ import annotations
 
@@ -33,8 +33,6 @@ from protocol import messages as m
 from protocol.codec import Envelope
 from protocol.errors import TransportError, ZorrentError
 
-RECONNECT_MIN_S = 1.0              # the first redial after a failed or closed connection
-RECONNECT_MAX_S = 60.0             # ... doubling up to this
 
 
 @dataclass(eq=False)
@@ -55,7 +53,7 @@ class BtRemoteChannel:
         self.service, self.host, self.port = service, host, port
         self.info_hash = info_hash
         self.num_pieces = num_pieces
-        self.endpoint = f"bt://{host}:{port}"
+        self.endpoint = f"{config.BT_SCHEME}{host}:{port}"
         self.dropped = 0
         self.gets: dict[int, _Get] = {}
         self.queue: deque = deque()                # (piece, begin, length) to send
@@ -66,7 +64,7 @@ class BtRemoteChannel:
         self.conn = None
         self.closed = False
         self.last_connect = float("-inf")
-        self.backoff_s = RECONNECT_MIN_S
+        self.backoff_s = config.BT_RECONNECT_MIN_S
         self.redial = None                         # the timer of the next dial
         service.register(self)
         self._connect()
@@ -150,7 +148,7 @@ class BtRemoteChannel:
 
     # ------------------------------------------------------------------ the connection's side
     def on_open(self, conn) -> None:
-        self.backoff_s = RECONNECT_MIN_S
+        self.backoff_s = config.BT_RECONNECT_MIN_S
         conn.set_interested(True)
 
     def on_ext_handshake(self) -> None:
@@ -207,20 +205,20 @@ class BtRemoteChannel:
         self.sent.clear()
         if not self.closed and self.redial is None:
             self.redial = self.service.reactor.call_later(self.backoff_s, self._on_redial)
-            self.backoff_s = min(RECONNECT_MAX_S, 2 * self.backoff_s)
+            self.backoff_s = min(config.BT_RECONNECT_MAX_S, 2 * self.backoff_s)
 
     # ------------------------------------------------------------------ internals
     def _on_redial(self) -> None:
         self.redial = None
         holding = self.service.holding(bytes.fromhex(self.info_hash))
-        if holding is not None and holding.bitfield.complete:
+        if holding is None or holding.bitfield.complete:
             return                                 # nothing left to fetch (the engine may not tell us)
         if self.conn is None and (self.gets or self.watch is not None):   # the engine still wants it
             self._connect()
 
     def _connect(self) -> None:
         now = time.monotonic()
-        if self.closed or self.redial is not None or now - self.last_connect < RECONNECT_MIN_S:
+        if self.closed or self.redial is not None or now - self.last_connect < config.BT_RECONNECT_MIN_S:
             return
         incoming = self.service.incoming(bytes.fromhex(self.info_hash), self.host, self.port)
         if incoming is not None and self.adopt(incoming):

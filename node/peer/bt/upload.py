@@ -28,7 +28,6 @@ from protocol.errors import ZorrentError
 
 HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
 MAX_BAD_REQUESTS = 64           # requests outside any piece (each rejected) before we hang up
-REDIRECT_MEMO_S = 2.0           # the other blocks of a piece refused by send-once are refused without asking again
 
 
 class Uploads:
@@ -61,7 +60,7 @@ class Uploads:
         take, which it never hears of, and a seed out of unsent pieces serves anything).
         The unsent pieces offered instead are suggested to it (BEP 6 suggest)."""
         now = time.monotonic()
-        if now - self.redirected.get(piece, float("-inf")) < REDIRECT_MEMO_S:
+        if now - self.redirected.get(piece, float("-inf")) < config.BT_REDIRECT_MEMO_S:
             return True
         offer = send_once(holding, piece, self.requester)
         if offer is None:
