@@ -203,7 +203,8 @@ class ChunkReader:
         not all in the page cache (at the aligned place nearest ``dest``, then moved), the
         rest (or all, where O_DIRECT is refused) from the page cache."""
         got = 0
-        if f.direct_fd >= 0 and not resident(f.fd, at, n):
+        direct = f.direct_fd >= 0 and self.direct_ok  # another thread may have found O_DIRECT refused
+        if direct and not resident(f.fd, at, n):
             head = at % DIRECT_ALIGN                   # the read starts at the page before ``at``
             place = -(-(dest - head) // DIRECT_ALIGN) * DIRECT_ALIGN   # aligned, at or after dest - head
             want = -(-(head + n) // DIRECT_ALIGN) * DIRECT_ALIGN       # the tail past the end reads short
@@ -213,10 +214,9 @@ class ChunkReader:
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
-                self.direct_ok = False                 # the file system takes no O_DIRECT after all
-                os.close(f.direct_fd)
-                f.direct_fd = -1
-                read = 0
+                self.direct_ok = False                 # the file system takes no O_DIRECT after all; the
+                direct = False                         # fd is closed with the others (_shut), as another
+                read = 0                               # reader thread may be reading from it now
             finally:
                 view.release()
             got = max(0, min(n, read - head))
@@ -225,7 +225,7 @@ class ChunkReader:
                 self.moved_bytes += got
             self.direct_bytes += got
         if got < n:
-            if f.direct_fd < 0 and not f.advised:
+            if not direct and not f.advised:
                 _advise(f.fd, os.POSIX_FADV_SEQUENTIAL)    # the kernel reads ahead twice as far
                 f.advised = True
             view = memoryview(buf)
@@ -318,6 +318,8 @@ def resident(fd: int, offset: int, size: int) -> bool:
     is never touched); False if that cannot be told."""
     if _libc is None or size <= 0:
         return False
+    lead = offset % PAGE                  # mmap takes a page-aligned offset (a folder's spans rarely are)
+    offset, size = offset - lead, size + lead
     addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, offset)
     if addr is None or addr == _MAP_FAILED:
         return False

@@ -35,14 +35,19 @@ class BlockPool:
         self.used = 0.0                                # monotonic time of the last take
         self.lock = threading.Lock()                   # read threads take too
 
-    def take(self, n: int) -> PoolBuffer:
-        """A buffer of exactly ``n`` bytes (its contents are stale)."""
+    def take(self, n: int) -> bytearray:
+        """A buffer of exactly ``n`` bytes (a pooled one's contents are stale)."""
+        if n < config.SERVE_POOL_MIN_BYTES:            # a small read costs no mapping: plain bytes
+            return bytearray(n)
         with self.lock:
             self.used = time.monotonic()
             bufs = self.free.get(n)
             if bufs:
                 self.idle_bytes -= n
-                return bufs.pop()
+                buf = bufs.pop()
+                if not bufs:                           # lengths are the remote's choice: keep no empty lists
+                    del self.free[n]
+                return buf
         return PoolBuffer(n)
 
     def give(self, buf: PoolBuffer) -> None:

@@ -133,6 +133,7 @@ def test_resident_tells_a_cached_range_from_a_dropped_one(data_file):
     try:
         os.pread(fd, 1024 * KIB, 0)
         assert chunk_reader.resident(fd, 0, 1024 * KIB)
+        assert chunk_reader.resident(fd, 100, 512 * KIB)      # an unaligned span (a folder's) too
         os.fsync(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         if chunk_reader.resident(fd, 0, 1024 * KIB):

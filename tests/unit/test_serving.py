@@ -167,7 +167,7 @@ def test_close_releases_what_the_upload_pacer_holds_and_stops_its_timer():
     """Blocks held back by --upload-rate hold budget tickets (their bytes count in the budget
     the BEP 3 wire shares); close() must hand them back and stop the pacer's timer, which
     would otherwise send on a closed socket."""
-    p = Pair(rate_bps=BLOCK_BYTES)                 # one block a second: the second and third wait
+    p = Pair(rate_bps=BLOCK_BYTES // 100)         # one block in 100 s: the second and third wait
     try:
         for _ in range(3):
             p.ask()

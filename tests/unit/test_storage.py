@@ -131,8 +131,10 @@ def test_a_pending_read_keeps_the_file_open_and_a_closed_file_refuses_it(tmp_pat
     assert out.fd == -1
 
 
-def test_a_pooled_read_fills_a_reused_buffer_with_the_block_and_nothing_stale(tmp_path, torrent):
+def test_a_pooled_read_fills_a_reused_buffer_with_the_block_and_nothing_stale(tmp_path, torrent, monkeypatch):
+    from node import config
     from node.peer.blockpool import BlockPool
+    monkeypatch.setattr(config, "SERVE_POOL_MIN_BYTES", 0)     # pool this test's 64 KiB pieces too
     data, meta = torrent
     out = PieceFile.open_download(meta, tmp_path / "out.bin")
     for i, piece in pieces_of(data):
