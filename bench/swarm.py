@@ -205,7 +205,8 @@ def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: 
             t0 = time.time()
             for after_s, go in gos:
                 time.sleep(max(0.0, t0 + after_s - time.time()))     # the schedule of the case itself
-                go.write_text(peers)
+                go.with_suffix(".tmp").write_text(peers)             # whole, or lt_node reads it empty
+                go.with_suffix(".tmp").rename(go)
             wait_for(lambda: all(r.exists() for r in results), timeout_s=20 * regime.t_min() + regime.wave_s + 60,
                      what="libtorrent downloads", interval_s=0.05)
         times = [json.loads(r.read_text()) for r in results]
