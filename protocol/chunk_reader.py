@@ -220,10 +220,12 @@ class ChunkReader:
             finally:
                 view.release()
             got = max(0, min(n, read - head))
-            if got and place + head != dest:
+            moved = got and place + head != dest
+            if moved:
                 buf.move(dest, place + head, got)
-                self.moved_bytes += got
-            self.direct_bytes += got
+            with self.open_lock:                       # reader threads count together (a += is not atomic)
+                self.direct_bytes += got
+                self.moved_bytes += got if moved else 0
         if got < n:
             if not direct and not f.advised:
                 _advise(f.fd, os.POSIX_FADV_SEQUENTIAL)    # the kernel reads ahead twice as far
