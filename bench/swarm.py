@@ -53,6 +53,7 @@ sys.path.insert(0, str(REPO))
 from bench.swarm_grid import AXES, REGIMES, CpuWatch, Regime, Tracer, grid, link_bytes, show_trace  # noqa: E402
 from ctl import client  # noqa: E402
 from ctl.lab import Host, Lab  # noqa: E402
+from node import config  # noqa: E402
 from protocol import messages as m  # noqa: E402
 from protocol import metainfo  # noqa: E402
 from protocol.errors import ZorrentError  # noqa: E402
@@ -95,6 +96,17 @@ def _spawn(host: Host, work: Path, name: str, argv: list[str]) -> subprocess.Pop
     return host.popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+
+def _start_zorrent(work: Path, tracker: Host, peers: list[Host]) -> str:
+    """A zorrent tracker and a zorrent peer on each of ``peers``; the tracker's endpoint."""
+    endpoint = f"tcp://{tracker.ip}:{TRACKER_PORT}"
+    _spawn(tracker, work, "tracker", [PY, str(REPO / "main.py"), "tracker", "--host", tracker.ip,
+                                      "--port", str(TRACKER_PORT)])
+    for host in peers:
+        _spawn(host, work, host.name, [PY, str(REPO / "main.py"), "peer", "--peer-id", host.name,
+                                       "--host", host.ip, "--port", str(PEER_PORT), "--tracker", endpoint])
+    return endpoint
+
 def registered(peer_id: str) -> bool:
     try:
         return client.peer_control(peer_id, m.Status(info_hash=""), timeout_s=0.5, tries=1).registered
@@ -118,12 +130,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
         os.environ["ZORRENT_KEYS"] = str(keys)                # every node (_spawn) and this process's client
     with Lab(rtt_ms=regime.rtt_ms, jitter_ms=regime.jitter_ms) as lab:
         tracker, seeds, leeches = build(lab, regime)
-        endpoint = f"tcp://{tracker.ip}:{TRACKER_PORT}"
-        _spawn(tracker, work, "tracker", [PY, str(REPO / "main.py"), "tracker", "--host", tracker.ip,
-                                          "--port", str(TRACKER_PORT)])
-        for host in [*seeds, *leeches]:
-            _spawn(host, work, host.name, [PY, str(REPO / "main.py"), "peer", "--peer-id", host.name,
-                                           "--host", host.ip, "--port", str(PEER_PORT), "--tracker", endpoint])
+        endpoint = _start_zorrent(work, tracker, [*seeds, *leeches])
 
         for host in [*seeds, *leeches]:
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")
@@ -225,18 +232,13 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
     other zorrent leechers through the tracker, and takes the libtorrent leechers as BEP 3
     sources (Download.peers, as x.pe)."""
     os.environ["ZORRENT_OUTPUT"] = str(work / "output")
-    bt_port = PEER_PORT + 1000                                  # node/config.py BT_PORT_OFFSET
+    bt_port = PEER_PORT + config.BT_PORT_OFFSET                  # each zorrent peer's default BEP 3 port
     node = [PY, str(REPO / "bench" / "lt_node.py"), "--torrent", str(torrent)]
     with Lab(rtt_ms=regime.rtt_ms, jitter_ms=regime.jitter_ms) as lab:
         tracker, seeds, leeches = build(lab, regime)
         zl = [h for i, h in enumerate(leeches) if i % 2 == 0]
         ll = [h for i, h in enumerate(leeches) if i % 2 == 1]
-        endpoint = f"tcp://{tracker.ip}:{TRACKER_PORT}"
-        _spawn(tracker, work, "tracker", [PY, str(REPO / "main.py"), "tracker", "--host", tracker.ip,
-                                          "--port", str(TRACKER_PORT)])
-        for host in [*seeds, *zl]:
-            _spawn(host, work, host.name, [PY, str(REPO / "main.py"), "peer", "--peer-id", host.name,
-                                           "--host", host.ip, "--port", str(PEER_PORT), "--tracker", endpoint])
+        endpoint = _start_zorrent(work, tracker, [*seeds, *zl])
         results = {}
         for host in ll:
             (work / host.name).mkdir()
