@@ -63,6 +63,7 @@ class BtRemoteChannel:
         self.watch: tuple[int, int, object, float] | None = None  # (msg_id, since, callback, deadline)
         self.conn = None
         self.closed = False
+        self.remote_peer_id = b""                  # from its handshake, once a connection has opened
         self.last_connect = float("-inf")
         self.backoff_s = config.BT_RECONNECT_MIN_S
         self.redial = None                         # the timer of the next dial
@@ -149,6 +150,7 @@ class BtRemoteChannel:
     # ------------------------------------------------------------------ the connection's side
     def on_open(self, conn) -> None:
         self.backoff_s = config.BT_RECONNECT_MIN_S
+        self.remote_peer_id = conn.remote_peer_id  # its next connection to us is known by it (service.is_from)
         conn.set_interested(True)
 
     def on_ext_handshake(self) -> None:
@@ -220,7 +222,7 @@ class BtRemoteChannel:
         now = time.monotonic()
         if self.closed or self.redial is not None or now - self.last_connect < config.BT_RECONNECT_MIN_S:
             return
-        incoming = self.service.incoming(bytes.fromhex(self.info_hash), self.host, self.port)
+        incoming = self.service.incoming(self)
         if incoming is not None and self.adopt(incoming):
             return
         self.last_connect = now
