@@ -13,7 +13,7 @@ def show(peer_id: str, peer_port: int, torrent: str | None = None, magnet_link: 
          tracker: list[str] | None = None, output: str | None = None, peer_host: str | None = None,
          peers_config: str = config.DEFAULT_PEERS_CONFIG, json_out: bool = False,
          timeout_s: float = config.REQUEST_TIMEOUT_S) -> None:
-    from ctl import client, follow, magnets, nodes, render
+    from ctl import client, follow, nodes, render
     from ctl.torrent_files import torrent_path
     from protocol import messages as m
     from protocol import metainfo
@@ -25,9 +25,10 @@ def show(peer_id: str, peer_port: int, torrent: str | None = None, magnet_link: 
     if torrent is not None:
         meta = metainfo.read(torrent)
     else:
-        meta = magnets.fetch(magnet_link, tracker)
+        from ctl import magnets         # only here: it and protocol.magnet are ~8 ms of every start-up
         from protocol import magnet
 
+        meta = magnets.fetch(magnet_link, tracker)
         sources = [f"{h}:{p}" for h, p in magnet.parse(magnet_link).peers]   # x.pe: BEP 3 peers too
         if not torrent_path(meta.name).exists():     # for `get` and `remove --torrent` later
             metainfo.write(meta, torrent_path(meta.name))
