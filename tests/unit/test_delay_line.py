@@ -35,3 +35,13 @@ def test_jitter_spreads_the_delay_but_never_reorders():
     assert all(0.015 <= d <= 0.025 + 0.05 for d in dues) and max(dues) - min(dues) > 0.005
     line.release(10.0)
     assert log == list(range(500))
+
+
+def test_a_batch_verdict_accepts_up_to_the_last_packet_due_once_per_release():
+    batches: list = []
+    line = DelayLine(0.01, accept_upto=batches.append)
+    for n, t in enumerate([0.0, 0.001, 0.002, 0.02]):
+        line.hold(n, t)
+    assert line.release(0.005) == pytest.approx(0.01) and batches == []
+    assert line.release(0.0125) == pytest.approx(0.03) and batches == [2]
+    assert line.release(0.05) is None and batches == [2, 3]
