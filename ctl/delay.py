@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import math
 import os
 import random
 import resource
@@ -54,6 +55,8 @@ QUEUE_PACKETS = 16384      # held at once per host: 100 ms at 1 Gbit/s of 1514-b
 COPY_META = 1              # NFQNL_COPY_META: the id and metadata, no payload
 RAW_QUEUE = os.environ.get("ZORRENT_DELAY_RAW", "1") != "0"   # KernelQueue; 0: NetfilterQueue, as before
 STAMP_MAX_AGE_S = 1.0      # a receive stamp older than this is another clock's (a sender's departure time)
+TICK_MAX_S, TICK_SHARE = 0.002, 0.1   # packets leave on ticks of a tenth of the delay, at most 2 ms, each
+                                      # within half a tick of its time: a wake-up per tick, not per packet
 RCVBUF_BYTES = 8 * 1024 * 1024      # packet notices waiting to be read (a few hundred bytes each)
 # linux/netlink.h, linux/netfilter/nfnetlink_queue.h
 NETLINK_NETFILTER, SOL_NETLINK, NETLINK_NO_ENOBUFS, SO_RCVBUFFORCE, SO_TIMESTAMP = 12, 270, 5, 33, 29
@@ -81,8 +84,8 @@ class DelayLine:
     last packet due instead (the kernel's batch verdict accepts every packet up to an id)."""
 
     def __init__(self, delay_s: float, jitter_s: float = 0.0, rng: random.Random | None = None,
-                 accept_upto=None) -> None:
-        self.delay_s, self.jitter_s = delay_s, jitter_s
+                 accept_upto=None, tick_s: float = 0.0) -> None:
+        self.delay_s, self.jitter_s, self.tick_s = delay_s, jitter_s, tick_s
         self.rng = rng or random.Random(0)
         self.held: collections.deque = collections.deque()
         self.last_due = 0.0
@@ -90,7 +93,7 @@ class DelayLine:
         self.accept_upto = accept_upto
 
     def due_at(self, arrived: float) -> float:
-        due = arrived + self.delay_s
+        due = arrived + self.delay_s - self.tick_s / 2      # released at the next tick: on average on time
         if self.jitter_s:
             due += self.rng.uniform(-self.jitter_s, self.jitter_s)
         self.last_due = due = max(due, self.last_due)       # never before the packet ahead of it
@@ -101,7 +104,9 @@ class DelayLine:
         self.packets += 1
 
     def release(self, now: float) -> float | None:
-        """Accept every packet that is due; return when the next one is (None: none held)."""
+        """Accept every packet that is due; return when the next one is (None: none held),
+        with a tick the next multiple of it at or after that, so one wake-up releases every
+        packet due within the tick (a few flows' packets at once, not each alone)."""
         held, last = self.held, None
         if self.accept_upto is None:
             while held and held[0][0] <= now:
@@ -111,7 +116,9 @@ class DelayLine:
                 last = held.popleft()[1]
             if last is not None:
                 self.accept_upto(last)
-        return held[0][0] if held else None
+        if not held:
+            return None
+        return math.ceil(held[0][0] / self.tick_s) * self.tick_s if self.tick_s else held[0][0]
 
 
 class KernelQueue:
@@ -214,7 +221,8 @@ def serve(delay_s: float, jitter_s: float, ready=sys.stdout) -> None:
     clock = time.time
     if RAW_QUEUE:
         queue = KernelQueue(QUEUE_NUM, QUEUE_PACKETS)
-        line = DelayLine(delay_s, jitter_s, random.Random(os.getpid()), accept_upto=queue.accept_upto)
+        line = DelayLine(delay_s, jitter_s, random.Random(os.getpid()), accept_upto=queue.accept_upto,
+                         tick_s=min(TICK_MAX_S, delay_s * TICK_SHARE))
 
         def arrived(packet_id: int, stamp: float) -> None:
             now = clock()
