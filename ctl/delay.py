@@ -18,8 +18,9 @@ one that arrived ahead of it), as a real link does not reorder.
 The queue is read over a raw netlink socket (KernelQueue): bound with the GSO flag, so a
 GRO aggregate is held as one packet; released with one batch verdict per wake-up; and with
 the kernel's receive stamps on, so the line sleeps until the next packet is due instead of
-waking for each arrival. bench/delay_line.py: at 20 ms and 50 Mbit/s 8% of a core (10.5%
-with NetfilterQueue and every frame), at 500 Mbit/s 9% (27%). ZORRENT_DELAY_RAW=0 brings
+waking for each arrival, and releases on ticks of a fifth of the delay (at most 2 ms; each packet
+within half a tick of its time, never reordered). bench/delay_line.py: at 20 ms and 50 Mbit/s 7% of a core (10.5%
+with NetfilterQueue and every frame), at 500 Mbit/s 6.5% (27%). ZORRENT_DELAY_RAW=0 brings
 back NetfilterQueue.
 
 One process per host, started inside the host's namespace with ``ip netns exec``, so it
@@ -55,7 +56,7 @@ QUEUE_PACKETS = 16384      # held at once per host: 100 ms at 1 Gbit/s of 1514-b
 COPY_META = 1              # NFQNL_COPY_META: the id and metadata, no payload
 RAW_QUEUE = os.environ.get("ZORRENT_DELAY_RAW", "1") != "0"   # KernelQueue; 0: NetfilterQueue, as before
 STAMP_MAX_AGE_S = 1.0      # a receive stamp older than this is another clock's (a sender's departure time)
-TICK_MAX_S, TICK_SHARE = 0.002, 0.1   # packets leave on ticks of a tenth of the delay, at most 2 ms, each
+TICK_MAX_S, TICK_SHARE = 0.002, 0.2   # packets leave on ticks of a fifth of the delay, at most 2 ms, each
                                       # within half a tick of its time: a wake-up per tick, not per packet
 RCVBUF_BYTES = 8 * 1024 * 1024      # packet notices waiting to be read (a few hundred bytes each)
 # linux/netlink.h, linux/netfilter/nfnetlink_queue.h
