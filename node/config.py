@@ -314,13 +314,6 @@ SEND_ONCE_OFFER_S = 5.0                       # s: an offered piece not asked fo
                                               # standard client may ignore a suggest; ours ask within a few pieces)
 SEND_ONCE_VIEW_S = 0.2                        # a seed with first copies left re-reads who holds what this often
 #   while another seed is listed (node/peer/seedview.py): what the other sent first drops out of its fresh
-TAIL_LEAD = 0.05                              # fraction of the torrent: once every piece is out, an origin seed sends a
-                                              # leecher this far ahead of one behind elsewhere (node/peer/seeding.py)
-TAIL_LEAD_MIN_PIECES = 8                      # ... and at least this many pieces ahead (the view lags by SEND_ONCE_VIEW_S)
-TAIL_HOLDERS = 1                              # ... only for a piece this many other peers hold (it is deferred at the seed)
-TAIL_ACTIVE_S = 0.25                          # a leecher behind counts only if it asked the seed this recently
-TAIL_REDIRECT_SHARE = 0.5                     # of a leecher's missing pieces, at most this many tail redirects per
-                                              # ELSEWHERE_RETRY_S (it may not ask the seed for those again for that long)
 WATCH_S = 10.0                                # a parked WATCH is answered (empty) after this long
 WATCH_PARKED_MAX = 256                        # parked WATCHes per torrent; more are answered at once
 WATCH_BATCH_PER_WATCHER_S = 0.001             # HAVEs to watchers wait this long per parked WATCH (each costs a

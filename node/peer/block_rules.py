@@ -28,21 +28,19 @@ def check_block(holding, piece_index: int, block_offset: int, length: int, max_l
         raise ZorrentError(f"piece {piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
 
 
-def send_once(holding, piece_index: int, requester, host=None, claimed: str = "") -> list[int] | None:
+def send_once(holding, piece_index: int, requester, host=None) -> list[int] | None:
     """None: serve it. A list: an origin seed sent this piece elsewhere; offer these instead.
-    ``host`` (the node) lends its tracker for the seed's view of who holds what
-    (node/peer/seedview.py); ``claimed`` is the peer id the request names (the tail rule)."""
+    ``host`` (the node) lends its tracker for the seed's view of what other seeds sent
+    (node/peer/seedview.py)."""
     if holding.role != "seed":
         return None
     sender, now = holding.sender(), time.monotonic()
     tracker = getattr(host, "tracker", None)
-    if tracker is not None:
+    if tracker is not None and sender.fresh:
         if sender.view is None:
             sender.view = SwarmView(sender, holding.meta.info_hash, holding.meta.num_pieces, host.peer_id)
         sender.view.maybe_ask(tracker, now)
-        if claimed:
-            sender.view.note_ask(claimed, now)
-    return sender.admit(piece_index, requester, now, claimed)
+    return sender.admit(piece_index, requester, now)
 
 
 def read_block(read_failed, holding, piece_index: int, block_offset: int, length: int) -> bytes | PendingRead:

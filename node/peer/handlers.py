@@ -33,7 +33,7 @@ def get_block(node: PeerApi, msg: m.GetBlock) -> tuple[m.Block, PendingRead] | m
     check_block(holding, msg.piece_index, msg.block_offset, msg.length, m.MAX_BLOCK_BYTES)
     meta = holding.meta
     # the connection, not the claimed ``requester``: a routing id libzmq gives one connection only
-    suggest = send_once(holding, msg.piece_index, node.source.identity, host=node, claimed=msg.requester)
+    suggest = send_once(holding, msg.piece_index, node.source.identity, host=node)
     if suggest is not None:
         return m.Elsewhere(info_hash=meta.info_hash, piece_index=msg.piece_index, suggest=suggest)
     block = m.Block(info_hash=meta.info_hash, piece_index=msg.piece_index, block_offset=msg.block_offset)

@@ -25,17 +25,6 @@ fed to ``observe``): a piece a leecher already holds that this seed never sent c
 the other seed, so it is no longer fresh here, and the seeds split the first copies
 without a round trip between them (each hands out its own random order; what the other
 sent first drops out within a view read).
-
-The tail: once every piece is out, the seed's uplink is the one a leecher that fell behind
-can count on. Each leecher's share of an uplink follows what it has in flight there, so the
-shares drift and one leecher ends up far behind (bench/RESULTS.md: 250-470 of 1,024 pieces
-behind while the others finish at 1.05x T_min), and the run waits for it. So a leecher more
-than TAIL_LEAD of the torrent ahead of the one furthest behind that is asking here is sent
-elsewhere (no offers) for a piece another peer holds, and the seed's uplink goes to those
-behind. A leecher sent elsewhere does not ask this seed for that piece for ELSEWHERE_RETRY_S,
-so each is sent elsewhere for at most TAIL_REDIRECT_SHARE of what it misses in that time. Who is who comes from the view; the name is the request's claim, used only to rank:
-a liar is at worst served as it would be without the rule. The BEP 3 wire claims nothing,
-so its clients are served as before.
 """
 from __future__ import annotations
 
@@ -58,17 +47,11 @@ class SendOnce:
         self.offers: deque[tuple[float, int]] = deque()   # (when, piece) in offer order, to lapse
         self.view = None                              # node/peer/seedview.py, made by block_rules
 
-        self.sent_elsewhere = 0                       # tail redirects (ahead of those behind)
-
-    def admit(self, piece: int, requester: bytes, now: float, claimed: str = "") -> list[int] | None:
+    def admit(self, piece: int, requester: bytes, now: float) -> list[int] | None:
         """None: serve ``piece`` to ``requester`` (a connection's identity). A list: don't;
-        offer these instead (none: a tail redirect). ``claimed``: the peer id the request
-        names, for the tail rule only."""
+        offer these instead."""
         if self.offers:
             self._lapse(now)
-        if claimed and self.view is not None and self.view.tail_redirect(claimed, piece, now):
-            self.sent_elsewhere += 1
-            return []
         taken = self.taken.get(piece)
         if taken is None or now - taken[1] > config.SEND_ONCE_RESEND_S:
             self._take(piece, requester, now)

@@ -7,16 +7,11 @@ seed is listed; every PEER_REFRESH_S while none is (one may join).
 
 Seeds (a complete bitfield when first listed) and standard clients (no bitfield) are left
 out of what leechers hold. A failed read is tried again at the next request.
-
-Once every piece is out, the view keeps each leecher's progress for the tail rule
-(``ahead``, node/peer/seeding.py): read every SEND_ONCE_VIEW_S while leechers still download
-and ask here.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 
 from node import config
 from node.peer.seeding import SendOnce
@@ -33,16 +28,10 @@ class SwarmView:
         self.asking = False
         self.last = float("-inf")
         self.seeds: set[str] = set()
-        self.leechers: dict[str, Bitfield] = {}   # peer_id -> what the tracker lists it holding
-        self.finished: set[str] = set()           # leechers that completed (they serve everything)
-        self.asked: dict[str, float] = {}         # a listed leecher -> when it last asked here
-        self.redirected: dict[str, deque] = {}    # a leecher -> when it was sent elsewhere in the tail
 
     def maybe_ask(self, tracker, now: float) -> None:
-        if not self.sender.fresh and not self.leechers:
-            return
-        every = config.SEND_ONCE_VIEW_S if self.seeds or self.leechers else config.PEER_REFRESH_S
-        if self.asking or now - self.last < every:
+        every = config.SEND_ONCE_VIEW_S if self.seeds else config.PEER_REFRESH_S
+        if self.asking or now - self.last < every or not self.sender.fresh:
             return
         self.asking, self.last = True, now
         tracker.request(m.GetPeers(info_hash=self.info_hash, since=self.cursor), self._on_reply,
@@ -57,81 +46,26 @@ class SwarmView:
         now = time.monotonic()
         self.take(msg, now)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("view: %d fresh, %d other seeds, leechers %s, %d sent elsewhere in the tail",
-                      len(self.sender.fresh), len(self.seeds),
-                      " ".join(f"{p}={len(b)}" for p, b in sorted(self.leechers.items())), self.sender.sent_elsewhere)
+            log.debug("view: %d fresh, %d other seeds", len(self.sender.fresh), len(self.seeds))
 
     def take(self, msg: m.PeerList, now: float) -> None:
         sender = self.sender
         # a whole list forgets the seeds it knew; pieces observed stay observed (not fresh)
         if not msg.delta:
             self.seeds.clear()
-            self.leechers.clear()
         for peer_id in msg.gone:
             self.seeds.discard(peer_id)
-            self.leechers.pop(peer_id, None)
-            self.finished.discard(peer_id)
         for info in msg.peers:
             if info.peer_id == self.own or info.peer_id in self.seeds or info.kind == "bittorrent":
                 continue
             try:
-                old = self.leechers.get(info.peer_id) if msg.delta and not info.bitfield else None
-                bits = old or Bitfield(self.num_pieces, info.bitfield or None)
+                bits = Bitfield(self.num_pieces, info.bitfield or None)
                 for i in info.pieces:
                     bits.add(i)
             except (ValueError, IndexError):
                 continue
-            if bits.complete and (not msg.delta or info.bitfield) and info.peer_id not in self.leechers:
+            if bits.complete and (not msg.delta or info.bitfield):
                 self.seeds.add(info.peer_id)    # a seed (listed whole): it holds everything
                 continue
-            if bits.complete:                   # a leecher that finished: it serves everything now
-                self.leechers.pop(info.peer_id, None)
-                self.finished.add(info.peer_id)
-            else:
-                self.leechers[info.peer_id] = bits
-            sender.observe(info.peer_id, info.pieces if old is not None else bits.indexes(), now)
+            sender.observe(info.peer_id, bits.indexes(), now)
         self.cursor = msg.version
-
-    # ------------------------------------------------------------------ the tail rule
-    def note_ask(self, peer_id: str, now: float) -> None:
-        """A request that names ``peer_id`` (a claim, used only to rank, never to serve)."""
-        if peer_id in self.leechers:
-            self.asked[peer_id] = now
-
-    def tail_redirect(self, peer_id: str, piece: int, now: float) -> bool:
-        """True: send ``peer_id`` elsewhere for ``piece`` (``ahead``), unless it was sent elsewhere
-        for TAIL_REDIRECT_SHARE of what it misses within ELSEWHERE_RETRY_S: it asks this seed for
-        none of those for that long, and must keep pieces it may still ask for here once the one
-        behind has caught up (without this bound the seed sat idle at 16-41% in the last 2 s)."""
-        if not self.ahead(peer_id, piece, now):
-            return False
-        times = self.redirected.setdefault(peer_id, deque())
-        while times and now - times[0] > config.ELSEWHERE_RETRY_S:
-            times.popleft()
-        missing = self.num_pieces - len(self.leechers[peer_id])
-        if len(times) >= missing * config.TAIL_REDIRECT_SHARE:
-            return False
-        times.append(now)
-        return True
-
-    def ahead(self, peer_id: str, piece: int, now: float) -> bool:
-        """True: ``peer_id`` is a leecher more than TAIL_LEAD of the torrent ahead of the one
-        furthest behind that asked here within TAIL_ACTIVE_S, and TAIL_HOLDERS other peers hold
-        ``piece`` (leechers, finished leechers, other seeds), so it can get it there soon."""
-        mine = self.leechers.get(peer_id)
-        if mine is None:
-            return False
-        others = [len(bits) for pid, bits in self.leechers.items()
-                  if pid != peer_id and now - self.asked.get(pid, float("-inf")) <= config.TAIL_ACTIVE_S]
-        lead = max(config.TAIL_LEAD_MIN_PIECES, int(config.TAIL_LEAD * self.num_pieces))
-        if not others or len(mine) - (len(mine) + sum(others)) / (1 + len(others)) <= lead:
-            return False
-        if piece in self.sender.fresh:          # not taken: it stays for those behind
-            return True
-        holders = len(self.seeds) + len(self.finished)
-        for pid, bits in self.leechers.items():
-            if holders >= config.TAIL_HOLDERS:
-                break
-            if pid != peer_id and piece in bits:
-                holders += 1
-        return holders >= config.TAIL_HOLDERS
