@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
@@ -92,13 +93,17 @@ def main() -> None:
     handle = ses.add_torrent(params)
     for peer in peers:
         handle.connect_peer(peer)
-    # In the lab (one address a node) a peer it has no connection to is offered again every
-    # REOFFER_S, as a tracker's next reply would: libtorrent drops a peer whose first dial
-    # failed (max_failcount 1 in high_performance_seed), and in a swarm that starts at once
-    # that dial often reaches a node that has not added the torrent yet, so two libtorrent
-    # leechers could end up never connected to each other (seen in bench/swarm.py --mix).
+    # In the lab (one address a node) a peer it has no connection to is offered again after
+    # REOFFER_S (0.5-1.5x, at random), as a tracker's next reply would: libtorrent drops a
+    # peer whose first dial failed (max_failcount 1 in high_performance_seed), and in a swarm
+    # that starts at once that dial often reaches a node that has not added the torrent yet,
+    # so two libtorrent leechers could end up never connected to each other (seen in
+    # bench/swarm.py --mix). At random, because two libtorrent nodes that dial each other at
+    # the same moment each close the other's connection as a duplicate and lose both (every
+    # time at RTT 50 ms, where the timing is symmetric): retries on a fixed beat collide again.
     reoffer = args.listen != "127.0.0.1:0"
-    offered = time.time()
+    rng = random.Random()
+    offer_at = time.time() + REOFFER_S * rng.uniform(0.5, 1.5)
     got, polled = {}, 0.0     # payload bytes by connection (ip:port), read while it is open
     traced = 0.0
     while not handle.status().is_seeding:
@@ -111,8 +116,8 @@ def main() -> None:
             for p in peers_now:
                 key = f"{p.ip[0]}:{p.ip[1]}"
                 got[key] = max(got.get(key, 0), p.total_download)
-            if reoffer and polled - offered >= REOFFER_S:
-                offered = polled
+            if reoffer and polled >= offer_at:
+                offer_at = polled + REOFFER_S * rng.uniform(0.5, 1.5)
                 connected = {p.ip[0] for p in peers_now}
                 for peer in peers:
                     if peer[0] not in connected:

@@ -227,8 +227,8 @@ def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: 
 
 def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool = False) -> Result:
     """``--mix`` (issue 18): zorrent seeds, and the leechers alternately zorrent and libtorrent
-    (leech0, leech2, ... zorrent). A libtorrent leecher is told every node's BEP 3 address
-    (a zorrent peer's is its data port + 1000); a zorrent leecher finds the seeds and the
+    (leech0, leech2, ... zorrent). A libtorrent leecher is told the zorrent nodes' BEP 3
+    addresses (data port + 1000) and the libtorrent leechers after it; a zorrent leecher finds the seeds and the
     other zorrent leechers through the tracker, and takes the libtorrent leechers as BEP 3
     sources (Download.peers, as x.pe)."""
     os.environ["ZORRENT_OUTPUT"] = str(work / "output")
@@ -260,7 +260,11 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
                      .announced >= j.have, timeout_s=30, what="the seed's pieces at the tracker")
         seed_bytes = sum(link_bytes(s) for s in seeds)
         lt_peers = [f"{h.ip}:{PEER_PORT}" for h in ll]
-        every = json.dumps([f"{h.ip}:{bt_port}" for h in [*seeds, *zl]] + lt_peers)
+        # each libtorrent leecher dials the zorrent nodes and only the libtorrent leechers after
+        # it: two libtorrent nodes that dial each other at once each drop the other's connection
+        # as a duplicate and lose both, and at RTT 50 ms their 1 s retries cross again every time
+        dials = {h.name: json.dumps([f"{z.ip}:{bt_port}" for z in [*seeds, *zl]] + lt_peers[i + 1:])
+                 for i, h in enumerate(ll)}
         sent, done = {}, {}
         tracer = Tracer([*seeds, *leeches], trace).__enter__()
         cpu = CpuWatch(lab).__enter__()
@@ -268,7 +272,7 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
         def start(host: Host) -> None:
             sent[host.name] = time.time()
             if host in ll:                 # whole or not at all: lt_node reads it as soon as it exists
-                (work / f"go-{host.name}.tmp").write_text(every)
+                (work / f"go-{host.name}.tmp").write_text(dials[host.name])
                 (work / f"go-{host.name}.tmp").rename(work / f"go-{host.name}.json")
             else:
                 client.peer_control(host.name, m.Download(metainfo=meta.raw, output=str(work / "out" / host.name),
