@@ -79,6 +79,14 @@ def packets_sent(host: Host) -> int:
     return int(found.group(1)) if found else 0
 
 
+def packets_held(host: Host) -> int:
+    """Packets the host's delay line was handed: its NFQUEUE rule's counter (an aggregate is one)."""
+    out = subprocess.run(host.argv("iptables-legacy", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n"),
+                         capture_output=True, text=True).stdout
+    found = re.search(r"^\s*(\d+)\s+\d+\s+NFQUEUE", out, re.M)
+    return int(found.group(1)) if found else 0
+
+
 def measure(rtt_ms: float, mbit: float, seconds: float) -> dict:
     me = [sys.executable, str(Path(__file__).resolve())]
     with Lab(rtt_ms=rtt_ms) as lab:
@@ -86,18 +94,18 @@ def measure(rtt_ms: float, mbit: float, seconds: float) -> dict:
         idle = ping(a, b, 20)
         recv = b.popen(me + ["--role", "recv", "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
         assert recv.stdout.readline().strip() == "ready"
-        cpu0, pkts0, busy0 = b.delay_cpu_s(), packets_sent(a), psutil.cpu_times()
+        cpu0, pkts0, held0 = b.delay_cpu_s(), packets_sent(a), packets_held(b)
         sender = a.popen(me + ["--role", "send", "--to", b.ip, "--seconds", str(seconds)])
         time.sleep(WARM_S)                       # the probe starts after slow start
         loaded = ping(c, b, int((seconds - WARM_S - 0.5) / 0.05), 0.05)
         sender.wait(timeout=seconds + 30)
         bins = json.loads(recv.communicate(timeout=30)[0])
-        cpu, pkts = b.delay_cpu_s() - cpu0, packets_sent(a) - pkts0
+        cpu, pkts, held = b.delay_cpu_s() - cpu0, packets_sent(a) - pkts0, packets_held(b) - held0
         steady = bins[int(WARM_S / 0.1):int(seconds / 0.1)]
         rate_mbit = sum(steady) * 8 / 1e6 / (len(steady) * 0.1) if steady else 0.0
         return {"rtt_ms": rtt_ms, "cap_mbit": mbit, "idle": idle, "loaded": loaded,
                 "goodput_mbit": rate_mbit, "fill": rate_mbit / (mbit * GOODPUT),
-                "packets": pkts, "pps": pkts / seconds,
+                "packets": pkts, "pps": pkts / seconds, "held_pps": held / seconds,
                 "delay_cpu_us_per_pkt": 1e6 * cpu / pkts if pkts and rtt_ms else 0.0,
                 "delay_cpu_pct": 100 * cpu / seconds, "load": psutil.getloadavg()[0]}
 
@@ -107,7 +115,8 @@ def show(r: dict) -> None:
     idle, loaded = r["idle"], r["loaded"]
     print(f"| {r['rtt_ms']:g} | {r['cap_mbit']:g} | {idle['min']:.2f} / {idle['median']:.2f} / {idle['max']:.2f} "
           f"({idle['median'] / asked:.3f}x) | {loaded.get('median', 0):.2f} ({loaded.get('median', 0) / asked:.3f}x) | "
-          f"{r['goodput_mbit']:.1f} ({100 * r['fill']:.0f}%) | {r['pps']:.0f} | {r['delay_cpu_us_per_pkt']:.1f} | "
+          f"{r['goodput_mbit']:.1f} ({100 * r['fill']:.0f}%) | {r['pps']:.0f} | {r['held_pps']:.0f} | "
+          f"{r['delay_cpu_us_per_pkt']:.1f} | "
           f"{r['delay_cpu_pct']:.1f}% | {r['load']:.1f} |", flush=True)
 
 
@@ -128,8 +137,9 @@ def main() -> int:
         send(args.to, args.seconds)
         return 0
     print("| RTT asked ms | cap Mbit/s | idle ping min / median / max ms | ping under the flow, median ms | "
-          "TCP goodput Mbit/s (of the cap) | packets/s | delay line us/packet | delay line CPU | load |")
-    print("|---" * 9 + "|")
+          "TCP goodput Mbit/s (of the cap) | wire packets/s | held by the line /s | delay line us/wire packet | "
+          "delay line CPU | load |")
+    print("|---" * 10 + "|")
     for rtt in [float(x) for x in args.rtts.split(",") if x]:
         show(measure(rtt, args.mbit, args.seconds))
     for mbit in [float(x) for x in args.sweep.split(",") if x]:

@@ -28,6 +28,30 @@ SETTINGS = {
 }
 
 
+TRACE_S = 0.5
+REOFFER_S = 1.0
+FLAGS = (("interesting", "I"), ("choked", "C"), ("remote_interested", "i"), ("remote_choked", "c"),
+         ("snubbed", "S"), ("seed", "s"), ("outgoing_connection", "o"))
+
+
+def show_peers(t: float, status, peers) -> None:
+    """One line a peer: flags (I we want theirs, C we choke them, i they want ours, c they
+    choke us, S snubbed, s a seed, o we dialled), payload rates kB/s, our requests in flight to it."""
+    print(f"t {t:5.1f} have {status.num_pieces} up {status.upload_payload_rate // 1000} kB/s "
+          f"down {status.download_payload_rate // 1000} kB/s", flush=True)
+    for p in sorted(peers, key=lambda p: p.ip):
+        flags = "".join(c if p.flags & getattr(lt.peer_info, name) else "." for name, c in FLAGS)
+        print(f"  {p.ip[0]:>15s}:{p.ip[1]:<5d} {flags} up {p.payload_up_speed // 1000:5d} "
+              f"down {p.payload_down_speed // 1000:5d} reqs {p.download_queue_length:4d} "
+              f"has {p.num_pieces:5d} {p.client[:24]}", flush=True)
+
+
+def show_alerts(started: float, alerts) -> None:
+    for a in alerts:
+        if isinstance(a, (lt.peer_disconnected_alert, lt.peer_connect_alert, lt.peer_error_alert)):
+            print(f"t {time.time() - started:5.1f} {a.message()}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--role", choices=["seeder", "leecher"], required=True)
@@ -37,9 +61,13 @@ def main() -> None:
     ap.add_argument("--go")
     ap.add_argument("--result")
     ap.add_argument("--listen", default="127.0.0.1:0")
+    ap.add_argument("--trace", action="store_true",
+                    help="print its peers every TRACE_S, and why each connection closed (bench/swarm.py --mix --trace)")
     args = ap.parse_args()
     settings = {**lt.high_performance_seed(), **SETTINGS, "listen_interfaces": args.listen} \
-        if args.listen != "127.0.0.1:0" else SETTINGS
+        if args.listen != "127.0.0.1:0" else dict(SETTINGS)
+    if args.trace:
+        settings["alert_mask"] |= lt.alert.category_t.connect_notification | lt.alert.category_t.peer_notification
     ses = lt.session(settings)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
@@ -55,22 +83,43 @@ def main() -> None:
     go = Path(args.go)
     while not go.exists():
         time.sleep(0.005)
-    me = args.listen.rsplit(":", 1)[0]
+    host, port = args.listen.rsplit(":", 1)
+    me = {(host, int(port)), (host, ses.listen_port())}
     peers = [("127.0.0.1", int(p)) if isinstance(p, int) else (p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1]))
              for p in json.loads(go.read_text())]
-    peers = [peer for peer in peers if peer != (me, ses.listen_port())]
+    peers = [peer for peer in peers if peer not in me]
     started = time.time()
     handle = ses.add_torrent(params)
     for peer in peers:
         handle.connect_peer(peer)
+    # In the lab (one address a node) a peer it has no connection to is offered again every
+    # REOFFER_S, as a tracker's next reply would: libtorrent drops a peer whose first dial
+    # failed (max_failcount 1 in high_performance_seed), and in a swarm that starts at once
+    # that dial often reaches a node that has not added the torrent yet, so two libtorrent
+    # leechers could end up never connected to each other (seen in bench/swarm.py --mix).
+    reoffer = args.listen != "127.0.0.1:0"
+    offered = time.time()
     got, polled = {}, 0.0     # payload bytes by connection (ip:port), read while it is open
+    traced = 0.0
     while not handle.status().is_seeding:
-        ses.pop_alerts()
+        alerts = ses.pop_alerts()
+        if args.trace:
+            show_alerts(started, alerts)
         if time.time() - polled >= 0.25:
             polled = time.time()
-            for p in handle.get_peer_info():
+            peers_now = handle.get_peer_info()
+            for p in peers_now:
                 key = f"{p.ip[0]}:{p.ip[1]}"
                 got[key] = max(got.get(key, 0), p.total_download)
+            if reoffer and polled - offered >= REOFFER_S:
+                offered = polled
+                connected = {p.ip[0] for p in peers_now}
+                for peer in peers:
+                    if peer[0] not in connected:
+                        handle.connect_peer(peer)
+            if args.trace and polled - traced >= TRACE_S:
+                traced = polled
+                show_peers(polled - started, handle.status(), peers_now)
         time.sleep(0.01)
     finished = time.time()
     for p in handle.get_peer_info():

@@ -246,7 +246,7 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
             _spawn(host, work, f"lt-{host.name}", node + [
                 "--role", "leecher", "--dir", str(work / host.name), "--ready", str(work / f"{host.name}.port"),
                 "--go", str(work / f"go-{host.name}.json"), "--result", str(results[host.name]),
-                "--listen", f"{host.ip}:{PEER_PORT}"])
+                "--listen", f"{host.ip}:{PEER_PORT}"] + (["--trace"] if trace else []))
 
         for host in [*seeds, *zl]:
             wait_for(lambda: registered(host.name), timeout_s=30, what=f"{host.name} to register")

@@ -462,6 +462,8 @@ BT_RECONNECT_MIN_S = 1.0                      # a download's first redial to a s
 BT_RECONNECT_MAX_S = 60.0                     # ... doubling up to this, while the download still wants it
 BT_REDIRECT_MEMO_S = 2.0                      # a piece send-once refused to a standard client: its other blocks
                                               # are refused this long without asking the rule again
+BT_CLOSE_GRACE_S = 0.5                        # requests left on a closed BEP 3 connection wait this long for
+                                              # the next one (bt/remote.py on_closed) before they fail
 
 # ---------------------------------------------------------------- private swarms (node/curve.py)
 CURVE_REFUSED_SOURCES_LOGGED = 1024           # refused sources each logged once; a stranger who comes from many

@@ -222,7 +222,7 @@ class ChunkReader:
             got = max(0, min(n, read - head))
             moved = got and place + head != dest
             if moved:
-                buf.move(dest, place + head, got)
+                move(buf, dest, place + head, got)
             with self.open_lock:                       # reader threads count together (a += is not atomic)
                 self.direct_bytes += got
                 self.moved_bytes += got if moved else 0
@@ -312,6 +312,21 @@ def _load_libc():
 
 _libc = _load_libc()
 _MAP_FAILED = ctypes.c_void_p(-1).value
+def move(buf: mmap.mmap, dest: int, src: int, n: int) -> None:
+    """``buf.move(dest, src, n)`` with the GIL released (ctypes.memmove): mmap.move holds it
+    for the whole copy, up to a chunk's worth for a folder's unaligned file, and the peer's
+    event loop (pings, status) waited behind it while an upload hashed."""
+    if min(dest, src, n) < 0 or max(dest, src) + n > len(buf):
+        raise ValueError(f"a move of {n} bytes from {src} to {dest} does not fit in {len(buf)}")
+    if n:
+        anchor = ctypes.c_char.from_buffer(buf)
+        base = ctypes.addressof(anchor)
+        try:
+            ctypes.memmove(base + dest, base + src, n)
+        finally:
+            del anchor                           # the mmap may be closed once nothing exports it
+
+
 _LOW_BIT = bytes(b & 1 for b in range(256))
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
-from protocol.chunk_reader import Chunk, ChunkReader, Source
+if TYPE_CHECKING:     # imported when a hash runs: metainfo.read (every download) needs neither (~10 ms)
+    from protocol.chunk_reader import Chunk, Source
 
 MIN_AUTO_PIECE_BYTES = 32 * 1024
 MAX_AUTO_PIECE_BYTES = 4 * 1024 * 1024
@@ -86,6 +86,10 @@ def iter_stream_hashes(parts: Iterable[tuple[Source, int]], piece_length: int, w
     workers = workers or hash_workers()
     chunks = piece_count(length, chunk)
     depth = min(hash_read_depth(chunk), chunks)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from protocol.chunk_reader import ChunkReader
+
     reader = ChunkReader(parts, chunk, min(hash_read_buffers(workers, depth), chunks), depth, direct)
     try:
         if workers == 1 or length <= chunk:

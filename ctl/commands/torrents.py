@@ -11,7 +11,7 @@ import typer
 
 from ctl.cli import command, commands
 from node import config
-from protocol.errors import ErrorCode, RemoteError, ZorrentError
+from protocol.errors import ErrorCode, RemoteError
 
 if TYPE_CHECKING:
     from protocol import metainfo
@@ -127,35 +127,10 @@ def download(
 
     Shows progress, then the Download Statistics. Run it again to re-attach to a job.
     """
-    from ctl import client, follow, magnets, nodes, render
-    from ctl.torrent_files import torrent_path
-    from protocol import messages as m
-    from protocol import metainfo
+    from ctl.output.download import show
 
-    if (torrent is None) == (magnet_link is None):
-        raise ZorrentError("give exactly one of --torrent and --magnet", ErrorCode.BAD_INPUT)
-    host = nodes.listed_host(peer_id, peers_config, peer_host)
-    sources: list[str] = []
-    if torrent is not None:
-        meta = metainfo.read(torrent)
-    else:
-        meta = magnets.fetch(magnet_link, tracker)
-        from protocol import magnet
-
-        sources = [f"{h}:{p}" for h, p in magnet.parse(magnet_link).peers]   # x.pe: BEP 3 peers too
-        if not torrent_path(meta.name).exists():     # for `get` and `remove --torrent` later
-            metainfo.write(meta, torrent_path(meta.name))
-    client.check_peer(peer_id, host, peer_port)
-    out_path = follow.output_path(meta, output, follow.held_path(peer_id, meta.info_hash))
-    client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=out_path, peers=sources),
-                        timeout_s=ctx.obj.timeout_s)    # a file already there is hashed meanwhile
-    job = follow.download(peer_id, meta, quiet=ctx.obj.json)
-    if job.state != m.JobState.SEEDING.value:     # failed, or its file went missing or changed meanwhile
-        raise ZorrentError(f"download of {meta.name} {job.state}: {job.error}", ErrorCode.BAD_INPUT)
-    if ctx.obj.json:
-        render.emit_json(job)
-        return
-    render.download_statistics(job)
+    show(peer_id, peer_port, torrent=torrent, magnet_link=magnet_link, tracker=tracker, output=output,
+         peer_host=peer_host, peers_config=peers_config, json_out=ctx.obj.json, timeout_s=ctx.obj.timeout_s)
 
 
 @command(app, "get")

@@ -17,7 +17,8 @@ HEAVY = ["rich", "zmq", "msgpack", "supervisor", "psutil", "aiohttp", "pymongo",
          "ctl.supervisor", "ctl.client", "node.peer.main", "node.tracker.main", "node.web.server"]
 
 PROBE = """
-import json, runpy, sys
+import json, os, runpy, sys
+os._exit = sys.exit        # a fast path's exit (ctl.app.leave) skips teardown: here it must not skip the print
 sys.argv = ["zorrent", *json.loads(sys.argv[1])]
 try:
     runpy.run_path({main!r}, run_name="__main__")
@@ -132,3 +133,38 @@ def test_the_plainest_status_line_is_answered_without_typer(tmp_path):
     fast, typer_, fast_bad, typer_bad = [(r.returncode, r.stdout, r.stderr) for r in runs]
     assert fast == typer_ and fast[0] == 1 and "nobody is not running here" in fast[2]
     assert fast_bad == typer_bad and fast_bad[0] == 2
+
+
+def test_the_plainest_download_line_is_answered_without_typer(tmp_path):
+    """`[--json] download --torrent T [--output O] --peer-id P --peer-port N`, in any order, runs
+    ctl/output/download.py straight from the entry point; every other spelling goes through
+    Typer, with the same output and exit code."""
+    from ctl.app import fast_download
+
+    base = ["--torrent", "t.torrent", "--peer-id", "p1", "--peer-port", "6881"]
+    want = {"--torrent": "t.torrent", "--peer-id": "p1", "--peer-port": "6881"}
+    assert fast_download(["download", *base]) == (want, False)
+    assert fast_download(["--json", "download", "--peer-port", "6881", "--output", "o", "--peer-id", "p1",
+                          "--torrent", "t.torrent"]) == ({**want, "--output": "o"}, True)
+    for other in (["download", "--torrent=t.torrent", "--peer-id", "p1", "--peer-port", "6881"],
+                  ["download", *base, "--peer-host", "h"], ["download", *base, "--torrent", "u.torrent"],
+                  ["download", "--torrent", "t.torrent", "--peer-id", "p1"], ["download", *base[:-1], "x1"],
+                  ["download", *base[:-1], "--help"], ["download", *base, "--help"], ["download", "--help"],
+                  ["--timeout", "3", "download", *base], ["download", *base, "--json"], ["download"],
+                  ["download", "--magnet", "magnet:?xt=urn:btih:00", "--peer-id", "p1", "--peer-port", "1"],
+                  ["download", *base[:-1], "６８８１"], ["status", "--peer-id", "p1"]):
+        assert fast_download(other) is None, other
+    modules = loaded_by(tmp_path, "--json", "download", "--torrent", "none.torrent", "--peer-id", "p1",
+                        "--peer-port", "6881")
+    assert "ctl.output.download" in modules
+    assert heavy_in(modules, ["typer", "click", "ctl.root", "ctl.commands.torrents", "rich.progress"]) == []
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ZORRENT_OUTPUT": str(tmp_path / "output")}
+    (tmp_path / "bad.torrent").write_bytes(b"not bencode")
+    runs = [subprocess.run([sys.executable, str(REPO / "main.py"), *argv], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+            for torrent in ("none.torrent", "bad.torrent")
+            for argv in (["download", "--torrent", torrent, "--peer-id", "p1", "--peer-port", "1"],
+                         ["download", f"--torrent={torrent}", "--peer-id", "p1", "--peer-port", "1"])]
+    (fast, typer_, fast_bad, typer_bad) = [(r.returncode, r.stdout, r.stderr) for r in runs]
+    assert fast == typer_ and fast[0] == 2 and len(fast[2].strip().splitlines()) == 1, fast
+    assert fast_bad == typer_bad and fast_bad[0] == 2 and "Traceback" not in fast_bad[2], fast_bad

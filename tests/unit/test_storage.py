@@ -5,6 +5,7 @@ import ctypes
 import errno
 import os
 import threading
+import time
 
 import pytest
 
@@ -147,3 +148,58 @@ def test_a_pooled_read_fills_a_reused_buffer_with_the_block_and_nothing_stale(tm
     assert again is first and again == data[3 * PIECE:4 * PIECE]    # the same buffer, refilled
     assert out.read(2, 10, 100, pool) == data[2 * PIECE + 10:2 * PIECE + 110]
     out.close()
+
+
+def test_the_bounce_copy_is_exact_from_any_buffer_and_refuses_what_does_not_fit():
+    from node.peer.direct import RELEASED_COPY_MIN, address, copy_into
+
+    view = _huge_buffer(HUGE_PAGE)
+    base = address(view)
+    data = os.urandom(3 * RELEASED_COPY_MIN + 5)
+    frame = bytearray(data)                       # writable, like a received ZeroMQ frame
+    copy_into(view, base, 7, memoryview(frame)[1:])          # long and writable: ctypes.memmove
+    copy_into(view, base, 7 + len(data) - 1, memoryview(data)[:10])   # short, and read-only bytes
+    copy_into(view, base, HUGE_PAGE - len(data), memoryview(data))     # long but read-only: a slice
+    assert bytes(view[7:6 + len(data)]) == data[1:]
+    assert bytes(view[6 + len(data):16 + len(data)]) == data[:10]
+    assert bytes(view[HUGE_PAGE - len(data):HUGE_PAGE]) == data
+    assert address(b"read-only") is None and address(bytearray()) is None
+    for at in (-1, HUGE_PAGE - len(data) + 1):
+        with pytest.raises(ValueError):
+            copy_into(view, base, at, memoryview(frame))
+
+
+def test_the_bounce_copy_lets_other_threads_run_meanwhile():
+    """A write thread's copy of a piece into its bounce buffer releases the GIL: the event loop
+    runs during it. (A slice assignment held the GIL for the whole copy.) With a switch interval
+    of 5 s, the main thread can run while the worker is inside the copy only if it let go."""
+    import sys
+
+    from node.peer.direct import address, copy_into
+
+    size = 32 * 1024 * 1024
+    view, src = _huge_buffer(size), bytearray(size)
+    base, state = address(view), {"in": False, "done": False}
+
+    def work():
+        state["in"] = True
+        for _ in range(16):                       # ~0.1 s of copies: time for the main thread to wake
+            copy_into(view, base, 0, memoryview(src))
+        state["in"] = False
+        state["done"] = True
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(5.0)
+    try:
+        t = threading.Thread(target=work)
+        t.start()
+        while not state["in"] and not state["done"]:
+            time.sleep(0)                         # lets go of the GIL: the worker takes it
+        ran = 0
+        while state["in"]:                        # runs only while the worker's copy lets go of the GIL
+            ran += 1
+            time.sleep(0)                         # hands it back, as the event loop's poll does
+        t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert ran > 0

@@ -211,3 +211,23 @@ def test_a_folder_of_many_files_holds_only_those_the_reads_in_flight_cover(tmp_p
     # two reads of 64 KiB in flight over files of ~150 KiB: a few files (two fds each), never all 400
     assert openers.most_open - before <= 12
     assert len(open_fds()) == before
+
+
+def test_a_move_inside_the_read_buffer_is_memmove_and_checks_its_bounds():
+    """chunk_reader.move (a span read O_DIRECT moved into place, with the GIL released): overlapping
+    moves either way, as mmap.move does; out-of-range moves refused."""
+    import mmap
+
+    data = os.urandom(3 * MIB)
+    for dest, src, n in ((0, 4096 - 17, 2 * MIB), (4096 - 17, 0, 2 * MIB), (5, 5, 100), (0, 3 * MIB, 0)):
+        buf, ref = mmap.mmap(-1, 3 * MIB), mmap.mmap(-1, 3 * MIB)
+        buf.write(data)
+        ref.write(data)
+        chunk_reader.move(buf, dest, src, n)
+        ref.move(dest, src, n)
+        assert buf[:] == ref[:]
+        buf.close()                               # nothing still exports it
+    buf = mmap.mmap(-1, MIB)
+    for dest, src, n in ((1, 0, MIB), (0, 1, MIB), (-1, 0, 5), (0, 0, -1)):
+        with pytest.raises(ValueError):
+            chunk_reader.move(buf, dest, src, n)

@@ -62,6 +62,7 @@ class BtConnection(Uploads, Outbox):
         self.remote_metadata_size = 0
         self.remote_reqq = BT_DEFAULT_REQQ        # BEP 10 `reqq`: requests it queues (250 if it says none)
         self.listen_port = 0                       # BEP 10 `p`: the port it listens on (0: not said)
+        self.ext_seen = False                      # its BEP 10 handshake has come (with `p` or without)
         self.rbuf = bytearray(config.BT_RECV_BUFFER_BYTES)
         self.rview = memoryview(self.rbuf)
         self.rstart = self.rend = 0

@@ -84,6 +84,8 @@ class Metadata:
         port = d.get(b"p")
         if isinstance(port, int) and 0 < port < 65536 and not conn.listen_port:
             conn.listen_port = port                  # where it listens: a download of ours may want it (service.adopt)
+        if not conn.ext_seen:
+            conn.ext_seen = True                     # with or without `p`: a download of ours may want it
             self.service.adopt(conn)
         if conn.downloader is not None:
             conn.downloader.on_ext_handshake()

@@ -63,9 +63,11 @@ class BtRemoteChannel:
         self.watch: tuple[int, int, object, float] | None = None  # (msg_id, since, callback, deadline)
         self.conn = None
         self.closed = False
+        self.remote_peer_id = b""                  # from its handshake, once a connection has opened
         self.last_connect = float("-inf")
         self.backoff_s = config.BT_RECONNECT_MIN_S
         self.redial = None                         # the timer of the next dial
+        self.grace = None                          # the timer that fails what a closed connection left (on_closed)
         service.register(self)
         self._connect()
 
@@ -114,9 +116,10 @@ class BtRemoteChannel:
     def close(self) -> None:
         self.closed = True
         self.service.unregister(self)
-        if self.redial is not None:
-            self.redial.cancel()
-            self.redial = None
+        for timer in (self.redial, self.grace):
+            if timer is not None:
+                timer.cancel()
+        self.redial = self.grace = None
         self.gets.clear()
         self.queue.clear()
         self.sent.clear()
@@ -149,6 +152,7 @@ class BtRemoteChannel:
     # ------------------------------------------------------------------ the connection's side
     def on_open(self, conn) -> None:
         self.backoff_s = config.BT_RECONNECT_MIN_S
+        self.remote_peer_id = conn.remote_peer_id  # its next connection to us is known by it (service.is_from)
         conn.set_interested(True)
 
     def on_ext_handshake(self) -> None:
@@ -197,15 +201,33 @@ class BtRemoteChannel:
         self._send_requests()
 
     def on_closed(self, why: str) -> None:
+        """Its connection closed. What was asked over it is asked again over the next one if
+        that opens within BT_CLOSE_GRACE_S: the remote's own connection to us (two clients that
+        dial each other at once keep one of the two connections, and libtorrent may close
+        ours), adopted now or once its handshake says who it is. Only then do the requests
+        fail (each failure counts against the remote: two at once rest it for SNUB_S)."""
         self.conn = None
+        self._requeue_sent()
+        if self.closed:
+            return
+        if self.redial is None:
+            self.redial = self.service.reactor.call_later(self.backoff_s, self._on_redial)
+            self.backoff_s = min(config.BT_RECONNECT_MAX_S, 2 * self.backoff_s)
+        incoming = self.service.incoming(self)
+        if incoming is not None and self.adopt(incoming):
+            return
+        if self.gets and self.grace is None:
+            self.grace = self.service.reactor.call_later(config.BT_CLOSE_GRACE_S, lambda: self._on_grace(why))
+
+    def _on_grace(self, why: str) -> None:
+        self.grace = None
+        if self.conn is not None and self.conn.state == "open":
+            return
+        self.queue.clear()                         # before the callbacks: what they ask again is kept
+        self.sent.clear()
         err = TransportError(f"{self.endpoint}: {why}")
         for get in list(self.gets.values()):
             self._fail(get, err)
-        self.queue.clear()
-        self.sent.clear()
-        if not self.closed and self.redial is None:
-            self.redial = self.service.reactor.call_later(self.backoff_s, self._on_redial)
-            self.backoff_s = min(config.BT_RECONNECT_MAX_S, 2 * self.backoff_s)
 
     # ------------------------------------------------------------------ internals
     def _on_redial(self) -> None:
@@ -220,7 +242,7 @@ class BtRemoteChannel:
         now = time.monotonic()
         if self.closed or self.redial is not None or now - self.last_connect < config.BT_RECONNECT_MIN_S:
             return
-        incoming = self.service.incoming(bytes.fromhex(self.info_hash), self.host, self.port)
+        incoming = self.service.incoming(self)
         if incoming is not None and self.adopt(incoming):
             return
         self.last_connect = now

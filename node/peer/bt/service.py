@@ -10,6 +10,7 @@ node/peer/block_rules.py, the same rules as the ZeroMQ data port.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import socket
 import time
@@ -30,6 +31,13 @@ log = logging.getLogger("zorrent.bt")
 TICK_S = 1.0
 RETRY_S = 0.01                  # a connection waiting for budget bytes is retried this often (besides on_free)
 REFUSAL_LOG_S = 60.0            # a refused address is named in the log at most this often
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class BtHost(Protocol):
@@ -161,8 +169,8 @@ class BtService:
     def joined(self, conn: BtConnection) -> None:
         log.info("bt %s (%s): %s handshake for %s", conn.name, conn.client,
                  "outgoing" if conn.outgoing else "incoming", conn.info_hash.hex()[:12])
-        if not conn.extended:                       # no BEP 10 listen port will come: match by address
-            self.adopt(conn)
+        if not conn.extended:                       # no BEP 10 listen port will come: match it now
+            self.adopt(conn)                        # (an extended one is matched on its ext handshake)
 
     # ------------------------------------------------------------------ one connection per remote
     def register(self, channel) -> None:
@@ -174,25 +182,43 @@ class BtService:
         if self.channels.get(key) is channel:
             del self.channels[key]
 
+    def _wanted_at(self, info_hash: bytes, host: str) -> list:
+        return [c for (ih, h, _), c in self.channels.items() if ih == info_hash and h == host and not c.closed]
+
+    def is_from(self, conn: BtConnection, channel) -> bool:
+        """Is ``conn``, opened by a remote, the standard peer ``channel`` downloads from?
+        - by its BEP 10 listen port ``p``, if it said one;
+        - else by its peer id, if the channel has met that peer before (an earlier connection);
+        - else by address alone: only when the channel is the one wanting that address, and the
+          address is not a loopback one (every client on this host shares that), and only once
+          an extended connection's ext handshake has come without ``p`` (not before: it may say one).
+        """
+        if (conn.outgoing or conn.downloader is not None or conn.state != OPEN
+                or conn.info_hash != bytes.fromhex(channel.info_hash) or conn.addr[0] != channel.host):
+            return False
+        if conn.listen_port:
+            return conn.listen_port == channel.port
+        if channel.remote_peer_id:
+            return conn.remote_peer_id == channel.remote_peer_id
+        if conn.extended and not conn.ext_seen:
+            return False
+        return not _loopback(channel.host) and self._wanted_at(conn.info_hash, channel.host) == [channel]
+
     def adopt(self, conn: BtConnection) -> None:
         """An incoming connection from a peer a download of ours wants: the download uses it
-        (by its BEP 10 listen port ``p``; without one, by address when only one is wanted there)."""
+        (``is_from`` says which one)."""
         if conn.outgoing or conn.downloader is not None or conn.state != OPEN:
             return
-        host = conn.addr[0]
-        if conn.listen_port:
-            channel = self.channels.get((conn.info_hash, host, conn.listen_port))
-        else:
-            there = [c for (ih, h, _), c in self.channels.items() if ih == conn.info_hash and h == host]
-            channel = there[0] if len(there) == 1 else None
-        if channel is not None and channel.adopt(conn):
-            log.info("bt %s (%s): downloading over its connection to us", conn.name, conn.client)
+        for channel in self._wanted_at(conn.info_hash, conn.addr[0]):
+            if self.is_from(conn, channel):
+                if channel.adopt(conn):
+                    log.info("bt %s (%s): downloading over its connection to us", conn.name, conn.client)
+                return
 
-    def incoming(self, info_hash: bytes, host: str, port: int) -> BtConnection | None:
-        """An open connection that the peer listening on host:port made to us, not yet a download's."""
+    def incoming(self, channel) -> BtConnection | None:
+        """An open connection that ``channel``'s peer made to us, not yet a download's."""
         for conn in self.conns.values():
-            if (not conn.outgoing and conn.state == OPEN and conn.downloader is None and conn.info_hash == info_hash
-                    and conn.addr[0] == host and conn.listen_port == port):
+            if self.is_from(conn, channel):
                 return conn
         return None
 
