@@ -129,6 +129,21 @@ def exit_for(exc: BaseException) -> int | None:
     return code
 
 
+def run_plain(show: Callable[[], None]) -> int:
+    """A command run without Typer (ctl/app.py's fast paths): the root's key choice first (no
+    --keys: $ZORRENT_KEYS, else peers.json's), then ``show``; its errors as one line, as
+    ``handle_errors`` gives them; the exit code."""
+    try:
+        default_keys()
+        show()
+    except (Exception, KeyboardInterrupt) as exc:
+        code = exit_for(exc)
+        if code is None:
+            raise
+        return code
+    return 0
+
+
 def handle_errors(fn: Callable) -> Callable:
     """``fn`` with its errors turned into exits (``exit_for``)."""
 

@@ -46,17 +46,9 @@ def show(peer_id: str, peer_port: int, torrent: str | None = None, magnet_link: 
 
 
 def run(options: dict[str, str], json_out: bool) -> int:
-    """``show`` as the whole command would run it (ctl/output/status.py's ``run`` says how);
+    """``show`` as the whole command would run it, without Typer (ctl/cli.py ``run_plain``);
     ``options`` are the fast path's ``--torrent``, ``--output``, ``--peer-id`` and ``--peer-port``."""
-    from ctl.cli import default_keys, exit_for
+    from ctl.cli import run_plain
 
-    try:
-        default_keys()
-        show(options["--peer-id"], int(options["--peer-port"]), torrent=options["--torrent"],
-             output=options.get("--output"), json_out=json_out)
-    except (Exception, KeyboardInterrupt) as exc:
-        code = exit_for(exc)
-        if code is None:
-            raise
-        return code
-    return 0
+    return run_plain(lambda: show(options["--peer-id"], int(options["--peer-port"]), torrent=options["--torrent"],
+                                  output=options.get("--output"), json_out=json_out))

@@ -20,16 +20,7 @@ def show(peer_id: str, json_out: bool, timeout_s: float) -> None:
 
 
 def run(peer_id: str, json_out: bool, timeout_s: float = config.REQUEST_TIMEOUT_S) -> int:
-    """``show`` as a whole command would run it, without Typer: the root's key choice first
-    (no --keys: $ZORRENT_KEYS, else peers.json's), its errors as one line; the exit code."""
-    from ctl.cli import default_keys, exit_for
+    """``show`` as a whole command would run it, without Typer (ctl/cli.py ``run_plain``)."""
+    from ctl.cli import run_plain
 
-    try:
-        default_keys()
-        show(peer_id, json_out, timeout_s)
-    except (Exception, KeyboardInterrupt) as exc:
-        code = exit_for(exc)
-        if code is None:
-            raise
-        return code
-    return 0
+    return run_plain(lambda: show(peer_id, json_out, timeout_s))

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import random
 import statistics
+import struct
 
 import pytest
 
+from ctl import delay
 from ctl.delay import DelayLine
 
 
@@ -63,3 +65,44 @@ def test_a_tick_releases_the_packets_due_within_it_at_once_on_average_on_time():
     assert sorted(released) == list(range(100)) and wakes == 6    # 10 ms of arrivals on 2 ms ticks, not 100
     late = [released[n] - (t + 0.01) for n, t in enumerate(arrivals)]
     assert all(-0.001 - 1e-9 <= x <= 0.001 + 1e-9 for x in late) and abs(statistics.mean(late)) < 0.0002
+
+
+def _notice(packet_id: int, stamp: float | None) -> bytes:
+    """A kernel's packet notice as NFQUEUE sends it (nlmsghdr, nfgenmsg, attributes)."""
+    attrs = struct.pack("=HH", 4 + 7, delay.NFQA_PACKET_HDR) + struct.pack("!IHB", packet_id, 0x0800, 0) + bytes(1)
+    if stamp is not None:
+        sec = int(stamp)
+        attrs += struct.pack("=HH", 20, delay.NFQA_TIMESTAMP) + struct.pack("!QQ", sec, round((stamp - sec) * 1e6))
+    body = struct.pack("!BBH", 2, 0, 0) + attrs
+    return struct.pack("=IHHII", 16 + len(body), delay.NFNL_SUBSYS_QUEUE << 8 | delay.NFQNL_MSG_PACKET, 0, 0, 0) + body
+
+
+class FakeSocket:
+    def __init__(self, datagrams: list) -> None:
+        self.datagrams, self.sent = list(datagrams), []
+
+    def recv_into(self, buf, size=0, flags=0) -> int:
+        if not self.datagrams:
+            raise BlockingIOError
+        data = self.datagrams.pop(0)
+        buf[:len(data)] = data
+        return len(data)
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        return len(data)
+
+
+def test_the_raw_queue_reads_ids_and_stamps_and_accepts_up_to_an_id_in_one_message():
+    queue = delay.KernelQueue.__new__(delay.KernelQueue)
+    queue.number, queue.seq, queue.buf, queue.stamped = 3, 0, bytearray(4096), False
+    queue.sock = FakeSocket([_notice(7, 1000.25) + _notice(8, 1000.5), _notice(9, None)])
+    got: list = []
+    queue.read(lambda packet_id, stamp: got.append((packet_id, stamp)))
+    assert got == [(7, 1000.25), (8, 1000.5), (9, 0.0)] and not queue.stamped   # the last came without one
+    queue.accept_upto(9)
+    (msg,) = queue.sock.sent
+    length, kind = struct.unpack_from("=IH", msg)
+    assert length == len(msg) == 16 + 4 + 12 and kind == delay.NFNL_SUBSYS_QUEUE << 8 | delay.NFQNL_MSG_VERDICT_BATCH
+    assert struct.unpack_from("!H", msg, 18)[0] == 3                               # the queue's number
+    assert struct.unpack_from("!II", msg, 24) == (delay.NF_ACCEPT, 9)

@@ -179,11 +179,12 @@ def test_the_bounce_copy_lets_other_threads_run_meanwhile():
 
     size = 32 * 1024 * 1024
     view, src = _huge_buffer(size), bytearray(size)
-    base, state = address(view), {"in": False, "done": False}
+    base, state = address(view), {"in": False, "done": False, "ran": False}
 
     def work():
         state["in"] = True
-        for _ in range(16):                       # ~0.1 s of copies: time for the main thread to wake
+        deadline = time.monotonic() + 2.0         # well inside the switch interval
+        while not state["ran"] and time.monotonic() < deadline:   # copies until the main thread ran
             copy_into(view, base, 0, memoryview(src))
         state["in"] = False
         state["done"] = True
@@ -198,6 +199,7 @@ def test_the_bounce_copy_lets_other_threads_run_meanwhile():
         ran = 0
         while state["in"]:                        # runs only while the worker's copy lets go of the GIL
             ran += 1
+            state["ran"] = True
             time.sleep(0)                         # hands it back, as the event loop's poll does
         t.join()
     finally:
