@@ -195,25 +195,29 @@ def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: 
                                                          str(ready), "--listen", f"{seed.ip}:{PEER_PORT}"])
             wait_for(ready.exists, timeout_s=30, what="the libtorrent seeder")
         results, gos = [], []
-        for number, (after_s, hosts) in enumerate(waves(regime, leeches)):
-            gos.append((after_s, work / f"go{number}.json"))
+        for after_s, hosts in waves(regime, leeches):
             for host in hosts:
                 out = work / host.name
                 out.mkdir()
                 results.append(work / f"{host.name}.json")
+                gos.append((after_s, host, work / f"go-{host.name}.json"))
                 _spawn(host, work, f"lt-{host.name}", node + [
                     "--role", "leecher", "--dir", str(out), "--ready", str(work / f"{host.name}.port"), "--go",
-                    str(gos[-1][1]), "--result", str(results[-1]), "--listen", f"{host.ip}:{PEER_PORT}"])
+                    str(gos[-1][2]), "--result", str(results[-1]), "--listen", f"{host.ip}:{PEER_PORT}"])
         for host in leeches:
             wait_for((work / f"{host.name}.port").exists, timeout_s=30, what=f"libtorrent on {host.name}")
         seed_bytes = sum(link_bytes(s) for s in seeds)
-        peers = json.dumps([f"{h.ip}:{PEER_PORT}" for h in [*seeds, *leeches]])
+        # each leecher dials the seeds and only the leechers after it: two libtorrent nodes that
+        # dial each other at once both drop the incoming one as a duplicate peer id, and their
+        # retries cross again on libtorrent's 1 s tick (at RTT 50 every pair lost both); the
+        # mixed swarm does the same (run_mixed)
         with Tracer([*seeds, *leeches], trace) as tracer, CpuWatch(lab) as cpu:
             t0 = time.time()
-            for after_s, go in gos:
+            for after_s, host, go in gos:
                 time.sleep(max(0.0, t0 + after_s - time.time()))     # the schedule of the case itself
-                go.with_suffix(".tmp").write_text(peers)             # whole, or lt_node reads it empty
-                go.with_suffix(".tmp").rename(go)
+                later = leeches[leeches.index(host) + 1:]
+                go.with_suffix(".tmp").write_text(json.dumps([f"{h.ip}:{PEER_PORT}" for h in [*seeds, *later]]))
+                go.with_suffix(".tmp").rename(go)                    # whole, or lt_node reads it empty
             wait_for(lambda: all(r.exists() for r in results), timeout_s=20 * regime.t_min() + regime.wave_s + 60,
                      what="libtorrent downloads", interval_s=0.05)
         times = [json.loads(r.read_text()) for r in results]
