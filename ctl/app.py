@@ -44,7 +44,8 @@ def fast_download(argv: list[str]) -> tuple[dict[str, str], bool] | None:
         options[name] = value
     if not {"--torrent", "--peer-id", "--peer-port"} <= options.keys():
         return None
-    if not (options["--peer-port"].isascii() and options["--peer-port"].isdigit()):
+    port = options["--peer-port"]
+    if not (port.isascii() and port.isdigit() and len(port) <= 5):   # longer: Typer's "not a valid int"
         return None
     return options, json_out
 

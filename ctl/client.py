@@ -109,6 +109,7 @@ def tracker(endpoints: str | list[str], msg: m.Message, timeout_s: float = confi
 def check_peer(peer_id: str, host: str, port: int, timeout_s: float = 1.0) -> None:
     """The peer answers on its data port and is the peer it is said to be."""
     config.check_peer_id(peer_id)
+    config.check_port(port, "--peer-port")
     endpoint = config.endpoint(host, port)
     pong = request(endpoint, m.Ping(), f"peer {peer_id}", timeout_s=timeout_s, tries=2)
     if not isinstance(pong, m.Pong) or pong.peer_id != peer_id:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import errno
 import math
 import os
 import random
@@ -143,7 +144,7 @@ class KernelQueue:
         # late without being held longer, and the line need not wake for every arrival.
         self.stamper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.stamper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
-        self.stamped = False      # the last notice carried its stamp
+        self.stamped = False      # the last notice carried a stamp that ``arrived`` trusted
         self._config([(NFQA_CFG_CMD, struct.pack("!BBH", NFQNL_CFG_CMD_BIND, 0, 0))])
         self._config([(NFQA_CFG_PARAMS, struct.pack("!IB", 0, COPY_META)),
                       (NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", max_len)),
@@ -176,36 +177,40 @@ class KernelQueue:
         buf, at = self.buf, 0
         while at + 16 <= n:
             length, kind, _, seq, _ = struct.unpack_from("=IHHII", buf, at)
-            if length < 16:
+            if length < 16 or at + length > n:      # cut short: never read the last datagram's bytes
                 break
             yield kind, seq, memoryview(buf)[at + 16:at + length]
             at += (length + 3) & ~3
 
     def read(self, arrived) -> None:
-        """Hand every packet notice waiting on the socket to ``arrived(packet_id, stamp)``."""
+        """Hand every packet notice waiting on the socket to ``arrived(packet_id, stamp)``, which
+        says whether it trusted the stamp."""
         while True:
             try:
                 n = self.sock.recv_into(self.buf, 0, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:   # notices lost, not packets: the next batch verdict accepts them
+                    continue
+                raise
             for kind, _, payload in self._messages(n):
                 if kind != (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
                     continue
                 packet_id, stamp, at = None, 0.0, 4          # after the nfgenmsg
                 while at + 4 <= len(payload):
                     length, attr = struct.unpack_from("=HH", payload, at)
-                    if length < 4:
+                    if length < 4 or at + length > len(payload):
                         break
                     attr &= 0x3FFF
-                    if attr == NFQA_PACKET_HDR:
+                    if attr == NFQA_PACKET_HDR and length >= 8:
                         packet_id = struct.unpack_from("!I", payload, at + 4)[0]
-                    elif attr == NFQA_TIMESTAMP:
+                    elif attr == NFQA_TIMESTAMP and length >= 20:
                         sec, usec = struct.unpack_from("!QQ", payload, at + 4)
                         stamp = sec + usec / 1e6
                     at += (length + 3) & ~3
                 if packet_id is not None:
-                    self.stamped = stamp > 0
-                    arrived(packet_id, stamp)
+                    self.stamped = arrived(packet_id, stamp)
 
     def accept_upto(self, packet_id: int) -> None:
         self._send(NFQNL_MSG_VERDICT_BATCH, [(NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, packet_id))])
@@ -225,9 +230,12 @@ def serve(delay_s: float, jitter_s: float, ready=sys.stdout) -> None:
         line = DelayLine(delay_s, jitter_s, random.Random(os.getpid()), accept_upto=queue.accept_upto,
                          tick_s=min(TICK_MAX_S, delay_s * TICK_SHARE))
 
-        def arrived(packet_id: int, stamp: float) -> None:
+        def arrived(packet_id: int, stamp: float) -> bool:
+            """Hold the packet from its stamp if the stamp is trusted (then the line may read lazily)."""
             now = clock()
-            line.hold(packet_id, stamp if now - STAMP_MAX_AGE_S < stamp <= now else now)
+            trusted = now - STAMP_MAX_AGE_S < stamp <= now
+            line.hold(packet_id, stamp if trusted else now)
+            return trusted
 
         def run() -> None:
             queue.read(arrived)

@@ -234,7 +234,21 @@ class Lab:
         host.set_delay(one_way, min(self.jitter_ms, one_way))
         return host
 
+    def dead_delay_lines(self) -> list[str]:
+        """One line for each host whose delay line has died: its rule has no bypass, so that
+        host has received nothing since (a run that stalls says why here)."""
+        dead = []
+        for host in self.hosts.values():
+            proc = host.delay_line
+            if proc is not None and proc.poll() is not None:
+                err = [line for line in proc.stderr.read().splitlines() if line.strip()] if proc.stderr else []
+                dead.append(f"the delay line on {host.name} died (exit {proc.returncode}): "
+                            f"{err[-1].strip() if err else 'no output'}")
+        return dead
+
     def close(self) -> None:
+        for line in self.dead_delay_lines():
+            print(f"lab: {line}", file=sys.stderr)
         for host in self.hosts.values():      # the nodes first: their last words still cross the delay lines
             host.kill_all(keep_delay_line=True)
         for host in self.hosts.values():

@@ -238,6 +238,13 @@ def check_peer_id(peer_id: str) -> str:
     return peer_id
 
 
+def check_port(port: int, what: str = "port") -> int:
+    """A TCP port a command is told to reach: 1-65535 (0 or beyond would only time out)."""
+    if not 0 < port <= 65535:
+        raise ZorrentError(f"{what} {str(port)[:12]} must be 1-65535", ErrorCode.BAD_FIELD)
+    return port
+
+
 # ---------------------------------------------------------------- timing (unit in every name)
 # Heartbeats: the tracker hands out an interval (Registered and every heartbeat's reply, as
 # BEP 3's ``interval``) that grows with the live peers (heartbeat_for_swarm), and each peer's

@@ -107,3 +107,12 @@ def test_a_channel_dialling_finds_the_connection_its_peer_made_first():
     s.register(ch)
     assert s.incoming(ch) is early
     assert s.incoming(FakeChannel("198.18.0.8", 6881)) is None
+
+
+def test_a_new_peer_id_from_the_one_address_wanted_is_still_adopted_by_address():
+    """libtorrent 1.2+ picks a new peer id per connection, every client on restart: a peer id
+    met before must not switch the address rule off (review4 finding 5)."""
+    ch = FakeChannel("198.18.0.7", 6881, peer_id=b"-LT2110-aaaaaaaaaaaa")
+    s = service(ch)
+    conn = incoming(s, "198.18.0.7", peer_id=b"-LT2110-bbbbbbbbbbbb", extended=False)
+    assert ch.adopted == [conn]

@@ -88,3 +88,15 @@ def test_peers_json_disk_io_reaches_the_peer_command_line(tmp_path):
     p1, p2 = nodes.load_peers("peers.json")
     assert "--disk-io" not in nodes.peer_args(p1, "tcp://127.0.0.1:6969")
     assert nodes.peer_args(p2, "tcp://127.0.0.1:6969")[-2:] == ["--disk-io", "buffered"]
+
+
+def test_a_port_out_of_range_is_bad_input_before_any_request():
+    """--peer-port 0 or 99999 would only time out as "not running" (review4 finding 2)."""
+    from node import config
+    from protocol.errors import ErrorCode, ZorrentError
+
+    assert config.check_port(6881) == 6881
+    for port in (0, 65536, 10 ** 30):
+        with pytest.raises(ZorrentError) as err:
+            config.check_port(port, "--peer-port")
+        assert err.value.code == ErrorCode.BAD_FIELD and "1-65535" in err.value.message

@@ -106,3 +106,20 @@ def test_the_raw_queue_reads_ids_and_stamps_and_accepts_up_to_an_id_in_one_messa
     assert length == len(msg) == 16 + 4 + 12 and kind == delay.NFNL_SUBSYS_QUEUE << 8 | delay.NFQNL_MSG_VERDICT_BATCH
     assert struct.unpack_from("!H", msg, 18)[0] == 3                               # the queue's number
     assert struct.unpack_from("!II", msg, 24) == (delay.NF_ACCEPT, 9)
+
+
+def test_the_raw_queue_skips_cut_short_notices_and_attributes_and_trusts_only_what_arrived_says():
+    """A notice whose length runs past the datagram is not read from the last datagram's
+    bytes, a too-short attribute is skipped (no struct.error), and ``stamped`` follows what
+    the caller trusted, not the mere presence of a stamp (review4 findings 3 and 4)."""
+    queue = delay.KernelQueue.__new__(delay.KernelQueue)
+    queue.number, queue.seq, queue.buf, queue.stamped = 3, 0, bytearray(4096), False
+    whole = _notice(5, 1000.25)
+    cut = struct.pack("=I", len(whole) + 64) + whole[4:20]          # claims more than the datagram holds
+    short = bytearray(_notice(6, None))
+    struct.pack_into("=H", short, 20, 6)                            # a PACKET_HDR of 6 bytes: too short for an id
+    queue.sock = FakeSocket([whole, cut, bytes(short), _notice(7, 12345.678)])
+    got: list = []
+    queue.read(lambda packet_id, stamp: got.append((packet_id, stamp)) or stamp > 100000)
+    assert got == [(5, 1000.25), (7, 12345.678)]                    # 5 once, nothing from the cut or the short one
+    assert not queue.stamped                                        # a stamp the caller did not trust

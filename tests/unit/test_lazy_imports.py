@@ -152,7 +152,8 @@ def test_the_plainest_download_line_is_answered_without_typer(tmp_path):
                   ["download", *base[:-1], "--help"], ["download", *base, "--help"], ["download", "--help"],
                   ["--timeout", "3", "download", *base], ["download", *base, "--json"], ["download"],
                   ["download", "--magnet", "magnet:?xt=urn:btih:00", "--peer-id", "p1", "--peer-port", "1"],
-                  ["download", *base[:-1], "６８８１"], ["status", "--peer-id", "p1"]):
+                  ["download", *base[:-1], "６８８１"], ["download", *base[:-1], "9" * 5000],
+                  ["status", "--peer-id", "p1"]):
         assert fast_download(other) is None, other
     modules = loaded_by(tmp_path, "--json", "download", "--torrent", "none.torrent", "--peer-id", "p1",
                         "--peer-port", "6881")

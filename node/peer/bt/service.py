@@ -189,6 +189,7 @@ class BtService:
         """Is ``conn``, opened by a remote, the standard peer ``channel`` downloads from?
         - by its BEP 10 listen port ``p``, if it said one;
         - else by its peer id, if the channel has met that peer before (an earlier connection);
+          another id goes on to the address rule (libtorrent 1.2+ picks one per connection);
         - else by address alone: only when the channel is the one wanting that address, and the
           address is not a loopback one (every client on this host shares that), and only once
           an extended connection's ext handshake has come without ``p`` (not before: it may say one).
@@ -198,8 +199,8 @@ class BtService:
             return False
         if conn.listen_port:
             return conn.listen_port == channel.port
-        if channel.remote_peer_id:
-            return conn.remote_peer_id == channel.remote_peer_id
+        if channel.remote_peer_id and conn.remote_peer_id == channel.remote_peer_id:
+            return True                 # else the address rule: clients pick a new id per connection or restart
         if conn.extended and not conn.ext_seen:
             return False
         return not _loopback(channel.host) and self._wanted_at(conn.info_hash, channel.host) == [channel]
