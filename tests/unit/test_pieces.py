@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from protocol import chunk_reader
+from protocol import chunk_reader, pieces
 from protocol.pieces import Bitfield, auto_piece_length, iter_piece_hashes, piece_count
 
 
@@ -84,7 +84,11 @@ def reader_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("hash-read")]
 
 
-def test_a_hash_given_up_early_stops_its_readers(data_file):
+def test_a_hash_given_up_early_stops_its_readers(data_file, monkeypatch):
+    """Chunks of 64 KiB, so the file is many more chunks than the reader has buffers: its
+    threads must still be waiting for a free buffer when the hash is given up (with 8 MiB
+    chunks all three fit, and a fast reader may be done before the first hash is read)."""
+    monkeypatch.setattr(pieces, "HASH_READ_BYTES", 64 * KIB)
     path, data = data_file
     fd = cold_fd(path)
     try:
