@@ -52,6 +52,19 @@ def test_aria2_finds_a_zorrent_seed_through_the_http_tracker(swarm):
     assert (out / "song.bin").read_bytes() == src.read_bytes()
 
 
+def download_from_standard_seed(swarm, made: dict, src, client: str):
+    """Wait until the standard client ``client`` is listed as the torrent's seeder at the HTTP
+    door, then have z2 download it there; the file must come out byte-identical."""
+    wait_for(lambda: scrape(http_url(swarm), made["info_hash"]).get(b"complete") == 1, timeout_s=30,
+             what=f"{client} to announce itself as a seeder")
+    out = swarm.workdir / "dl" / src.name
+    res = swarm.cli("download", "--torrent", made["torrent"], "--output", str(out), "--peer-id", "z2",
+                    "--peer-port", str(swarm.peer_ports["z2"]), timeout_s=60)
+    assert out.read_bytes() == src.read_bytes()
+    assert "bt:" in res.stdout                     # the Download Statistics name the standard client
+    return res
+
+
 def test_zorrent_downloads_from_a_libtorrent_seed_found_through_the_tracker(swarm):
     """libtorrent seeds and announces to the HTTP door; a zorrent peer finds it there and
     takes every piece over BEP 3 (verified before it announces each)."""
@@ -61,13 +74,7 @@ def test_zorrent_downloads_from_a_libtorrent_seed_found_through_the_tracker(swar
     made = swarm.cli_json("create", "--input", str(src), "--http-announce", http_url(swarm))[0]
     ses = lt_session()
     handle = lt_add(ses, swarm.workdir / made["torrent"], src.parent, seed_mode=True)
-    wait_for(lambda: scrape(http_url(swarm), made["info_hash"]).get(b"complete") == 1, timeout_s=30,
-             what="libtorrent to announce itself as a seeder")
-    out = swarm.workdir / "dl" / "film.bin"
-    res = swarm.cli("download", "--torrent", made["torrent"], "--output", str(out), "--peer-id", "z2",
-                    "--peer-port", str(swarm.peer_ports["z2"]), timeout_s=60)
-    assert out.read_bytes() == src.read_bytes()
-    assert "bt:" in res.stdout                     # the Download Statistics name the standard client
+    download_from_standard_seed(swarm, made, src, "libtorrent")
     assert handle.status().total_payload_upload >= src.stat().st_size
 
 
@@ -105,13 +112,7 @@ def test_zorrent_downloads_from_an_aria2_seed_found_through_the_http_tracker(swa
          f"--log={log}", "--log-level=info", str(swarm.workdir / made["torrent"])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: scrape(http_url(swarm), made["info_hash"]).get(b"complete") == 1, timeout_s=30,
-                 what="aria2 to announce itself as a seeder")
-        out = swarm.workdir / "dl" / "clip.bin"
-        res = swarm.cli("download", "--torrent", made["torrent"], "--output", str(out), "--peer-id", "z2",
-                        "--peer-port", str(swarm.peer_ports["z2"]), timeout_s=60)
-        assert out.read_bytes() == src.read_bytes()
-        assert "bt:" in res.stdout                     # the Download Statistics name the standard client
+        download_from_standard_seed(swarm, made, src, "aria2")
         assert "(aria2" in swarm.log("z2")             # its pieces came over z2's BEP 3 wire
     finally:
         kill_tree(seeder)
