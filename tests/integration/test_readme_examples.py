@@ -74,12 +74,24 @@ def block(heading: str, first: str | None = None) -> list[str]:
 
 
 def _free_offset() -> int:
-    """A port offset under which every README port, and its HTTP door (+1000), is free."""
-    ports = sorted({int(p) for _, cmds in blocks() for c in cmds for p in PORT_RE.findall(c)} | {6881, 6882, 6883})
-    for offset in range(20000 + os.getpid() % 20 * 1000, 60000, 1013):
+    """A port offset under which every README port, and its HTTP door (+1000), is free, all of
+    them below the kernel's ephemeral range: a port found free inside that range stays free only
+    until some outgoing connection draws it (a CI run lost swarm up's web port that way)."""
+    import random
+
+    from ctl.ports import LOWEST, ephemeral_range
+
+    ports = sorted({int(p) for _, cmds in blocks() for c in cmds for p in PORT_RE.findall(c)} | {6881, 6882, 6883, 8080})
+    wanted = ports + [p + 1000 for p in ports]
+    low, _ = ephemeral_range()
+    bottom, top = LOWEST - min(wanted), low - max(wanted) - 1
+    assert top > bottom, f"no room below the ephemeral range ({low}) for the README's ports"
+    rng = random.Random()
+    for _ in range(200):
+        offset = rng.randrange(bottom, top)
+        socks = []
         try:
-            socks = []
-            for port in ports + [p + 1000 for p in ports]:
+            for port in wanted:
                 s = socket.socket()
                 socks.append(s)
                 s.bind(("127.0.0.1", port + offset))
