@@ -268,6 +268,11 @@ REQUEST_TIMEOUT_S = 2.0                       # one try of a control/tracker req
 REQUEST_RETRIES = 3                           # Lazy Pirate: tries before giving up
 ANNOUNCE_BATCH_S = 0.05                       # verified pieces wait at most this long
 PEER_REFRESH_S = 1.0                          # a downloading job re-reads the peer list
+FINISHED_PEERS_SHOWN_S = 60.0                 # a finished download's per-peer figures (Download Statistics) are in
+                                              # every status this long after it ends (the download command, the
+                                              # soak and the web view read them then), then only in a status of
+                                              # that torrent: the web view asks every peer twice a second, and a
+                                              # peer's answer must not grow with its download history
 PEER_REFRESH_MIN_S = 0.2                      # ... sooner while the job is young (half its age): peers that
                                               # start together find each other at once
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
