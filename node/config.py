@@ -474,6 +474,9 @@ BT_RECONNECT_MIN_S = 1.0                      # a download's first redial to a s
 BT_RECONNECT_MAX_S = 60.0                     # ... doubling up to this, while the download still wants it
 BT_REDIRECT_MEMO_S = 2.0                      # a piece send-once refused to a standard client: its other blocks
                                               # are refused this long without asking the rule again
+BT_LIVE_OFFERS = SEND_ONCE_SUGGEST            # send-once offers a BEP 3 remote may have waiting unasked before it
+                                              # gets new ones (bt/upload.py): pieces held for a client that
+                                              # ignores suggests are first copies nobody gets for SEND_ONCE_OFFER_S
 BT_CLOSE_GRACE_S = 0.5                        # requests left on a closed BEP 3 connection wait this long for
                                               # the next one (bt/remote.py on_closed) before they fail
 
