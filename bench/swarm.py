@@ -75,6 +75,7 @@ class Result:
     seed_upload: float        # bytes the seeds' links sent, as a multiple of F
     trace: list = None        # [(t, {host: bytes sent so far})] every TRACE_S, with --trace
     cpu: CpuWatch = None
+    finished: dict = None     # leecher -> seconds from the run's start to its finish (uneven progress)
 
 
 def build(lab: Lab, regime: Regime) -> tuple[Host, list[Host], list[Host]]:
@@ -184,7 +185,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
                 raise SystemExit(f"zorrent wrote a wrong file on {host.name}")
     os.environ.pop("ZORRENT_OUTPUT", None)
     os.environ.pop("ZORRENT_KEYS", None)
-    return Result(seconds, upload, tracer.samples, cpu)
+    return Result(seconds, upload, tracer.samples, cpu, {n: t - min(sent.values()) for n, t in done.items()})
 
 
 def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool = False) -> Result:
@@ -228,7 +229,9 @@ def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: 
         for host in leeches:
             if not filecmp.cmp(src, work / host.name / src.name, shallow=False):
                 raise SystemExit(f"libtorrent wrote a wrong file on {host.name}")
-    return Result(seconds, upload, tracer.samples, cpu)
+    start = min(t["started"] for t in times)
+    return Result(seconds, upload, tracer.samples, cpu,
+                  {h.name: t["finished"] - start for h, t in zip([g[1] for g in gos], times)})
 
 
 def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool = False) -> Result:
@@ -456,6 +459,9 @@ def main() -> int:
                               f"T_min{waves_bound}; the seeds uploaded {res.seed_upload:.2f}x F", flush=True)
                         print(f"    cpu: {res.cpu.summary()}" + ("  << CPU-LIMITED" if res.cpu.limited else ""),
                               flush=True)
+                        if res.finished:
+                            print("    done at (x T_min): " + " ".join(
+                                f"{n} {t / regime.t_min():.3f}" for n, t in sorted(res.finished.items())), flush=True)
                         show_trace(res.trace, caps_of(regime))
                 limited = any(r.cpu.limited for rs in cell.values() for r in rs if r)
                 if not (args.auto_scale and limited and attempt < 2):
