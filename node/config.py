@@ -512,6 +512,12 @@ TRACKER_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 DEFAULT_WEB_HOST = "127.0.0.1"                # never all interfaces unless asked
 DEFAULT_WEB_PORT = 8080
 WEB_POLL_S = 0.5                              # tracker + every peer's status, then a push to each page
+WEB_IDLE_POLL_S = 10.0                        # ... but this seldom while no one looks: every look wakes every
+                                              # local peer (300 of them: 600 statuses a second for nobody)
+WEB_WATCHED_S = 30.0                          # a page, /api/swarm or /metrics asked within this long is someone
+                                              # looking (longer than Prometheus' default 15 s scrape interval)
+WEB_FRESH_WAIT_S = 3.0                        # the first ask after a quiet spell waits this long at most for a
+                                              # fresh look (one look is bounded by the timeouts below)
 WEB_STATUS_TIMEOUT_S = 0.4                    # a peer that does not answer a poll by then shows "no answer"
 WEB_TRACKER_TIMEOUT_S = 1.0                   # the tracker may be busy with a group commit: wait longer
 WEB_PIECE_BUCKETS = 1000                      # piece map columns at most (qBittorrent's piecesbar idea)
