@@ -34,7 +34,45 @@ from tests.procs import PY, Swarm  # noqa: E402
 MIB = 1024 * 1024
 
 
-def one_run(work: Path, src: Path) -> dict:
+class Blocked:
+    """Samples, every 5 ms while the command runs, each seeder and leecher thread that is in
+    uninterruptible sleep (state D: waiting on the disk or the filesystem), with the top of
+    its kernel stack: where a stalled run waited."""
+
+    def __init__(self, pids: dict[str, int]):
+        import threading
+
+        self.pids, self.seen, self.t0 = pids, {}, time.monotonic()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.005):
+            for name, pid in self.pids.items():
+                for task in Path(f"/proc/{pid}/task").glob("*"):
+                    try:
+                        if stat_state(task / "stat") != "D":
+                            continue
+                        stack = (task / "stack").read_text().split("\n")[:3]
+                    except OSError:
+                        continue
+                    where = " < ".join(line.split("] ")[-1].split("+")[0] for line in stack if line)
+                    key = (name, where)
+                    self.seen[key] = self.seen.get(key, 0) + 1
+
+    def report(self) -> list[str]:
+        self.stop.set()
+        self.thread.join()
+        return [f"{n * 5} ms  {name}: {where}" for (name, where), n in
+                sorted(self.seen.items(), key=lambda kv: -kv[1])[:6]]
+
+
+def stat_state(path: Path) -> str:
+    return path.read_text().rpartition(")")[2].split()[0]
+
+
+def one_run(work: Path, src: Path, waits: bool = False) -> dict:
     swarm = Swarm(work)
     try:
         swarm.tracker()
@@ -49,11 +87,13 @@ def one_run(work: Path, src: Path) -> dict:
         env["ZORRENT_STAMPS"] = str(stamps)
         before = {name: usage(pid) for name, pid in pids.items()}
         before_threads = {p: threads(pids[p]) for p in ("s0", "l0")}
+        blocked = Blocked({p: pids[p] for p in ("s0", "l0")}) if waits else None
         t0 = time.monotonic()
         proc = subprocess.Popen(argv, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # the command's own CPU: wait4 gives the child's rusage
         _, status, ru = os.wait4(proc.pid, 0)
         t_exit = time.monotonic()
+        waits = blocked.report() if blocked is not None else []
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             raise SystemExit(f"download exited {proc.returncode}: {proc.stderr.read().decode()[-800:]}")
@@ -68,7 +108,7 @@ def one_run(work: Path, src: Path) -> dict:
         if not filecmp_same(src, work / "out.bin"):
             raise SystemExit("wrong file")
         return {"t0": t0, "exit": t_exit, "marks": marks, "cpu": cpu, "threads": thr,
-                "disk": disk[-1] if disk else ""}
+                "disk": disk[-1] if disk else "", "blocked": waits}
     finally:
         swarm.close(failed=False)
 
@@ -97,6 +137,8 @@ def show(res: dict, size: int) -> None:
         print(f"  the job's own span (creation to last verified piece): {elapsed:.3f} s "
               f"({size / 1e6 / elapsed:.0f} MB/s); outside it {total - elapsed:.3f} s")
     print("  " + res["disk"])
+    for line in res["blocked"]:
+        print("  in D state (disk/filesystem wait), sampled: " + line)
     allcpu = 0.0
     for name, (user, system, minflt) in res["cpu"].items():
         allcpu += user + system
@@ -110,6 +152,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--waits", action="store_true",
+                    help="sample the seeder's and leecher's threads in D state (disk waits), with their kernel stacks")
     ap.add_argument("--dir", help="where the input file is kept (default: a temp dir)")
     args = ap.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-timeline-"))
@@ -121,7 +165,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             print(f"run {run + 1}: {args.size_mib} MiB, code {REPO}", flush=True)
-            show(one_run(work, src), src.stat().st_size)
+            show(one_run(work, src, args.waits), src.stat().st_size)
             shutil.rmtree(work, ignore_errors=True)
     finally:
         if not args.dir:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 import zmq
 
@@ -18,6 +18,7 @@ from protocol import messages as m
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
 
 _zctx: zmq.Context | None = None
+T = TypeVar("T")
 
 
 def _check() -> str:
@@ -35,6 +36,34 @@ def zctx() -> zmq.Context:
     if _zctx is None:
         _zctx = zmq.Context()
     return _zctx
+
+
+def in_background(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """Start ``fn(*args)`` (a read-only request) on a thread now; the function returned waits for
+    it and returns what it returned or raises what it raised. Two requests in flight at once,
+    or one while this process reads a file, instead of one round trip after another."""
+    import threading
+
+    zctx()                   # the one context, made before two threads could each make one
+    box: list = []
+
+    def run() -> None:
+        try:
+            box.append((fn(*args), None))
+        except BaseException as exc:       # handed to the caller, raised there
+            box.append((None, exc))
+
+    worker = threading.Thread(target=run, name=f"request {getattr(fn, '__name__', '')}", daemon=True)
+    worker.start()
+
+    def result() -> T:
+        worker.join()
+        value, exc = box[0]
+        if exc is not None:
+            raise exc
+        return value
+
+    return result
 
 
 def request(endpoint: str, msg: m.Message, what: str, timeout_s: float = config.REQUEST_TIMEOUT_S,

@@ -21,6 +21,9 @@ def show(peer_id: str, peer_port: int, torrent: str | None = None, magnet_link: 
     if (torrent is None) == (magnet_link is None):
         raise ZorrentError("give exactly one of --torrent and --magnet", ErrorCode.BAD_INPUT)
     host = nodes.listed_host(peer_id, peers_config, peer_host)
+    # the data-port ping, then the held Status, each answered while this process reads the
+    # torrent and (for the Status) sends the other: the errors still come in the serial order
+    pinged = client.in_background(client.check_peer, peer_id, host, peer_port)
     sources: list[str] = []
     if torrent is not None:
         meta = metainfo.read(torrent)
@@ -32,8 +35,9 @@ def show(peer_id: str, peer_port: int, torrent: str | None = None, magnet_link: 
         sources = [f"{h}:{p}" for h, p in magnet.parse(magnet_link).peers]   # x.pe: BEP 3 peers too
         if not torrent_path(meta.name).exists():     # for `get` and `remove --torrent` later
             metainfo.write(meta, torrent_path(meta.name))
-    client.check_peer(peer_id, host, peer_port)
-    out_path = follow.output_path(meta, output, follow.held_path(peer_id, meta.info_hash))
+    held = client.in_background(follow.held_path, peer_id, meta.info_hash)
+    pinged()
+    out_path = follow.output_path(meta, output, held())
     client.peer_control(peer_id, m.Download(metainfo=meta.raw, output=out_path, peers=sources),
                         timeout_s=timeout_s)    # a file already there is hashed meanwhile
     job = follow.download(peer_id, meta, quiet=json_out)
