@@ -276,9 +276,9 @@ PEER_REFRESH_MIN_S = 0.05                     # ... sooner while the job is youn
 #   the second ask goes as the first list arrives. A few asks more per job, in its first half second.
 FINISHED_PEERS_SHOWN_S = 60.0                 # a finished download's per-peer figures (Download Statistics) are in
                                               # every status this long after it ends (the download command, the
-                                              # soak and the web view read them then), then only in a status of
-                                              # that torrent: the web view asks every peer twice a second, and a
-                                              # peer's answer must not grow with its download history
+                                              # soak and the web view read them then), then its totals only: the
+                                              # web view asks every peer twice a second, and a peer's answer must
+                                              # not grow with its download history
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
 STATUS_POLL_S = 0.2                           # ctl progress refresh
 STATUS_POLL_MIN_S = 0.01                      # ... and, near a download's expected end, as often as this (a status
