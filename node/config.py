@@ -276,9 +276,9 @@ PEER_REFRESH_MIN_S = 0.05                     # ... sooner while the job is youn
 #   the second ask goes as the first list arrives. A few asks more per job, in its first half second.
 FINISHED_PEERS_SHOWN_S = 60.0                 # a finished download's per-peer figures (Download Statistics) are in
                                               # every status this long after it ends (the download command, the
-                                              # soak and the web view read them then), then only in a status of
-                                              # that torrent: the web view asks every peer twice a second, and a
-                                              # peer's answer must not grow with its download history
+                                              # soak and the web view read them then), then its totals only: the
+                                              # web view asks every peer twice a second, and a peer's answer must
+                                              # not grow with its download history
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
 STATUS_POLL_S = 0.2                           # ctl progress refresh
 STATUS_POLL_MIN_S = 0.01                      # ... and, near a download's expected end, as often as this (a status
@@ -512,6 +512,12 @@ TRACKER_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 DEFAULT_WEB_HOST = "127.0.0.1"                # never all interfaces unless asked
 DEFAULT_WEB_PORT = 8080
 WEB_POLL_S = 0.5                              # tracker + every peer's status, then a push to each page
+WEB_IDLE_POLL_S = 10.0                        # ... but this seldom while no one looks: every look wakes every
+                                              # local peer (300 of them: 600 statuses a second for nobody)
+WEB_WATCHED_S = 30.0                          # a page, /api/swarm or /metrics asked within this long is someone
+                                              # looking (longer than Prometheus' default 15 s scrape interval)
+WEB_FRESH_WAIT_S = 3.0                        # the first ask after a quiet spell waits this long at most for a
+                                              # fresh look (one look is bounded by the timeouts below)
 WEB_STATUS_TIMEOUT_S = 0.4                    # a peer that does not answer a poll by then shows "no answer"
 WEB_TRACKER_TIMEOUT_S = 1.0                   # the tracker may be busy with a group commit: wait longer
 WEB_PIECE_BUCKETS = 1000                      # piece map columns at most (qBittorrent's piecesbar idea)

@@ -81,7 +81,7 @@ def _status(node: PeerApi, info_hash: str) -> m.StatusReply:
                            ErrorCode.UNKNOWN_TORRENT)
     holdings = [node.holdings.get(info_hash)] if info_hash else list(node.holdings.values())
     return m.StatusReply(peer_id=node.peer_id, registered=node.registered,
-                         jobs=[node.job_status(h) for h in holdings],
+                         jobs=[node.job_status(h, alone=bool(info_hash)) for h in holdings],
                          held_bytes=node.budget.total_bytes, held_peak_bytes=node.budget.peak_bytes)
 
 

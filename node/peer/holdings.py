@@ -88,14 +88,15 @@ class Holding:
             role=self.role, verified=state.b64(self.bitfield.to_bytes()), size=size, mtime_ns=mtime_ns,
             fetched=self.fetched, ino=ino)
 
-    def status(self, announced: int) -> m.JobStatus:
+    def status(self, announced: int, alone: bool = False) -> m.JobStatus:
         """Its status now. A finished download's per-peer figures (Download Statistics) are
         in it for FINISHED_PEERS_SHOWN_S after the end; after that its totals only, so what a
-        status costs does not grow with the downloads a peer has done."""
+        status costs does not grow with the downloads a peer has done. A status of this
+        torrent ``alone`` (the download command re-attached later) always carries them."""
         job, done = self.job, self.outcome
         if job is not None:
             done = Outcome(job.failed_attempts, job.ignored, job.warning, job.peer_stats())
-        elif done is not None and time.monotonic() - (self.finished or 0.0) > config.FINISHED_PEERS_SHOWN_S:
+        elif done is not None and not alone and time.monotonic() - (self.finished or 0.0) > config.FINISHED_PEERS_SHOWN_S:
             done = dataclasses.replace(done, peers=[])
         done = done or Outcome()
         have = len(self.bitfield)

@@ -215,8 +215,8 @@ class PeerNode(Context):
     def remove(self, info_hash: str, delete_data: bool) -> None:
         self.jobs.remove(info_hash, delete_data)
 
-    def job_status(self, h: Holding) -> m.JobStatus:
-        return h.status(self.session.announced(h.meta.info_hash))
+    def job_status(self, h: Holding, alone: bool = False) -> m.JobStatus:
+        return h.status(self.session.announced(h.meta.info_hash), alone)
 
     def stop_soon(self) -> None:
         self.reactor.call_later(0, self.stop)

@@ -61,19 +61,51 @@ def allowed_hosts(host: str, port: int, names: list[str]) -> set[str]:
 
 
 class Hub:
-    """The latest snapshot, and a queue per connected page (only the newest one matters)."""
+    """The latest snapshot, and a queue per connected page (only the newest one matters).
+
+    It also knows whether anyone is looking: a connected page, or a request for the page,
+    /api/swarm or /metrics within WEB_WATCHED_S. Unwatched, the view looks every
+    WEB_IDLE_POLL_S only, so an idle swarm's peers are not woken twice a second for nobody;
+    the first request after a quiet spell waits for a fresh look instead of a stale one."""
 
     def __init__(self) -> None:
         self.latest = ""
         self.seq = 0
         self.pages: set[asyncio.Queue] = set()
+        self.published_at = float("-inf")     # loop time of the latest snapshot
+        self.wanted_at = float("-inf")        # loop time someone last asked
+        self.wake = asyncio.Event()           # someone asked: look now if the last look is old
+        self._waiting: list[asyncio.Future] = []
 
     def publish(self, seq: int, data: str) -> None:
         self.latest, self.seq = data, seq
+        self.published_at = asyncio.get_running_loop().time()
         for queue in self.pages:
             if queue.full():
                 queue.get_nowait()    # a slow page skips to the newest snapshot
             queue.put_nowait((seq, data))
+        for waiter in self._waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiting.clear()
+
+    def watched(self) -> bool:
+        return bool(self.pages) or asyncio.get_running_loop().time() - self.wanted_at < config.WEB_WATCHED_S
+
+    async def wanted(self) -> None:
+        """Someone asks: the view goes on looking every WEB_POLL_S; if the latest look is
+        older than that (the view was idle), wait for the next one (at most WEB_FRESH_WAIT_S)."""
+        loop = asyncio.get_running_loop()
+        self.wanted_at = loop.time()
+        self.wake.set()               # the poll loop re-reckons its next look
+        if loop.time() - self.published_at <= 2 * config.WEB_POLL_S:
+            return
+        waiter = loop.create_future()
+        self._waiting.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, config.WEB_FRESH_WAIT_S)
+        except asyncio.TimeoutError:
+            pass                      # answer with what there is
 
 
 VIEW = web.AppKey("view", SwarmView)
@@ -96,6 +128,9 @@ async def guard(request: web.Request, handler):
 
 
 async def page(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    hub.wanted_at = asyncio.get_running_loop().time()                # its /events follows
+    hub.wake.set()
     return web.Response(body=_asset("index.html"), content_type="text/html", charset="utf-8")
 
 
@@ -107,10 +142,12 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def api_swarm(request: web.Request) -> web.Response:
+    await request.app[HUB].wanted()
     return web.Response(text=request.app[HUB].latest or "{}", content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await request.app[HUB].wanted()
     body = exposition(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
@@ -123,6 +160,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     response.headers.update(SECURITY_HEADERS)
     await response.prepare(request)
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+    await hub.wanted()
     hub.pages.add(queue)
     try:
         if hub.latest:
@@ -158,7 +196,16 @@ async def _poll_forever(app: web.Application, poller: Poller) -> None:
             obs = await loop.run_in_executor(worker, poller.observe)
             view.apply(obs)
             hub.publish(view.seq, json.dumps(view.snapshot(), separators=(",", ":")))
-            await asyncio.sleep(max(0.0, config.WEB_POLL_S - (loop.time() - started)))
+            while True:               # until the next look is due: soon if watched, else later or when asked
+                period = config.WEB_POLL_S if hub.watched() else config.WEB_IDLE_POLL_S
+                left = period - (loop.time() - started)
+                if left <= 0:
+                    break
+                hub.wake.clear()
+                try:
+                    await asyncio.wait_for(hub.wake.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
     finally:
         await loop.run_in_executor(worker, poller.close)
         worker.shutdown(wait=True)

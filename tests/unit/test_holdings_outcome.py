@@ -60,3 +60,4 @@ def test_after_a_while_status_carries_a_finished_jobs_totals_only(monkeypatch):
     late = h.status(0)
     assert late.peers == [] and late.failed_attempts == 2 and late.state == m.JobState.SEEDING.value
     assert h.outcome is not None and len(h.outcome.peers) == 40   # kept; only status leaves them out
+    assert len(h.status(0, alone=True).peers) == 40     # a status of this torrent alone: `download` re-attached
