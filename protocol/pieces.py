@@ -136,7 +136,7 @@ class Bitfield:
             spare = nbytes * 8 - size
             if spare and self._bits[-1] & ((1 << spare) - 1):
                 raise ValueError("bitfield has bits set past the last piece")
-            self._count = sum(bin(b).count("1") for b in self._bits)
+            self._count = int.from_bytes(self._bits, "big").bit_count()
         self._mask: int | None = None
 
     @classmethod

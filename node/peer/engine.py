@@ -193,9 +193,12 @@ class DownloadJob(PeerListing):
         if self.finished is not None:
             return
         now = self.clock()
+        wanted = self.pending_mask
         for remote in self.remotes.values():
             if not remote.listed or remote.banned or remote.rested_until > now:
                 continue
+            if wanted and not remote.bitfield.mask & wanted:
+                continue          # nothing it has is pending (and with pieces pending, no endgame)
             credit = self._credit(remote, now)
             while remote.inflight_bytes < credit and len(remote.fetches) < config.MAX_PIPELINE_REQUESTS:
                 piece = self._pick(remote, now)

@@ -160,6 +160,8 @@ def _check(value: Any, tp: Any, path: str) -> Any:
         if not isinstance(value, list):
             raise FieldError(path, f"must be list, not {type(value).__name__}")
         (item_tp,) = typing.get_args(tp)
+        if item_tp in _PLAIN and all(type(v) is item_tp for v in value):   # piece lists: no path per item
+            return value
         return [_check(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
