@@ -6,6 +6,7 @@
     python bench/swarm.py --quick --only zorrent --keys   # plain vs a private swarm (CURVE)
     python bench/swarm.py --rtt-ms 100 --quick      # the same with 100 ms between any two hosts
     python bench/swarm.py --mix --regime seed-bound --runs 1   # zorrent seed, zorrent + libtorrent leechers
+    python bench/swarm.py --mix --mix-lt 4 --quick   # 4 of the 6 leechers libtorrent, 2 zorrent
     python bench/swarm.py --grid --runs 1           # the grid of bench/swarm_grid.py (hours)
     python bench/swarm.py --grid --leechers 4 --sizes 64 --rtts 0,100 --seeds 1 --starts once
 
@@ -65,6 +66,7 @@ GOODPUT = 1448 / 1514          # TCP payload per Ethernet frame (timestamps on, 
 PEER_PORT, TRACKER_PORT = 6881, 6969
 CURVE = "zorrent+curve"        # zorrent as a private swarm (--keys)
 MIXED = "mixed"                # --mix: a zorrent seed, zorrent and libtorrent leechers (run_mixed)
+MIX_LT: int | None = None      # --mix-lt N: libtorrent leechers in the mixed swarm (None: every other one)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Result:
     seed_upload: float        # bytes the seeds' links sent, as a multiple of F
     trace: list = None        # [(t, {host: bytes sent so far})] every TRACE_S, with --trace
     cpu: CpuWatch = None
+    finished: dict = None     # leecher -> seconds from the run's start to its finish (uneven progress)
 
 
 def build(lab: Lab, regime: Regime) -> tuple[Host, list[Host], list[Host]]:
@@ -182,7 +185,7 @@ def run_zorrent(work: Path, src: Path, regime: Regime, trace: bool = False, keys
                 raise SystemExit(f"zorrent wrote a wrong file on {host.name}")
     os.environ.pop("ZORRENT_OUTPUT", None)
     os.environ.pop("ZORRENT_KEYS", None)
-    return Result(seconds, upload, tracer.samples, cpu)
+    return Result(seconds, upload, tracer.samples, cpu, {n: t - min(sent.values()) for n, t in done.items()})
 
 
 def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool = False) -> Result:
@@ -226,12 +229,14 @@ def run_libtorrent(work: Path, src: Path, torrent: Path, regime: Regime, trace: 
         for host in leeches:
             if not filecmp.cmp(src, work / host.name / src.name, shallow=False):
                 raise SystemExit(f"libtorrent wrote a wrong file on {host.name}")
-    return Result(seconds, upload, tracer.samples, cpu)
+    start = min(t["started"] for t in times)
+    return Result(seconds, upload, tracer.samples, cpu,
+                  {h.name: t["finished"] - start for h, t in zip([g[1] for g in gos], times)})
 
 
 def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool = False) -> Result:
     """``--mix`` (issue 18): zorrent seeds, and the leechers alternately zorrent and libtorrent
-    (leech0, leech2, ... zorrent). A libtorrent leecher is told the zorrent nodes' BEP 3
+    (leech0, leech2, ... zorrent; ``--mix-lt N``: N libtorrent ones, spread evenly). A libtorrent leecher is told the zorrent nodes' BEP 3
     addresses (data port + 1000) and the libtorrent leechers after it; a zorrent leecher finds the seeds and the
     other zorrent leechers through the tracker, and takes the libtorrent leechers as BEP 3
     sources (Download.peers, as x.pe)."""
@@ -240,8 +245,8 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
     node = [PY, str(REPO / "bench" / "lt_node.py"), "--torrent", str(torrent)]
     with Lab(rtt_ms=regime.rtt_ms, jitter_ms=regime.jitter_ms) as lab:
         tracker, seeds, leeches = build(lab, regime)
-        zl = [h for i, h in enumerate(leeches) if i % 2 == 0]
-        ll = [h for i, h in enumerate(leeches) if i % 2 == 1]
+        ll = lt_leechers(leeches, len(leeches) // 2 if MIX_LT is None else MIX_LT)
+        zl = [h for h in leeches if h not in ll]
         endpoint = _start_zorrent(work, tracker, [*seeds, *zl])
         results = {}
         for host in ll:
@@ -320,6 +325,13 @@ def run_mixed(work: Path, src: Path, torrent: Path, regime: Regime, trace: bool 
     return Result(seconds, upload, tracer.samples, cpu)
 
 
+def lt_leechers(leeches: list, count: int) -> list:
+    """``count`` of ``leeches`` spread evenly over the list (3 of 6: leech1, leech3, leech5), so
+    each kind has fast and slow links alike when the rates differ."""
+    n, k = len(leeches), max(0, min(count, len(leeches)))
+    return [h for i, h in enumerate(leeches) if (i + 1) * k // n > i * k // n]
+
+
 def print_givers(size: int, meta, hosts: list[Host], zl: list[Host], ll: list[Host], results: dict) -> None:
     """--mix --trace: who each leecher got its bytes from, as a share of F (a zorrent leecher's
     job stats; a libtorrent leecher's peer list when it finished)."""
@@ -387,10 +399,13 @@ def main() -> int:
                     help="also run zorrent as a private swarm (CURVE), alternating, and print the CURVE/plain ratio")
     ap.add_argument("--mix", action="store_true",
                     help="a mixed swarm (zorrent seed, zorrent and libtorrent leechers) instead of all-zorrent")
+    ap.add_argument("--mix-lt", type=int, help="with --mix: this many of the leechers run libtorrent (default half)")
     ap.add_argument("--auto-scale", action="store_true",
                     help="a run the CPU limited is run again at half the rates (twice at most)")
     args = ap.parse_args()
     runs = args.runs or (1 if args.quick else 3)
+    global MIX_LT
+    MIX_LT = args.mix_lt
     if args.grid:
         regimes = grid(**{axis: getattr(args, axis) for axis in AXES})
     else:
@@ -444,6 +459,9 @@ def main() -> int:
                               f"T_min{waves_bound}; the seeds uploaded {res.seed_upload:.2f}x F", flush=True)
                         print(f"    cpu: {res.cpu.summary()}" + ("  << CPU-LIMITED" if res.cpu.limited else ""),
                               flush=True)
+                        if res.finished:
+                            print("    done at (x T_min): " + " ".join(
+                                f"{n} {t / regime.t_min():.3f}" for n, t in sorted(res.finished.items())), flush=True)
                         show_trace(res.trace, caps_of(regime))
                 limited = any(r.cpu.limited for rs in cell.values() for r in rs if r)
                 if not (args.auto_scale and limited and attempt < 2):

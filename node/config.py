@@ -268,8 +268,17 @@ REQUEST_TIMEOUT_S = 2.0                       # one try of a control/tracker req
 REQUEST_RETRIES = 3                           # Lazy Pirate: tries before giving up
 ANNOUNCE_BATCH_S = 0.05                       # verified pieces wait at most this long
 PEER_REFRESH_S = 1.0                          # a downloading job re-reads the peer list
-PEER_REFRESH_MIN_S = 0.2                      # ... sooner while the job is young (half its age): peers that
-                                              # start together find each other at once
+PEER_REFRESH_MIN_S = 0.05                     # ... sooner while the job is young (half its age): peers that
+                                              # start together find each other at once. Not 0.2: the other
+#   leechers join the tracker's list a moment after a job's first ask (their registration), and at 0.2 s
+#   they met after their first pieces (RTT 0), or dialed links that were ready only after the first relay
+#   requests waited on them (RTT 100, bench/RESULTS.md "rtt"); one ask is out at a time, so at RTT >= 50
+#   the second ask goes as the first list arrives. A few asks more per job, in its first half second.
+FINISHED_PEERS_SHOWN_S = 60.0                 # a finished download's per-peer figures (Download Statistics) are in
+                                              # every status this long after it ends (the download command, the
+                                              # soak and the web view read them then), then only in a status of
+                                              # that torrent: the web view asks every peer twice a second, and a
+                                              # peer's answer must not grow with its download history
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
 STATUS_POLL_S = 0.2                           # ctl progress refresh
 STATUS_POLL_MIN_S = 0.01                      # ... and, near a download's expected end, as often as this (a status
@@ -469,6 +478,9 @@ BT_RECONNECT_MIN_S = 1.0                      # a download's first redial to a s
 BT_RECONNECT_MAX_S = 60.0                     # ... doubling up to this, while the download still wants it
 BT_REDIRECT_MEMO_S = 2.0                      # a piece send-once refused to a standard client: its other blocks
                                               # are refused this long without asking the rule again
+BT_LIVE_OFFERS = SEND_ONCE_SUGGEST            # send-once offers a BEP 3 remote may have waiting unasked before it
+                                              # gets new ones (bt/upload.py): pieces held for a client that
+                                              # ignores suggests are first copies nobody gets for SEND_ONCE_OFFER_S
 BT_CLOSE_GRACE_S = 0.5                        # requests left on a closed BEP 3 connection wait this long for
                                               # the next one (bt/remote.py on_closed) before they fail
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+from array import array
 from collections import deque
 from typing import TYPE_CHECKING, Iterable, Iterator
 
@@ -113,9 +115,13 @@ def iter_stream_hashes(parts: Iterable[tuple[Source, int]], piece_length: int, w
 
 
 class Bitfield:
-    """Which pieces are present. Bit order follows BEP-3: piece 0 is the MSB of byte 0."""
+    """Which pieces are present. Bit order follows BEP-3: piece 0 is the MSB of byte 0.
 
-    __slots__ = ("size", "_bits", "_count")
+    ``mask`` is the same bits as one int (piece i is ``piece_bit(size, i)``), cached until the
+    next ``add``: a download job intersects remotes' pieces with the ones it still wants in
+    one C-speed ``&`` instead of a Python test per piece (node/peer/engine.py)."""
+
+    __slots__ = ("size", "_bits", "_count", "_mask")
 
     def __init__(self, size: int, data: bytes | None = None) -> None:
         self.size = size
@@ -131,6 +137,7 @@ class Bitfield:
             if spare and self._bits[-1] & ((1 << spare) - 1):
                 raise ValueError("bitfield has bits set past the last piece")
             self._count = sum(bin(b).count("1") for b in self._bits)
+        self._mask: int | None = None
 
     @classmethod
     def full(cls, size: int) -> "Bitfield":
@@ -151,7 +158,15 @@ class Bitfield:
             return False
         self._bits[index >> 3] |= mask
         self._count += 1
+        self._mask = None
         return True
+
+    @property
+    def mask(self) -> int:
+        """The pieces present as one int (see ``piece_bit``)."""
+        if self._mask is None:
+            self._mask = int.from_bytes(self._bits, "big")
+        return self._mask
 
     def __len__(self) -> int:
         return self._count
@@ -170,3 +185,42 @@ class Bitfield:
 
     def to_bytes(self) -> bytes:
         return bytes(self._bits)
+
+
+def piece_bit(size: int, index: int) -> int:
+    """Piece ``index``'s bit in a ``Bitfield.mask`` of ``size`` pieces."""
+    return 1 << (((size + 7) & ~7) - 1 - index)
+
+
+def mask_indexes(mask: int, size: int) -> Iterator[int]:
+    """The pieces set in a ``Bitfield.mask`` of ``size`` pieces, lowest index first; costs one
+    step per piece set, not per piece."""
+    top = ((size + 7) & ~7) - 1
+    while mask:
+        pos = mask.bit_length() - 1
+        yield top - pos
+        mask ^= 1 << pos
+
+
+_LANES = [b"".join(b"\x00\x01" if byte & (0x80 >> k) else b"\x00\x00" for k in range(8)) for byte in range(256)]
+
+
+def count_pieces(masks: Iterable[int], size: int) -> list[int]:
+    """How many of ``masks`` (each a ``Bitfield.mask`` of ``size`` pieces) hold each piece.
+
+    Each mask's bits are spread into 16-bit lanes (a table per byte, in C), and the spread
+    ints are added: one addition counts every piece at once, since no lane can carry with
+    fewer than 65,536 masks. A job counts its remotes' pieces this way on every peer-list
+    refresh: remotes x pieces Python tests before (12 x 1,024 in a 12-leecher swarm)."""
+    nbytes = (size + 7) // 8
+    total, n = 0, 0
+    for mask in masks:
+        if mask:
+            total += int.from_bytes(b"".join(map(_LANES.__getitem__, mask.to_bytes(nbytes, "big"))), "big")
+        n += 1
+        if n == 0xFFFF:
+            raise ValueError("count_pieces counts at most 65,535 masks")
+    counts = array("H", total.to_bytes(2 * nbytes * 8, "big"))
+    if sys.byteorder == "little":
+        counts.byteswap()
+    return counts[:size].tolist()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from node import config
 from node.peer.integrity import SUSPENDED
 from node.peer.seedview import SwarmView
 from node.peer.storage import PendingRead
@@ -28,8 +29,9 @@ def check_block(holding, piece_index: int, block_offset: int, length: int, max_l
         raise ZorrentError(f"piece {piece_index} is not verified here", ErrorCode.PIECE_UNAVAILABLE)
 
 
-def send_once(holding, piece_index: int, requester, host=None) -> list[int] | None:
-    """None: serve it. A list: an origin seed sent this piece elsewhere; offer these instead.
+def send_once(holding, piece_index: int, requester, host=None, offer: int = config.SEND_ONCE_SUGGEST) -> list[int] | None:
+    """None: serve it. A list: an origin seed sent this piece elsewhere; offer these instead
+    (at most ``offer`` pieces).
     ``host`` (the node) lends its tracker for the seed's view of what other seeds sent
     (node/peer/seedview.py)."""
     if holding.role != "seed":
@@ -40,7 +42,7 @@ def send_once(holding, piece_index: int, requester, host=None) -> list[int] | No
         if sender.view is None:
             sender.view = SwarmView(sender, holding.meta.info_hash, holding.meta.num_pieces, host.peer_id)
         sender.view.maybe_ask(tracker, now)
-    return sender.admit(piece_index, requester, now)
+    return sender.admit(piece_index, requester, now, offer)
 
 
 def read_block(read_failed, holding, piece_index: int, block_offset: int, length: int) -> bytes | PendingRead:

@@ -28,6 +28,7 @@ where failures counts its timeouts, bad hashes and refused requests; banned peer
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections import deque
@@ -39,8 +40,13 @@ from node.peer.storage import sha1_of
 from protocol import messages as m
 from protocol.codec import Envelope
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
+from protocol.pieces import count_pieces, mask_indexes, piece_bit
 
 log = logging.getLogger("zorrent.engine")
+
+PICK_FROM_MASK_MAX = 64     # a remote with at most this many wanted pieces is picked from by rank,
+#                             one step each; one with more walks the order (a step per piece skipped)
+_RETRY_RANK = -(1 << 62)    # ranks of retried pieces: before every piece of the order
 
 
 class DownloadJob(PeerListing):
@@ -52,8 +58,12 @@ class DownloadJob(PeerListing):
         self.remotes: dict[str, RemotePeer] = {}
         self.fetches: dict[int, list[Fetch]] = {}    # piece -> attempts in flight
         self.pending: set[int] = set(range(self.meta.num_pieces)) - set(holding.bitfield.indexes())
+        self.pending_mask = sum(piece_bit(self.meta.num_pieces, i) for i in self.pending)   # the same, as a mask
         self.order: deque[int] = deque()
         self.retry: deque[int] = deque()
+        self.rank: dict[int, int] = {}                # piece -> its place in retry, then order (lower first)
+        self._front = 0                               # the rank of the last piece put first in the order
+        self._retried = itertools.count(_RETRY_RANK)
         self.bad_from: dict[int, set[str]] = {}       # piece -> peers whose copy failed
         self.failed_attempts = 0
         self.unexpected = 0                           # blocks nobody asked for, ignored
@@ -72,15 +82,45 @@ class DownloadJob(PeerListing):
             first.then(self._on_peers)
 
     def _rebuild_order(self) -> None:
-        avail: dict[int, int] = {}
+        """Rarest first: the pending pieces some listed remote has, fewest holders first, ties at
+        random. Counted on masks (protocol/pieces.py count_pieces), not remotes x pieces tests."""
+        size = self.meta.num_pieces
+        masks = []
         for remote in self.remotes.values():
             if remote.listed and not remote.banned:
-                for i in self.pending:
-                    if i in remote.bitfield and i not in remote.refused:
-                        avail[i] = avail.get(i, 0) + 1
+                mask = remote.bitfield.mask & self.pending_mask
+                for i in remote.refused:
+                    if mask & (bit := piece_bit(size, i)):
+                        mask ^= bit
+                masks.append(mask)
+        avail = count_pieces(masks, size) if masks else []
         rnd = random.random
-        self.order = deque(sorted((i for i in avail), key=lambda i: (avail[i], rnd())))
+        self.order = deque(sorted((i for i in self.pending if avail and avail[i]), key=lambda i: (avail[i], rnd())))
+        self.rank = {i: n for n, i in enumerate(self.order)}
+        self._front = 0
         self.retry.clear()
+
+    def _take(self, piece: int) -> None:
+        """``piece`` is no longer pending: it is being fetched (or is held)."""
+        if piece in self.pending:
+            self.pending.discard(piece)
+            self.pending_mask ^= piece_bit(self.meta.num_pieces, piece)
+
+    def _put_back(self, piece: int, retry: bool) -> None:
+        if piece not in self.pending:
+            self.pending.add(piece)
+            self.pending_mask |= piece_bit(self.meta.num_pieces, piece)
+        if retry:
+            self.retry.append(piece)
+            if self.rank.get(piece, 0) > _RETRY_RANK // 2:    # its first retry is where a walk finds it
+                self.rank[piece] = next(self._retried)
+
+    def _first(self, piece: int) -> None:
+        """``piece`` goes to the front of the order (only one remote has it), behind any retry."""
+        self.order.appendleft(piece)
+        if self.rank.get(piece, 0) > _RETRY_RANK // 2:    # not a retried piece: those stay first
+            self._front -= 1
+            self.rank[piece] = self._front
 
     # ------------------------------------------------------------------ scheduling
     def _credit(self, remote: RemotePeer, now: float) -> int:
@@ -91,18 +131,40 @@ class DownloadJob(PeerListing):
         return max(floor, min(config.PIPELINE_BYTES, int(remote.rate(now) * MIB * config.CREDIT_WINDOW_S)))
 
     def _pick(self, remote: RemotePeer, now: float) -> int | None:
+        """The first piece of retry, then order, that ``remote`` has and may be asked for.
+
+        What it has that is pending is one mask ``&``: a remote with nothing we want costs no
+        scan (in a swarm most remotes, most of the time), and one with a few such pieces is
+        answered from those few by rank; only one with many (a seed) walks the order, which
+        finds one near its front."""
+        candidates = remote.bitfield.mask & self.pending_mask
+        if not candidates:
+            remote.suggested.clear()       # none of them is pending
+            return None
         while remote.suggested:
             i = remote.suggested.popleft()
             if i in self.pending and i in remote.bitfield:
-                self.pending.discard(i)
+                self._take(i)
                 return i
+        if candidates.bit_count() <= PICK_FROM_MASK_MAX:
+            best, best_rank = None, None
+            for i in mask_indexes(candidates, self.meta.num_pieces):
+                rank = self.rank.get(i)
+                if (rank is not None and (best is None or rank < best_rank) and i not in remote.refused
+                        and remote.deferred.get(i, 0.0) <= now and self._may_fetch(remote, i)):
+                    best, best_rank = i, rank
+            if best is not None:
+                self._take(best)
+            return best
+        if len(self.order) > 2 * len(self.pending) + PICK_FROM_MASK_MAX:   # drop what was taken
+            self.order = deque(i for i in self.order if i in self.pending)
         for source in (self.retry, self.order):
             while source and source[0] not in self.pending:
                 source.popleft()
             for i in source:
                 if (i in self.pending and i in remote.bitfield and i not in remote.refused
                         and remote.deferred.get(i, 0.0) <= now and self._may_fetch(remote, i)):
-                    self.pending.discard(i)
+                    self._take(i)
                     return i
         return None
 
@@ -283,8 +345,7 @@ class DownloadJob(PeerListing):
         if not attempts:
             self.fetches.pop(fetch.piece_index, None)
             if fetch.piece_index not in self.holding.bitfield:
-                self.pending.add(fetch.piece_index)
-                self.retry.append(fetch.piece_index)
+                self._put_back(fetch.piece_index, retry=True)
         if count:
             self.failed_attempts += 1
             fetch.remote.failures += 1

@@ -17,9 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
+from node import config
 from node.peer import state
 from node.peer.seeding import SendOnce
 from node.peer.storage import PieceFile
+from node.process import trim_heap
 from protocol import messages as m
 from protocol.metainfo import Metainfo
 from protocol.pieces import Bitfield
@@ -55,6 +57,7 @@ class Holding:
     finished: float | None = None
     error: str = ""
     job: Any = None                    # its DownloadJob (node/peer/engine.py) while downloading
+    outcome: "Outcome | None" = None   # a finished job's figures, kept when the job is let go
     send_once: SendOnce | None = None  # an origin seed's record of who was sent which piece
     have_log: list = field(default_factory=list)   # pieces verified in this run, in order (node/peer/watch.py)
     hashing: HashProgress | None = None  # while HASHING or CHECKING: the hash under way
@@ -86,7 +89,15 @@ class Holding:
             fetched=self.fetched, ino=ino)
 
     def status(self, announced: int) -> m.JobStatus:
-        job = self.job
+        """Its status now. A finished download's per-peer figures (Download Statistics) are
+        in it for FINISHED_PEERS_SHOWN_S after the end; after that its totals only, so what a
+        status costs does not grow with the downloads a peer has done."""
+        job, done = self.job, self.outcome
+        if job is not None:
+            done = Outcome(job.failed_attempts, job.ignored, job.warning, job.peer_stats())
+        elif done is not None and time.monotonic() - (self.finished or 0.0) > config.FINISHED_PEERS_SHOWN_S:
+            done = dataclasses.replace(done, peers=[])
+        done = done or Outcome()
         have = len(self.bitfield)
         return m.JobStatus(
             info_hash=self.meta.info_hash, name=self.meta.name, path=str(self.file.path),
@@ -94,15 +105,26 @@ class Holding:
             announced=announced, resumed=self.resumed, fetched=self.fetched,
             length=self.meta.length,
             bytes_done=min(self.meta.length, have * self.meta.piece_length),
-            failed_attempts=job.failed_attempts if job else 0, ignored=job.ignored if job else 0,
+            failed_attempts=done.failed_attempts, ignored=done.ignored,
             elapsed_s=round((self.finished or time.monotonic()) - self.started, 3),
-            error=self.error, peers=job.peer_stats() if job else [], warning=job.warning if job else "",
+            error=self.error, peers=done.peers, warning=done.warning,
             **self._hash_status())
 
     def _hash_status(self) -> dict:
         if self.hashing is None or self.state not in (m.JobState.HASHING, m.JobState.CHECKING):
             return {}
         return {"hashed_bytes": self.hashing.done_bytes, "hash_bytes": self.hashing.total_bytes}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What status shows of a download job once it has ended: its figures as they were then
+    (the job itself, its remotes, their bitfields and channels, is let go)."""
+
+    failed_attempts: int = 0
+    ignored: int = 0
+    warning: str = ""
+    peers: list = field(default_factory=list)     # [m.PeerStat], final
 
 
 class Persist(Protocol):
@@ -257,6 +279,10 @@ class Holdings:
             return h
         h.finished = time.monotonic()
         h.state, h.error = new_state, error
+        if h.job is not None:          # its job has ended: keep its figures, let it go
+            job, h.job = h.job, None
+            h.outcome = Outcome(job.failed_attempts, job.ignored, job.warning, job.peer_stats())
+            trim_heap()
         if file is not None:
             h.file = file
         if bitfield is not None:

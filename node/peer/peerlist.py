@@ -11,7 +11,7 @@
 
 ``PeerListing`` is the part of node/peer/engine.py's DownloadJob that keeps this view
 (its base class): it reads and writes the job's ``remotes``, ``cursor``, ``warning`` and
-``sources`` and calls the job's ``schedule``, ``_rebuild_order`` and ``_abandon``.
+``sources`` and calls the job's ``schedule``, ``_rebuild_order``, ``_first`` and ``_abandon``.
 """
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ class PeerListing:
                 if i in self.pending and i not in remote.refused:
                     news = True
                     if not any(i in r.bitfield for r in self.remotes.values() if r is not remote):
-                        self.order.appendleft(i)     # the rarest: only this peer has it
+                        self._first(i)               # the rarest: only this peer has it
         self._watch(remote)
         if news:
             self.schedule()

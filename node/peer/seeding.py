@@ -47,9 +47,10 @@ class SendOnce:
         self.offers: deque[tuple[float, int]] = deque()   # (when, piece) in offer order, to lapse
         self.view = None                              # node/peer/seedview.py, made by block_rules
 
-    def admit(self, piece: int, requester: bytes, now: float) -> list[int] | None:
+    def admit(self, piece: int, requester: bytes, now: float, offer: int = config.SEND_ONCE_SUGGEST) -> list[int] | None:
         """None: serve ``piece`` to ``requester`` (a connection's identity). A list: don't;
-        offer these instead."""
+        offer these instead (at most ``offer``: fewer, or none, to a taker that leaves offers
+        unasked, node/peer/bt/upload.py)."""
         if self.offers:
             self._lapse(now)
         taken = self.taken.get(piece)
@@ -62,7 +63,7 @@ class SendOnce:
             return None
         if not self.fresh:
             return None
-        out = [self._take(q, requester, now) for q in self._next_fresh(config.SEND_ONCE_SUGGEST)]
+        out = [self._take(q, requester, now) for q in self._next_fresh(offer)]
         for q in out:
             self.offered[q] = now
             self.offers.append((now, q))

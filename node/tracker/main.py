@@ -17,6 +17,7 @@ from node.reactor import Reactor
 from node.tracker.context import TrackerContext, parse_networks
 from node.tracker.handlers import standard, tracker
 from node.tracker.http import INPROC_ENDPOINT, HttpDoor
+from node.tracker.stats import counting
 from node.tracker.store import open_store
 from protocol.errors import ZorrentError
 
@@ -66,12 +67,13 @@ def run(host: str, port: int, store_uri: str | None = None, ready_file: str | No
         raise
     ctx = TrackerContext(store=store, trusted=trusted)
     reactor = Reactor()
-    reactor.add(sock, serve(sock, tracker, ctx, batch_max=config.TRACKER_BATCH_MAX))
-    reactor.add(inproc, serve(inproc, standard, ctx, batch_max=config.TRACKER_BATCH_MAX))
+    reactor.add(sock, serve(sock, counting(tracker, ctx.counters), ctx, batch_max=config.TRACKER_BATCH_MAX))
+    reactor.add(inproc, serve(inproc, counting(standard, ctx.counters), ctx, batch_max=config.TRACKER_BATCH_MAX))
 
     def expire() -> None:
         for peer_id in ctx.expire_peers():
             log.info("expired silent peer %s", peer_id)
+        ctx.counters.log_types()
 
     reactor.call_every(config.HEARTBEAT_INTERVAL_S, expire)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -23,7 +23,7 @@ class Message:
     TYPE: ClassVar[MsgType]
 
     def to_body(self) -> dict[str, Any]:
-        return {f.name: _to_wire(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {name: _to_wire(getattr(self, name)) for name in _names(self.__class__)}
 
     @classmethod
     def from_body(cls, body: Any, path: str = "['body']") -> "Message":
@@ -112,9 +112,24 @@ def message(msg_type: MsgType):
 # ---------------------------------------------------------------- (de)serialisation
 
 
+@functools.cache
+def _names(cls: type) -> tuple[str, ...] | None:
+    """A dataclass's field names (None for any other type), once per class: a status of many
+    jobs and peers encodes thousands of nested records a second."""
+    if not dataclasses.is_dataclass(cls):
+        return None
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _to_wire(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    cls = value.__class__
+    if cls in _PLAIN or value is None or cls is float:
+        return value
+    if cls is list:
+        return [_to_wire(v) for v in value]
+    names = _names(cls)
+    if names is not None:
+        return {name: _to_wire(getattr(value, name)) for name in names}
     if isinstance(value, list):
         return [_to_wire(v) for v in value]
     return value

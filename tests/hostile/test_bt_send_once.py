@@ -59,3 +59,23 @@ def test_a_piece_sent_elsewhere_is_refused_whole_and_unsent_ones_are_suggested(s
     mine = suggested[0]
     assert answers(b, [(mine, i * BLOCK) for i in range(blocks)])[0] == ["piece"] * blocks
     assert answers(c, [(mine, 0)])[0] == ["reject"]                # b's to relay, not c's to take
+
+
+def test_a_client_that_leaves_offers_unasked_gets_no_more_until_it_asks(swarm):
+    """Offers held for a client that ignores suggests are first copies nobody gets: while
+    BT_LIVE_OFFERS of its offers wait unasked, a refusal offers it nothing more, and each
+    offer it takes up makes room for one new one."""
+    src, up = swarm.seeded("z1", [], "ignore.bin", 6 * 1024 * 1024 + 7, seed=44)
+    meta = metainfo.read(swarm.workdir / up["torrent"])
+    assert meta.num_pieces > 4 + 2 * config.BT_LIVE_OFFERS, meta.num_pieces
+    ih, port = bytes.fromhex(meta.info_hash), bt_port(swarm, "z1")
+    a, b = (unchoked(port, ih, name) for name in (b"a", b"b"))
+    assert answers(a, [(0, 0), (1, 0), (2, 0)])[0] == ["piece"] * 3    # a takes pieces 0, 1, 2 first
+
+    got, offered = answers(b, [(0, 0)])
+    assert got == ["reject"] and len(offered) == config.BT_LIVE_OFFERS, offered
+    got, more = answers(b, [(1, 0)])
+    assert got == ["reject"] and more == [], more                        # its offers still wait
+    assert answers(b, [(offered[0], 0)])[0] == ["piece"]                 # it takes one up
+    got, more = answers(b, [(2, 0)])
+    assert got == ["reject"] and len(more) == 1 and more[0] not in offered, more

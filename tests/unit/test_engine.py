@@ -512,3 +512,64 @@ def test_a_standard_peers_channel_is_closed_when_the_job_lets_it_go():
     job.close()
     assert peers["lt2"].closed
     assert not host.channels                       # no data-port link was asked for or let go
+
+
+# ---------------------------------------------------------------- picking on masks (issue 19)
+def _walk(job: DownloadJob, remote: RemotePeer, now: float):
+    """What _pick chose before masks: the first of retry, then order, that may be asked of ``remote``."""
+    for i in list(job.retry) + list(job.order):
+        if (i in job.pending and i in remote.bitfield and i not in remote.refused
+                and remote.deferred.get(i, 0.0) <= now and job._may_fetch(remote, i)):
+            return i
+    return None
+
+
+def _remote(job: DownloadJob, peer_id: str, pieces) -> RemotePeer:
+    bits = Bitfield(job.meta.num_pieces)
+    for i in pieces:
+        bits.add(i)
+    job.remotes[peer_id] = r = RemotePeer(peer_id, f"tcp://127.0.0.1:{len(job.remotes) + 1}", FakeChannel(peer_id), bits)
+    return r
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_pick_from_the_mask_is_the_piece_a_walk_of_the_order_finds(seed):
+    rnd = random.Random(seed)
+    job, host = bare_job(300)
+    remotes = [_remote(job, f"r{k}", rnd.sample(range(300), rnd.choice([3, 20, 60, 200, 300]))) for k in range(8)]
+    random.seed(seed)
+    job._rebuild_order()
+    now = host.clock.now
+    for i in rnd.sample(range(300), 40):                 # some are fetched (or held) already
+        job._take(i)
+    for i in rnd.sample(sorted(job.pending), 5):         # some came back from a failed attempt
+        job._take(i)
+        job._put_back(i, retry=True)
+    job._first(rnd.choice(sorted(job.pending)))          # one only a single remote has
+    remotes[0].refused.add(rnd.choice(remotes[0].bitfield.indexes()))
+    remotes[1].deferred[rnd.choice(remotes[1].bitfield.indexes())] = now + 5
+    assert job.pending_mask == sum(1 << (303 - i) for i in job.pending)   # 300 pieces: 38 bytes, 304 bits
+    for _ in range(120):
+        remote = rnd.choice(remotes)
+        expected = _walk(job, remote, now)
+        assert job._pick(remote, now) == expected
+        if expected is not None:
+            assert expected not in job.pending and not job.pending_mask & (1 << (303 - expected))
+
+
+def test_a_remote_with_nothing_wanted_walks_nothing():
+    job, host = bare_job(64)
+    full_remote(job, "seed")
+    held = _remote(job, "held", range(8))
+    for i in range(8):
+        job._take(i)                                     # what it has, we have (or fetch) already
+
+    class Untouchable:
+        def __iter__(self):
+            raise AssertionError("walked the order")
+
+        __bool__ = __len__ = __getitem__ = __iter__
+
+    job.order, job.retry = Untouchable(), Untouchable()
+    assert job._pick(held, host.clock.now) is None
+

@@ -145,3 +145,30 @@ def test_resident_tells_a_cached_range_from_a_dropped_one(data_file):
         assert not chunk_reader.resident(fd, 0, 16 * KIB)
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 9, 300, 1024])
+def test_masks_count_and_list_the_pieces_each_bitfield_holds(size):
+    rnd = random.Random(size)
+    fields = []
+    for _ in range(6):
+        bf = Bitfield(size)
+        for i in rnd.sample(range(size), rnd.randint(0, size)):
+            bf.add(i)
+        fields.append(bf)
+    fields.append(Bitfield(size))
+    for bf in fields:
+        assert bf.mask == int.from_bytes(bf.to_bytes(), "big")
+        assert list(pieces.mask_indexes(bf.mask, size)) == bf.indexes()
+        assert all(bool(bf.mask & pieces.piece_bit(size, i)) == (i in bf) for i in range(size))
+    assert pieces.count_pieces([bf.mask for bf in fields], size) == [sum(i in bf for bf in fields) for i in range(size)]
+    assert pieces.count_pieces([], size) == [0] * size
+
+
+def test_a_bitfields_mask_follows_each_add():
+    bf = Bitfield(20)
+    assert bf.mask == 0
+    bf.add(0)
+    assert bf.mask == pieces.piece_bit(20, 0) == 1 << 23
+    bf.add(19)
+    assert bf.mask == (1 << 23) | (1 << 4)

@@ -75,7 +75,7 @@ class BtConnection(Uploads, Outbox):
         self.refused_in_a_row = 0                  # requests refused as over BT_MAX_QUEUED_REQUESTS
         self.reads = 0                             # blocks with the read threads
         self.redirected: dict[int, float] = {}     # piece -> when send-once last refused it here (upload.py)
-        self.suggested: set[int] = set()           # pieces suggested to it (send-once) and not yet asked
+        self.suggested: dict[int, float] = {}      # piece -> when suggested to it (send-once), not yet sent
         self.bad_requests = 0
         self.uploaded = self.downloaded = 0        # block bytes, whole connection
         self.round_up = self.round_down = 0        # ... since the last rechoke (choker.py)

@@ -58,11 +58,16 @@ class Uploads:
         16 KiB block at a time: its first block refused, the others of the same burst are
         too, without asking again (each ask would hand this remote more unsent pieces to
         take, which it never hears of, and a seed out of unsent pieces serves anything).
-        The unsent pieces offered instead are suggested to it (BEP 6 suggest)."""
+        The unsent pieces offered instead are suggested to it (BEP 6 suggest), and held for it
+        (seeding.py) until it asks or SEND_ONCE_OFFER_S lapses. A standard client may leave a
+        suggest unasked (libtorrent asks for some), so it gets new offers only while fewer than
+        BT_LIVE_OFFERS of its last ones are waiting: pieces held for a client that ignores
+        them are first copies nobody gets, and a seed whose unsent pieces all wait so serves
+        second copies instead (seen at RTT 50: 90-173 unasked offers per connection)."""
         now = time.monotonic()
         if now - self.redirected.get(piece, float("-inf")) < config.BT_REDIRECT_MEMO_S:
             return True
-        offer = send_once(holding, piece, self.requester)
+        offer = send_once(holding, piece, self.requester, offer=max(0, config.BT_LIVE_OFFERS - self._live_offers(now)))
         if offer is None:
             return False
         if len(self.redirected) >= holding.meta.num_pieces:
@@ -72,8 +77,13 @@ class Uploads:
         for other in offer:
             if bits is None or other not in bits:
                 self.send(f.suggest(other))
-                self.suggested.add(other)           # bounded: pieces of the torrent
+                self.suggested[other] = now         # bounded: pieces of the torrent
         return True
+
+    def _live_offers(self, now: float) -> int:
+        """Pieces offered to this remote within SEND_ONCE_OFFER_S that it has not asked for."""
+        since = now - config.SEND_ONCE_OFFER_S
+        return sum(1 for when in self.suggested.values() if when > since)
 
     def _cancel(self, piece: int, begin: int, length: int) -> None:
         try:
@@ -172,7 +182,7 @@ class Uploads:
 
     def _send_piece(self, piece: int, begin: int, data, ticket) -> None:
         if self.suggested:
-            self.suggested.discard(piece)
+            self.suggested.pop(piece, None)
         self.uploaded += len(data)
         self.round_up += len(data)
         header = f.piece_header(piece, begin, len(data))
