@@ -72,12 +72,12 @@ def stat_state(path: Path) -> str:
     return path.read_text().rpartition(")")[2].split()[0]
 
 
-def one_run(work: Path, src: Path, waits: bool = False) -> dict:
+def one_run(work: Path, src: Path, waits: bool = False, disk_io: str | None = None) -> dict:
     swarm = Swarm(work)
     try:
         swarm.tracker()
         swarm.peer("s0")
-        swarm.peer("l0")
+        swarm.peer("l0", *(["--disk-io", disk_io] if disk_io else []))
         info = swarm.upload(src, "s0")
         pids = {name: proc.pid for name, proc, _ in swarm.procs}
         stamps = work / "stamps.json"
@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--waits", action="store_true",
                     help="sample the seeder's and leecher's threads in D state (disk waits), with their kernel stacks")
+    ap.add_argument("--disk-io", choices=["direct", "buffered"], help="the leecher's --disk-io (default: its own)")
     ap.add_argument("--dir", help="where the input file is kept (default: a temp dir)")
     args = ap.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="zorrent-timeline-"))
@@ -165,7 +166,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             print(f"run {run + 1}: {args.size_mib} MiB, code {REPO}", flush=True)
-            show(one_run(work, src, args.waits), src.stat().st_size)
+            show(one_run(work, src, args.waits, args.disk_io), src.stat().st_size)
             shutil.rmtree(work, ignore_errors=True)
     finally:
         if not args.dir:

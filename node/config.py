@@ -352,11 +352,6 @@ CHECK_THREADS = 2                             # per peer: whole-file hashes (upl
 # Memory per hash, pieces.hash_read_buffers(): 2 hash threads + 8 reads + 1 = 11 chunks of 8 MiB,
 # 88 MiB (16 MiB pieces: 2 + 4 + 1 = 7 of 16 MiB, 112 MiB); allocated when a hash starts, freed
 # when it ends; at most CHECK_THREADS hashes at once: 176 (224) MiB.
-# A peer's GIL switch interval (Python's default is 5 ms). The write and hash threads give the
-# GIL up for each pwritev and SHA-1 and then wait for it back behind the busy event loop, up to
-# a whole interval each time: 1,024 64 KiB O_DIRECT writes beside a busy thread took 3.4-3.8 s
-# at 5 ms and 0.45-0.63 s at 0.5 ms (a few % of switching for the loop).
-PEER_SWITCH_INTERVAL_S = 0.0005
 DISK_IO_MODES = ("direct", "buffered")
 DISK_IO = "direct"      # verified pieces are written O_DIRECT (no page cache) where the filesystem allows it
 TRACKER_BATCH_MAX = 512                       # requests drained into one group commit

@@ -6,7 +6,6 @@ imports nothing at the top that those processes do not run (supervisor, rich, ps
 import enum
 import signal
 import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -77,8 +76,6 @@ def peer(
 ) -> None:
     """Run one peer in the foreground (what start-peer runs for each peer)."""
     from node.peer.main import run
-
-    sys.setswitchinterval(config.PEER_SWITCH_INTERVAL_S)   # its write and hash threads get the GIL back sooner
 
     if bt_port is not None and not config.BT_PORT_OFF <= bt_port < 65536:
         raise ZorrentError(f"--bt-port {bt_port} is out of range", ErrorCode.BAD_INPUT)

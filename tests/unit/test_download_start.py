@@ -1,6 +1,5 @@
 """The `download` command's start (issue 20): its first requests overlap the work around them,
-and say the same things in the same order as when they went one after another; a peer's
-write and hash threads get the GIL back within its short switch interval."""
+and say the same things in the same order as when they went one after another."""
 import os
 import socket
 import subprocess
@@ -9,10 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from ctl import client
-from node import config
 from protocol.errors import ErrorCode, RemoteError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,18 +60,3 @@ def test_with_no_peer_the_ping_is_still_what_the_download_command_reports(tmp_pa
     assert fast == typer_, (fast, typer_)
     assert fast[0] == 1 and f"no answer from peer p1 at tcp://127.0.0.1:{port}" in fast[2], fast
     assert len(fast[2].strip().splitlines()) == 1 and "Traceback" not in fast[2]
-
-
-def test_the_peer_command_shortens_the_gil_switch_interval(monkeypatch):
-    from ctl.root import app
-    from node.peer import main as peer_main
-
-    seen = []
-    monkeypatch.setattr(peer_main, "run", lambda *a, **k: seen.append(sys.getswitchinterval()))
-    old = sys.getswitchinterval()
-    try:
-        res = CliRunner().invoke(app, ["peer", "--peer-id", "p1", "--port", "0"])
-    finally:
-        sys.setswitchinterval(old)
-    assert res.exit_code == 0, res.output
-    assert seen and abs(seen[0] - config.PEER_SWITCH_INTERVAL_S) < 1e-6 < old - seen[0]
