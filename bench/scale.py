@@ -7,8 +7,8 @@ a busy peer feel (issue 20).
 For each size, N peers (peers.json on loopback) come up as a user brings them up:
 `python main.py swarm up`, under supervisord, with the tracker and the web view. Once
 they have settled, every process's CPU time is read twice, --idle-s apart: first as
-`swarm up` leaves it (the web view polls every peer twice a second), then with the web
-view stopped (peers that nobody asks anything). Printed: each phase's CPU (% of one
+`swarm up` leaves it (the web view running, nobody looking at it: it polls every peer every
+WEB_IDLE_POLL_S), then with the web view stopped (peers that nobody asks anything). Printed: each phase's CPU (% of one
 core) and RSS per peer, of the tracker, the web view and supervisord, the tracker's CPU
 per peer per second, and the load average.
 

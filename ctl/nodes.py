@@ -336,7 +336,7 @@ def wait_web(url: str, timeout_s: float = config.READY_TIMEOUT_S) -> None:
 
     def ping() -> None:
         try:
-            with urllib.request.urlopen(url + "api/swarm", timeout=1) as reply:
+            with urllib.request.urlopen(f"{url}api/swarm?{config.WEB_PROBE_QUERY}", timeout=1) as reply:
                 if reply.status == 200:
                     return
         except (urllib.error.URLError, OSError):

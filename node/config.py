@@ -518,6 +518,8 @@ WEB_IDLE_POLL_S = 10.0                        # ... but this seldom while no one
                                               # local peer (300 of them: 600 statuses a second for nobody)
 WEB_WATCHED_S = 30.0                          # a page, /api/swarm or /metrics asked within this long is someone
                                               # looking (longer than Prometheus' default 15 s scrape interval)
+WEB_PROBE_QUERY = "probe"                     # /api/swarm?probe (swarm up's readiness check) answers as it is and
+                                              # is not someone looking
 WEB_FRESH_WAIT_S = 3.0                        # the first ask after a quiet spell waits this long at most for a
                                               # fresh look (one look is bounded by the timeouts below)
 WEB_STATUS_TIMEOUT_S = 0.4                    # a peer that does not answer a poll by then shows "no answer"

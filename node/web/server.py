@@ -142,7 +142,8 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def api_swarm(request: web.Request) -> web.Response:
-    await request.app[HUB].wanted()
+    if config.WEB_PROBE_QUERY not in request.query:            # a readiness probe (swarm up's) is not someone looking
+        await request.app[HUB].wanted()
     return web.Response(text=request.app[HUB].latest or "{}", content_type="application/json")
 
 

@@ -43,6 +43,10 @@ def test_looks_seldom_while_unwatched_and_at_once_when_asked(monkeypatch):
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.6)
             assert len(poller.looks) == 1                 # nobody looking: no look for WEB_IDLE_POLL_S
+            probe = await client.get("/api/swarm?probe", headers=headers)   # swarm up's readiness probe
+            assert probe.status == 200
+            await asyncio.sleep(0.3)
+            assert len(poller.looks) == 1                 # ... is not someone looking
             asked = time.monotonic()
             resp = await client.get("/api/swarm", headers=headers)
             assert resp.status == 200 and json.loads(await resp.text()) is not None
