@@ -126,11 +126,9 @@ class DownloadJob(PeerListing):
     def _credit(self, remote: RemotePeer, now: float) -> int:
         """Bytes a peer may have in flight: CREDIT_WINDOW_S of its rate (RemotePeer.rate:
         MiB/s since its first reply, less failures), at least two pieces (all it gets
-        before its first piece), at most PIPELINE_BYTES. A channel may say its own window (a
-        standard peer's, BT_CREDIT_WINDOW_S: it queues seconds of requests before it answers)."""
+        before its first piece), at most PIPELINE_BYTES."""
         floor = config.MIN_PIPELINE_REQUESTS * self.meta.piece_length
-        window = getattr(remote.channel, "credit_window_s", config.CREDIT_WINDOW_S)
-        return max(floor, min(config.PIPELINE_BYTES, int(remote.rate(now) * MIB * window)))
+        return max(floor, min(config.PIPELINE_BYTES, int(remote.rate(now) * MIB * config.CREDIT_WINDOW_S)))
 
     def _pick(self, remote: RemotePeer, now: float) -> int | None:
         """The first piece of retry, then order, that ``remote`` has and may be asked for.
