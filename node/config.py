@@ -478,13 +478,6 @@ BT_RECONNECT_MIN_S = 1.0                      # a download's first redial to a s
 BT_RECONNECT_MAX_S = 60.0                     # ... doubling up to this, while the download still wants it
 BT_REDIRECT_MEMO_S = 2.0                      # a piece send-once refused to a standard client: its other blocks
                                               # are refused this long without asking the rule again
-BT_CREDIT_WINDOW_S = 2.0                      # s of a BEP 3 remote's measured rate a download keeps in flight to it
-                                              # (bt/remote.py credit_window_s, for the engine's credit; zorrent
-                                              # remotes get CREDIT_WINDOW_S). A libtorrent leecher queues ~3 s of
-                                              # requests from each peer and answers after 0.2-2.3 s under load, so
-                                              # 0.5 s of its rate shrinks to the 2-piece floor and the libtorrent
-                                              # leechers finish 0.5-3 s before the zorrent ones; 4 s flipped that
-                                              # order; 2 s balanced it (bench/RESULTS.md, fifth stop)
 BT_LIVE_OFFERS = SEND_ONCE_SUGGEST            # send-once offers a BEP 3 remote may have waiting unasked before it
                                               # gets new ones (bt/upload.py): pieces held for a client that
                                               # ignores suggests are first copies nobody gets for SEND_ONCE_OFFER_S

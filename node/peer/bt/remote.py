@@ -48,7 +48,6 @@ class _Get:
 
 class BtRemoteChannel:
     _ids = iter(range(1, 1 << 62))
-    credit_window_s = config.BT_CREDIT_WINDOW_S    # the engine's credit window toward this remote (config)
 
     def __init__(self, service, host: str, port: int, info_hash: str, num_pieces: int) -> None:
         self.service, self.host, self.port = service, host, port
