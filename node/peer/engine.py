@@ -40,7 +40,7 @@ from node.peer.storage import sha1_of
 from protocol import messages as m
 from protocol.codec import Envelope
 from protocol.errors import ErrorCode, RemoteError, TransportError, ZorrentError
-from protocol.pieces import count_pieces, mask_indexes, piece_bit
+from protocol.pieces import all_pieces_mask, count_pieces, mask_indexes, piece_bit
 
 log = logging.getLogger("zorrent.engine")
 
@@ -58,7 +58,7 @@ class DownloadJob(PeerListing):
         self.remotes: dict[str, RemotePeer] = {}
         self.fetches: dict[int, list[Fetch]] = {}    # piece -> attempts in flight
         self.pending: set[int] = set(range(self.meta.num_pieces)) - set(holding.bitfield.indexes())
-        self.pending_mask = sum(piece_bit(self.meta.num_pieces, i) for i in self.pending)   # the same, as a mask
+        self.pending_mask = all_pieces_mask(self.meta.num_pieces) & ~holding.bitfield.mask   # the same, as a mask
         self.order: deque[int] = deque()
         self.retry: deque[int] = deque()
         self.rank: dict[int, int] = {}                # piece -> its place in retry, then order (lower first)

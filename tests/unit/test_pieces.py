@@ -172,3 +172,16 @@ def test_a_bitfields_mask_follows_each_add():
     assert bf.mask == pieces.piece_bit(20, 0) == 1 << 23
     bf.add(19)
     assert bf.mask == (1 << 23) | (1 << 4)
+
+
+def test_all_pieces_mask_is_every_piece_bit_at_any_size():
+    from protocol.pieces import all_pieces_mask, mask_indexes, piece_bit
+
+    for size in (1, 7, 8, 9, 300, 301, 1023):
+        assert all_pieces_mask(size) == sum(piece_bit(size, i) for i in range(size))
+        assert list(mask_indexes(all_pieces_mask(size), size)) == list(range(size))
+    held = Bitfield(301)
+    for i in (0, 5, 300):
+        held.add(i)
+    pending = all_pieces_mask(301) & ~held.mask
+    assert set(mask_indexes(pending, 301)) == set(range(301)) - {0, 5, 300}
