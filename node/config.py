@@ -274,9 +274,12 @@ PEER_REFRESH_MIN_S = 0.05                     # ... sooner while the job is youn
 #   they met after their first pieces (RTT 0), or dialed links that were ready only after the first relay
 #   requests waited on them (RTT 100, bench/RESULTS.md "rtt"); one ask is out at a time, so at RTT >= 50
 #   the second ask goes as the first list arrives. A few asks more per job, in its first half second.
+#   Measured: no gain above the noise in 1-2 pairs a cell (bench/RESULTS.md "rtt"); kept as it costs
+#   nothing seen. The mechanism to build next: a GET_PEERS parked at the tracker until the list changes.
 FINISHED_PEERS_SHOWN_S = 60.0                 # a finished download's per-peer figures (Download Statistics) are in
                                               # every status this long after it ends (the download command, the
-                                              # soak and the web view read them then), then its totals only: the
+                                              # soak and the web view read them then), then its totals only (but
+                                              # always in a status of that torrent alone: handlers._status): the
                                               # web view asks every peer twice a second, and a peer's answer must
                                               # not grow with its download history
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails

@@ -254,7 +254,7 @@ class Holdings:
             return None
         if new_state == m.JobState.CHECKING:
             h = self._held[info_hash] = dataclasses.replace(
-                h, job=None, state=m.JobState.CHECKING, error=error, finished=None,
+                h, job=None, outcome=None, state=m.JobState.CHECKING, error=error, finished=None,
                 bitfield=Bitfield(h.meta.num_pieces), have_log=[], hashing=HashProgress(h.meta.length))
             self.persist.changed()
             self.listener.withdrawn(info_hash)

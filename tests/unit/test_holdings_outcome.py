@@ -34,7 +34,7 @@ def _held(clock):
 
 def test_a_finished_job_is_let_go_and_its_figures_kept(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(holdings_mod.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(holdings_mod, "time", SimpleNamespace(monotonic=lambda: now[0]))
     trims = []
     monkeypatch.setattr(holdings_mod, "trim_heap", lambda: trims.append(1))
     hs, h, job = _held(now)
@@ -50,7 +50,7 @@ def test_a_finished_job_is_let_go_and_its_figures_kept(monkeypatch):
 
 def test_after_a_while_status_carries_a_finished_jobs_totals_only(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(holdings_mod.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(holdings_mod, "time", SimpleNamespace(monotonic=lambda: now[0]))
     monkeypatch.setattr(holdings_mod, "trim_heap", lambda: None)
     hs, h, _ = _held(now)
     hs.transition(h.info_hash, m.JobState.SEEDING, expect=h)
