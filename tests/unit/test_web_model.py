@@ -175,3 +175,22 @@ def test_a_delta_brings_the_whole_peer_list_up_to_its_version():
     assert (out.version, out.delta) == (9, False)
     assert [(p.peer_id, Bitfield(10, p.bitfield).indexes(), p.have) for p in out.peers] == [
         ("p1", [0, 1, 7], 3), ("p3", [9], 1)]
+
+
+def test_a_download_that_began_and_ended_between_two_looks_is_still_finished():
+    """While nobody looks the view looks every WEB_IDLE_POLL_S: a short download is first seen
+    seeding, with pieces fetched; a seed that uploaded (nothing fetched) is not 'finished'."""
+    view = SwarmView("tcp://127.0.0.1:1")
+    view.apply(Observation(at=1000.0, tracker=None, tracker_error="down"))
+
+    def job(fetched):
+        return m.JobStatus(info_hash="ab" * 20, name="f.bin", path="/tmp/f.bin", state=m.JobState.SEEDING.value,
+                           num_pieces=4, have=4, announced=4, resumed=0, fetched=fetched, length=4 << 18,
+                           bytes_done=4 << 18, failed_attempts=0, ignored=0, elapsed_s=1.0, error="", peers=[])
+
+    later = Observation(at=1010.0, tracker=None, tracker_error="down")
+    later.statuses["p1"] = m.StatusReply(peer_id="p1", registered=True, jobs=[job(4)], held_bytes=0, held_peak_bytes=0)
+    later.statuses["p2"] = m.StatusReply(peer_id="p2", registered=True, jobs=[job(0)], held_bytes=0, held_peak_bytes=0)
+    view.apply(later)
+    finished = [e for e in view.snapshot()["events"] if e["kind"] == "finished"]
+    assert [e["peer_id"] for e in finished] == ["p1"]
