@@ -41,7 +41,10 @@ def zctx() -> zmq.Context:
 def in_background(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
     """Start ``fn(*args)`` (a read-only request) on a thread now; the function returned waits for
     it and returns what it returned or raises what it raised. Two requests in flight at once,
-    or one while this process reads a file, instead of one round trip after another."""
+    or one while this process reads a file, instead of one round trip after another.
+
+    The caller must call the result, also on its own error path, unless it is about to exit: the
+    thread (a daemon, with its own socket) is joined only there (the download command exits)."""
     import threading
 
     zctx()                   # the one context, made before two threads could each make one

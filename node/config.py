@@ -252,6 +252,7 @@ def check_port(port: int, what: str = "port") -> int:
 HEARTBEAT_INTERVAL_S = 2.0                    # the shortest interval handed out (up to 100 peers): a small
                                               # swarm's silent peer is gone in PEER_EXPIRY_S = 6 s; a peer uses
                                               # it too until its tracker says otherwise
+TRACKER_TYPE_LOG_S = 60.0                     # the tracker logs its requests per second by type at most this often
 TRACKER_HEARTBEATS_PER_S = 50.0               # the heartbeat load a tracker aims at: one costs ~0.5 ms of tracker
                                               # CPU with its store write (bench-scale: 253 us per peer per s at
                                               # 2 s), so ~2.5% of a core, whatever the swarm (300 peers: 6 s)
@@ -282,6 +283,9 @@ FINISHED_PEERS_SHOWN_S = 60.0                 # a finished download's per-peer f
                                               # always in a status of that torrent alone: handlers._status): the
                                               # web view asks every peer twice a second, and a peer's answer must
                                               # not grow with its download history
+PICK_FROM_MASK_MAX = 64                       # a remote with at most this many wanted pieces is picked from by rank,
+                                              # one step each; one with more walks the order (a step per piece
+                                              # skipped): a bit count and a short sort beat a long walk below this
 BLOCK_TIMEOUT_S = 10.0                        # a block request not answered by then fails
 STATUS_POLL_S = 0.2                           # ctl progress refresh
 STATUS_POLL_MIN_S = 0.01                      # ... and, near a download's expected end, as often as this (a status

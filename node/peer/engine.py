@@ -44,8 +44,6 @@ from protocol.pieces import all_pieces_mask, count_pieces, mask_indexes, piece_b
 
 log = logging.getLogger("zorrent.engine")
 
-PICK_FROM_MASK_MAX = 64     # a remote with at most this many wanted pieces is picked from by rank,
-#                             one step each; one with more walks the order (a step per piece skipped)
 _RETRY_RANK = -(1 << 62)    # ranks of retried pieces: before every piece of the order
 
 
@@ -146,7 +144,7 @@ class DownloadJob(PeerListing):
             if i in self.pending and i in remote.bitfield:
                 self._take(i)
                 return i
-        if candidates.bit_count() <= PICK_FROM_MASK_MAX:
+        if candidates.bit_count() <= config.PICK_FROM_MASK_MAX:
             best, best_rank = None, None
             for i in mask_indexes(candidates, self.meta.num_pieces):
                 rank = self.rank.get(i)
@@ -156,7 +154,7 @@ class DownloadJob(PeerListing):
             if best is not None:
                 self._take(best)
             return best
-        if len(self.order) > 2 * len(self.pending) + PICK_FROM_MASK_MAX:   # drop what was taken
+        if len(self.order) > 2 * len(self.pending) + config.PICK_FROM_MASK_MAX:   # drop what was taken
             self.order = deque(i for i in self.order if i in self.pending)
         for source in (self.retry, self.order):
             while source and source[0] not in self.pending:

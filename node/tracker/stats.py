@@ -16,7 +16,6 @@ from node.dispatch import Dispatcher
 from protocol import messages as m
 
 log = logging.getLogger("zorrent.tracker")
-TYPE_LOG_S = 60.0            # the requests-by-type line in the tracker's log, at most this often
 
 @dataclass
 class TrackerCounters:
@@ -47,11 +46,11 @@ class TrackerCounters:
             latency_sum_s=self.latency_sum_s)
 
     def log_types(self, now: float | None = None) -> None:
-        """One log line of the requests by type since the last one (at most every TYPE_LOG_S;
+        """One log line of the requests by type since the last one (at most every TRACKER_TYPE_LOG_S;
         nothing when there were none): what a swarm asks of its tracker, per second."""
         now = time.monotonic() if now is None else now
         span = now - self.by_type_since
-        if span < TYPE_LOG_S:
+        if span < config.TRACKER_TYPE_LOG_S:
             return
         if self.by_type:
             log.info("requests/s over %.0f s: %s", span,

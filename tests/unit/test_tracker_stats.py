@@ -1,9 +1,9 @@
 """node/tracker/stats.py: the tracker counts its requests by type and logs them per second,
-at most once a TYPE_LOG_S and never when there were none."""
+at most once a TRACKER_TYPE_LOG_S and never when there were none."""
 import logging
 
+from node import config
 from node.dispatch import Dispatcher
-from node.tracker import stats
 from node.tracker.stats import TrackerCounters, counting
 from protocol import messages as m
 
@@ -24,8 +24,8 @@ def test_requests_are_counted_by_type_and_logged_per_second(caplog):
     with caplog.at_level(logging.INFO, logger="zorrent.tracker"):
         c.log_types(start + 1)                       # too soon: nothing, the count stays
         assert c.by_type == {"ping": 3} and not caplog.records
-        c.log_types(start + stats.TYPE_LOG_S)
+        c.log_types(start + config.TRACKER_TYPE_LOG_S)
         assert "requests/s over 60 s: ping 0.1" in caplog.text and not c.by_type
         caplog.clear()
-        c.log_types(start + 3 * stats.TYPE_LOG_S)    # none since: no line
+        c.log_types(start + 3 * config.TRACKER_TYPE_LOG_S)    # none since: no line
         assert not caplog.records
