@@ -75,7 +75,7 @@ class Hub:
         self.published_at = float("-inf")     # loop time of the latest snapshot
         self.wanted_at = float("-inf")        # loop time someone last asked
         self.wake = asyncio.Event()           # someone asked: look now if the last look is old
-        self._waiting: list[asyncio.Future] = []
+        self._next: asyncio.Future | None = None   # the next look, one for every waiter (any number of asks)
 
     def publish(self, seq: int, data: str) -> None:
         self.latest, self.seq = data, seq
@@ -84,10 +84,9 @@ class Hub:
             if queue.full():
                 queue.get_nowait()    # a slow page skips to the newest snapshot
             queue.put_nowait((seq, data))
-        for waiter in self._waiting:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiting.clear()
+        if self._next is not None and not self._next.done():
+            self._next.set_result(None)
+        self._next = None
 
     def watched(self) -> bool:
         return bool(self.pages) or asyncio.get_running_loop().time() - self.wanted_at < config.WEB_WATCHED_S
@@ -100,10 +99,10 @@ class Hub:
         self.wake.set()               # the poll loop re-reckons its next look
         if loop.time() - self.published_at <= 2 * config.WEB_POLL_S:
             return
-        waiter = loop.create_future()
-        self._waiting.append(waiter)
+        if self._next is None:
+            self._next = loop.create_future()
         try:
-            await asyncio.wait_for(waiter, config.WEB_FRESH_WAIT_S)
+            await asyncio.wait_for(asyncio.shield(self._next), config.WEB_FRESH_WAIT_S)
         except asyncio.TimeoutError:
             pass                      # answer with what there is
 
