@@ -182,8 +182,10 @@ class SwarmView:
         self._last[("state", peer_id, ih)] = job.state
         if job.state == m.JobState.SEEDING.value and (
                 before == m.JobState.DOWNLOADING.value
-                or (before is None and self.seq > 1 and job.fetched > 0)):   # began and ended between two
-            self.event(at, "finished", f"{peer_id} finished {job.name}", peer_id)   # looks (idle: 10 s apart)
+                or (before is None and self.seq > 1 and job.fetched > 0 and job.resumed < job.num_pieces)):
+            # ^ a download that began and ended between two looks (10 s apart while nobody looks),
+            #   not one a restarted peer resumed already complete
+            self.event(at, "finished", f"{peer_id} finished {job.name}", peer_id)
         elif before != job.state and job.state == m.JobState.FAILED.value:
             self.event(at, "failed", f"{peer_id} stopped {job.name}: {job.error}", peer_id)
         self._add("pieces_verified", peer_id, ih, self._delta(("fetched", peer_id, ih), job.fetched))

@@ -1,4 +1,5 @@
 """The web view's model, piece map and metrics, fed plain observations (no sockets)."""
+import dataclasses
 import json
 import random
 import time
@@ -191,6 +192,8 @@ def test_a_download_that_began_and_ended_between_two_looks_is_still_finished():
     later = Observation(at=1010.0, tracker=None, tracker_error="down")
     later.statuses["p1"] = m.StatusReply(peer_id="p1", registered=True, jobs=[job(4)], held_bytes=0, held_peak_bytes=0)
     later.statuses["p2"] = m.StatusReply(peer_id="p2", registered=True, jobs=[job(0)], held_bytes=0, held_peak_bytes=0)
+    resumed = dataclasses.replace(job(4), resumed=4)           # a restarted peer's download, complete on disk
+    later.statuses["p3"] = m.StatusReply(peer_id="p3", registered=True, jobs=[resumed], held_bytes=0, held_peak_bytes=0)
     view.apply(later)
     finished = [e for e in view.snapshot()["events"] if e["kind"] == "finished"]
     assert [e["peer_id"] for e in finished] == ["p1"]
