@@ -95,7 +95,7 @@ class Holding:
         torrent ``alone`` (the download command re-attached later) always carries them."""
         job, done = self.job, self.outcome
         if job is not None:
-            done = Outcome(job.failed_attempts, job.ignored, job.warning, job.peer_stats())
+            done = Outcome.of(job)
         elif done is not None and not alone and time.monotonic() - (self.finished or 0.0) > config.FINISHED_PEERS_SHOWN_S:
             done = dataclasses.replace(done, peers=[])
         done = done or Outcome()
@@ -126,6 +126,11 @@ class Outcome:
     ignored: int = 0
     warning: str = ""
     peers: list = field(default_factory=list)     # [m.PeerStat], final
+
+    @classmethod
+    def of(cls, job) -> "Outcome":
+        """A job's figures as they are now."""
+        return cls(job.failed_attempts, job.ignored, job.warning, job.peer_stats())
 
 
 class Persist(Protocol):
@@ -282,7 +287,7 @@ class Holdings:
         h.state, h.error = new_state, error
         if h.job is not None:          # its job has ended: keep its figures, let it go
             job, h.job = h.job, None
-            h.outcome = Outcome(job.failed_attempts, job.ignored, job.warning, job.peer_stats())
+            h.outcome = Outcome.of(job)
             trim_heap()
         if file is not None:
             h.file = file
